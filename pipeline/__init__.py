@@ -1,0 +1,1 @@
+"""Batch stylization pipeline for images and video."""

@@ -1,0 +1,61 @@
+"""How many images of one shape go to the device together.
+
+A fixed ``batch_size`` is used as given (and still halved on out-of-memory).
+``auto``:
+- CPU: 1.  Measured here (DESIGN.md section 6, and ``benchmarks/batch_cpu.py``):
+  on CPU a batch of 8 ran slower per image than batch 1, since one image
+  already keeps all cores busy and bigger batches only add memory traffic.
+- CUDA: as many as fit in half the free memory at an estimated cost per pixel,
+  capped at 32; an out-of-memory error halves it for that shape, for the rest
+  of the run, instead of killing the run.
+"""
+from __future__ import annotations
+
+import threading
+
+import torch
+
+from .context import RunContext
+
+_CUDA_BYTES_PER_PIXEL = 4096  # activations of a ResNet-9 CycleGAN in 16-bit, with headroom
+_CUDA_MAX_BATCH = 32
+
+
+class BatchSizer:
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self._sizes: dict[tuple[int, ...], int] = {}
+        self._lock = threading.Lock()
+
+    def size_for(self, shape: tuple[int, ...]) -> int:
+        with self._lock:
+            if shape not in self._sizes:
+                self._sizes[shape] = self._initial(shape)
+            return self._sizes[shape]
+
+    def shrink(self, shape: tuple[int, ...], failed_size: int) -> bool:
+        """After an out-of-memory at ``failed_size``; False when already at 1."""
+        with self._lock:
+            if failed_size <= 1:
+                return False
+            self._sizes[shape] = min(self._sizes.get(shape, failed_size), failed_size // 2)
+            if self.ctx.device.type == "cuda":
+                torch.cuda.empty_cache()
+            return True
+
+    def _initial(self, shape: tuple[int, ...]) -> int:
+        if self.ctx.batch_size is not None:
+            return self.ctx.batch_size
+        if self.ctx.device.type != "cuda":
+            return 1
+        free, _total = torch.cuda.mem_get_info(self.ctx.device)
+        pixels = shape[0] * shape[1]
+        return max(1, min(_CUDA_MAX_BATCH, int(free * 0.5) // (pixels * _CUDA_BYTES_PER_PIXEL)))
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, (RuntimeError, MemoryError)) and (
+        "out of memory" in text or "can't allocate memory" in text or isinstance(exc, MemoryError))

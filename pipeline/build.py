@@ -1,0 +1,49 @@
+"""From a job file to everything a run needs, or one located JobError.
+
+Used by both ``run`` and ``validate``, so validating checks exactly what a run
+would: the YAML, the sources, the device, and that every weights file loads.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import Job, load_job
+from .context import RunContext, resolve_device, resolve_precision
+from .errors import JobError, WeightsError
+from .plan import Plan, make_plan
+from .stages import get_stage
+from .stages.base import Stage
+
+
+@dataclass(frozen=True)
+class Prepared:
+    job: Job
+    ctx: RunContext
+    stages: tuple[Stage, ...]
+    plan: Plan
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        """What decides the output bytes; sources may be added without a restart."""
+        return {"precision": self.ctx.precision, "stages": [s.fingerprint() for s in self.stages]}
+
+
+def prepare(job_path: str | Path) -> Prepared:
+    job = load_job(job_path)
+    try:
+        device = resolve_device(job.device)
+    except (ValueError, RuntimeError) as exc:
+        raise JobError(str(exc), where="device") from None
+    ctx = RunContext(device=device, precision=resolve_precision(job.precision, device),
+                     batch_size=job.batch_size)
+    stages = []
+    for spec in job.stages:
+        try:
+            stages.append(get_stage(spec.name)(spec.params, ctx))
+        except WeightsError as exc:
+            raise JobError(str(exc), location=spec.location, where=spec.where) from None
+    encode = stages[-1]
+    plan = make_plan(job, encode.output_relpath)
+    return Prepared(job=job, ctx=ctx, stages=tuple(stages), plan=plan)

@@ -1,0 +1,199 @@
+"""load_job(path) -> Job: the job file as frozen dataclasses, every error located.
+
+Nothing downstream reads raw dicts.  Stage options are parsed into each
+stage's own ``Params`` dataclass, looked up in the stage registry.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import JobError, Location
+from .stages import get_stage, stage_names
+from .typed_yaml import Node, ParseContext, describe, did_you_mean, load_yaml, parse_value
+
+TOP_LEVEL_KEYS = ("name", "sources", "output", "device", "precision", "batch_size", "workers", "stages")
+SOURCE_KINDS = ("images",)
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    kind: str  # "images"
+    pattern: str  # as written in the job
+    path: Path  # resolved against the job's folder (may hold glob characters)
+    into: str  # sub-folder under the output folder ("" for none)
+    location: Location
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    params: Any  # the stage's frozen Params dataclass
+    index: int
+    location: Location
+
+    @property
+    def where(self) -> str:
+        return f"stages[{self.index}] ({self.name})"
+
+
+@dataclass(frozen=True)
+class Job:
+    path: Path
+    name: str
+    sources: tuple[SourceSpec, ...]
+    output: Path
+    device: str  # auto | cpu | cuda | cuda:N
+    precision: str  # auto | fp32 | fp16 | bf16
+    batch_size: int | None  # None means auto
+    workers: int | None  # decode/encode threads each; None means auto
+    stages: tuple[StageSpec, ...]  # always decode first, encode last
+
+    def stage_location(self, index: int) -> Location:
+        return self.stages[index].location
+
+
+def load_job(path: str | Path) -> Job:
+    path = Path(path)
+    root = load_yaml(path)
+    ctx = ParseContext(file=path, base_dir=path.resolve().parent)
+    if not root.is_mapping:
+        raise JobError(f"a job file is a mapping of keys, got {describe(root.value)}",
+                       location=root.location)
+    top = root.value
+    for key, loc in root.key_locations.items():
+        if key not in TOP_LEVEL_KEYS:
+            hint = did_you_mean(key, TOP_LEVEL_KEYS)
+            raise JobError(f"unknown key '{key}'", location=loc,
+                           hint=f"{hint + ' ' if hint else ''}valid keys: {', '.join(TOP_LEVEL_KEYS)}")
+    for key in ("sources", "output", "stages"):
+        if key not in top:
+            raise JobError(f"missing required key '{key}'", location=root.location)
+
+    name = parse_value(str, top["name"], "name", ctx) if "name" in top else path.stem
+    output = parse_value(Path, top["output"], "output", ctx)
+    device = _choice_by_pattern(top.get("device"), "device", "auto", _DEVICE,
+                                "auto, cpu, cuda or cuda:N")
+    precision = _literal(top.get("precision"), "precision", "auto", PRECISIONS)
+    batch_size = _auto_or_positive_int(top.get("batch_size"), "batch_size", ctx)
+    workers = _auto_or_positive_int(top.get("workers"), "workers", ctx)
+    sources = _parse_sources(top["sources"], ctx)
+    stages = _parse_stages(top["stages"], ctx)
+    return Job(path=path, name=name, sources=sources, output=output, device=device,
+               precision=precision, batch_size=batch_size, workers=workers, stages=stages)
+
+
+def _literal(node: Node | None, where: str, default: str, options: tuple[str, ...]) -> str:
+    if node is None:
+        return default
+    if isinstance(node.value, str) and node.value in options:
+        return node.value
+    hint = did_you_mean(str(node.value), options)
+    raise JobError(f"{describe(node.value)} is not valid; expected one of {', '.join(options)}",
+                   location=node.location, where=where, hint=hint)
+
+
+def _choice_by_pattern(node: Node | None, where: str, default: str, pattern: re.Pattern,
+                       valid: str) -> str:
+    if node is None:
+        return default
+    if isinstance(node.value, str) and pattern.match(node.value):
+        return node.value
+    raise JobError(f"{describe(node.value)} is not valid; expected {valid}",
+                   location=node.location, where=where)
+
+
+def _auto_or_positive_int(node: Node | None, where: str, ctx: ParseContext) -> int | None:
+    if node is None or node.value == "auto":
+        return None
+    if isinstance(node.value, int) and not isinstance(node.value, bool) and node.value > 0:
+        return node.value
+    raise JobError(f"{describe(node.value)} is not valid; expected 'auto' or a positive integer",
+                   location=node.location, where=where)
+
+
+def _parse_sources(node: Node, ctx: ParseContext) -> tuple[SourceSpec, ...]:
+    if not isinstance(node.value, list) or not node.value:
+        raise JobError("expected a list of sources, e.g. '- images: photos/'",
+                       location=node.location, where="sources")
+    specs = []
+    for i, item in enumerate(node.value):
+        where = f"sources[{i}]"
+        if not item.is_mapping:
+            raise JobError(f"expected a mapping like 'images: photos/', got {describe(item.value)}",
+                           location=item.location, where=where)
+        kinds = [k for k in item.value if k in SOURCE_KINDS]
+        for key, loc in item.key_locations.items():
+            if key not in SOURCE_KINDS and key != "into":
+                hint = did_you_mean(key, SOURCE_KINDS + ("into",))
+                raise JobError(f"unknown key '{key}'", location=loc, where=where,
+                               hint=f"{hint + ' ' if hint else ''}valid keys: "
+                                    f"{', '.join(SOURCE_KINDS)}, into")
+        if len(kinds) != 1:
+            raise JobError(f"each source needs exactly one of {', '.join(SOURCE_KINDS)}",
+                           location=item.location, where=where)
+        kind = kinds[0]
+        pattern = parse_value(str, item.value[kind], f"{where}.{kind}", ctx)
+        into = parse_value(str, item.value["into"], f"{where}.into", ctx) if "into" in item.value else ""
+        if into and (Path(into).is_absolute() or ".." in Path(into).parts):
+            raise JobError(f"'into' must be a relative folder inside the output, got '{into}'",
+                           location=item.value["into"].location, where=where)
+        specs.append(SourceSpec(kind=kind, pattern=pattern,
+                                path=ctx.base_dir / Path(pattern).expanduser(), into=into,
+                                location=item.location))
+    return tuple(specs)
+
+
+def _parse_stages(node: Node, ctx: ParseContext) -> tuple[StageSpec, ...]:
+    if not isinstance(node.value, list) or not node.value:
+        raise JobError("expected a list of stages, e.g. '- decode', '- fast_style: {weights: ...}'",
+                       location=node.location, where="stages")
+    specs = []
+    for i, item in enumerate(node.value):
+        name, options, name_loc = _stage_entry(item, i)
+        where = f"stages[{i}] ({name})"
+        try:
+            cls = get_stage(name)
+        except KeyError:
+            hint = did_you_mean(name, stage_names())
+            raise JobError(f"unknown stage '{name}'", location=name_loc, where=f"stages[{i}]",
+                           hint=f"{hint + ' ' if hint else ''}known stages: "
+                                f"{', '.join(stage_names())}") from None
+        options = options if options is not None else Node({}, item.location)
+        params = parse_value(cls.Params, options, where, ctx)
+        specs.append(StageSpec(name=name, params=params, index=i, location=name_loc))
+    return _with_io_stages(specs, ctx)
+
+
+def _stage_entry(item: Node, index: int) -> tuple[str, Node | None, Location]:
+    """A bare name, or a one-key mapping {name: {options}}."""
+    if isinstance(item.value, str):
+        return item.value, None, item.location
+    if item.is_mapping and len(item.value) == 1:
+        (name, options), = item.value.items()
+        return name, options, item.key_locations[name]
+    raise JobError(f"expected a stage name or a one-key mapping like 'resize: {{short_side: 512}}', "
+                   f"got {describe(item.value)}", location=item.location, where=f"stages[{index}]")
+
+
+def _with_io_stages(specs: list[StageSpec], ctx: ParseContext) -> tuple[StageSpec, ...]:
+    """decode first and encode last; either may be left out for its defaults."""
+    for spec in specs:
+        kind = get_stage(spec.name).kind
+        first, last = spec is specs[0], spec is specs[-1]
+        if kind == "decode" and not first:
+            raise JobError("decode must be the first stage", location=spec.location, where=spec.where)
+        if kind == "encode" and not last:
+            raise JobError("encode must be the last stage", location=spec.location, where=spec.where)
+    out = list(specs)
+    if get_stage(out[0].name).kind != "decode":
+        cls = get_stage("decode")
+        out.insert(0, StageSpec("decode", cls.Params(), -1, Location(ctx.file, 1, 1)))
+    if get_stage(out[-1].name).kind != "encode":
+        cls = get_stage("encode")
+        out.append(StageSpec("encode", cls.Params(), len(specs), Location(ctx.file, 1, 1)))
+    return tuple(out)

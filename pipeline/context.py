@@ -1,0 +1,52 @@
+"""The run context: everything a stage may depend on besides its own params.
+
+No hidden globals: device, precision and batch size arrive here, resolved
+once from the job (``auto`` becomes a concrete choice) and passed down.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class RunContext:
+    device: torch.device
+    precision: str  # fp32 | fp16 | bf16, never auto
+    batch_size: int | None  # None: find one (see executor.BatchSizer)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return DTYPES[self.precision]
+
+
+def resolve_device(requested: str) -> torch.device:
+    """``auto`` picks CUDA when present; an explicit CUDA device must exist."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device '{requested}' was asked for but CUDA is not available "
+                             "(torch.cuda.is_available() is False); use 'auto' or 'cpu'")
+        index = device.index or 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device '{requested}' does not exist: this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """``auto``: bf16 on CUDA where supported, else fp16; fp32 on CPU.
+
+    CPU conv kernels in bf16/fp16 are slower than fp32 on most CPUs, so auto
+    never picks them there; asking explicitly still works.
+    """
+    if requested != "auto":
+        return requested
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"

@@ -1,0 +1,99 @@
+"""Errors that say where and what to do.
+
+Every error carries enough context to act on at 3 a.m.: the file (and for job
+files the line and column), the stage, and a remedy.  Each subclasses the
+builtin it resembles, as PyAV's errors do, so generic handlers still work.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in a job file (1-based line and column, as editors show them)."""
+
+    file: Path
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+class PipelineError(Exception):
+    """Base class of everything this package raises on purpose."""
+
+
+class JobError(PipelineError, ValueError):
+    """The job itself is invalid (bad YAML, unknown key, missing weights...).
+
+    Rendered as ``file:line:col: where: message; hint``.  The CLI exits 2.
+    """
+
+    def __init__(self, message: str, *, location: Location | None = None,
+                 where: str = "", hint: str = "") -> None:
+        self.message = message
+        self.location = location
+        self.where = where
+        self.hint = hint
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = []
+        if self.location is not None:
+            parts.append(f"{self.location}:")
+        if self.where:
+            parts.append(f"{self.where}:")
+        parts.append(self.message)
+        text = " ".join(parts)
+        if self.hint:
+            text += f"; {self.hint}"
+        return text
+
+
+class MediaError(PipelineError, ValueError):
+    """A source file could not be read, or an output could not be written."""
+
+    def __init__(self, path: str | Path, reason: str, *, stage: str = "",
+                 hint: str = "") -> None:
+        self.path = Path(path)
+        self.reason = reason
+        self.stage = stage
+        self.hint = hint
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.path}"
+        if self.stage:
+            where += f" ({self.stage})"
+        text = f"{where}: {self.reason}"
+        if self.hint:
+            text += f"; {self.hint}"
+        return text
+
+
+class WeightsError(PipelineError, ValueError):
+    """A weights file is missing, unreadable, or of the wrong model family."""
+
+    def __init__(self, path: str | Path, reason: str, *, hint: str = "") -> None:
+        self.path = Path(path)
+        self.reason = reason
+        self.hint = hint
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        text = f"{self.path}: {self.reason}"
+        if self.hint:
+            text += f"; {self.hint}"
+        return text
+
+
+class StageError(PipelineError, RuntimeError):
+    """A stage failed on a batch; the executor records it against each source."""
+
+    def __init__(self, stage: str, reason: str) -> None:
+        self.stage = stage
+        self.reason = reason
+        super().__init__(f"stage {stage}: {reason}")

@@ -1,0 +1,241 @@
+"""The executor: threads, queues, batching, device transfer and commits.
+
+    decode threads --(bounded queue)--> device loop --(bounded queue)--> encode threads
+                                        (this thread)                      commit to ledger
+
+A blocking put on a full queue is the back-pressure.  The device loop groups
+decoded images by shape and sends each group to the device as one uint8 batch,
+converted to the working dtype there.  A batch that fails is retried one image
+at a time, so one bad image fails alone; an out-of-memory error halves the
+batch size for that shape instead of killing the run.  The executor names no
+concrete stage: it sees one decode stage, transform stages and one encode stage.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .batching import BatchSizer, is_out_of_memory
+from .context import RunContext
+from .errors import MediaError
+from .ledger import Ledger
+from .plan import Unit
+from .stages.base import Stage
+
+_DONE = object()  # end-of-stream marker on the queues
+_MAX_WAITING = 64  # decoded images held back waiting for same-size company, at most
+_POLL_S = 0.05  # how long the device loop waits for more images before running a partial batch
+
+
+@dataclass(frozen=True)
+class Failure:
+    source: Path
+    stage: str
+    reason: str
+
+
+@dataclass
+class Summary:
+    done: int = 0
+    skipped: int = 0  # already done by an earlier run
+    failures: list[Failure] = field(default_factory=list)
+    wall_s: float = 0.0
+    interrupted: bool = False
+
+
+@dataclass
+class _Decoded:
+    unit: Unit
+    image: np.ndarray
+
+
+class _StageFailed(Exception):
+    def __init__(self, stage: str, cause: BaseException) -> None:
+        super().__init__(f"{stage}: {cause}")
+        self.stage, self.cause = stage, cause
+
+
+class Executor:
+    def __init__(self, stages: Sequence[Stage], ctx: RunContext, ledger: Ledger, *,
+                 workers: int | None = None,
+                 on_progress: Callable[[int, bool], None] = lambda n, ok: None) -> None:
+        self.decode, *self.transforms, self.encode = stages
+        assert self.decode.kind == "decode" and self.encode.kind == "encode"
+        self.ctx = ctx
+        self.ledger = ledger
+        self.workers = workers or max(1, min(4, os.cpu_count() or 1))
+        self.sizer = BatchSizer(ctx)
+        self.on_progress = on_progress
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._summary = Summary()
+
+    # -- public -------------------------------------------------------------
+    def run(self, units: Sequence[Unit]) -> Summary:
+        start = time.perf_counter()
+        todo: queue.Queue = queue.Queue()
+        for unit in units:
+            todo.put(unit)
+        decoded: queue.Queue = queue.Queue(maxsize=4 * self.workers + 16)
+        encoded: queue.Queue = queue.Queue(maxsize=2 * self.workers + 8)
+        decoders = [threading.Thread(target=self._decode_loop, args=(todo, decoded),
+                                     name=f"decode-{i}", daemon=True) for i in range(self.workers)]
+        encoders = [threading.Thread(target=self._encode_loop, args=(encoded,),
+                                     name=f"encode-{i}", daemon=True) for i in range(self.workers)]
+        for t in decoders + encoders:
+            t.start()
+        try:
+            self._device_loop(decoded, encoded, len(decoders))
+        except KeyboardInterrupt:
+            self._stop.set()
+            self._summary.interrupted = True
+        finally:
+            for _ in encoders:  # encoders always drain, so these puts finish
+                self._put(encoded, _DONE, until_stop=False)
+            for t in decoders + encoders:
+                _join(t)
+        self._summary.wall_s = time.perf_counter() - start
+        return self._summary
+
+    # -- threads ------------------------------------------------------------
+    def _decode_loop(self, todo: queue.Queue, decoded: queue.Queue) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    unit = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    image = self.decode.read(unit.source)
+                except Exception as exc:  # one bad file must not end the run
+                    self._fail(unit, self.decode.name, exc)
+                    continue
+                self._put(decoded, _Decoded(unit, image))
+        finally:
+            self._put(decoded, _DONE)
+
+    def _encode_loop(self, encoded: queue.Queue) -> None:
+        while True:
+            item = encoded.get()
+            if item is _DONE:
+                return
+            if self._stop.is_set():
+                continue  # interrupted: drain without writing; the rerun redoes these
+            unit, image = item
+            try:
+                self.ledger.commit(unit.key, lambda tmp: self.encode.write(image, tmp, unit.source.suffix))
+            except Exception as exc:
+                self._fail(unit, self.encode.name, exc)
+                continue
+            with self._lock:
+                self._summary.done += 1
+            self.on_progress(1, True)
+
+    def _device_loop(self, decoded: queue.Queue, encoded: queue.Queue, producers: int) -> None:
+        groups: dict[tuple[int, ...], list[_Decoded]] = {}
+        running = producers
+        while running or groups:
+            item = None
+            if running:
+                try:  # wait briefly when a partial batch is waiting, else until something comes
+                    item = decoded.get(timeout=_POLL_S if groups else 1.0)
+                except queue.Empty:
+                    if not groups:
+                        continue
+            if item is _DONE:
+                running -= 1
+            elif item is None:  # nothing new came in time, or no more will: run the oldest group
+                self._run_group(groups.pop(next(iter(groups))), encoded)
+            else:
+                group = groups.setdefault(item.image.shape, [])
+                group.append(item)
+                if len(group) >= self.sizer.size_for(item.image.shape):
+                    self._run_group(groups.pop(item.image.shape), encoded)
+                elif sum(map(len, groups.values())) > _MAX_WAITING:
+                    # Many sizes, few of each: memory stays bounded, the oldest goes now.
+                    self._run_group(groups.pop(next(iter(groups))), encoded)
+
+    # -- batches ------------------------------------------------------------
+    def _run_group(self, items: list[_Decoded], encoded: queue.Queue) -> None:
+        while items:
+            size = self.sizer.size_for(items[0].image.shape)
+            batch, items = items[:size], items[size:]
+            try:
+                outputs = self._on_device([it.image for it in batch])
+            except _StageFailed as exc:
+                if is_out_of_memory(exc.cause) and self.sizer.shrink(batch[0].image.shape, len(batch)):
+                    items = batch + items  # retry with the smaller size
+                    continue
+                if len(batch) > 1:  # find the image that fails; the others go on
+                    for single in batch:
+                        self._run_group([single], encoded)
+                    continue
+                self._fail(batch[0].unit, exc.stage, exc.cause)
+                continue
+            for it, out in zip(batch, outputs):
+                self._put(encoded, (it.unit, out))
+
+    def _on_device(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """uint8 HxWxC images of one shape -> stages -> rounded uint8 images."""
+        ctx = self.ctx
+        with torch.inference_mode():
+            x = _upload(images, ctx.device).permute(0, 3, 1, 2).to(ctx.dtype)
+            for stage in self.transforms:
+                try:
+                    x = stage(x)
+                except Exception as exc:
+                    raise _StageFailed(stage.name, exc) from exc
+            y = x.float().round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+            out = _download(y)
+        return list(out)
+
+    # -- helpers ------------------------------------------------------------
+    def _fail(self, unit: Unit, stage: str, exc: BaseException) -> None:
+        reason = exc.reason if isinstance(exc, MediaError) else f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            self._summary.failures.append(Failure(unit.source, stage, reason))
+        self.ledger.record_failure(str(unit.source), stage, reason)
+        self.on_progress(1, False)
+
+    def _put(self, q: queue.Queue, item: object, *, until_stop: bool = True) -> None:
+        """A blocking put (the back-pressure) that gives up once the run is stopping."""
+        while True:
+            try:
+                q.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                if until_stop and self._stop.is_set():
+                    return
+
+
+def _upload(images: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """uint8 NHWC on the device; through pinned memory, without blocking, on CUDA."""
+    if device.type != "cuda":
+        return torch.from_numpy(np.stack(images))
+    host = torch.empty((len(images), *images[0].shape), dtype=torch.uint8, pin_memory=True)
+    for i, image in enumerate(images):
+        host[i].copy_(torch.from_numpy(image))
+    return host.to(device, non_blocking=True)
+
+
+def _download(y: torch.Tensor) -> np.ndarray:
+    if y.device.type != "cuda":
+        return y.contiguous().numpy()
+    host = torch.empty(y.shape, dtype=torch.uint8, pin_memory=True)
+    host.copy_(y, non_blocking=True)
+    torch.cuda.current_stream(y.device).synchronize()
+    return host.numpy()
+
+
+def _join(thread: threading.Thread) -> None:
+    # Joining in short slices keeps Ctrl-C responsive in the main thread.
+    while thread.is_alive():
+        thread.join(timeout=0.2)

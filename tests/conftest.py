@@ -1,0 +1,73 @@
+"""Tiny media and weights made on the fly; tests never read ../shared."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def natural_image(h: int, w: int, seed: int) -> np.ndarray:
+    """Smooth gradients, a disc and mild noise: closer to a photo than pure noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([xx / max(w - 1, 1) * 200 + 30, yy / max(h - 1, 1) * 180 + 40,
+                    (xx + yy) / (h + w) * 150 + 60], axis=-1)
+    cy, cx, r = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w, min(h, w) / 4
+    img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.uniform(0, 255, 3)
+    img += rng.normal(0, 6, img.shape)
+    return np.clip(img, 0, 255).round().astype(np.uint8)
+
+
+def make_photos(folder: Path, n: int, size=(24, 32), seed: int = 0, ext: str = "png",
+                subdirs: int = 1) -> list[Path]:
+    """``n`` small images spread over ``subdirs`` sub-folders."""
+    paths = []
+    for i in range(n):
+        sub = folder / (f"set{i % subdirs}" if subdirs > 1 else "")
+        sub.mkdir(parents=True, exist_ok=True)
+        path = sub / f"img{i:03d}.{ext}"
+        Image.fromarray(natural_image(*size, seed=seed + i)).save(path)
+        paths.append(path)
+    return paths
+
+
+def lively_transformer_net(seed: int = 0):
+    """A random TransformerNet whose output spans 0..255 (a fresh one is near 0)."""
+    from pipeline.models.transformer_net import TransformerNet
+
+    torch.manual_seed(seed)
+    net = TransformerNet().eval()
+    with torch.no_grad():
+        net.deconv3.conv2d.weight.mul_(40.0)
+        net.deconv3.conv2d.bias.fill_(128.0)
+    return net
+
+
+def write_job(folder: Path, body: str, name: str = "job.yaml") -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(body).lstrip())
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python run_pipeline.py ...`` as a real subprocess."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, str(REPO / "run_pipeline.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture
+def style_weights(tmp_path: Path) -> Path:
+    path = tmp_path / "weights" / "style.pth"
+    path.parent.mkdir()
+    torch.save(lively_transformer_net().state_dict(), path)
+    return path

@@ -1,0 +1,147 @@
+"""One contract, run over every registered stage.
+
+Transform stages: input not mutated, dtype and device kept, a batch equals
+the same images one by one, an empty batch works, alpha passes through, and
+the params round-trip through YAML.  decode and encode: the source file is
+never modified, many equal one by one, arrays are not mutated.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pipeline.context import RunContext
+from pipeline.models.cyclegan import ResnetGenerator
+from pipeline.stages import get_stage, stage_names
+from pipeline.typed_yaml import ParseContext, load_yaml, parse_value
+from tests.conftest import lively_transformer_net, make_photos, natural_image
+
+CPU = RunContext(device=torch.device("cpu"), precision="fp32", batch_size=None)
+
+
+def _cyclegan_weights(folder: Path) -> Path:
+    torch.manual_seed(1)
+    path = folder / "g.pth"
+    torch.save(ResnetGenerator(ngf=8, n_blocks=2).state_dict(), path)
+    return path
+
+
+def _style_weights(folder: Path) -> Path:
+    path = folder / "s.pth"
+    torch.save(lively_transformer_net().state_dict(), path)
+    return path
+
+
+# Example options for every stage; a new stage must add itself here.
+EXAMPLES = {
+    "decode": lambda d: {},
+    "encode": lambda d: {"image": {"format": "png"}},
+    "resize": lambda d: {"short_side": 20, "multiple_of": 4},
+    "tv_denoise": lambda d: {"weight": 0.1},
+    "fast_style": lambda d: {"weights": str(_style_weights(d))},
+    "cyclegan": lambda d: {"weights": str(_cyclegan_weights(d))},
+}
+
+
+def test_every_registered_stage_has_an_example() -> None:
+    assert set(EXAMPLES) == set(stage_names())
+
+
+def _build(name: str, tmp_path: Path, ctx: RunContext = CPU):
+    cls = get_stage(name)
+    options = EXAMPLES[name](tmp_path)
+    job = tmp_path / "params.yaml"
+    job.write_text(yaml.safe_dump(options))
+    params = parse_value(cls.Params, load_yaml(job), name, ParseContext(job, tmp_path))
+    return cls(params, ctx), params
+
+
+def _batch(n: int, channels: int = 3, h: int = 24, w: int = 28) -> torch.Tensor:
+    images = [natural_image(h, w, seed=i) for i in range(n)]
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
+    if channels == 4:
+        alpha = torch.linspace(0, 255, w).expand(n, 1, h, w)
+        x = torch.cat([x, alpha], dim=1)
+    return x
+
+
+TRANSFORMS = [n for n in EXAMPLES if n not in ("decode", "encode")]
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_transform_contract(name: str, tmp_path: Path) -> None:
+    stage, _ = _build(name, tmp_path)
+    x = _batch(3)
+    before = x.clone()
+    y = stage(x)
+    assert torch.equal(x, before), "input mutated"
+    assert y.dtype == x.dtype and y.device == x.device
+    assert y.ndim == 4 and y.shape[:2] == x.shape[:2]
+    assert torch.isfinite(y).all() and y.min() >= 0 and y.max() <= 255
+    one_by_one = torch.cat([stage(x[i:i + 1]) for i in range(3)])
+    torch.testing.assert_close(y, one_by_one, atol=1e-3, rtol=0)
+    empty = stage(x[:0])
+    assert empty.shape[0] == 0 and empty.shape[1] == 3 and empty.dtype == x.dtype
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_transform_keeps_bf16_and_alpha(name: str, tmp_path: Path) -> None:
+    stage, _ = _build(name, tmp_path)
+    x = _batch(2, channels=4)
+    y = stage(x)
+    assert y.shape[1] == 4
+    if y.shape[-2:] == x.shape[-2:]:  # colour stages leave alpha alone
+        torch.testing.assert_close(y[:, 3:], x[:, 3:])
+    else:  # geometry stages move alpha with the pixels
+        assert y[:, 3].min() >= 0 and y[:, 3].max() <= 255
+    xb = _batch(2).to(torch.bfloat16)
+    assert stage(xb).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("name", list(EXAMPLES))
+def test_params_round_trip_through_yaml(name: str, tmp_path: Path) -> None:
+    cls = get_stage(name)
+    _, params = _build(name, tmp_path)
+    as_dict = dataclasses.asdict(params)
+    text = yaml.safe_dump(_plain(as_dict))
+    again_path = tmp_path / "again.yaml"
+    again_path.write_text(text)
+    again = parse_value(cls.Params, load_yaml(again_path), name, ParseContext(again_path, tmp_path))
+    assert again == params
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    return str(value) if isinstance(value, Path) else value
+
+
+def test_decode_contract(tmp_path: Path) -> None:
+    stage, _ = _build("decode", tmp_path)
+    paths = make_photos(tmp_path / "src", 3)
+    before = [p.read_bytes() for p in paths]
+    many = [stage.read(p) for p in paths]
+    again = [stage.read(p) for p in reversed(paths)][::-1]
+    assert [p.read_bytes() for p in paths] == before, "source modified"
+    for a, b in zip(many, again):
+        assert a.dtype == np.uint8 and a.shape == (24, 32, 3)
+        np.testing.assert_array_equal(a, b)
+
+
+def test_encode_contract(tmp_path: Path) -> None:
+    stage, _ = _build("encode", tmp_path)
+    decode, _ = _build("decode", tmp_path)
+    image = natural_image(20, 24, seed=3)
+    before = image.copy()
+    out = tmp_path / "x.partial"
+    stage.write(image, out, ".jpg")
+    np.testing.assert_array_equal(image, before)
+    png = tmp_path / "x.png"
+    out.rename(png)
+    np.testing.assert_array_equal(decode.read(png), image)
+    assert stage.output_relpath(Path("a/b.jpg")) == Path("a/b.png")
