@@ -2,9 +2,11 @@
 
 A fixed ``batch_size`` is used as given (and still halved on out-of-memory).
 ``auto``:
-- CPU: 1.  Measured here (DESIGN.md section 6, and ``benchmarks/batch_cpu.py``):
-  on CPU a batch of 8 ran slower per image than batch 1, since one image
-  already keeps all cores busy and bigger batches only add memory traffic.
+- CPU: 1.  ``python benchmarks/batch_cpu.py`` on the 2-core dev machine
+  (TransformerNet, 136x320, fp32): batch 1 14.9, batch 2 17.4, batch 4 13.6,
+  batch 8 11.3 images/s.  One image already keeps the cores busy; bigger
+  batches only add memory traffic, and the small gain at 2 is not worth
+  holding images back to wait for a same-size partner.
 - CUDA: as many as fit in half the free memory at an estimated cost per pixel,
   capped at 32; an out-of-memory error halves it for that shape, for the rest
   of the run, instead of killing the run.

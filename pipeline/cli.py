@@ -8,6 +8,7 @@ Exit codes: 0 all done; 1 some sources failed and the rest finished;
 """
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -35,15 +36,19 @@ def run(job: Path = JOB_ARG,
                                      help="Start over: delete this job's earlier outputs and ledger."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.")) -> None:
     """Run JOB, or resume it: outputs already committed are skipped."""
-    prepared = _prepare_or_exit(job)
     try:
-        ledger = Ledger(prepared.job.output, prepared.fingerprint, restart=restart)
-    except JobError as exc:
-        _exit_invalid(exc)
-    try:
-        summary = _run(prepared, ledger, quiet)
-    finally:
-        ledger.close()
+        prepared = _prepare_or_exit(job)
+        try:
+            ledger = Ledger(prepared.job.output, prepared.fingerprint, restart=restart)
+        except JobError as exc:
+            _exit_invalid(exc)
+        try:
+            summary = _run(prepared, ledger, quiet)
+        finally:
+            ledger.close()
+    except KeyboardInterrupt:  # outside the executor's loop, which handles its own
+        typer.echo("interrupted; run the same command again to finish", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     raise typer.Exit(_report(prepared, summary))
 
 
@@ -123,4 +128,6 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and not args[0].startswith("-") and args[0] not in _COMMANDS:
         args.insert(0, "run")
+    # A service manager stops us with SIGTERM: stop as cleanly as for Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     app(args=args, prog_name="run_pipeline.py")
