@@ -2,7 +2,7 @@
 
 A fixed ``batch_size`` is used as given (and still halved on out-of-memory).
 ``auto``:
-- CPU: 1.  ``python benchmarks/batch_cpu.py`` on the 2-core dev machine
+- CPU: 1.  ``python benchmarks/batching.py`` on the 2-core dev machine
   (TransformerNet, 136x320, fp32): batch 1 14.9, batch 2 17.4, batch 4 13.6,
   batch 8 11.3 images/s.  One image already keeps the cores busy; bigger
   batches only add memory traffic, and the small gain at 2 is not worth
