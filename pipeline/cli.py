@@ -16,7 +16,8 @@ import typer
 from tqdm import tqdm
 
 from .build import Prepared, prepare
-from .errors import JobError
+from .contact_sheet import make_contact_sheet
+from .errors import JobError, MediaError
 from .executor import Executor, Summary
 from .ledger import Ledger
 
@@ -49,7 +50,24 @@ def run(job: Path = JOB_ARG,
     except KeyboardInterrupt:  # outside the executor's loop, which handles its own
         typer.echo("interrupted; run the same command again to finish", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    raise typer.Exit(_report(prepared, summary))
+    code = _report(prepared, summary)
+    if prepared.job.contact_sheet and not summary.interrupted:
+        _write_contact_sheet(prepared)
+    raise typer.Exit(code)
+
+
+def _write_contact_sheet(p: Prepared) -> None:
+    opts = p.job.contact_sheet
+    pairs = [(u.source, p.job.output / u.output_rel) for u in p.plan.units
+             if (p.job.output / u.output_rel).is_file()][: opts.images]
+    if not pairs:
+        return
+    try:
+        make_contact_sheet(pairs, opts.path, opts.height)
+    except MediaError as exc:  # a picture for people: never worth failing the run over
+        typer.echo(f"warning: contact sheet not written: {exc}", err=True)
+        return
+    typer.echo(f"contact sheet: {opts.path}", err=True)
 
 
 @app.command()

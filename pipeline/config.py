@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .contact_sheet import ContactSheetOptions
 from .errors import JobError, Location
 from .stages import get_stage, stage_names
 from .typed_yaml import Node, ParseContext, describe, did_you_mean, load_yaml, parse_value
 
-TOP_LEVEL_KEYS = ("name", "sources", "output", "device", "precision", "batch_size", "workers", "stages")
+TOP_LEVEL_KEYS = ("name", "sources", "output", "device", "precision", "batch_size", "workers", "stages",
+                  "contact_sheet")
 SOURCE_KINDS = ("images",)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -52,6 +54,7 @@ class Job:
     batch_size: int | None  # None means auto
     workers: int | None  # decode/encode threads each; None means auto
     stages: tuple[StageSpec, ...]  # always decode first, encode last
+    contact_sheet: ContactSheetOptions | None = None
 
     def stage_location(self, index: int) -> Location:
         return self.stages[index].location
@@ -83,8 +86,11 @@ def load_job(path: str | Path) -> Job:
     workers = _auto_or_positive_int(top.get("workers"), "workers", ctx)
     sources = _parse_sources(top["sources"], ctx)
     stages = _parse_stages(top["stages"], ctx)
+    sheet = (parse_value(ContactSheetOptions, top["contact_sheet"], "contact_sheet", ctx)
+             if "contact_sheet" in top else None)
     return Job(path=path, name=name, sources=sources, output=output, device=device,
-               precision=precision, batch_size=batch_size, workers=workers, stages=stages)
+               precision=precision, batch_size=batch_size, workers=workers, stages=stages,
+               contact_sheet=sheet)
 
 
 def _literal(node: Node | None, where: str, default: str, options: tuple[str, ...]) -> str:

@@ -158,3 +158,14 @@ def test_source_tree_is_never_modified(tmp_path: Path, style_weights: Path) -> N
              if p.is_file() and "stylized" not in p.parts}
     assert after == before
     assert len(_outputs(tmp_path / "photos" / "stylized")) == 3
+
+
+def test_contact_sheet_shows_input_beside_output(tmp_path: Path, style_weights: Path) -> None:
+    make_photos(tmp_path / "photos", 3, size=(30, 40))
+    job = _job(tmp_path, style_weights, extra="contact_sheet: {path: sheet.png, images: 2, height: 30}")
+    result = run_cli(str(job))
+    assert result.returncode == 0, result.stderr
+    sheet = np.array(Image.open(tmp_path / "sheet.png"))
+    assert sheet.shape == (2 * 30 + 4, 40 + 4 + 40, 3)  # two rows of input | output
+    np.testing.assert_array_equal(sheet[:30, :40], np.array(Image.open(tmp_path / "photos/img000.png")))
+    np.testing.assert_array_equal(sheet[:30, 44:], np.array(Image.open(tmp_path / "out/img000.png")))

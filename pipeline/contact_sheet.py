@@ -1,0 +1,47 @@
+"""A contact sheet: one row per image, input | output, to look at a run at a glance."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .media.images import read_image, write_image
+from .typed_yaml import ParamError
+
+
+@dataclass(frozen=True)
+class ContactSheetOptions:
+    path: Path  # where to write it (png); relative paths resolve against the job's folder
+    images: int = 6  # rows, the first outputs in plan order
+    height: int = 160  # of each row, in pixels
+
+    def __post_init__(self) -> None:
+        if self.images < 1:
+            raise ParamError("images", f"images must be at least 1, got {self.images}")
+        if not 16 <= self.height <= 2048:
+            raise ParamError("height", f"height must be 16..2048, got {self.height}")
+
+
+def make_contact_sheet(pairs: list[tuple[Path, Path]], dest: Path, height: int) -> None:
+    """Rows of (input, output) scaled to ``height``; rows padded to the widest."""
+    rows = [np.concatenate([_fit(read_image(src), height), np.full((height, 4, 3), 255, np.uint8),
+                            _fit(read_image(out), height)], axis=1) for src, out in pairs]
+    width = max(r.shape[1] for r in rows)
+    gap = np.full((4, width, 3), 255, np.uint8)
+    sheet = []
+    for row in rows:
+        sheet += [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0)), constant_values=255), gap]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.partial")
+    write_image(np.concatenate(sheet[:-1]), tmp, "png")
+    tmp.replace(dest)
+
+
+def _fit(image: np.ndarray, height: int) -> np.ndarray:
+    if image.shape[2] == 4:  # flatten alpha over white, as the jpg writer does
+        a = image[..., 3:].astype(np.float32) / 255
+        image = (image[..., :3] * a + 255 * (1 - a)).round().astype(np.uint8)
+    width = max(1, round(image.shape[1] * height / image.shape[0]))
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
