@@ -1,0 +1,1 @@
+"""CLI commands beyond run/validate, one module each; wired in pipeline/cli.py."""

@@ -1,0 +1,1 @@
+"""Training the models the pipeline runs."""
