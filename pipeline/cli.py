@@ -2,6 +2,9 @@
 
     python run_pipeline.py JOB.yaml             run (or resume) a job
     python run_pipeline.py validate JOB.yaml    check it and print the plan
+    python run_pipeline.py train style ...      train a fast style net (Johnson et al.)
+    python run_pipeline.py train cyclegan ...   train CycleGAN generators (Zhu et al.)
+    python run_pipeline.py stylize-still ...    optimise one still (Gatys et al.)
 
 Exit codes: 0 all done; 1 some sources failed and the rest finished;
 2 the job itself is invalid; 130 interrupted (Ctrl-C), outputs so far kept.
@@ -16,6 +19,7 @@ import typer
 from tqdm import tqdm
 
 from .build import Prepared, prepare
+from .commands import stylize_still, train_cyclegan, train_style
 from .contact_sheet import make_contact_sheet
 from .errors import JobError, MediaError
 from .executor import Executor, Summary
@@ -27,6 +31,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
                   pretty_exceptions_enable=False,
                   help="Batch stylization of images: fast style nets and CycleGAN generators, "
                        "batched on the device, resumable.  `run_pipeline.py JOB.yaml` runs a job.")
+
+train_app = typer.Typer(no_args_is_help=True, help="Train the models the pipeline runs.")
+train_app.command("style")(train_style.command)
+train_app.command("cyclegan")(train_cyclegan.command)
+app.add_typer(train_app, name="train")
+app.command("stylize-still")(stylize_still.command)
 
 JOB_ARG = typer.Argument(..., help="The job file (YAML).", show_default=False)
 
@@ -138,7 +148,7 @@ def _report(p: Prepared, s: Summary) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-_COMMANDS = {"run", "validate"}
+_COMMANDS = {"run", "validate", "train", "stylize-still"}
 
 
 def main(argv: list[str] | None = None) -> None:
