@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .atomic import atomic_write
 from .media.images import read_image, write_image
 from .typed_yaml import ParamError
 
@@ -33,10 +34,7 @@ def make_contact_sheet(pairs: list[tuple[Path, Path]], dest: Path, height: int) 
     sheet = []
     for row in rows:
         sheet += [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0)), constant_values=255), gap]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.partial")
-    write_image(np.concatenate(sheet[:-1]), tmp, "png")
-    tmp.replace(dest)
+    atomic_write(dest, lambda tmp: write_image(np.concatenate(sheet[:-1]), tmp, "png"))
 
 
 def _fit(image: np.ndarray, height: int) -> np.ndarray:

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .atomic import PARTIAL_TAG, atomic_write
 from .errors import JobError
 
 LEDGER_NAME = ".ledger.jsonl"
 LOCK_NAME = ".ledger.lock"
-PARTIAL_TAG = ".partial"
 VERSION = 1
 
 
@@ -63,16 +63,7 @@ class Ledger:
     def commit(self, key: str, write: Callable[[Path], None]) -> None:
         """``write(tmp_path)`` writes the output; it is then moved into place and recorded."""
         final = self.output / key
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}{PARTIAL_TAG}")
-        try:
-            write(tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write(final, write)
         with self._lock:
             self._append({"done": key, "bytes": final.stat().st_size})
             self._done.add(key)

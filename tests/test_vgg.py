@@ -2,8 +2,6 @@
 every weights source, and refusals that name the file."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 

