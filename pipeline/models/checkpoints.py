@@ -379,18 +379,25 @@ def load_cyclegan(path: str | Path) -> nn.Module:
 def _load_into(path: Path, arch: Architecture, sd: StateDict) -> nn.Module:
     model = arch.build()
     # Check first so the message lists keys instead of torch's wall of text.
-    own = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    wrong = [f"{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-             if k in sd and sd[k].shape != v.shape]
-    if missing or unexpected or wrong:
-        parts = [f"{label}: {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}"
-                 for label, items in (("missing", missing), ("unexpected", unexpected),
-                                      ("shape (file vs model)", wrong)) if items]
-        raise WeightsError(path, f"does not fit {arch.describe()}; " + "; ".join(parts),
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()
+           if not k.endswith("num_batches_tracked")}
+    mismatch = describe_mismatch(own, sd)
+    if mismatch:
+        raise WeightsError(path, f"does not fit {arch.describe()}; {mismatch}",
                            hint="the file may come from a modified architecture")
     model.load_state_dict(sd, strict=True)
     model.eval().requires_grad_(False)
     model.arch = arch
     return model
+
+
+def describe_mismatch(expected: dict[str, tuple[int, ...]], sd: dict[str, torch.Tensor]) -> str:
+    """'' when ``sd`` has exactly the expected keys and shapes, else a short list of what differs
+    (checked before load_state_dict so the message lists keys instead of torch's wall of text)."""
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    wrong = [f"{k} {tuple(sd[k].shape)} vs {v}" for k, v in expected.items()
+             if k in sd and tuple(sd[k].shape) != tuple(v)]
+    return "; ".join(f"{label}: {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}"
+                     for label, items in (("missing", missing), ("unexpected", unexpected),
+                                          ("shape (file vs model)", wrong)) if items)

