@@ -44,6 +44,22 @@ def prepare(job_path: str | Path) -> Prepared:
             stages.append(get_stage(spec.name)(spec.params, ctx))
         except WeightsError as exc:
             raise JobError(str(exc), location=spec.location, where=spec.where) from None
+    _check_video_only(job, stages)
     encode = stages[-1]
     plan = make_plan(job, encode.output_relpath)
     return Prepared(job=job, ctx=ctx, stages=tuple(stages), plan=plan)
+
+
+def _check_video_only(job: Job, stages: list[Stage]) -> None:
+    temporal = [spec for spec, stage in zip(job.stages, stages) if stage.kind == "temporal"]
+    if len(temporal) > 1:
+        raise JobError("only one temporal stage per job: frames are smoothed once",
+                       location=temporal[1].location, where=temporal[1].where)
+    if any(spec.kind == "videos" for spec in job.sources):
+        return
+    for spec, stage in zip(job.stages, stages):
+        if stage.video_only:
+            raise JobError(f"{spec.name} works on video frames, but this job has no video sources",
+                           location=spec.location, where=spec.where,
+                           hint="add a '- videos: <file, folder or glob>' source, "
+                                "or remove this stage")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import typer
@@ -22,15 +23,15 @@ from .build import Prepared, prepare
 from .commands import stylize_still, train_cyclegan, train_style
 from .contact_sheet import make_contact_sheet
 from .errors import JobError, MediaError
-from .executor import Executor, Summary
+from .executor import Progress, Summary, run_units
 from .ledger import Ledger
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_enable=False,
-                  help="Batch stylization of images: fast style nets and CycleGAN generators, "
-                       "batched on the device, resumable.  `run_pipeline.py JOB.yaml` runs a job.")
+                  help="Batch stylization of images and video: fast style nets and CycleGAN "
+                       "generators, batched on the device, resumable.  `run_pipeline.py JOB.yaml` runs a job.")
 
 train_app = typer.Typer(no_args_is_help=True, help="Train the models the pipeline runs.")
 train_app.command("style")(train_style.command)
@@ -69,7 +70,7 @@ def run(job: Path = JOB_ARG,
 def _write_contact_sheet(p: Prepared) -> None:
     opts = p.job.contact_sheet
     pairs = [(u.source, p.job.output / u.output_rel) for u in p.plan.units
-             if (p.job.output / u.output_rel).is_file()][: opts.images]
+             if u.kind == "image" and (p.job.output / u.output_rel).is_file()][: opts.images]
     if not pairs:
         return
     try:
@@ -109,35 +110,77 @@ def _exit_invalid(exc: JobError) -> None:
     raise typer.Exit(EXIT_INVALID)
 
 
+class _Bars(Progress):
+    """One bar over the job (frames; an image is one frame) and one per clip in flight."""
+
+    def __init__(self, name: str, images: int, quiet: bool) -> None:
+        self._disable = quiet or None  # None: tqdm turns itself off without a terminal
+        self._job = tqdm(total=images, unit="frame", desc=name, disable=self._disable,
+                         dynamic_ncols=True)
+        self._clips: dict[str, tqdm] = {}
+        self._free_rows: list[int] = []
+        self._failed = 0
+        self._lock = threading.Lock()
+
+    def add_total(self, frames: int) -> None:
+        with self._lock:
+            self._job.total = (self._job.total or 0) + frames
+            self._job.refresh()
+
+    def clip_started(self, name: str, total: int | None, done: int) -> None:
+        with self._lock:
+            row = self._free_rows.pop(0) if self._free_rows else len(self._clips) + 1
+            self._clips[name] = tqdm(total=total, initial=done, unit="frame", desc=f"  {name}",
+                                     position=row, leave=False, disable=self._disable,
+                                     dynamic_ncols=True)
+
+    def frames_done(self, n: int, clip: str | None = None) -> None:
+        with self._lock:
+            self._job.update(n)
+            if clip in self._clips:
+                self._clips[clip].update(n)
+
+    def unit_finished(self, ok: bool, clip: str | None = None) -> None:
+        with self._lock:
+            if not ok:
+                self._failed += 1
+                self._job.set_postfix(failed=self._failed, refresh=False)
+            bar = self._clips.pop(clip, None) if clip else None
+            if bar is not None:
+                self._free_rows.append(bar.pos if bar.pos > 0 else -bar.pos)
+                bar.close()
+
+    def close(self) -> None:
+        for bar in self._clips.values():
+            bar.close()
+        self._job.close()
+
+
 def _run(p: Prepared, ledger: Ledger, quiet: bool) -> Summary:
     pending = [u for u in p.plan.units if not ledger.is_done(u.key)]
     skipped = len(p.plan.units) - len(pending)
-    bar = tqdm(total=len(pending), unit="img", desc=p.job.name, disable=quiet or None,
-               dynamic_ncols=True)
-    failed = 0
-
-    def on_progress(n: int, ok: bool) -> None:
-        nonlocal failed
-        if not ok:
-            failed += n
-            bar.set_postfix(failed=failed, refresh=False)
-        bar.update(n)
-
-    executor = Executor(p.stages, p.ctx, ledger, workers=p.job.workers, on_progress=on_progress)
+    bars = _Bars(p.job.name, sum(1 for u in pending if u.kind == "image"), quiet)
     try:
-        summary = executor.run(pending)
+        summary = run_units(p.stages, p.ctx, ledger, pending, workers=p.job.workers, progress=bars)
     finally:
-        bar.close()
+        bars.close()
     summary.skipped = skipped
     return summary
 
 
 def _report(p: Prepared, s: Summary) -> int:
     failed = len(s.failures) + len(p.plan.empty_sources)
-    rate = s.done / s.wall_s if s.wall_s > 0 else 0.0
+    videos = any(u.kind == "video" for u in p.plan.units)
+    rate = (s.frames if videos else s.done) / s.wall_s if s.wall_s > 0 else 0.0
     state = "interrupted" if s.interrupted else "finished"
     typer.echo(f"{p.job.name}: {state}: done {s.done}, skipped {s.skipped} (already done), "
-               f"failed {failed}, wall {s.wall_s:.1f} s ({rate:.2f} images/s)", err=True)
+               f"failed {failed}, wall {s.wall_s:.1f} s ({rate:.2f} {'frames' if videos else 'images'}/s)",
+               err=True)
+    rates = s.times.rates()
+    if videos and rates:  # frames per busy second of each step: the smallest is the bottleneck
+        steps = [k for k in ("decode", "flow", "device", "smoothing", "encode") if k in rates]
+        typer.echo("  per stage: " + ", ".join(f"{k} {rates[k]:.1f} frames/s" for k in steps)
+                   + f" ({s.frames} frames)", err=True)
     for spec, reason in p.plan.empty_sources:
         typer.echo(f"  failed  {spec.location}: sources: {reason}", err=True)
     for f in s.failures:

@@ -17,14 +17,14 @@ from .typed_yaml import Node, ParseContext, describe, did_you_mean, load_yaml, p
 
 TOP_LEVEL_KEYS = ("name", "sources", "output", "device", "precision", "batch_size", "workers", "stages",
                   "contact_sheet")
-SOURCE_KINDS = ("images",)
+SOURCE_KINDS = ("images", "videos")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 @dataclass(frozen=True)
 class SourceSpec:
-    kind: str  # "images"
+    kind: str  # "images" | "videos"
     pattern: str  # as written in the job
     path: Path  # resolved against the job's folder (may hold glob characters)
     into: str  # sub-folder under the output folder ("" for none)

@@ -8,6 +8,13 @@ which is ignored.  An output is written under a temporary name, fsynced and
 renamed into place before its line is written: a listed output is complete,
 and a complete output that missed its line is simply redone.
 
+A video is committed in closed segments before it is done: each segment is
+its own small file under ``output/.segments/<key>/``, recorded with the frame
+count and last timestamp it ends at, beside the state the next segment needs
+(the temporal smoothing state, saved losslessly; only the latest is kept).
+When all segments are done they are joined into the output and the segment
+folder is removed.
+
 A lock file keeps two runs from writing the same output folder at once.
 """
 from __future__ import annotations
@@ -15,17 +22,33 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
 
 from .atomic import PARTIAL_TAG, atomic_write
 from .errors import JobError
 
 LEDGER_NAME = ".ledger.jsonl"
 LOCK_NAME = ".ledger.lock"
+SEGMENTS_DIR = ".segments"
 VERSION = 1
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A committed segment of a video output."""
+
+    index: int
+    path: Path
+    frames: int  # frames of the video done through the end of this segment
+    last_pts: int  # timestamp of its last frame, in the source's time base
+    state: Path | None  # the state file for the next segment (None if there is no state)
 
 
 class Ledger:
@@ -35,10 +58,11 @@ class Ledger:
         self._lock = threading.Lock()
         output.mkdir(parents=True, exist_ok=True)
         self._lock_file = _take_lock(output / LOCK_NAME)
-        header, committed = _read(self.path)
+        header, committed, segments = _read(self.path)
         if restart and header is not None:
             _remove_outputs(output, committed)
-            header, committed = None, {}
+            shutil.rmtree(output / SEGMENTS_DIR, ignore_errors=True)
+            header, committed, segments = None, {}, {}
         if header is not None and header.get("fingerprint") != fingerprint:
             self.close()
             raise JobError(
@@ -48,6 +72,7 @@ class Ledger:
                      "or point 'output' at a new folder")
         # Outputs deleted by hand are redone: only files still on disk count.
         self._done = {key for key in committed if (output / key).is_file()}
+        self._segments = segments
         _sweep_partials(output)
         if header is None:
             self.path.unlink(missing_ok=True)
@@ -68,6 +93,63 @@ class Ledger:
             self._append({"done": key, "bytes": final.stat().st_size})
             self._done.add(key)
 
+    # -- video segments -----------------------------------------------------
+    def segment_path(self, key: str, index: int) -> Path:
+        suffix = Path(key).suffix
+        return self.output / SEGMENTS_DIR / key / f"{index:05d}{suffix}"
+
+    def segments(self, key: str) -> list[Segment]:
+        """The committed segments of ``key`` to resume from, in order.
+
+        Only an unbroken run of segments from the first, with their files on
+        disk and the last one's state, counts; anything else starts the
+        video over (returns [])."""
+        records = self._segments.get(key, {})
+        out = []
+        for index in range(len(records)):
+            record = records.get(index)
+            if record is None or not (self.output / record["path"]).is_file():
+                return []
+            out.append(Segment(index, self.output / record["path"], record["frames"],
+                               record["last_pts"],
+                               self.output / record["state"] if record.get("state") else None))
+        if out and out[-1].state is not None and not out[-1].state.is_file():
+            return []
+        return out
+
+    def commit_segment(self, key: str, index: int, written: Path, *, frames: int, last_pts: int,
+                       state: dict[str, np.ndarray] | None) -> Segment:
+        """Move the closed segment file ``written`` into place, save ``state`` beside it, record both.
+
+        The previous segment's state file is removed once this line is
+        written: resuming only ever needs the latest."""
+        final = self.segment_path(key, index)
+        with open(written, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(written, final)
+        state_path = None
+        if state is not None:
+            state_path = final.with_name(f"{index:05d}.state.npz")
+            atomic_write(state_path, lambda tmp: _save_npz(tmp, state))
+        segment = Segment(index, final, frames, last_pts, state_path)
+        record = {"segment": key, "index": index, "path": _rel(final, self.output),
+                  "frames": frames, "last_pts": last_pts,
+                  "state": _rel(state_path, self.output) if state_path else None}
+        with self._lock:
+            self._append(record)
+            earlier = self._segments.setdefault(key, {})
+            previous = earlier.get(index - 1)
+            earlier[index] = record
+        if previous and previous.get("state"):
+            (self.output / previous["state"]).unlink(missing_ok=True)
+        return segment
+
+    def drop_segments(self, key: str) -> None:
+        """Forget a video's segments (it is done, or must start over)."""
+        with self._lock:
+            self._segments.pop(key, None)
+        shutil.rmtree(self.output / SEGMENTS_DIR / key, ignore_errors=True)
+
     def record_failure(self, source: str, stage: str, reason: str) -> None:
         """For the record only: failed sources are tried again on the next run."""
         with self._lock:
@@ -85,10 +167,10 @@ class Ledger:
             os.fsync(f.fileno())
 
 
-def _read(path: Path) -> tuple[dict[str, Any] | None, dict[str, int]]:
+def _read(path: Path) -> tuple[dict[str, Any] | None, dict[str, int], dict[str, dict[int, dict]]]:
     if not path.is_file():
-        return None, {}
-    header, committed = None, {}
+        return None, {}, {}
+    header, committed, segments = None, {}, {}
     with open(path, encoding="utf-8") as f:
         for line in f:
             try:
@@ -99,7 +181,23 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, dict[str, int]]:
                 header = record
             elif "done" in record:
                 committed[record["done"]] = record.get("bytes", 0)
-    return header, committed
+            elif "segment" in record:
+                segments.setdefault(record["segment"], {})[record["index"]] = record
+    return header, committed, segments
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()  # the output folder may be moved between runs
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as f:  # an open file, so numpy does not append '.npz' to the name
+        np.savez(f, **arrays)
+
+
+def load_state(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
 
 
 def _take_lock(path: Path):

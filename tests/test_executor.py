@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from pipeline.context import RunContext
-from pipeline.executor import Executor
+from pipeline.executor.common import Progress
+from pipeline.executor.images import ImageExecutor
 from pipeline.ledger import Ledger
 from pipeline.plan import Unit
 from pipeline.stages import get_stage
@@ -59,16 +60,21 @@ def _run(tmp_path: Path, units: list[Unit], stage: Recorder, workers: int = 2):
     decode = get_stage("decode")(get_stage("decode").Params(), CTX)
     ledger = Ledger(tmp_path / "out", {"test": 1})
     progress = []
+
+    class Record(Progress):
+        def unit_finished(self, ok: bool, clip: str | None = None) -> None:
+            progress.append(ok)
+
     try:
-        summary = Executor([decode, stage, encode], CTX, ledger, workers=workers,
-                           on_progress=lambda n, ok: progress.append(ok)).run(units)
+        summary = ImageExecutor([decode, stage, encode], CTX, ledger, workers=workers,
+                                progress=Record()).run(units)
     finally:
         ledger.close()
     return summary, progress
 
 
 def test_out_of_memory_halves_the_batch_and_every_image_is_done(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("pipeline.executor._POLL_S", 2.0)  # a slow decoder still fills the batch
+    monkeypatch.setattr("pipeline.executor.images._POLL_S", 2.0)  # a slow decoder still fills the batch
     units = _units(tmp_path, [(16, 20)] * 12)
     stage = Recorder(oom_above=2)
     summary, progress = _run(tmp_path, units, stage, workers=1)

@@ -45,6 +45,7 @@ EXAMPLES = {
     "tv_denoise": lambda d: {"weight": 0.1},
     "fast_style": lambda d: {"weights": str(_style_weights(d))},
     "cyclegan": lambda d: {"weights": str(_cyclegan_weights(d))},
+    "temporal_smooth": lambda d: {"strength": 0.7, "flow_preset": "ultrafast"},
 }
 
 

@@ -1,9 +1,10 @@
 """What every stage is: a name, a frozen Params dataclass, and a thin call.
 
-Three kinds, in chain order: one ``decode`` (source file -> uint8 array), any
+Kinds, in chain order: one ``decode`` (source file -> uint8 frames), any
 number of ``transform`` stages (float batch [N, C, H, W] in 0..255 on the
-device -> same shape class, dtype and device), one ``encode`` (uint8 array ->
-file).  C is 3 (RGB) or 4 (RGB + alpha last); colour stages leave alpha alone.
+device -> same shape class, dtype and device) and ``temporal`` stages (the
+same, but fed consecutive video frames in order with per-frame guides and
+state; see temporal_smooth), one ``encode`` (uint8 frames -> file).  C is 3 (RGB) or 4 (RGB + alpha last); colour stages leave alpha alone.
 Stages hold parameters and call pure kernels in ``pipeline.ops`` or models in
 ``pipeline.models``; the executor owns threads, batching and commits.
 """
@@ -29,7 +30,7 @@ class Stage:
     name: ClassVar[str]
     kind: ClassVar[str] = "transform"
     Params: ClassVar[type] = NoParams
-    #: transform stages that only make sense for video set this (later issues)
+    #: stages that only make sense for video; a job without videos that uses one is invalid
     video_only: ClassVar[bool] = False
 
     def __init__(self, params: Any, ctx: RunContext) -> None:
@@ -38,6 +39,10 @@ class Stage:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:  # transform stages
         raise NotImplementedError
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (H, W) this stage makes of an (H, W) input; most keep it."""
+        return height, width
 
     def describe(self) -> str:
         """One line for the plan printout."""

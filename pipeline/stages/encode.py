@@ -1,4 +1,9 @@
-"""encode: a uint8 array -> an image file in the format the job names."""
+"""encode: uint8 frames -> files: an image in the format the job names, or a video.
+
+A video is written in segments (``open_segment``), each its own small file
+that the executor commits as it closes, and joined with the source's audio
+once all are done (``join``).  The codec work lives in ``pipeline.media``.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,6 +13,9 @@ from typing import Literal
 import numpy as np
 
 from ..media.images import output_suffix, resolve_format, write_image
+from ..media.video import (CONTAINER_FORMATS, SegmentWriter, VideoEncodeOptions, VideoInfo,
+                           join_segments)
+from ..media.video import output_suffix as video_suffix
 from ..typed_yaml import ParamError
 from .base import Stage
 from .registry import register
@@ -29,6 +37,10 @@ class ImageEncodeParams:
 @dataclass(frozen=True)
 class EncodeParams:
     image: ImageEncodeParams = field(default_factory=ImageEncodeParams)
+    video: VideoEncodeOptions = field(default_factory=VideoEncodeOptions)
+    # copy: the source's audio packets as they are (re-encoded only where the
+    # output container cannot hold that codec); none: no audio track
+    audio: Literal["copy", "none"] = "copy"
 
 
 @register
@@ -37,8 +49,10 @@ class Encode(Stage):
     kind = "encode"
     Params = EncodeParams
 
-    def output_relpath(self, source_rel: PurePath) -> PurePath:
-        """Same relative folder and stem; the suffix follows the format."""
+    def output_relpath(self, source_rel: PurePath, kind: str = "image") -> PurePath:
+        """Same relative folder and stem; the suffix follows the format (or container)."""
+        if kind == "video":
+            return source_rel.with_suffix(video_suffix(self.params.video, source_rel.suffix))
         return source_rel.with_suffix(output_suffix(self.params.image.format, source_rel.suffix))
 
     def write(self, image: np.ndarray, path: Path, source_suffix: str) -> None:
@@ -46,3 +60,15 @@ class Encode(Stage):
         opts = self.params.image
         write_image(image, path, resolve_format(opts.format, source_suffix),
                     quality=opts.quality, lossless=opts.lossless)
+
+    # -- video --------------------------------------------------------------
+    def container_format(self, output: PurePath) -> str:
+        return CONTAINER_FORMATS[output.suffix.lower()]
+
+    def open_segment(self, path: Path, info: VideoInfo, output: PurePath) -> SegmentWriter:
+        """A writer for one segment at ``path``, in the final output's container."""
+        return SegmentWriter(path, info, self.params.video, self.container_format(output))
+
+    def join(self, segments: list[Path], info: VideoInfo, path: Path, output: PurePath) -> None:
+        """The segments, in order, plus the source's audio, into ``path`` (a temporary name)."""
+        join_segments(segments, info, path, self.container_format(output), audio=self.params.audio)

@@ -44,8 +44,11 @@ class Resize(Stage):
     Params = ResizeParams
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return resize(x, self.output_size(x.shape[-2], x.shape[-1]),
+                      interpolation=self.params.interpolation)
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
         p = self.params
-        size = target_size(x.shape[-2], x.shape[-1], short_side=p.short_side, long_side=p.long_side,
+        return target_size(height, width, short_side=p.short_side, long_side=p.long_side,
                            width=p.width, height=p.height, scale=p.scale,
                            multiple_of=p.multiple_of, upscale=p.upscale)
-        return resize(x, size, interpolation=p.interpolation)

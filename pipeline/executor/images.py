@@ -1,4 +1,4 @@
-"""The executor: threads, queues, batching, device transfer and commits.
+"""The image executor: threads, queues, batching, device transfer and commits.
 
     decode threads --(bounded queue)--> device loop --(bounded queue)--> encode threads
                                         (this thread)                      commit to ledger
@@ -16,39 +16,23 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from .batching import BatchSizer, is_out_of_memory
-from .context import RunContext
-from .errors import MediaError
-from .ledger import Ledger
-from .plan import Unit
-from .stages.base import Stage
+from ..batching import BatchSizer, is_out_of_memory
+from ..context import RunContext
+from ..ledger import Ledger
+from ..plan import Unit
+from ..stages.base import Stage
+from .common import (POLL_S, Failure, Progress, StageFailed, Summary, download, join, put, reason_of,
+                     run_stages, to_uint8_nhwc, upload)
 
 _DONE = object()  # end-of-stream marker on the queues
 _MAX_WAITING = 64  # decoded images held back waiting for same-size company, at most
-_POLL_S = 0.05  # how long the device loop waits for more images before running a partial batch
-
-
-@dataclass(frozen=True)
-class Failure:
-    source: Path
-    stage: str
-    reason: str
-
-
-@dataclass
-class Summary:
-    done: int = 0
-    skipped: int = 0  # already done by an earlier run
-    failures: list[Failure] = field(default_factory=list)
-    wall_s: float = 0.0
-    interrupted: bool = False
+_POLL_S = POLL_S  # how long the device loop waits for more images before running a partial batch
 
 
 @dataclass
@@ -57,23 +41,17 @@ class _Decoded:
     image: np.ndarray
 
 
-class _StageFailed(Exception):
-    def __init__(self, stage: str, cause: BaseException) -> None:
-        super().__init__(f"{stage}: {cause}")
-        self.stage, self.cause = stage, cause
-
-
-class Executor:
+class ImageExecutor:
     def __init__(self, stages: Sequence[Stage], ctx: RunContext, ledger: Ledger, *,
                  workers: int | None = None,
-                 on_progress: Callable[[int, bool], None] = lambda n, ok: None) -> None:
+                 progress: Progress | None = None) -> None:
         self.decode, *self.transforms, self.encode = stages
         assert self.decode.kind == "decode" and self.encode.kind == "encode"
         self.ctx = ctx
         self.ledger = ledger
         self.workers = workers or max(1, min(4, os.cpu_count() or 1))
         self.sizer = BatchSizer(ctx)
-        self.on_progress = on_progress
+        self.progress = progress or Progress()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._summary = Summary()
@@ -101,7 +79,7 @@ class Executor:
             for _ in encoders:  # encoders always drain, so these puts finish
                 self._put(encoded, _DONE, until_stop=False)
             for t in decoders + encoders:
-                _join(t)
+                join(t)
         self._summary.wall_s = time.perf_counter() - start
         return self._summary
 
@@ -114,7 +92,8 @@ class Executor:
                 except queue.Empty:
                     return
                 try:
-                    image = self.decode.read(unit.source)
+                    with self._summary.times.timing("decode", 1):
+                        image = self.decode.read(unit.source)
                 except Exception as exc:  # one bad file must not end the run
                     self._fail(unit, self.decode.name, exc)
                     continue
@@ -131,13 +110,17 @@ class Executor:
                 continue  # interrupted: drain without writing; the rerun redoes these
             unit, image = item
             try:
-                self.ledger.commit(unit.key, lambda tmp: self.encode.write(image, tmp, unit.source.suffix))
+                with self._summary.times.timing("encode", 1):
+                    self.ledger.commit(unit.key,
+                                       lambda tmp: self.encode.write(image, tmp, unit.source.suffix))
             except Exception as exc:
                 self._fail(unit, self.encode.name, exc)
                 continue
             with self._lock:
                 self._summary.done += 1
-            self.on_progress(1, True)
+                self._summary.frames += 1
+            self.progress.frames_done(1)
+            self.progress.unit_finished(True)
 
     def _device_loop(self, decoded: queue.Queue, encoded: queue.Queue, producers: int) -> None:
         groups: dict[tuple[int, ...], list[_Decoded]] = {}
@@ -170,7 +153,7 @@ class Executor:
             batch, items = items[:size], items[size:]
             try:
                 outputs = self._on_device([it.image for it in batch])
-            except _StageFailed as exc:
+            except StageFailed as exc:
                 if is_out_of_memory(exc.cause) and self.sizer.shrink(batch[0].image.shape, len(batch)):
                     items = batch + items  # retry with the smaller size
                     continue
@@ -186,56 +169,19 @@ class Executor:
     def _on_device(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """uint8 HxWxC images of one shape -> stages -> rounded uint8 images."""
         ctx = self.ctx
-        with torch.inference_mode():
-            x = _upload(images, ctx.device).permute(0, 3, 1, 2).to(ctx.dtype)
-            for stage in self.transforms:
-                try:
-                    x = stage(x)
-                except Exception as exc:
-                    raise _StageFailed(stage.name, exc) from exc
-            y = x.float().round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-            out = _download(y)
+        with torch.inference_mode(), self._summary.times.timing("device", len(images)):
+            x = upload(images, ctx.device).permute(0, 3, 1, 2).to(ctx.dtype)
+            out = download(to_uint8_nhwc(run_stages(self.transforms, x)))
         return list(out)
 
     # -- helpers ------------------------------------------------------------
     def _fail(self, unit: Unit, stage: str, exc: BaseException) -> None:
-        reason = exc.reason if isinstance(exc, MediaError) else f"{type(exc).__name__}: {exc}"
+        reason = reason_of(exc)
         with self._lock:
             self._summary.failures.append(Failure(unit.source, stage, reason))
         self.ledger.record_failure(str(unit.source), stage, reason)
-        self.on_progress(1, False)
+        self.progress.frames_done(1)
+        self.progress.unit_finished(False)
 
     def _put(self, q: queue.Queue, item: object, *, until_stop: bool = True) -> None:
-        """A blocking put (the back-pressure) that gives up once the run is stopping."""
-        while True:
-            try:
-                q.put(item, timeout=_POLL_S)
-                return
-            except queue.Full:
-                if until_stop and self._stop.is_set():
-                    return
-
-
-def _upload(images: list[np.ndarray], device: torch.device) -> torch.Tensor:
-    """uint8 NHWC on the device; through pinned memory, without blocking, on CUDA."""
-    if device.type != "cuda":
-        return torch.from_numpy(np.stack(images))
-    host = torch.empty((len(images), *images[0].shape), dtype=torch.uint8, pin_memory=True)
-    for i, image in enumerate(images):
-        host[i].copy_(torch.from_numpy(image))
-    return host.to(device, non_blocking=True)
-
-
-def _download(y: torch.Tensor) -> np.ndarray:
-    if y.device.type != "cuda":
-        return y.contiguous().numpy()
-    host = torch.empty(y.shape, dtype=torch.uint8, pin_memory=True)
-    host.copy_(y, non_blocking=True)
-    torch.cuda.current_stream(y.device).synchronize()
-    return host.numpy()
-
-
-def _join(thread: threading.Thread) -> None:
-    # Joining in short slices keeps Ctrl-C responsive in the main thread.
-    while thread.is_alive():
-        thread.join(timeout=0.2)
+        put(q, item, self._stop if until_stop else None)

@@ -1,0 +1,151 @@
+"""What the image and video executors share: results, timing, progress, device transfer."""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import MediaError
+from ..stages.base import Stage
+
+POLL_S = 0.05  # how long a blocked thread waits before checking whether the run is stopping
+
+
+@dataclass(frozen=True)
+class Failure:
+    source: Path
+    stage: str
+    reason: str
+
+
+class StageTimes:
+    """Busy seconds and frames per pipeline step, summed over threads.
+
+    Steps: decode, flow (temporal guides, on the CPU), device (the model
+    stages), smoothing, encode.  ``rates()`` is frames per busy second, which
+    says which step is the bottleneck: the slowest rate bounds the run.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seconds: dict[str, float] = {}
+        self.frames: dict[str, int] = {}
+
+    @contextmanager
+    def timing(self, step: str, frames: int) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(step, time.perf_counter() - start, frames)
+
+    def add(self, step: str, seconds: float, frames: int) -> None:
+        with self._lock:
+            self.seconds[step] = self.seconds.get(step, 0.0) + seconds
+            self.frames[step] = self.frames.get(step, 0) + frames
+
+    def rates(self) -> dict[str, float]:
+        with self._lock:
+            return {k: self.frames[k] / s for k, s in self.seconds.items() if s > 0 and self.frames[k]}
+
+
+@dataclass
+class Summary:
+    done: int = 0  # units (images, clips) finished in this run
+    skipped: int = 0  # already done by an earlier run
+    frames: int = 0  # frames written in this run (an image is one frame)
+    failures: list[Failure] = field(default_factory=list)
+    wall_s: float = 0.0
+    interrupted: bool = False
+    times: StageTimes = field(default_factory=StageTimes)
+
+    def merge(self, other: "Summary") -> None:
+        self.done += other.done
+        self.skipped += other.skipped
+        self.frames += other.frames
+        self.failures.extend(other.failures)
+        self.wall_s += other.wall_s
+        self.interrupted = self.interrupted or other.interrupted
+        for step, seconds in other.times.seconds.items():
+            self.times.add(step, seconds, other.times.frames[step])
+
+
+class Progress:
+    """What the executors report as they go; the CLI draws bars from it.  Calls come from any thread."""
+
+    def add_total(self, frames: int) -> None:
+        """More frames to do than first announced (clips are probed as they start)."""
+
+    def clip_started(self, name: str, total: int | None, done: int) -> None: ...
+
+    def frames_done(self, n: int, clip: str | None = None) -> None: ...
+
+    def unit_finished(self, ok: bool, clip: str | None = None) -> None: ...
+
+
+class StageFailed(Exception):
+    def __init__(self, stage: str, cause: BaseException) -> None:
+        super().__init__(f"{stage}: {cause}")
+        self.stage, self.cause = stage, cause
+
+
+def run_stages(stages: Sequence[Stage], x: torch.Tensor) -> torch.Tensor:
+    for stage in stages:
+        try:
+            x = stage(x)
+        except Exception as exc:
+            raise StageFailed(stage.name, exc) from exc
+    return x
+
+
+def reason_of(exc: BaseException) -> str:
+    if isinstance(exc, StageFailed):
+        exc = exc.cause
+    return exc.reason if isinstance(exc, MediaError) else f"{type(exc).__name__}: {exc}"
+
+
+def upload(images: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
+    """uint8 NHWC on the device; through pinned memory, without blocking, on CUDA."""
+    if device.type != "cuda":
+        return torch.from_numpy(np.stack(images))
+    host = torch.empty((len(images), *images[0].shape), dtype=torch.uint8, pin_memory=True)
+    for i, image in enumerate(images):
+        host[i].copy_(torch.from_numpy(image))
+    return host.to(device, non_blocking=True)
+
+
+def download(y: torch.Tensor) -> np.ndarray:
+    if y.device.type != "cuda":
+        return y.contiguous().numpy()
+    host = torch.empty(y.shape, dtype=torch.uint8, pin_memory=True)
+    host.copy_(y, non_blocking=True)
+    torch.cuda.current_stream(y.device).synchronize()
+    return host.numpy()
+
+
+def to_uint8_nhwc(x: torch.Tensor) -> torch.Tensor:
+    return x.float().round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def put(q, item: object, stop: threading.Event | None) -> bool:
+    """A blocking put (the back-pressure) that gives up once ``stop`` is set; False if it gave up."""
+    while True:
+        try:
+            q.put(item, timeout=POLL_S)
+            return True
+        except queue.Full:
+            if stop is not None and stop.is_set():
+                return False
+
+
+def join(thread: threading.Thread) -> None:
+    # Joining in short slices keeps Ctrl-C responsive in the main thread.
+    while thread.is_alive():
+        thread.join(timeout=0.2)

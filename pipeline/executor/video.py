@@ -1,0 +1,372 @@
+"""The video executor: clips streamed through the stages, committed in segments.
+
+    reader thread per clip in flight         device loop (this thread)          writer thread per clip
+    decode frames, temporal guides  --(bounded)-->  batches of consecutive  --(bounded)-->  encode the segment,
+    (flow on the CPU, ahead)                        frames: stages, then the                commit it with its state;
+                                                    smoothing scan in order                 join all at the end
+
+Up to ``workers`` clips are in flight at once, so one clip's decoding or
+encoding never leaves the device idle.  A batch never crosses a segment
+boundary, so each segment's frames are computed identically whether the run
+was interrupted before it or not: a resumed clip decodes (by seeking) from
+just after its last committed segment, restores the smoothing state saved
+with it, and the final video is frame for frame what an uninterrupted run
+makes.  Memory is bounded by the queue sizes, whatever a clip's length.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..atomic import partial_name
+from ..batching import BatchSizer, is_out_of_memory
+from ..context import RunContext
+from ..errors import MediaError
+from ..ledger import Ledger, load_state
+from ..media.video import VideoInfo
+from ..plan import Unit
+from ..stages.base import Stage
+from .common import (POLL_S, Failure, Progress, StageFailed, Summary, download, join, put, reason_of,
+                     run_stages, to_uint8_nhwc, upload)
+
+_DONE = object()
+
+
+@dataclass
+class _Clip:
+    """One clip in flight; ``prev_out`` belongs to the device loop, the rest is set before it starts."""
+
+    unit: Unit
+    info: VideoInfo
+    segment_frames: int
+    first_segment: int  # the index of the first segment this run writes
+    frames_before: int  # frames already committed by earlier runs
+    resume_state: dict[str, np.ndarray] | None
+    sink: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=4))
+    dead: threading.Event = field(default_factory=threading.Event)  # failed: drop its work
+    prev_out: torch.Tensor | None = None
+
+    @property
+    def name(self) -> str:
+        return self.unit.key
+
+
+@dataclass
+class _Chunk:
+    """Consecutive frames of one clip, never crossing a segment boundary."""
+
+    clip: _Clip
+    frames: list[np.ndarray]
+    pts: list[int]
+    durations: list[int | None]
+    guides: list  # one temporal guide per frame (empty without a temporal stage)
+    ends_segment: bool = False
+    last: bool = False  # the clip's end
+    input_state: np.ndarray | None = None  # the guider's state after the last frame
+    state: dict[str, np.ndarray] | None = None  # filled on the device when ends_segment
+    outputs: np.ndarray | None = None
+
+
+class VideoExecutor:
+    def __init__(self, stages: Sequence[Stage], ctx: RunContext, ledger: Ledger, *,
+                 workers: int | None = None, progress: Progress | None = None) -> None:
+        self.decode, *middle, self.encode = stages
+        temporal = [i for i, s in enumerate(middle) if s.kind == "temporal"]
+        split = temporal[0] if temporal else len(middle)
+        self.before = middle[:split]  # batched model stages, before smoothing
+        self.temporal = middle[split] if temporal else None
+        self.after = middle[split + 1:]
+        self.ctx = ctx
+        self.ledger = ledger
+        self.workers = workers or max(1, min(4, os.cpu_count() or 1))
+        self.sizer = BatchSizer(ctx)
+        self.progress = progress or Progress()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._summary = Summary()
+        self._writers: list[threading.Thread] = []
+
+    # -- public -------------------------------------------------------------
+    def run(self, units: Sequence[Unit]) -> Summary:
+        start = time.perf_counter()
+        todo: queue.Queue = queue.Queue()
+        for unit, info in self._probe_all(units):
+            todo.put((unit, info))
+        chunks: queue.Queue = queue.Queue(maxsize=2 * self.workers + 2)
+        readers = [threading.Thread(target=self._reader_loop, args=(todo, chunks),
+                                    name=f"video-read-{i}", daemon=True) for i in range(self.workers)]
+        for t in readers:
+            t.start()
+        try:
+            self._device_loop(chunks, len(readers))
+        except KeyboardInterrupt:
+            self._stop.set()
+            self._summary.interrupted = True
+        finally:
+            for t in readers:
+                join(t)
+            for t in list(self._writers):
+                join(t)
+        self._summary.wall_s = time.perf_counter() - start
+        return self._summary
+
+    # -- probing ------------------------------------------------------------
+    def _probe_all(self, units: Sequence[Unit]) -> list[tuple[Unit, VideoInfo]]:
+        """Headers only, so the job's progress bar knows its total before the first frame."""
+        ok = []
+        for unit in units:
+            try:
+                with self._summary.times.timing("probe", 0):
+                    info = self.decode.probe(unit.source)
+            except Exception as exc:  # one bad file must not end the run
+                self._fail_unit(unit, self.decode.name, exc)
+                continue
+            ok.append((unit, info))
+            done = self._resume_point(unit)[0]
+            self.progress.add_total(max(0, (info.frames or 0) - done))
+        return ok
+
+    def _resume_point(self, unit: Unit) -> tuple[int, list]:
+        segments = self.ledger.segments(unit.key)
+        return (segments[-1].frames if segments else 0), segments
+
+    # -- reader threads -----------------------------------------------------
+    def _reader_loop(self, todo: queue.Queue, chunks: queue.Queue) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    unit, info = todo.get_nowait()
+                except queue.Empty:
+                    return
+                self._read_clip(unit, info, chunks)
+        finally:
+            put(chunks, _DONE, self._stop)  # once stopping, nobody reads the queue any more
+
+    def _read_clip(self, unit: Unit, info: VideoInfo, chunks: queue.Queue) -> None:
+        frames_before, segments = self._resume_point(unit)
+        state = None
+        if segments and segments[-1].state is not None:
+            try:
+                state = load_state(segments[-1].state)
+            except (OSError, ValueError):  # unreadable state: this clip starts over
+                self.ledger.drop_segments(unit.key)
+                frames_before, segments = 0, []
+        seconds = self.encode.params.video.segment_seconds
+        clip = _Clip(unit=unit, info=info, first_segment=len(segments), frames_before=frames_before,
+                     segment_frames=max(1, round(seconds * float(info.rate or 25))),
+                     resume_state=state)
+        guider = None
+        if self.temporal is not None:
+            hw = (info.height, info.width)
+            for stage in self.before:
+                hw = stage.output_size(*hw)
+            guider = self.temporal.make_guider(hw)
+            guider.restore(state["prev_input"] if state is not None else None)
+        writer = threading.Thread(target=self._writer_loop, args=(clip,), daemon=True,
+                                  name=f"video-write-{unit.key}")
+        with self._lock:
+            self._writers.append(writer)
+        writer.start()
+        self.progress.clip_started(clip.name, info.frames, frames_before)
+        after_pts = segments[-1].last_pts if segments else None
+        index = frames_before
+        chunk = self._new_chunk(clip)
+        frames = self.decode.frames(info, after_pts=after_pts)
+        try:
+            while not (self._stop.is_set() or clip.dead.is_set()):
+                with self._summary.times.timing("decode", 1):
+                    frame = next(frames, None)
+                if frame is None:
+                    break
+                chunk.frames.append(frame.rgb)
+                chunk.pts.append(frame.pts)
+                chunk.durations.append(frame.duration)
+                if guider is not None:
+                    with self._summary.times.timing("flow", 1):
+                        chunk.guides.append(guider.next(frame.rgb))
+                index += 1
+                ends_segment = index % clip.segment_frames == 0
+                if ends_segment or len(chunk.frames) >= self.sizer.size_for(frame.rgb.shape):
+                    chunk.ends_segment = ends_segment
+                    chunk.input_state = guider.state if guider is not None else None
+                    if not self._put_chunk(chunks, chunk):
+                        return
+                    chunk = self._new_chunk(clip)
+        except Exception as exc:  # a corrupt stream mid-way: this clip fails, the run goes on
+            self._fail_clip(clip, self.decode.name, exc)
+            return
+        finally:
+            getattr(frames, "close", lambda: None)()  # closes the container now, not at garbage collection
+        if self._stop.is_set() or clip.dead.is_set():
+            return
+        if index == 0:
+            self._fail_clip(clip, self.decode.name,
+                            MediaError(unit.source, "no video frames could be decoded", stage="decode"))
+            return
+        chunk.ends_segment = True  # closes the last, shorter segment, if one is open
+        chunk.last = True
+        chunk.input_state = guider.state if guider is not None else None
+        self._put_chunk(chunks, chunk)
+
+    def _new_chunk(self, clip: _Clip) -> _Chunk:
+        return _Chunk(clip=clip, frames=[], pts=[], durations=[], guides=[])
+
+    def _put_chunk(self, q: queue.Queue, chunk: _Chunk) -> bool:
+        while not (self._stop.is_set() or chunk.clip.dead.is_set()):
+            try:
+                q.put(chunk, timeout=POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    # -- device loop --------------------------------------------------------
+    def _device_loop(self, chunks: queue.Queue, producers: int) -> None:
+        running = producers
+        while running:
+            try:
+                chunk = chunks.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if chunk is _DONE:
+                running -= 1
+                continue
+            clip = chunk.clip
+            if clip.dead.is_set():
+                continue
+            if chunk.frames:
+                try:
+                    self._on_device(chunk)
+                except StageFailed as exc:
+                    self._fail_clip(clip, exc.stage, exc.cause)
+                    continue
+            if chunk.ends_segment and self.temporal is not None and clip.prev_out is not None:
+                chunk.state = {"prev_out": clip.prev_out.float().cpu().numpy(),
+                               "prev_input": chunk.input_state}
+            self._put_chunk(clip.sink, chunk)
+
+    def _on_device(self, chunk: _Chunk) -> None:
+        """Stages, then the smoothing scan, on a chunk; halves it on out-of-memory."""
+        clip, n = chunk.clip, len(chunk.frames)
+        if clip.prev_out is None and clip.resume_state is not None:
+            clip.prev_out = torch.from_numpy(clip.resume_state["prev_out"]).to(self.ctx.device)
+        try:
+            out, prev_out = self._stages(chunk.frames, chunk.guides, clip.prev_out)
+        except StageFailed as exc:
+            if n > 1 and is_out_of_memory(exc.cause) and self.sizer.shrink(chunk.frames[0].shape, n):
+                half = n // 2
+                parts = [_Chunk(clip, chunk.frames[a:b], chunk.pts[a:b], chunk.durations[a:b],
+                                chunk.guides[a:b]) for a, b in ((0, half), (half, n))]
+                for part in parts:
+                    self._on_device(part)
+                chunk.outputs = np.concatenate([p.outputs for p in parts])
+                return
+            raise
+        clip.prev_out = prev_out  # only after the whole chunk succeeded
+        chunk.outputs = out
+
+    def _stages(self, frames: list[np.ndarray], guides: list, prev_out: torch.Tensor | None
+                ) -> tuple[np.ndarray, torch.Tensor | None]:
+        ctx, times, n = self.ctx, self._summary.times, len(frames)
+        with torch.inference_mode():
+            with times.timing("device", n):
+                try:
+                    x = upload(frames, ctx.device).permute(0, 3, 1, 2).to(ctx.dtype)
+                except Exception as exc:  # e.g. a clip whose frame size changes mid-stream
+                    raise StageFailed("device", exc) from exc
+                x = run_stages(self.before, x)
+                _sync(ctx.device)
+            if self.temporal is not None:
+                with times.timing("smoothing", n):
+                    try:
+                        x, prev_out = self.temporal.scan(x, guides, prev_out)
+                    except Exception as exc:
+                        raise StageFailed(self.temporal.name, exc) from exc
+                    _sync(ctx.device)
+            with times.timing("device", 0):
+                out = download(to_uint8_nhwc(run_stages(self.after, x)))
+        return out, prev_out
+
+    # -- writer threads -----------------------------------------------------
+    def _writer_loop(self, clip: _Clip) -> None:
+        key, times = clip.unit.key, self._summary.times
+        index, frames_total = clip.first_segment, clip.frames_before
+        writer, partial, last_pts = None, None, None
+        try:
+            while True:
+                try:
+                    chunk = clip.sink.get(timeout=POLL_S)
+                except queue.Empty:
+                    if self._stop.is_set() or clip.dead.is_set():
+                        return
+                    continue
+                if chunk.frames:
+                    with times.timing("encode", len(chunk.frames)):
+                        if writer is None:
+                            final = self.ledger.segment_path(key, index)
+                            final.parent.mkdir(parents=True, exist_ok=True)
+                            partial = partial_name(final)
+                            writer = self.encode.open_segment(partial, clip.info, clip.unit.output_rel)
+                        for rgb, pts, duration in zip(chunk.outputs, chunk.pts, chunk.durations):
+                            writer.write(rgb, pts, duration)
+                    last_pts = chunk.pts[-1]
+                    frames_total += len(chunk.frames)
+                    with self._lock:
+                        self._summary.frames += len(chunk.frames)
+                    self.progress.frames_done(len(chunk.frames), clip.name)
+                if chunk.ends_segment and writer is not None:
+                    with times.timing("encode", 0):
+                        writer.close()
+                        writer = None
+                        self.ledger.commit_segment(key, index, partial, frames=frames_total,
+                                                   last_pts=last_pts, state=chunk.state)
+                    index += 1
+                if chunk.last:
+                    self._finish(clip)
+                    return
+        except Exception as exc:
+            self._fail_clip(clip, self.encode.name, exc)
+        finally:
+            if writer is not None:
+                writer.abort()
+                Path(partial).unlink(missing_ok=True)
+
+    def _finish(self, clip: _Clip) -> None:
+        """All segments are committed: join them, with the audio, into the output."""
+        key = clip.unit.key
+        segments = [s.path for s in self.ledger.segments(key)]
+        with self._summary.times.timing("join", 0):
+            self.ledger.commit(key, lambda tmp: self.encode.join(segments, clip.info, tmp,
+                                                                 clip.unit.output_rel))
+        self.ledger.drop_segments(key)
+        with self._lock:
+            self._summary.done += 1
+        self.progress.unit_finished(True, clip.name)
+
+    # -- failures -----------------------------------------------------------
+    def _fail_clip(self, clip: _Clip, stage: str, exc: BaseException) -> None:
+        if clip.dead.is_set():
+            return
+        clip.dead.set()
+        self._fail_unit(clip.unit, stage, exc, clip=clip.name)
+
+    def _fail_unit(self, unit: Unit, stage: str, exc: BaseException, clip: str | None = None) -> None:
+        reason = reason_of(exc)
+        with self._lock:
+            self._summary.failures.append(Failure(unit.source, stage, reason))
+        self.ledger.record_failure(str(unit.source), stage, reason)
+        self.progress.unit_finished(False, clip)
+
+
+def _sync(device: torch.device) -> None:
+    """Make the step timings honest on CUDA, where kernels run asynchronously."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

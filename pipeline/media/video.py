@@ -1,0 +1,18 @@
+"""Video in and out with PyAV (no torch): the public names of the video media layer.
+
+Reading rules are in :mod:`pipeline.media.video_read`, writing rules in
+:mod:`pipeline.media.video_write`, encode options in :mod:`pipeline.media.video_options`.
+"""
+from pipeline.media.video_options import (
+    CONTAINER_FORMATS,
+    VideoEncodeOptions,
+    VideoOptionsError,
+    output_suffix,
+)
+from pipeline.media.video_read import VIDEO_EXTENSIONS, DecodedFrame, VideoInfo, probe_video, read_frames
+from pipeline.media.video_write import SegmentWriter, join_segments
+
+__all__ = [
+    "CONTAINER_FORMATS", "VIDEO_EXTENSIONS", "DecodedFrame", "SegmentWriter", "VideoEncodeOptions",
+    "VideoInfo", "VideoOptionsError", "join_segments", "output_suffix", "probe_video", "read_frames",
+]

@@ -1,0 +1,143 @@
+"""Optical flow and its confidence on the CPU, for temporal smoothing.
+
+Numpy and OpenCV only (no torch): the executor runs this in its decode thread,
+ahead of the device.  Flow is OpenCV's DIS (T. Kroeger et al., "Fast Optical
+Flow using Dense Inverse Search", ECCV 2016) on grayscale frames downscaled by
+``scale``; confidence follows Ruder et al., "Artistic style transfer for
+videos" (GCPR 2016): a photometric term times a forward-backward consistency
+check (Sundaram et al., ECCV 2010), with the constants loosened for DIS as
+measured here (DESIGN.md section 6).
+
+Conventions.  Flow is *backward*: ``b(x)`` points from pixel ``x`` of the
+current frame to where it was in the previous one, so ``prev(x + b(x)) ~
+cur(x)``.  All flow vectors and the consistency tolerance ``fb_beta`` are in
+*flow-resolution* pixels (the resolution DIS runs at): DIS's error is roughly
+constant in its own pixels, so the check keeps the same strictness at any
+``scale``.  DIS output is bit-identical across runs and thread counts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+__all__ = ["Guide", "Guider", "flow_size", "PRESETS"]
+
+PRESETS = {
+    "ultrafast": cv2.DISOpticalFlow_PRESET_ULTRAFAST,
+    "fast": cv2.DISOpticalFlow_PRESET_FAST,
+    "medium": cv2.DISOpticalFlow_PRESET_MEDIUM,
+}
+
+
+@dataclass(frozen=True)
+class Guide:
+    """What the smoothing of one frame needs from the inputs (read-only arrays)."""
+
+    flow: np.ndarray        # h x w x 2 float32, backward flow, flow-resolution pixels
+    confidence: np.ndarray  # h x w float32 in [0, 1]; all zeros when reset
+    reset: bool             # True for the first frame and at scene cuts
+
+
+def flow_size(frame_hw: tuple[int, int], scale: float) -> tuple[int, int]:
+    """(h, w) the flow is computed at: ``frame_hw * scale``, at least 8 px a side."""
+    return tuple(max(8, int(round(s * scale))) for s in frame_hw)  # type: ignore[return-value]
+
+
+class Guider:
+    """Per clip, on the CPU: consecutive input frames -> Guides.  Deterministic.
+
+    ``frame_hw`` is the (H, W) of the frames the smoothing stage receives;
+    frames given to ``next`` may have any size (the decoded source) and are
+    resized with ``cv2.INTER_AREA`` to the flow resolution before anything else.
+    """
+
+    def __init__(self, frame_hw: tuple[int, int], *, scale: float = 0.5, preset: str = "fast",
+                 photometric_sigma: float = 12.0, fb_alpha: float = 0.01, fb_beta: float = 2.0,
+                 reset_below: float = 0.35) -> None:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown DIS preset {preset!r}; expected one of {', '.join(PRESETS)}")
+        if not 0 < scale <= 1:
+            raise ValueError(f"scale must be in (0, 1], got {scale}")
+        if photometric_sigma <= 0:
+            raise ValueError(f"photometric_sigma must be > 0, got {photometric_sigma}")
+        self.size = flow_size(frame_hw, scale)
+        self.preset = preset
+        self.sigma = float(photometric_sigma)
+        self.fb_alpha, self.fb_beta = float(fb_alpha), float(fb_beta)
+        self.reset_below = float(reset_below)
+        self._dis = cv2.DISOpticalFlow_create(PRESETS[preset])
+        h, w = self.size
+        self._gx, self._gy = np.meshgrid(np.arange(w, dtype=np.float32),
+                                         np.arange(h, dtype=np.float32))
+        self._prev: np.ndarray | None = None  # h x w x 3 uint8
+
+    @property
+    def state(self) -> np.ndarray | None:
+        """The previous frame at flow resolution (uint8 RGB), None before the first."""
+        return None if self._prev is None else self._prev.copy()
+
+    def restore(self, state: np.ndarray | None) -> None:
+        """Continue after ``state`` (from ``state`` of a Guider with the same settings)."""
+        if state is not None:
+            h, w = self.size
+            if state.dtype != np.uint8 or state.shape != (h, w, 3):
+                raise ValueError(f"guider state must be a {h}x{w}x3 uint8 array, got "
+                                 f"{state.dtype} {state.shape}: saved with other settings?")
+            state = np.ascontiguousarray(state).copy()
+        self._prev = state
+
+    def next(self, rgb: np.ndarray) -> Guide:
+        """The guide for frame ``rgb`` (H x W x 3 uint8, any size) given the frames before."""
+        cur = self._prepare(rgb)
+        prev, self._prev = self._prev, cur
+        h, w = self.size
+        if prev is None:
+            return _guide(np.zeros((h, w, 2), np.float32), np.zeros((h, w), np.float32), True)
+        g_cur = cv2.cvtColor(cur, cv2.COLOR_RGB2GRAY)
+        g_prev = cv2.cvtColor(prev, cv2.COLOR_RGB2GRAY)
+        back = self._dis.calc(g_cur, g_prev, None)   # cur(x) ~ prev(x + back(x))
+        fwd = self._dis.calc(g_prev, g_cur, None)    # prev(y) ~ cur(y + fwd(y))
+        conf = self.confidence(cur, prev, back, fwd)
+        if float(conf.mean()) < self.reset_below:    # scene cut: start a new shot
+            return _guide(back, np.zeros_like(conf), True)
+        return _guide(back, conf, False)
+
+    def confidence(self, cur: np.ndarray, prev: np.ndarray, back: np.ndarray,
+                   fwd: np.ndarray) -> np.ndarray:
+        """exp(-(e/sigma)^2) times the forward-backward and in-frame mask eroded 3x3."""
+        h, w = self.size
+        mx, my = self._gx + back[..., 0], self._gy + back[..., 1]
+        warped = cv2.remap(prev, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        err = np.abs(warped.astype(np.float32) - cur.astype(np.float32)).mean(axis=2)
+        conf = np.exp(-np.square(err / self.sigma))
+        # Forward flow at the back-projected point should undo the backward flow.
+        f_at = cv2.remap(fwd, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        miss = np.square(f_at + back).sum(axis=2)
+        tol = self.fb_alpha * (np.square(back).sum(axis=2) + np.square(f_at).sum(axis=2)) + self.fb_beta
+        inside = (mx >= -0.5) & (mx <= w - 0.5) & (my >= -0.5) & (my <= h - 0.5)
+        # Erode the binary mask (not the product: a 3x3 minimum of the noisy
+        # photometric term would throw away half the good pixels).
+        ok = cv2.erode(((miss <= tol) & inside).astype(np.uint8), np.ones((3, 3), np.uint8),
+                       borderType=cv2.BORDER_REPLICATE)
+        conf = (conf * ok).astype(np.float32)
+        return np.clip(conf, 0.0, 1.0, out=conf)
+
+    def _prepare(self, rgb: np.ndarray) -> np.ndarray:
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
+            raise ValueError(f"Guider.next expects an H x W x 3 uint8 frame, got {rgb.dtype} "
+                             f"{rgb.shape}")
+        rgb = np.ascontiguousarray(rgb[..., :3])
+        h, w = self.size
+        if rgb.shape[:2] == (h, w):
+            return rgb.copy()
+        return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def _guide(flow: np.ndarray, confidence: np.ndarray, reset: bool) -> Guide:
+    flow = np.ascontiguousarray(flow, dtype=np.float32)
+    confidence = np.ascontiguousarray(confidence, dtype=np.float32)
+    flow.flags.writeable = False
+    confidence.flags.writeable = False
+    return Guide(flow, confidence, reset)

@@ -1,0 +1,121 @@
+"""temporal_smooth: flow-guided blending of stylized video frames against flicker.
+
+Each stylized frame P_t is pulled toward the previous *output* warped into
+place by optical flow of the *input* frames (Ruder et al., "Artistic style
+transfer for videos", GCPR 2016, used here as a post-process):
+
+    O_t = P_t + strength * c_t * (warp_bicubic(O_{t-1}, flow_t) - P_t)
+
+with c_t the per-pixel confidence of the flow (``pipeline.ops.flow``), and
+O_t = P_t at the first frame and at scene cuts.  Flow and confidence depend
+only on the inputs, so a ``Guider`` (``make_guider``) computes them on the CPU
+in the decode thread; ``scan`` runs the blend on the device.  State across
+calls is the previous output (``prev_out``) plus ``Guider.state``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+
+from ..ops.flow import Guide, Guider
+from ..ops.warp import blend, resize_flow, resize_plane, warp
+from ..typed_yaml import ParamError
+from .base import Stage, join_alpha, split_alpha
+from .registry import register
+
+
+@dataclass(frozen=True)
+class TemporalSmoothParams:
+    strength: float = 0.8          # 0..1: how far each frame is pulled to the warped previous output
+    flow_scale: float = 0.5        # (0, 1]: flow resolution relative to the stage's frames
+    flow_preset: Literal["ultrafast", "fast", "medium"] = "fast"  # OpenCV DIS preset
+    photometric_sigma: float = 12.0  # 8-bit error at which confidence falls to 1/e
+    consistency: float = 0.01      # forward-backward check: relative tolerance (fb_alpha)
+    consistency_px: float = 2.0    # forward-backward check: absolute, flow-resolution px^2 (fb_beta)
+    reset_below: float = 0.35      # mean confidence under which a frame starts a new shot
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.strength <= 1.0:
+            raise ParamError("strength", f"strength must be in [0, 1], got {self.strength}")
+        if not 0.0 < self.flow_scale <= 1.0:
+            raise ParamError("flow_scale", f"flow_scale must be in (0, 1], got {self.flow_scale}")
+        if self.photometric_sigma <= 0:
+            raise ParamError("photometric_sigma",
+                             f"photometric_sigma must be > 0, got {self.photometric_sigma}")
+        if self.consistency < 0:
+            raise ParamError("consistency", f"consistency must be >= 0, got {self.consistency}")
+        if self.consistency_px < 0:
+            raise ParamError("consistency_px",
+                             f"consistency_px must be >= 0, got {self.consistency_px}")
+        if not 0.0 <= self.reset_below <= 1.0:
+            raise ParamError("reset_below", f"reset_below must be in [0, 1], got {self.reset_below}")
+
+
+@register
+class TemporalSmooth(Stage):
+    name = "temporal_smooth"
+    kind = "temporal"  # the executor gives it video frames in order, with guides and state
+    Params = TemporalSmoothParams
+    video_only = True
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """A single image has no previous frame: identity."""
+        return x
+
+    def make_guider(self, frame_hw: tuple[int, int]) -> Guider:
+        p = self.params
+        return Guider(frame_hw, scale=p.flow_scale, preset=p.flow_preset,
+                      photometric_sigma=p.photometric_sigma, fb_alpha=p.consistency,
+                      fb_beta=p.consistency_px, reset_below=p.reset_below)
+
+    def scan(self, x: torch.Tensor, guides: Sequence[Guide],
+             prev_out: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Smooth consecutive frames ``x`` [N, C, H, W] (0..255) of one clip, in order.
+
+        ``guides``: one per frame; ``prev_out``: [3, H, W] float32, the previous
+        output frame (None at a clip start: the first frame is then taken as
+        is, whatever its guide says).  Returns (outputs in x's dtype, the last
+        output as [3, H, W] float32 for the next call).  The blend runs in
+        float32; alpha (C == 4) passes through.  Mutates neither input.
+        """
+        if x.dim() != 4 or x.shape[1] not in (3, 4):
+            raise ValueError(f"temporal_smooth expects [N, 3, H, W], got {tuple(x.shape)}")
+        n, _, h, w = x.shape
+        if len(guides) != n:
+            raise ValueError(f"temporal_smooth got {n} frames but {len(guides)} guides")
+        if prev_out is not None and tuple(prev_out.shape) != (3, h, w):
+            raise ValueError(f"prev_out has shape {tuple(prev_out.shape)}, expected (3, {h}, {w}): "
+                             "the frame size changed within a clip")
+        if n == 0:
+            return x.clone(), prev_out
+        rgb, alpha = split_alpha(x)
+        flow, conf = _upload(guides, x.device, (h, w))
+        strength = float(self.params.strength)
+        prev = None if prev_out is None else prev_out.to(torch.float32)
+        outs = []
+        for i, guide in enumerate(guides):
+            cur = rgb[i].to(torch.float32)
+            if prev is None or guide.reset or strength == 0.0:
+                out = cur.clone()
+            else:
+                warped = warp(prev[None], flow[i:i + 1], mode="bicubic")[0]
+                out = blend(cur, warped, conf[i], strength).clamp_(0.0, 255.0)
+            outs.append(out)
+            prev = out
+        y = torch.stack(outs).to(x.dtype)
+        return join_alpha(y, alpha), prev
+
+
+def _upload(guides: Sequence[Guide], device: torch.device,
+            size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flow [N, 2, H, W] and confidence [N, 1, H, W], float32 on ``device``."""
+    flow = torch.from_numpy(np.stack([g.flow for g in guides])).permute(0, 3, 1, 2)
+    conf = torch.from_numpy(np.stack([g.confidence for g in guides]))[:, None]
+    if device.type == "cuda":
+        flow, conf = flow.pin_memory(), conf.pin_memory()
+    flow = flow.to(device, torch.float32, non_blocking=True)
+    conf = conf.to(device, torch.float32, non_blocking=True)
+    return resize_flow(flow, size), resize_plane(conf, size).clamp_(0.0, 1.0)
