@@ -1,6 +1,7 @@
 """What the image and video executors share: results, timing, progress, device transfer."""
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -12,7 +13,10 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from ..batching import BatchSizer
+from ..context import RunContext
 from ..errors import MediaError
+from ..ledger import Ledger
 from ..stages.base import Stage
 
 POLL_S = 0.05  # how long a blocked thread waits before checking whether the run is stopping
@@ -88,6 +92,23 @@ class Progress:
     def frames_done(self, n: int, clip: str | None = None) -> None: ...
 
     def unit_finished(self, ok: bool, clip: str | None = None) -> None: ...
+
+
+class ExecutorBase:
+    """What both executors hold: the chain's ends, the context, the ledger and the run's state."""
+
+    def __init__(self, stages: Sequence[Stage], ctx: RunContext, ledger: Ledger, *,
+                 workers: int | None = None, progress: Progress | None = None) -> None:
+        self.decode, *self.middle, self.encode = stages
+        assert self.decode.kind == "decode" and self.encode.kind == "encode"
+        self.ctx = ctx
+        self.ledger = ledger
+        self.workers = workers or max(1, min(4, os.cpu_count() or 1))
+        self.sizer = BatchSizer(ctx)
+        self.progress = progress or Progress()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._summary = Summary()
 
 
 class StageFailed(Exception):

@@ -12,7 +12,6 @@ concrete stage: it sees one decode stage, transform stages and one encode stage.
 """
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -22,12 +21,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..batching import BatchSizer, is_out_of_memory
-from ..context import RunContext
-from ..ledger import Ledger
+from ..batching import is_out_of_memory
 from ..plan import Unit
 from ..stages.base import Stage
-from .common import (POLL_S, Failure, Progress, StageFailed, Summary, download, join, put, reason_of,
+from .common import (POLL_S, ExecutorBase, Failure, StageFailed, Summary, download, join, put, reason_of,
                      run_stages, to_uint8_nhwc, upload)
 
 _DONE = object()  # end-of-stream marker on the queues
@@ -41,20 +38,12 @@ class _Decoded:
     image: np.ndarray
 
 
-class ImageExecutor:
-    def __init__(self, stages: Sequence[Stage], ctx: RunContext, ledger: Ledger, *,
-                 workers: int | None = None,
-                 progress: Progress | None = None) -> None:
-        self.decode, *self.transforms, self.encode = stages
-        assert self.decode.kind == "decode" and self.encode.kind == "encode"
-        self.ctx = ctx
-        self.ledger = ledger
-        self.workers = workers or max(1, min(4, os.cpu_count() or 1))
-        self.sizer = BatchSizer(ctx)
-        self.progress = progress or Progress()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._summary = Summary()
+class ImageExecutor(ExecutorBase):
+    """Images: independent units, batched by size; a temporal stage passes them through."""
+
+    @property
+    def transforms(self) -> list[Stage]:
+        return self.middle
 
     # -- public -------------------------------------------------------------
     def run(self, units: Sequence[Unit]) -> Summary:

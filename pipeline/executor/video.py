@@ -15,7 +15,6 @@ makes.  Memory is bounded by the queue sizes, whatever a clip's length.
 """
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -27,14 +26,14 @@ import numpy as np
 import torch
 
 from ..atomic import partial_name
-from ..batching import BatchSizer, is_out_of_memory
+from ..batching import is_out_of_memory
 from ..context import RunContext
 from ..errors import MediaError
 from ..ledger import Ledger, load_state
 from ..media.video import VideoInfo
 from ..plan import Unit
 from ..stages.base import Stage
-from .common import (POLL_S, Failure, Progress, StageFailed, Summary, download, join, put, reason_of,
+from .common import (POLL_S, ExecutorBase, Failure, Progress, StageFailed, Summary, download, join, put, reason_of,
                      run_stages, to_uint8_nhwc, upload)
 
 _DONE = object()
@@ -75,23 +74,16 @@ class _Chunk:
     outputs: np.ndarray | None = None
 
 
-class VideoExecutor:
+class VideoExecutor(ExecutorBase):
     def __init__(self, stages: Sequence[Stage], ctx: RunContext, ledger: Ledger, *,
                  workers: int | None = None, progress: Progress | None = None) -> None:
-        self.decode, *middle, self.encode = stages
+        super().__init__(stages, ctx, ledger, workers=workers, progress=progress)
+        middle = self.middle
         temporal = [i for i, s in enumerate(middle) if s.kind == "temporal"]
         split = temporal[0] if temporal else len(middle)
         self.before = middle[:split]  # batched model stages, before smoothing
         self.temporal = middle[split] if temporal else None
         self.after = middle[split + 1:]
-        self.ctx = ctx
-        self.ledger = ledger
-        self.workers = workers or max(1, min(4, os.cpu_count() or 1))
-        self.sizer = BatchSizer(ctx)
-        self.progress = progress or Progress()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._summary = Summary()
         self._writers: list[threading.Thread] = []
 
     # -- public -------------------------------------------------------------
@@ -146,7 +138,10 @@ class VideoExecutor:
                     unit, info = todo.get_nowait()
                 except queue.Empty:
                     return
-                self._read_clip(unit, info, chunks)
+                try:
+                    self._read_clip(unit, info, chunks)
+                except Exception as exc:  # setting up the clip failed (e.g. its saved state)
+                    self._fail_unit(unit, self.decode.name, exc)
         finally:
             put(chunks, _DONE, self._stop)  # once stopping, nobody reads the queue any more
 
