@@ -154,7 +154,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=48)
     ap.add_argument("--size", default="320x240", help="WxH")
     ap.add_argument("--strength", type=float, default=0.8)
-    ap.add_argument("--preset", default="fast", choices=["ultrafast", "fast", "medium"])
+    ap.add_argument("--preset", default="medium", choices=["ultrafast", "fast", "medium"])
     ap.add_argument("--flow-scale", type=float, default=0.5)
     ap.add_argument("--out", type=Path, help="write strip.png (input | per-frame | smoothed | confidence)")
     args = ap.parse_args()
