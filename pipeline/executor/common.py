@@ -110,6 +110,17 @@ class ExecutorBase:
         self._lock = threading.Lock()
         self._summary = Summary()
 
+    def _fail(self, unit, stage: str, exc: BaseException, *, clip: str | None = None,
+              frames: int = 0) -> None:
+        """Record a failed source (summary, ledger, progress); the run goes on."""
+        reason = reason_of(exc)
+        with self._lock:
+            self._summary.failures.append(Failure(unit.source, stage, reason))
+        self.ledger.record_failure(str(unit.source), stage, reason)
+        if frames:
+            self.progress.frames_done(frames)
+        self.progress.unit_finished(False, clip)
+
 
 class StageFailed(Exception):
     def __init__(self, stage: str, cause: BaseException) -> None:

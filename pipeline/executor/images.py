@@ -24,7 +24,7 @@ import torch
 from ..batching import is_out_of_memory
 from ..plan import Unit
 from ..stages.base import Stage
-from .common import (POLL_S, ExecutorBase, Failure, StageFailed, Summary, download, join, put, reason_of,
+from .common import (POLL_S, ExecutorBase, StageFailed, Summary, download, join, put,
                      run_stages, to_uint8_nhwc, upload)
 
 _DONE = object()  # end-of-stream marker on the queues
@@ -84,7 +84,7 @@ class ImageExecutor(ExecutorBase):
                     with self._summary.times.timing("decode", 1):
                         image = self.decode.read(unit.source)
                 except Exception as exc:  # one bad file must not end the run
-                    self._fail(unit, self.decode.name, exc)
+                    self._fail(unit, self.decode.name, exc, frames=1)
                     continue
                 self._put(decoded, _Decoded(unit, image))
         finally:
@@ -103,7 +103,7 @@ class ImageExecutor(ExecutorBase):
                     self.ledger.commit(unit.key,
                                        lambda tmp: self.encode.write(image, tmp, unit.source.suffix))
             except Exception as exc:
-                self._fail(unit, self.encode.name, exc)
+                self._fail(unit, self.encode.name, exc, frames=1)
                 continue
             with self._lock:
                 self._summary.done += 1
@@ -150,7 +150,7 @@ class ImageExecutor(ExecutorBase):
                     for single in batch:
                         self._run_group([single], encoded)
                     continue
-                self._fail(batch[0].unit, exc.stage, exc.cause)
+                self._fail(batch[0].unit, exc.stage, exc.cause, frames=1)
                 continue
             for it, out in zip(batch, outputs):
                 self._put(encoded, (it.unit, out))
@@ -164,13 +164,5 @@ class ImageExecutor(ExecutorBase):
         return list(out)
 
     # -- helpers ------------------------------------------------------------
-    def _fail(self, unit: Unit, stage: str, exc: BaseException) -> None:
-        reason = reason_of(exc)
-        with self._lock:
-            self._summary.failures.append(Failure(unit.source, stage, reason))
-        self.ledger.record_failure(str(unit.source), stage, reason)
-        self.progress.frames_done(1)
-        self.progress.unit_finished(False)
-
     def _put(self, q: queue.Queue, item: object, *, until_stop: bool = True) -> None:
         put(q, item, self._stop if until_stop else None)

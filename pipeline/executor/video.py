@@ -33,7 +33,7 @@ from ..ledger import Ledger, load_state
 from ..media.video import VideoInfo
 from ..plan import Unit
 from ..stages.base import Stage
-from .common import (POLL_S, ExecutorBase, Failure, Progress, StageFailed, Summary, download, join, put, reason_of,
+from .common import (POLL_S, ExecutorBase, Progress, StageFailed, Summary, download, join, put,
                      run_stages, to_uint8_nhwc, upload)
 
 _DONE = object()
@@ -119,7 +119,7 @@ class VideoExecutor(ExecutorBase):
                 with self._summary.times.timing("probe", 0):
                     info = self.decode.probe(unit.source)
             except Exception as exc:  # one bad file must not end the run
-                self._fail_unit(unit, self.decode.name, exc)
+                self._fail(unit, self.decode.name, exc)
                 continue
             ok.append((unit, info))
             done = self._resume_point(unit)[0]
@@ -141,7 +141,7 @@ class VideoExecutor(ExecutorBase):
                 try:
                     self._read_clip(unit, info, chunks)
                 except Exception as exc:  # setting up the clip failed (e.g. its saved state)
-                    self._fail_unit(unit, self.decode.name, exc)
+                    self._fail(unit, self.decode.name, exc)
         finally:
             put(chunks, _DONE, self._stop)  # once stopping, nobody reads the queue any more
 
@@ -351,14 +351,7 @@ class VideoExecutor(ExecutorBase):
         if clip.dead.is_set():
             return
         clip.dead.set()
-        self._fail_unit(clip.unit, stage, exc, clip=clip.name)
-
-    def _fail_unit(self, unit: Unit, stage: str, exc: BaseException, clip: str | None = None) -> None:
-        reason = reason_of(exc)
-        with self._lock:
-            self._summary.failures.append(Failure(unit.source, stage, reason))
-        self.ledger.record_failure(str(unit.source), stage, reason)
-        self.progress.unit_finished(False, clip)
+        self._fail(clip.unit, stage, exc, clip=clip.name)
 
 
 def _sync(device: torch.device) -> None:
