@@ -10,6 +10,8 @@ A fixed ``batch_size`` is used as given (and still halved on out-of-memory).
 - CUDA: as many as fit in half the free memory at an estimated cost per pixel,
   capped at 32; an out-of-memory error halves it for that shape, for the rest
   of the run, instead of killing the run.
+Either way no batch exceeds the smallest ``max_batch`` of the job's stages
+(``gatys``: 1, since it optimizes image by image and a batch only delays commits).
 """
 from __future__ import annotations
 
@@ -24,15 +26,17 @@ _CUDA_MAX_BATCH = 32
 
 
 class BatchSizer:
-    def __init__(self, ctx: RunContext) -> None:
+    def __init__(self, ctx: RunContext, cap: int | None = None) -> None:
         self.ctx = ctx
+        self.cap = cap  # a stage's max_batch: no batch is ever larger
         self._sizes: dict[tuple[int, ...], int] = {}
         self._lock = threading.Lock()
 
     def size_for(self, shape: tuple[int, ...]) -> int:
         with self._lock:
             if shape not in self._sizes:
-                self._sizes[shape] = self._initial(shape)
+                initial = self._initial(shape)
+                self._sizes[shape] = initial if self.cap is None else min(initial, self.cap)
             return self._sizes[shape]
 
     def shrink(self, shape: tuple[int, ...], failed_size: int) -> bool:

@@ -23,7 +23,7 @@ from .models.vgg import load_perceptual
 from .ops.resize import resize, target_size
 from .train.losses import content_loss, gram_matrix, style_loss, tv_loss
 
-__all__ = ["stylize_still", "CONTENT_LAYERS", "STYLE_LAYERS", "INITS"]
+__all__ = ["stylize_still", "optimize_pixels", "scale_style", "check_side", "CONTENT_LAYERS", "STYLE_LAYERS", "INITS"]
 
 # Gatys et al.'s choice: content at conv4_2 (after its in-place ReLU in Caffe,
 # i.e. relu4_2 here), style at the first ReLU of each of the five blocks.
@@ -78,14 +78,39 @@ def stylize_still(content: np.ndarray, style: np.ndarray, *, steps: int = 300,
     alpha = c[:, 3:] if c.shape[1] == 4 else None
     c = c[:, :3].contiguous()  # L-BFGS flattens x's gradient with .view(-1)
     s = _to_tensor(style, device)[:, :3]
-    s = resize(s, target_size(*s.shape[-2:], long_side=max(h, w), multiple_of=1))
+    s = scale_style(s, h, w)
     for name, t in (("content", c), ("style", s)):
-        if min(t.shape[-2:]) < MIN_SIDE:
-            raise ValueError(f"the {name} image is {t.shape[-1]}x{t.shape[-2]} after resizing; VGG "
-                             f"needs at least {MIN_SIDE} px on each side (four 2x2 poolings before "
-                             "relu5_1): raise max_side or use a larger image")
+        check_side(name, t, "raise max_side or use a larger image")
 
     net = load_perceptual(vgg, taps=tuple(content_layers) + tuple(style_layers)).to(device)
+    out, losses = optimize_pixels(c, s, net, steps=steps, content_weight=content_weight,
+                                  style_weight=style_weight, tv_weight=tv_weight, init=init,
+                                  preserve_color=preserve_color, seed=seed,
+                                  content_layers=content_layers, style_layers=style_layers,
+                                  on_step=on_step)
+    if alpha is not None:
+        out = torch.cat([out, alpha], dim=1)
+    image = out[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return np.ascontiguousarray(image), losses
+
+
+def optimize_pixels(c: torch.Tensor, s: torch.Tensor, net: torch.nn.Module, *, steps: int,
+                    content_weight: float, style_weight: float, tv_weight: float,
+                    init: str = "content", preserve_color: bool = False, seed: int = 0,
+                    content_layers: Sequence[str] = CONTENT_LAYERS,
+                    style_layers: Sequence[str] = STYLE_LAYERS,
+                    on_step: Callable[[int, float], None] | None = None,
+                    ) -> tuple[torch.Tensor, list[float]]:
+    """The optimization itself, on tensors: ``c`` [1, 3, H, W] and ``s``
+    [1, 3, h, w] float32 RGB 0..255 on ``net``'s device, ``s`` already at the
+    scale wanted (see ``stylize_still``); ``net`` a frozen ``PerceptualNet``
+    tapping ``content_layers`` and ``style_layers``.  Returns the result
+    [1, 3, H, W] float32 in 0..255 (not rounded) and the losses.  Needs
+    autograd: call it outside ``torch.inference_mode``.
+    """
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+    c = c.detach().contiguous()  # L-BFGS flattens x's gradient with .view(-1)
     with torch.no_grad():
         content_targets = {k: v for k, v in net(c).items() if k in content_layers}
         style_targets = {k: gram_matrix(v) for k, v in net(s).items() if k in style_layers}
@@ -95,7 +120,7 @@ def stylize_still(content: np.ndarray, style: np.ndarray, *, steps: int = 300,
         x = c.clone()
     else:
         gen = torch.Generator().manual_seed(seed)
-        x = (torch.rand(c.shape, generator=gen) * 255).to(device)
+        x = (torch.rand(c.shape, generator=gen) * 255).to(c.device)
     x.requires_grad_(True)
     # The strong-Wolfe line search usually accepts its first trial; without it
     # a quasi-Newton step can overshoot by orders of magnitude.  Iterations run
@@ -153,10 +178,20 @@ def stylize_still(content: np.ndarray, style: np.ndarray, *, steps: int = 300,
     out = x.detach().clamp(0.0, 255.0)
     if preserve_color:
         out = _keep_chroma(out, c)
-    if alpha is not None:
-        out = torch.cat([out, alpha], dim=1)
-    image = out[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return np.ascontiguousarray(image), losses
+    return out, losses
+
+
+def scale_style(s: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The style image rescaled so its longer side equals the content's
+    (``h`` x ``w``): Gram statistics depend on scale."""
+    return resize(s, target_size(*s.shape[-2:], long_side=max(h, w), multiple_of=1))
+
+
+def check_side(name: str, t: torch.Tensor, hint: str) -> None:
+    if min(t.shape[-2:]) < MIN_SIDE:
+        raise ValueError(f"the {name} image is {t.shape[-1]}x{t.shape[-2]} after resizing; VGG "
+                         f"needs at least {MIN_SIDE} px on each side (four 2x2 poolings before "
+                         f"relu5_1): {hint}")
 
 
 def _check_image(name: str, a: np.ndarray) -> None:

@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from pipeline.context import RunContext
+from pipeline.media.images import write_image
 from pipeline.models.cyclegan import ResnetGenerator
 from pipeline.stages import get_stage, stage_names
 from pipeline.typed_yaml import ParseContext, load_yaml, parse_value
@@ -37,6 +38,12 @@ def _style_weights(folder: Path) -> Path:
     return path
 
 
+def _style_image(folder: Path) -> Path:
+    path = folder / "style.png"
+    write_image(natural_image(40, 36, seed=9)[:, ::-1], path, "png")
+    return path
+
+
 # Example options for every stage; a new stage must add itself here.
 EXAMPLES = {
     "decode": lambda d: {},
@@ -46,6 +53,7 @@ EXAMPLES = {
     "fast_style": lambda d: {"weights": str(_style_weights(d))},
     "cyclegan": lambda d: {"weights": str(_cyclegan_weights(d))},
     "temporal_smooth": lambda d: {"strength": 0.7, "flow_preset": "ultrafast"},
+    "gatys": lambda d: {"style": str(_style_image(d)), "steps": 3},
 }
 
 

@@ -104,7 +104,8 @@ class ExecutorBase:
         self.ctx = ctx
         self.ledger = ledger
         self.workers = workers or max(1, min(4, os.cpu_count() or 1))
-        self.sizer = BatchSizer(ctx)
+        caps = [s.max_batch for s in self.middle if s.max_batch is not None]
+        self.sizer = BatchSizer(ctx, cap=min(caps, default=None))
         self.progress = progress or Progress()
         self._stop = threading.Event()
         self._lock = threading.Lock()

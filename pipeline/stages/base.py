@@ -32,6 +32,9 @@ class Stage:
     Params: ClassVar[type] = NoParams
     #: stages that only make sense for video; a job without videos that uses one is invalid
     video_only: ClassVar[bool] = False
+    #: the most images this stage should see at once (None: no limit); caps
+    #: the executor's batch size, ``batch_size`` in the job included
+    max_batch: ClassVar[int | None] = None
 
     def __init__(self, params: Any, ctx: RunContext) -> None:
         self.params = params

