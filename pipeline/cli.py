@@ -146,6 +146,11 @@ class _Bars(Progress):
                 self._failed += 1
                 self._job.set_postfix(failed=self._failed, refresh=False)
             bar = self._clips.pop(clip, None) if clip else None
+            if bar is not None and bar.total is not None and bar.n != bar.total:
+                # frames that will not come (a failed clip; a header's count that was off):
+                # the job bar still ends at 100% of what was done
+                self._job.total = max(self._job.n, (self._job.total or 0) + bar.n - bar.total)
+                self._job.refresh()
             if bar is not None:
                 self._free_rows.append(bar.pos if bar.pos > 0 else -bar.pos)
                 bar.close()

@@ -103,3 +103,27 @@ def test_batches_hold_images_of_one_size(tmp_path: Path) -> None:
     assert sum(b[0] for b in stage.batches) == len(sizes)
     assert all(b[0] <= CTX.batch_size for b in stage.batches)
     assert {b[2:] for b in stage.batches} == {(16, 20), (12, 12), (8, 24)}
+
+
+def test_job_bar_ends_full_when_a_clip_fails_or_its_header_miscounts(monkeypatch) -> None:
+    import io
+    import sys
+
+    from pipeline.cli import _Bars
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:  # tqdm draws (and counts) only on a terminal
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    bars = _Bars("job", 2, quiet=False)  # two images
+    bars.frames_done(2)
+    bars.add_total(30)
+    bars.clip_started("a.mp4", 20, 0)  # fails after 5 of 20 frames
+    bars.clip_started("b.mp4", 10, 0)  # header said 10, 12 came
+    bars.frames_done(5, "a.mp4")
+    bars.unit_finished(False, "a.mp4")
+    bars.frames_done(12, "b.mp4")
+    bars.unit_finished(True, "b.mp4")
+    assert (bars._job.n, bars._job.total) == (19, 19)
+    bars.close()

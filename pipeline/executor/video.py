@@ -85,6 +85,7 @@ class VideoExecutor(ExecutorBase):
         self.temporal = middle[split] if temporal else None
         self.after = middle[split + 1:]
         self._writers: list[threading.Thread] = []
+        self._announced: dict[str, int] = {}  # frames each clip added to the job's total
 
     # -- public -------------------------------------------------------------
     def run(self, units: Sequence[Unit]) -> Summary:
@@ -123,7 +124,8 @@ class VideoExecutor(ExecutorBase):
                 continue
             ok.append((unit, info))
             done = self._resume_point(unit)[0]
-            self.progress.add_total(max(0, (info.frames or 0) - done))
+            self._announced[unit.key] = max(0, (info.frames or 0) - done)
+            self.progress.add_total(self._announced[unit.key])
         return ok
 
     def _resume_point(self, unit: Unit) -> tuple[int, list]:
@@ -140,8 +142,9 @@ class VideoExecutor(ExecutorBase):
                     return
                 try:
                     self._read_clip(unit, info, chunks)
-                except Exception as exc:  # setting up the clip failed (e.g. its saved state)
+                except Exception as exc:  # setting up the clip failed, before its bar started
                     self._fail(unit, self.decode.name, exc)
+                    self.progress.add_total(-self._announced.get(unit.key, 0))
         finally:
             put(chunks, _DONE, self._stop)  # once stopping, nobody reads the queue any more
 
