@@ -92,9 +92,11 @@ def assert_same_nets(a: dict, b: dict) -> None:
                                        msg=lambda m: f"{name}.{key}: {m}")
 
 
-def test_generator_and_cycle_losses_fall_on_a_fixed_batch(domains, tmp_path):
+# bf16/fp16: autocast and (fp16) GradScaler, the CUDA recipe's paths, on CPU.
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_generator_and_cycle_losses_fall_on_a_fixed_batch(domains, tmp_path, precision):
     opts = tiny_opts(domains, tmp_path)
-    trainer = CycleGanTrainer(opts, torch.device("cpu"), "fp32")
+    trainer = CycleGanTrainer(opts, torch.device("cpu"), precision)
     a = torch.from_numpy(gradient_image(32, 32, 0, 1)).permute(2, 0, 1)[None]
     b = torch.from_numpy(gradient_image(32, 32, 2, 2)).permute(2, 0, 1)[None]
     totals = []
