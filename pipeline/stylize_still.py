@@ -23,7 +23,8 @@ from .models.vgg import load_perceptual
 from .ops.resize import resize, target_size
 from .train.losses import content_loss, gram_matrix, style_loss, tv_loss
 
-__all__ = ["stylize_still", "optimize_pixels", "scale_style", "check_side", "CONTENT_LAYERS", "STYLE_LAYERS", "INITS"]
+__all__ = ["stylize_still", "optimize_pixels", "scale_style", "check_side",
+           "CONTENT_LAYERS", "STYLE_LAYERS", "INITS"]
 
 # Gatys et al.'s choice: content at conv4_2 (after its in-place ReLU in Caffe,
 # i.e. relu4_2 here), style at the first ReLU of each of the five blocks.

@@ -2,9 +2,9 @@
 
 The same L-BFGS optimization as ``run_pipeline.py stylize-still``
 (``pipeline.stylize_still``), as a job stage: for stills where quality
-matters more than speed, on a folder.  Each image costs ``steps`` VGG19
-forward and backward passes (seconds each on a CPU at 512 px, milliseconds
-on a GPU), so put a ``resize`` before it.  The style image is rescaled per
+matters more than speed, on a folder.  Each image costs ``steps`` L-BFGS
+iterations of a VGG19 forward and backward pass or more (about 0.6 s an
+iteration at 256 px on the 2-core dev CPU), so put a ``resize`` before it.  The style image is rescaled per
 image to the image's longer side, as in ``stylize-still``.
 """
 from __future__ import annotations
