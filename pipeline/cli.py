@@ -173,14 +173,20 @@ def _run(p: Prepared, ledger: Ledger, quiet: bool) -> Summary:
     return summary
 
 
+def _speed(count: int, seconds: float, unit: str) -> str:
+    """Per second, or seconds per item where that reads better (gatys: minutes an image)."""
+    if count and seconds > 10 * count:
+        return f"{seconds / count:.1f} s/{unit}"
+    return f"{count / seconds if seconds > 0 else 0.0:.2f} {unit}s/s"
+
+
 def _report(p: Prepared, s: Summary) -> int:
     failed = len(s.failures) + len(p.plan.empty_sources)
     videos = any(u.kind == "video" for u in p.plan.units)
-    rate = (s.frames if videos else s.done) / s.wall_s if s.wall_s > 0 else 0.0
     state = "interrupted" if s.interrupted else "finished"
+    speed = _speed(s.frames if videos else s.done, s.wall_s, "frame" if videos else "image")
     typer.echo(f"{p.job.name}: {state}: done {s.done}, skipped {s.skipped} (already done), "
-               f"failed {failed}, wall {s.wall_s:.1f} s ({rate:.2f} {'frames' if videos else 'images'}/s)",
-               err=True)
+               f"failed {failed}, wall {s.wall_s:.1f} s ({speed})", err=True)
     rates = s.times.rates()
     if videos and rates:  # frames per busy second of each step: the smallest is the bottleneck
         steps = [k for k in ("decode", "flow", "device", "smoothing", "encode") if k in rates]
