@@ -14,6 +14,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import typer
@@ -22,7 +23,7 @@ from tqdm import tqdm
 from .build import Prepared, prepare
 from .commands import stylize_still, train_cyclegan, train_style
 from .contact_sheet import make_contact_sheet
-from .errors import JobError, MediaError
+from .errors import JobError, MediaError, storage_error
 from .executor import Progress, Summary, run_units
 from .ledger import Ledger
 
@@ -51,9 +52,14 @@ def run(job: Path = JOB_ARG,
     try:
         prepared = _prepare_or_exit(job)
         try:
-            ledger = Ledger(prepared.job.output, prepared.fingerprint, restart=restart)
+            ledger = Ledger(prepared.job.output, prepared.fingerprint, restart=restart,
+                            keys=[u.key for u in prepared.plan.units])
         except JobError as exc:
             _exit_invalid(exc)
+        except OSError as exc:  # an output folder we cannot create or write, a full disk
+            typer.echo(f"error: cannot use the output folder {prepared.job.output}: "
+                       f"{exc.strerror or exc}; free space or pick a writable folder", err=True)
+            raise typer.Exit(EXIT_FAILED if storage_error(exc) else EXIT_INVALID) from None
         try:
             summary = _run(prepared, ledger, quiet)
         finally:
@@ -62,7 +68,7 @@ def run(job: Path = JOB_ARG,
         typer.echo("interrupted; run the same command again to finish", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     code = _report(prepared, summary)
-    if prepared.job.contact_sheet and not summary.interrupted:
+    if prepared.job.contact_sheet and not (summary.interrupted or summary.fatal):
         _write_contact_sheet(prepared)
     raise typer.Exit(code)
 
@@ -183,7 +189,7 @@ def _speed(count: int, seconds: float, unit: str) -> str:
 def _report(p: Prepared, s: Summary) -> int:
     failed = len(s.failures) + len(p.plan.empty_sources)
     videos = any(u.kind == "video" for u in p.plan.units)
-    state = "interrupted" if s.interrupted else "finished"
+    state = "interrupted" if s.interrupted else "stopped" if s.fatal else "finished"
     speed = _speed(s.frames if videos else s.done, s.wall_s, "frame" if videos else "image")
     typer.echo(f"{p.job.name}: {state}: done {s.done}, skipped {s.skipped} (already done), "
                f"failed {failed}, wall {s.wall_s:.1f} s ({speed})", err=True)
@@ -196,6 +202,9 @@ def _report(p: Prepared, s: Summary) -> int:
         typer.echo(f"  failed  {spec.location}: sources: {reason}", err=True)
     for f in s.failures:
         typer.echo(f"  failed  {f.source} [{f.stage}]: {f.reason}", err=True)
+    if s.fatal:
+        typer.echo(f"  stopped early: {s.fatal}", err=True)
+        return EXIT_FAILED
     if s.interrupted:
         typer.echo("  stopped early; run the same command again to finish", err=True)
         return EXIT_INTERRUPTED
@@ -210,6 +219,9 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and not args[0].startswith("-") and args[0] not in _COMMANDS:
         args.insert(0, "run")
+    # Pillow warns of a "decompression bomb DOS attack" for any image over 89 Mpx as soon as
+    # its header is read; memory.py decides what fits and says so in words: no scare line.
+    warnings.filterwarnings("ignore", message="Image size .* could be decompression bomb")
     # A service manager stops us with SIGTERM: stop as cleanly as for Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     app(args=args, prog_name="run_pipeline.py")

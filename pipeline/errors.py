@@ -97,3 +97,20 @@ class StageError(PipelineError, RuntimeError):
         self.stage = stage
         self.reason = reason
         super().__init__(f"stage {stage}: {reason}")
+
+
+# errno values that mean "the output side cannot take more": not the source's fault, and the
+# same for every unit after this one, so the run stops instead of failing each unit in turn.
+_STORAGE_ERRNOS = frozenset({28, 30, 122})  # ENOSPC, EROFS, EDQUOT (Linux numbering)
+
+
+def storage_error(exc: BaseException | None) -> OSError | None:
+    """The OSError in ``exc``'s chain (causes and contexts) that says the disk is full, over
+    quota or read-only; None when the failure is something else."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -19,6 +19,7 @@ A lock file keeps two runs from writing the same output folder at once.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -26,13 +27,13 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .atomic import PARTIAL_TAG, atomic_write
-from .errors import JobError
+from .atomic import PARTIAL_TAG, atomic_write, partial_name
+from .errors import JobError, PipelineError
 
 LEDGER_NAME = ".ledger.jsonl"
 LOCK_NAME = ".ledger.lock"
@@ -49,19 +50,27 @@ class Segment:
     frames: int  # frames of the video done through the end of this segment
     last_pts: int  # timestamp of its last frame, in the source's time base
     state: Path | None  # the state file for the next segment (None if there is no state)
+    # the reader bumped some pts up to here: resume by decoding from the start and skipping
+    # ``frames`` frames, not by seeking to ``last_pts`` (see pipeline.media.video_read)
+    pts_adjusted: bool = False
 
 
 class Ledger:
-    def __init__(self, output: Path, fingerprint: dict[str, Any], *, restart: bool = False) -> None:
+    def __init__(self, output: Path, fingerprint: dict[str, Any], *, restart: bool = False,
+                 keys: Iterable[str] = ()) -> None:
+        """``keys``: the outputs this run may write; only their leftovers are swept."""
         self.output = output
         self.path = output / LEDGER_NAME
         self._lock = threading.Lock()
         output.mkdir(parents=True, exist_ok=True)
         self._lock_file = _take_lock(output / LOCK_NAME)
+        _repair_tail(self.path)
         header, committed, segments = _read(self.path)
+        keys = set(keys)
         if restart and header is not None:
             _remove_outputs(output, committed)
-            shutil.rmtree(output / SEGMENTS_DIR, ignore_errors=True)
+            for key in set(segments) | keys:
+                _remove_segments(output, key)
             header, committed, segments = None, {}, {}
         if header is not None and header.get("fingerprint") != fingerprint:
             self.close()
@@ -72,8 +81,11 @@ class Ledger:
                      "or point 'output' at a new folder")
         # Outputs deleted by hand are redone: only files still on disk count.
         self._done = {key for key in committed if (output / key).is_file()}
+        for key in self._done & set(segments):  # killed after the final line, before the cleanup
+            _remove_segments(output, key)
+            segments.pop(key)
         self._segments = segments
-        _sweep_partials(output)
+        _sweep_partials(output, keys | set(committed) | set(segments))
         if header is None:
             self.path.unlink(missing_ok=True)
             self._append({"ledger": VERSION, "fingerprint": fingerprint, "created": time.time()})
@@ -87,6 +99,8 @@ class Ledger:
 
     def commit(self, key: str, write: Callable[[Path], None]) -> None:
         """``write(tmp_path)`` writes the output; it is then moved into place and recorded."""
+        if not is_safe_key(key):  # the plan never makes one; a last guard before writing
+            raise ValueError(f"refusing to write outside the output folder: {key!r}")
         final = self.output / key
         atomic_write(final, write)
         with self._lock:
@@ -112,13 +126,14 @@ class Ledger:
                 return []
             out.append(Segment(index, self.output / record["path"], record["frames"],
                                record["last_pts"],
-                               self.output / record["state"] if record.get("state") else None))
+                               self.output / record["state"] if record.get("state") else None,
+                               bool(record.get("pts_adjusted", False))))
         if out and out[-1].state is not None and not out[-1].state.is_file():
             return []
         return out
 
     def commit_segment(self, key: str, index: int, written: Path, *, frames: int, last_pts: int,
-                       state: dict[str, np.ndarray] | None) -> Segment:
+                       state: dict[str, np.ndarray] | None, pts_adjusted: bool = False) -> Segment:
         """Move the closed segment file ``written`` into place, save ``state`` beside it, record both.
 
         The previous segment's state file is removed once this line is
@@ -131,9 +146,9 @@ class Ledger:
         if state is not None:
             state_path = final.with_name(f"{index:05d}.state.npz")
             atomic_write(state_path, lambda tmp: _save_npz(tmp, state))
-        segment = Segment(index, final, frames, last_pts, state_path)
+        segment = Segment(index, final, frames, last_pts, state_path, pts_adjusted)
         record = {"segment": key, "index": index, "path": _rel(final, self.output),
-                  "frames": frames, "last_pts": last_pts,
+                  "frames": frames, "last_pts": last_pts, "pts_adjusted": pts_adjusted,
                   "state": _rel(state_path, self.output) if state_path else None}
         with self._lock:
             self._append(record)
@@ -148,7 +163,7 @@ class Ledger:
         """Forget a video's segments (it is done, or must start over)."""
         with self._lock:
             self._segments.pop(key, None)
-        shutil.rmtree(self.output / SEGMENTS_DIR / key, ignore_errors=True)
+        _remove_segments(self.output, key)
 
     def record_failure(self, source: str, stage: str, reason: str) -> None:
         """For the record only: failed sources are tried again on the next run."""
@@ -161,29 +176,97 @@ class Ledger:
             self._lock_file = None
 
     def _append(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        """One whole line or nothing: a failed write (a full disk) is cut back off, so the
+        ledger never holds a torn line that the next record would be glued onto."""
+        line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LedgerWriteError(self.path, exc) from exc
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                written = os.write(fd, line)
+                if written != len(line):
+                    raise OSError(errno.ENOSPC, "short write")
+                os.fsync(fd)
+            except OSError as exc:
+                try:
+                    os.ftruncate(fd, size)
+                except OSError:
+                    pass  # _repair_tail cuts it on the next start
+                raise LedgerWriteError(self.path, exc) from exc
+        finally:
+            os.close(fd)
+
+
+class LedgerWriteError(PipelineError, OSError):
+    """The ledger could not be appended to (a full disk, a read-only folder): progress can
+    no longer be recorded, so the run must stop; nothing recorded so far is lost."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        super().__init__(cause.errno, f"cannot write the progress ledger {path}: "
+                                      f"{cause.strerror or cause}")
+        self.path = path
+
+    def __str__(self) -> str:
+        return self.strerror
 
 
 def _read(path: Path) -> tuple[dict[str, Any] | None, dict[str, int], dict[str, dict[int, dict]]]:
     if not path.is_file():
         return None, {}, {}
     header, committed, segments = None, {}, {}
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line torn by a kill mid-write
+            if not isinstance(record, dict):
+                continue
             if "ledger" in record and header is None:
                 header = record
-            elif "done" in record:
+            elif "done" in record and is_safe_key(record["done"]):
                 committed[record["done"]] = record.get("bytes", 0)
-            elif "segment" in record:
+            elif "segment" in record and is_safe_key(record["segment"]):
                 segments.setdefault(record["segment"], {})[record["index"]] = record
     return header, committed, segments
+
+
+def committed_keys(path: Path) -> set[str]:
+    """The outputs a ledger file records as done (for another job's checks)."""
+    try:
+        return set(_read(path)[1])
+    except OSError:
+        return set()
+
+
+def is_safe_key(key: object) -> bool:
+    """A key is a plain relative path below the output folder: never absolute, never '..'."""
+    if not isinstance(key, str) or not key or "\\" in key or "\0" in key:
+        return False
+    parts = PurePosixPath(key).parts
+    return not PurePosixPath(key).is_absolute() and ".." not in parts and "." not in key.split("/")
+
+
+def _repair_tail(path: Path) -> None:
+    """Cut a torn last line (a kill or a full disk mid-write) so the next line starts clean."""
+    try:
+        with open(path, "rb+") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            f.seek(max(0, size - 1))
+            if f.read(1) == b"\n":
+                return
+            f.seek(0)
+            data = f.read()
+            f.truncate(data.rfind(b"\n") + 1)
+            f.flush()
+            os.fsync(f.fileno())
+    except FileNotFoundError:
+        return
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -212,16 +295,48 @@ def _take_lock(path: Path):
 
 
 def _remove_outputs(output: Path, committed: dict[str, int]) -> None:
-    for key in committed:
-        (output / key).unlink(missing_ok=True)
+    """``--restart``: delete what this job recorded, and only that.  A record is not proof:
+    a key must be a plain path inside the output folder (no symlink leading out of it), and
+    the file must still have the size recorded; anything else is left alone."""
+    root = output.resolve()
+    for key, size in committed.items():
+        path = output / key
+        try:
+            if path.is_symlink() or not path.is_file() or path.stat().st_size != size:
+                continue
+            if root not in path.resolve().parents:
+                continue
+        except OSError:
+            continue
+        path.unlink(missing_ok=True)
 
 
-def _sweep_partials(output: Path) -> None:
-    """Temporary files left by a killed run are never outputs: remove them."""
-    for folder, _dirs, files in os.walk(output):
-        for name in files:
-            if name.startswith(".") and name.endswith(PARTIAL_TAG):
-                Path(folder, name).unlink(missing_ok=True)
+def _remove_segments(output: Path, key: str) -> None:
+    folder = output / SEGMENTS_DIR / key
+    if is_safe_key(key) and folder.is_dir() and not folder.is_symlink():
+        shutil.rmtree(folder, ignore_errors=True)
+    top = output / SEGMENTS_DIR
+    for parent in [folder.parent, *folder.parent.parents]:  # empty folders left above it
+        if parent != top and top not in parent.parents:
+            break
+        try:
+            parent.rmdir()
+        except OSError:
+            break  # not empty (another clip's segments), or gone
+
+
+def _sweep_partials(output: Path, keys: set[str]) -> None:
+    """Temporary files a killed run left beside this job's own outputs and segments; never a
+    walk of the folder, which may hold another job's output folder and its work in flight."""
+    for key in keys:
+        if not is_safe_key(key):
+            continue
+        partial_name(output / key).unlink(missing_ok=True)
+        segments = output / SEGMENTS_DIR / key
+        if segments.is_dir() and not segments.is_symlink():
+            for path in segments.iterdir():
+                if path.name.startswith(".") and path.name.endswith(PARTIAL_TAG):
+                    path.unlink(missing_ok=True)
 
 
 def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:

@@ -8,8 +8,6 @@ source, so the rest of the job still runs.
 """
 from __future__ import annotations
 
-import glob
-import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Callable
@@ -18,6 +16,8 @@ from .config import Job, SourceSpec
 from .errors import JobError
 from .media.images import IMAGE_EXTENSIONS
 from .media.video import VIDEO_EXTENSIONS
+from .safety import check_output_folder, check_output_paths
+from .walk import PatternError, find, split_pattern
 
 EXTENSIONS = {"images": IMAGE_EXTENSIONS, "videos": VIDEO_EXTENSIONS}
 
@@ -44,6 +44,8 @@ class Plan:
 
 def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> Plan:
     """``output_relpath(source_rel, kind)``: where encode writes a source's output."""
+    check_output_folder(job.output, [(f"sources[{i}]", source_root(spec), spec.location)
+                                     for i, spec in enumerate(job.sources)], job.output_location)
     units: list[Unit] = []
     empty: list[tuple[SourceSpec, str]] = []
     claimed: dict[PurePath, tuple[Path, int]] = {}
@@ -65,51 +67,44 @@ def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> 
                     hint="give one source an 'into: <folder>' key, or rename one file")
             claimed[out_rel] = (path, index)
             units.append(Unit(source=path, output_rel=out_rel, source_index=index, kind=kind))
+    check_output_paths(job.output, [(u.output_rel, u.source, f"sources[{u.source_index}]")
+                                    for u in units], job.output_location)
     return Plan(tuple(units), tuple(empty))
 
 
+def source_root(spec: SourceSpec) -> Path:
+    """The folder a source's relative paths start from: itself, a glob's literal prefix, a file's folder."""
+    try:
+        root, _pattern = split_pattern(spec.path)
+    except PatternError:
+        return spec.path  # reported with its location by find_files
+    return root.parent if root.is_file() else root
+
+
 def find_files(spec: SourceSpec, exclude: Path) -> list[tuple[Path, PurePath]]:
-    """(file, path relative to the source's root), sorted; hidden entries skipped."""
-    pattern = str(spec.path)
+    """(file, path relative to the source's root), sorted; hidden entries skipped.
+
+    Folders and globs are walked by ``walk.find``: symlinked folders are read,
+    each real folder once; the output folder is never read back."""
     wanted = EXTENSIONS[spec.kind]
-    if glob.has_magic(pattern):
-        root = _glob_root(spec.path)
-        paths = (Path(p) for p in glob.glob(pattern, recursive=True))
-        files = [p for p in paths
-                 if p.is_file() and p.suffix.lower() in wanted and not _inside(p, exclude)]
-        return sorted((p, p.relative_to(root)) for p in files)
+    try:
+        root, pattern = split_pattern(spec.path)
+    except PatternError as exc:
+        raise JobError(f"source '{spec.pattern}': {exc}", location=spec.location, where="sources",
+                       hint="start the pattern at the folder that holds all the files, "
+                            "e.g. 'photos/**/*.png'") from None
+    keep = lambda name: Path(name).suffix.lower() in wanted  # noqa: E731
+    skip = lambda folder: _inside(folder, exclude)  # noqa: E731
+    if pattern:
+        return find(root, keep, pattern=pattern, skip_dir=skip) if root.is_dir() else []
     if spec.path.is_file():
         return [(spec.path, PurePath(spec.path.name))]
     if spec.path.is_dir():
-        return sorted((p, p.relative_to(spec.path)) for p in _walk(spec.path, wanted, exclude))
+        return find(spec.path, keep, skip_dir=skip)
     raise JobError(f"source '{spec.pattern}' does not exist ({spec.path})",
                    location=spec.location, where="sources",
                    hint="relative paths resolve against the job file's folder")
 
 
-def _walk(root: Path, wanted: frozenset[str], exclude: Path) -> list[Path]:
-    found = []
-    for folder, dirs, files in os.walk(root):
-        here = Path(folder)
-        # The output folder may sit inside a source folder: never read our own outputs.
-        dirs[:] = [d for d in dirs if not d.startswith(".") and not _inside(here / d, exclude)]
-        found.extend(here / f for f in files
-                     if not f.startswith(".") and Path(f).suffix.lower() in wanted)
-    return found
-
-
-def _glob_root(pattern: Path) -> Path:
-    parts = []
-    for part in pattern.parts:
-        if glob.has_magic(part):
-            break
-        parts.append(part)
-    return Path(*parts)
-
-
 def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder)
-        return True
-    except ValueError:
-        return False
+    return path == folder or folder in path.parents

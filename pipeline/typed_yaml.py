@@ -53,15 +53,29 @@ class ParseContext:
     base_dir: Path  # relative paths in the job resolve against this folder
 
 
+# Limits on what a job file may make us do.  A real job is a few KB, a few
+# hundred values and about six levels deep; these limits only stop a data file
+# passed by mistake, or a hostile file, from hanging or crashing validation.
+MAX_JOB_BYTES = 1 << 20
+MAX_VALUES = 100_000  # values after expanding aliases, each alias counted in full
+MAX_DEPTH = 50        # nested lists and mappings; far below Python's recursion limit
+
+
 def load_yaml(path: Path) -> Node:
     """Read a YAML file into located nodes; syntax errors become JobErrors."""
     try:
+        size = path.stat().st_size
+        if size > MAX_JOB_BYTES:  # checked before reading: never parse megabytes of YAML
+            raise JobError(f"job file {path} is {size / 2**20:.1f} MiB; a job file is a few KB, "
+                           f"and files over {MAX_JOB_BYTES >> 20} MiB are refused",
+                           hint="did you point at a data file (an image, video or weights) "
+                                "instead of the job's .yaml?")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise JobError(f"job file {path} does not exist", hint="check the path") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise JobError(f"cannot read job file {path}: {exc}") from None
-    loader = yaml.SafeLoader(text)
+    loader = _JobLoader(text, path)
     try:
         root = loader.get_single_node()
         if root is None:
@@ -76,11 +90,64 @@ def load_yaml(path: Path) -> Node:
         loader.dispose()
 
 
-def _loc(path: Path, node: yaml.Node) -> Location:
+class _JobLoader(yaml.SafeLoader):
+    """SafeLoader whose composer refuses alias bombs, recursive aliases and
+    absurd nesting, each located where it happens in the file.
+
+    The composer gives an anchor ('&a') and all its aliases ('*a') one shared
+    node, so a 500-byte file can stand for a billion values, which ``_convert``
+    would then expand one by one.  We count what each node expands to while
+    composing (an alias adds its anchor's full count every time it is used)
+    and stop at ``MAX_VALUES``; ``_convert`` therefore does bounded work.
+    (CSafeLoader composes in C, where these checks cannot hook in; a job file
+    is small, so the pure-Python loader's speed is fine.)
+    """
+
+    def __init__(self, text: str, path: Path) -> None:
+        super().__init__(text)
+        self.path = path
+        self.open_totals: list[int] = []  # values so far in each node being composed
+        self.open_anchors: set[str] = set()  # anchors whose value is being composed
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        where = _loc(self.path, event)
+        is_alias = isinstance(event, yaml.AliasEvent)
+        if is_alias and event.anchor in self.open_anchors:  # today's composer would make a cycle
+            raise JobError(f"alias '*{event.anchor}' is inside the value anchored as "
+                           f"'&{event.anchor}', so it would repeat forever", location=where,
+                           hint="an alias may only repeat a value that is already complete")
+        if len(self.open_totals) >= MAX_DEPTH:
+            raise JobError(f"lists and mappings nested more than {MAX_DEPTH} deep", location=where,
+                           hint="a job file nests a few levels; check the brackets")
+        anchor = None if is_alias else event.anchor
+        if anchor is not None:
+            self.open_anchors.add(anchor)
+        self.open_totals.append(1)  # this node; its children add to it
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            own = self.open_totals.pop()
+            self.open_anchors.discard(anchor)
+        if not is_alias:
+            node.expanded_size = own
+        if self.open_totals:
+            self.open_totals[-1] += node.expanded_size
+            if self.open_totals[-1] > MAX_VALUES:
+                raise JobError(f"too many values after expanding aliases ('&'/'*'): more than "
+                               f"{MAX_VALUES:,}; a job file this large is almost certainly a YAML "
+                               "alias bomb or a mistake", location=where,
+                               hint="write the job out plainly, or point at the right file")
+        return node
+
+
+def _loc(path: Path, node: yaml.Node | yaml.Event) -> Location:
     return Location(path, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
 def _convert(node: yaml.Node, loader: yaml.SafeLoader, path: Path) -> Node:
+    # Bounded: _JobLoader refused trees over MAX_VALUES (aliases expanded) or
+    # MAX_DEPTH deep, and trees containing themselves.
     if isinstance(node, yaml.MappingNode):
         values: dict[str, Node] = {}
         keys: dict[str, Location] = {}

@@ -206,3 +206,46 @@ def audio_duration(path: str | Path) -> float | None:
             samples += frame.samples
             rate = frame.sample_rate
         return samples / rate if rate else 0.0
+
+
+def make_clip_with_pts(path: str | Path, pts: list[int], *, dts: list[int] | None = None,
+                       size: tuple[int, int] = (64, 48), fps: int = 25,
+                       gop_size: int | None = None) -> Path:
+    """A Matroska clip (H.264 without B-frames, no audio) whose frames carry exactly ``pts``, in
+    milliseconds (Matroska's time base), repeated or decreasing values included, as VFR phone and
+    screen recordings sometimes do.
+
+    The frames (the usual test pattern, one per entry) are encoded with increasing pts, then
+    their packets are muxed with ``pts`` and ``dts``; only Matroska's muxer takes repeated
+    timestamps, and ``dts`` must not decrease nor exceed ``pts`` (the default: each pts's minimum
+    with all later ones).  Without B-frames the decoder returns the frames in this order, with
+    these pts.
+    """
+    path = Path(path)
+    if dts is None:
+        dts = [min(pts[i:]) for i in range(len(pts))]
+    width, height = size
+    n = len(pts)
+    time_base = Fraction(1, 1000)
+    with av.open(str(path), mode="w", format="matroska") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        vs.time_base = time_base
+        vs.codec_context.time_base = time_base
+        vs.thread_count = 1
+        vs.codec_context.options = {"preset": "ultrafast"}  # no B-frames
+        if gop_size is not None:
+            vs.codec_context.gop_size = gop_size
+        packets = []
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(_pattern(i, width, height, "moving", n), format="rgb24")
+            frame = frame.reformat(format="yuv420p", dst_colorspace=_sws_space(None, height))
+            frame.pts, frame.time_base = i, time_base
+            packets += vs.encode(frame)
+        packets += vs.encode()
+        assert [p.pts for p in packets] == list(range(n)), "the encoder reordered frames"
+        for packet in packets:
+            i = packet.pts
+            packet.pts, packet.dts = pts[i], dts[i]
+            out.mux(packet)
+    return path

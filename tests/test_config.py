@@ -1,6 +1,9 @@
 """The job file: the documented shape parses; every mistake is located and explained."""
 from __future__ import annotations
 
+import signal
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -153,3 +156,80 @@ def test_top_level_errors(tmp_path: Path, body: str, expected: list[str]) -> Non
 def test_missing_job_file(tmp_path: Path) -> None:
     with pytest.raises(JobError, match="does not exist"):
         load_job(tmp_path / "nope.yaml")
+
+
+# --- hostile input: the loader's work is bounded and every refusal is located -------
+
+def _billion_laughs(levels: int = 9) -> str:
+    """The classic alias bomb: 9 levels of 9 aliases stand for 9**9 strings."""
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi"[:levels - 1]):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]")
+    return "sources: [{images: a.png}]\noutput: out\nstages: [decode]\n" + "\n".join(lines) + "\n"
+
+
+@contextmanager
+def _deadline(seconds: float):
+    """Fail instead of hanging: before the fix the bomb never finished."""
+    def expire(*_):
+        raise TimeoutError(f"still loading after {seconds} s")
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_alias_bomb_is_refused_fast_and_located(tmp_path: Path) -> None:
+    path = write_job(tmp_path, _billion_laughs())
+    assert path.stat().st_size < 600
+    start = time.perf_counter()
+    with _deadline(5), pytest.raises(JobError) as info:
+        load_job(path)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.0, f"refusing the bomb took {elapsed:.2f} s"
+    msg = str(info.value)
+    # Level f holds 9 * 9**5 > 100,000 values: refused at its second alias.
+    assert msg.startswith(f"{path}:9:12: too many values after expanding aliases")
+    assert "alias bomb" in msg
+
+
+def test_recursive_alias_is_refused_at_the_alias(tmp_path: Path) -> None:
+    msg = _error(tmp_path, """
+        sources: &s [{images: a.png}, *s]
+        output: out
+        stages: [decode]
+        """)
+    assert f"{tmp_path / 'job.yaml'}:1:31:" in msg and "alias '*s' is inside the value" in msg
+
+
+def test_absurd_nesting_is_refused(tmp_path: Path) -> None:
+    msg = _error(tmp_path, "sources: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert f"{tmp_path / 'job.yaml'}:1:" in msg and "nested more than 50 deep" in msg
+
+
+def test_huge_job_file_is_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text("sources: [{images: a.png}]\noutput: out\nstages: [decode]\n# "
+                    + "x" * (11 << 20) + "\n")
+    start = time.perf_counter()
+    with pytest.raises(JobError) as info:
+        load_job(path)
+    assert time.perf_counter() - start < 1.0
+    msg = str(info.value)
+    assert f"job file {path} is 11.0 MiB" in msg and "did you point at a data file" in msg
+
+
+def test_anchors_and_aliases_still_work(tmp_path: Path) -> None:
+    job = load_job(write_job(tmp_path, """
+        sources: [{images: a.png}]
+        output: out
+        stages:
+          - tv_denoise: &smooth {weight: 0.05}
+          - resize: {short_side: 64}
+          - tv_denoise: *smooth
+        """))
+    assert [s.name for s in job.stages] == ["decode", "tv_denoise", "resize", "tv_denoise", "encode"]
+    assert job.stages[1].params == job.stages[3].params and job.stages[3].params.weight == 0.05

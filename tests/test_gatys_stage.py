@@ -13,7 +13,7 @@ from pipeline.ledger import Ledger
 from pipeline.media.images import write_image
 from pipeline.models.vgg import load_perceptual
 from pipeline.train.losses import gram_matrix
-from tests.conftest import make_photos, run_cli, write_job
+from tests.conftest import make_photos, run_cli_here, write_job
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1")
 
@@ -49,7 +49,7 @@ def test_job_moves_every_image_toward_the_style(tmp_path: Path) -> None:
     photos = make_photos(tmp_path / "photos", 2, size=(32, 40))
     style = _stripes()
     write_image(style, tmp_path / "style.png", "png")
-    result = run_cli(str(_job(tmp_path)))
+    result = run_cli_here(str(_job(tmp_path)))
     assert result.returncode == 0, result.stderr
     assert "done 2, skipped 0 (already done), failed 0" in result.stderr
 
@@ -77,11 +77,11 @@ def test_batches_are_capped_at_one_image(tmp_path: Path) -> None:
 def test_unreadable_style_image_is_a_located_job_error(tmp_path: Path) -> None:
     make_photos(tmp_path / "photos", 1)
     (tmp_path / "style.png").write_text("not a picture")
-    result = run_cli("validate", str(_job(tmp_path)))
+    result = run_cli_here("validate", str(_job(tmp_path)))
     assert result.returncode == 2, result.stderr
     assert "job.yaml:7" in result.stderr and "style.png" in result.stderr
     assert "style image cannot be read" in result.stderr
-    missing = run_cli("validate", str(_job(tmp_path, style="nowhere.png")))
+    missing = run_cli_here("validate", str(_job(tmp_path, style="nowhere.png")))
     assert missing.returncode == 2 and "nowhere.png" in missing.stderr
 
 
@@ -89,6 +89,6 @@ def test_image_too_small_for_vgg_fails_that_file_only(tmp_path: Path) -> None:
     make_photos(tmp_path / "photos", 1, size=(24, 32))
     write_image(np.zeros((8, 12, 3), np.uint8), tmp_path / "photos" / "tiny.png", "png")
     write_image(_stripes(), tmp_path / "style.png", "png")
-    result = run_cli(str(_job(tmp_path, steps=2)))
+    result = run_cli_here(str(_job(tmp_path, steps=2)))
     assert "done 1" in result.stderr and "failed 1" in result.stderr, result.stderr
     assert "tiny.png" in result.stderr and "16 px" in result.stderr

@@ -380,6 +380,20 @@ def test_read_errors_name_file_and_reason(tmp_path, name, make, reason):
     assert hashlib.sha256(p.read_bytes()).hexdigest() == digest  # source untouched
 
 
+@pytest.mark.parametrize("fmt, keep", [("png", 8), ("png", 20), ("png", 40), ("jpg", 4)])
+def test_truncated_header_is_reported_as_damaged_not_unrecognised(tmp_path, fmt, keep):
+    # Cut inside the header chunks, Pillow cannot identify the file at all.
+    name = {"png": "PNG", "jpg": "JPEG"}[fmt]
+    p = tmp_path / f"cut.{fmt}"
+    p.write_bytes((_valid_png if fmt == "png" else _valid_jpg)(tmp_path)[:keep])
+    with pytest.raises(MediaError) as info:
+        read_image(p)
+    err = info.value
+    # Pillow fails on some cuts before identifying the file and on others after.
+    assert err.reason.startswith(f"corrupt or truncated {name} ") and "unrecognised" not in err.reason
+    assert "re-copy the file" in err.hint and str(p) in str(err)
+
+
 def test_directory(tmp_path):
     with pytest.raises(MediaError, match="is a directory") as info:
         read_image(tmp_path)

@@ -21,6 +21,8 @@ from pipeline.models.checkpoints import (
 )
 from pipeline.models.cyclegan import NLayerDiscriminator, ResnetGenerator, UnetGenerator
 from pipeline.models.transformer_net import TransformerNet
+from pipeline.models.vgg import VGG, load_perceptual, load_vgg
+from tests.conftest import lively_transformer_net, make_photos, run_cli_here, write_job
 
 
 @pytest.fixture(autouse=True)
@@ -371,3 +373,57 @@ def test_shape_mismatch_lists_keys(tmp_path):
     del sd["in5.bias"]
     err = _refuses(_save(sd, tmp_path / "odd.pth"), match="does not fit")
     assert "conv1.conv2d.weight" in err.reason and "in5.bias" in err.reason
+
+
+# ----------------------------------------------------------------- non-finite weights
+
+@pytest.mark.parametrize("bad, counts", [(float("nan"), "1 NaN and 0 Inf"), (float("inf"), "0 NaN and 1 Inf")])
+def test_non_finite_fast_style_weights_are_refused(tmp_path, bad, counts):
+    sd = lively_transformer_net().state_dict()
+    sd["res3.conv1.conv2d.weight"][0, 0, 0, 0] = bad
+    err = _refuses(_save(sd, tmp_path / "diverged.pth"),
+                   match=f"tensor 'res3.conv1.conv2d.weight' holds {counts} values")
+    assert "training diverged" in err.hint
+
+
+def test_nan_cyclegan_weights_are_refused(tmp_path):
+    sd = ResnetGenerator(ngf=8, n_blocks=2).state_dict()
+    sd["model.1.weight"][1] = float("nan")  # a whole filter: 3 * 7 * 7 values
+    _refuses(_save(sd, tmp_path / "latest_net_G.pth"), load_cyclegan,
+             match="tensor 'model.1.weight' holds 147 NaN and 0 Inf values")
+
+
+def test_non_finite_refusal_names_the_first_three_tensors(tmp_path):
+    sd = TransformerNet().state_dict()
+    keys = list(sd)[:5]
+    for key in keys:
+        sd[key].fill_(float("-inf"))
+    err = _refuses(_save(sd, tmp_path / "w.pth"), match="holds 0 NaN and")
+    assert all(f"'{k}'" in err.reason for k in keys[:3]) and f"'{keys[3]}'" not in err.reason
+    assert err.reason.endswith("and 2 more tensors")
+
+
+def test_nan_vgg_weights_are_refused(tmp_path):
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in VGG(16).state_dict().items()}
+    sd = {k: torch.zeros(s) for k, s in shapes.items()}
+    sd["features.28.bias"][0] = float("nan")
+    path = _save(sd, tmp_path / "vgg16.pth")
+    for load in (load_vgg, load_perceptual):
+        _refuses(path, load, match="tensor 'features.28.bias' holds 1 NaN and 0 Inf values")
+
+
+def test_nan_weights_fail_the_job_before_any_work(tmp_path):
+    make_photos(tmp_path / "photos", 1, size=(8, 8))
+    sd = lively_transformer_net().state_dict()
+    sd["conv1.conv2d.weight"][0] = float("nan")
+    weights = _save(sd, tmp_path / "nan.pth")
+    job = write_job(tmp_path, f"""
+        sources: [{{images: photos/}}]
+        output: out
+        stages: [{{fast_style: {{weights: {weights}}}}}]
+        """)
+    result = run_cli_here(str(job))
+    assert result.returncode == 2, result.stderr
+    assert f"{weights}: tensor 'conv1.conv2d.weight' holds 243 NaN" in result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*.png"))

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import REPO, make_photos, run_cli, write_job
+from tests.conftest import REPO, make_photos, run_cli_here, write_job
 
 
 def _job(tmp_path: Path, weights: Path, output: str = "out", extra: str = "", fmt: str = "png") -> Path:
@@ -38,7 +38,7 @@ def _outputs(folder: Path) -> dict[str, bytes]:
 def test_tree_is_mirrored_and_pixels_are_the_networks(tmp_path: Path, style_weights: Path) -> None:
     make_photos(tmp_path / "photos", 4, subdirs=2, ext="jpg")
     (tmp_path / "photos" / "notes.txt").write_text("not an image")
-    result = run_cli(str(_job(tmp_path, style_weights)))
+    result = run_cli_here(str(_job(tmp_path, style_weights)))
     assert result.returncode == 0, result.stderr
     assert "done 4, skipped 0 (already done), failed 0" in result.stderr
     outputs = _outputs(tmp_path / "out")
@@ -49,19 +49,25 @@ def test_tree_is_mirrored_and_pixels_are_the_networks(tmp_path: Path, style_weig
     src = np.array(Image.open(tmp_path / "photos/set1/img003.jpg").convert("RGB"))
     with torch.no_grad():
         y = net(torch.from_numpy(src).permute(2, 0, 1)[None].float())
-    expected = y[0].round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out/set1/img003.png")), expected)
+    y = y[0].clamp(0, 255).permute(1, 2, 0).numpy()
+    expected = y.round().astype(np.uint8)
+    actual = np.asarray(Image.open(tmp_path / "out/set1/img003.png"))
+    # Equal, except where the float output sits on a rounding boundary (124.49998 vs 124.50001:
+    # a different but equally valid summation order in the batched path flips those).
+    differ = actual != expected
+    assert np.abs(actual.astype(int) - expected).max() <= 1
+    assert np.all(np.abs(y[differ] - np.floor(y[differ]) - 0.5) < 1e-3), y[differ]
 
 
 def test_second_run_skips_and_deleted_output_is_redone(tmp_path: Path, style_weights: Path) -> None:
     make_photos(tmp_path / "photos", 3)
     job = _job(tmp_path, style_weights)
-    assert run_cli(str(job)).returncode == 0
+    assert run_cli_here(str(job)).returncode == 0
     first = _outputs(tmp_path / "out")
-    again = run_cli(str(job))
+    again = run_cli_here(str(job))
     assert again.returncode == 0 and "done 0, skipped 3" in again.stderr
     (tmp_path / "out" / "img001.png").unlink()
-    redo = run_cli(str(job))
+    redo = run_cli_here(str(job))
     assert redo.returncode == 0 and "done 1, skipped 2" in redo.stderr
     assert _outputs(tmp_path / "out") == first
 
@@ -69,14 +75,14 @@ def test_second_run_skips_and_deleted_output_is_redone(tmp_path: Path, style_wei
 def test_changed_job_is_refused_until_restart(tmp_path: Path, style_weights: Path) -> None:
     make_photos(tmp_path / "photos", 2)
     job = _job(tmp_path, style_weights)
-    assert run_cli(str(job)).returncode == 0
+    assert run_cli_here(str(job)).returncode == 0
     other = lively_weights(tmp_path, seed=5)
     job.write_text(job.read_text().replace(str(style_weights), str(other)))
-    refused = run_cli(str(job))
+    refused = run_cli_here(str(job))
     assert refused.returncode == 2
     assert "the job changed" in refused.stderr and "weights.sha256" in refused.stderr
     assert "--restart" in refused.stderr
-    restarted = run_cli(str(job), "--restart")
+    restarted = run_cli_here(str(job), "--restart")
     assert restarted.returncode == 0 and "done 2, skipped 0" in restarted.stderr
 
 
@@ -93,11 +99,11 @@ def test_alpha_is_carried_to_png_and_flattened_for_jpg(tmp_path: Path, style_wei
     rgba[..., :3] = 120
     rgba[..., 3] = np.linspace(0, 255, 24).astype(np.uint8)
     Image.fromarray(rgba, "RGBA").save(tmp_path / "photos" / "a.png")
-    assert run_cli(str(_job(tmp_path, style_weights))).returncode == 0
+    assert run_cli_here(str(_job(tmp_path, style_weights))).returncode == 0
     out = np.asarray(Image.open(tmp_path / "out" / "a.png"))
     assert out.shape == (20, 24, 4)
     np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
-    assert run_cli(str(_job(tmp_path, style_weights, output="outj", fmt="jpg"))).returncode == 0
+    assert run_cli_here(str(_job(tmp_path, style_weights, output="outj", fmt="jpg"))).returncode == 0
     assert Image.open(tmp_path / "outj" / "a.jpg").mode == "RGB"
 
 
@@ -117,7 +123,7 @@ def test_killed_run_resumes_to_identical_outputs(tmp_path: Path, style_weights: 
     n = 36
     make_photos(tmp_path / "photos", n, size=(72, 96), subdirs=3)
     reference = _job(tmp_path, style_weights, output="ref")
-    assert run_cli(str(reference)).returncode == 0
+    assert run_cli_here(str(reference)).returncode == 0
     job = _job(tmp_path, style_weights, output="out")
     proc = subprocess.Popen([sys.executable, str(REPO / "run_pipeline.py"), str(job), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -134,7 +140,7 @@ def test_killed_run_resumes_to_identical_outputs(tmp_path: Path, style_weights: 
         assert proc.returncode == -signal.SIGKILL
     partial = _outputs(tmp_path / "out")
     assert at_kill <= len(partial) < n, "the kill came too late to test anything"
-    resumed = run_cli(str(job))
+    resumed = run_cli_here(str(job))
     assert resumed.returncode == 0, resumed.stderr
     skipped = int(resumed.stderr.split("skipped ")[1].split()[0])
     assert skipped >= at_kill
@@ -152,8 +158,8 @@ def test_source_tree_is_never_modified(tmp_path: Path, style_weights: Path) -> N
         output: photos/stylized     # inside the source tree: must not be read back as input
         stages: [decode, {{fast_style: {{weights: {style_weights}}}}}, {{encode: {{image: {{format: png}}}}}}]
         """)
-    assert run_cli(str(job)).returncode == 0
-    assert run_cli(str(job)).returncode == 0
+    assert run_cli_here(str(job)).returncode == 0
+    assert run_cli_here(str(job)).returncode == 0
     after = {p: p.read_bytes() for p in (tmp_path / "photos").rglob("*")
              if p.is_file() and "stylized" not in p.parts}
     assert after == before
@@ -163,7 +169,7 @@ def test_source_tree_is_never_modified(tmp_path: Path, style_weights: Path) -> N
 def test_contact_sheet_shows_input_beside_output(tmp_path: Path, style_weights: Path) -> None:
     make_photos(tmp_path / "photos", 3, size=(30, 40))
     job = _job(tmp_path, style_weights, extra="contact_sheet: {path: sheet.png, images: 2, height: 30}")
-    result = run_cli(str(job))
+    result = run_cli_here(str(job))
     assert result.returncode == 0, result.stderr
     sheet = np.array(Image.open(tmp_path / "sheet.png"))
     assert sheet.shape == (2 * 30 + 4, 40 + 4 + 40, 3)  # two rows of input | output

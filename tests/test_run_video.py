@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.clips import audio_duration, decode_all
+from tests.clips import audio_duration, decode_all, make_clip_with_pts
 from tests.clips import make_clip as _make_clip
-from tests.conftest import REPO, make_photos, run_cli, write_job
+from tests.conftest import REPO, make_photos, run_cli_here, write_job
 
 
 def make_clip(path: Path, **kwargs) -> Path:
@@ -22,18 +22,19 @@ def make_clip(path: Path, **kwargs) -> Path:
 
 
 def _job(tmp_path: Path, weights: Path, *, output: str = "out", smooth: bool = True,
-         segment: float = 0.5, sources: str = "- videos: clips/", name: str | None = None) -> Path:
+         segment: float = 0.5, sources: str = "- videos: clips/", name: str | None = None,
+         video: str = "", workers: int | None = None) -> Path:
     smooth_stage = "- temporal_smooth: {strength: 0.8}" if smooth else ""
     return write_job(tmp_path, f"""
         sources:
           {sources}
-        output: {output}
+        output: {output}{f"{chr(10)}        workers: {workers}" if workers else ""}
         stages:
           - decode
           - fast_style: {{weights: {weights}}}
           {smooth_stage}
           - encode: {{video: {{codec: libx264, crf: 20, preset: ultrafast,
-                              segment_seconds: {segment}}}, audio: copy}}
+                              segment_seconds: {segment}{video}}}, audio: copy}}
         """, name=name or f"job_{output}.yaml")
 
 
@@ -52,7 +53,7 @@ def _ledger(folder: Path) -> list[dict]:
 
 def test_frames_timestamps_and_audio_survive(tmp_path: Path, style_weights: Path) -> None:
     clip = make_clip(tmp_path / "clips" / "a" / "shot.mp4", frames=30, fps=24, audio=True)
-    result = run_cli(str(_job(tmp_path, style_weights)))
+    result = run_cli_here(str(_job(tmp_path, style_weights)))
     assert result.returncode == 0, result.stderr
     assert "done 1, skipped 0 (already done), failed 0" in result.stderr
     assert "per stage: decode" in result.stderr and "smoothing" in result.stderr
@@ -70,13 +71,13 @@ def test_frames_timestamps_and_audio_survive(tmp_path: Path, style_weights: Path
     assert not (tmp_path / "out" / ".segments" / "a" / "shot.mp4").exists()
     # The output is stylized, not the source passed through.
     assert np.abs(out_frames[5].astype(int) - src_frames[5].astype(int)).mean() > 10
-    again = run_cli(str(_job(tmp_path, style_weights)))
+    again = run_cli_here(str(_job(tmp_path, style_weights)))
     assert again.returncode == 0 and "done 0, skipped 1" in again.stderr
 
 
 def test_variable_frame_rate_survives(tmp_path: Path, style_weights: Path) -> None:
     clip = make_clip(tmp_path / "clips" / "vfr.mkv", frames=20, vfr=True, audio=False)
-    result = run_cli(str(_job(tmp_path, style_weights, segment=0.3)))
+    result = run_cli_here(str(_job(tmp_path, style_weights, segment=0.3)))
     assert result.returncode == 0, result.stderr
     _, src_pts = decode_all(clip)
     _, out_pts = decode_all(tmp_path / "out" / "vfr.mkv")
@@ -85,15 +86,17 @@ def test_variable_frame_rate_survives(tmp_path: Path, style_weights: Path) -> No
     assert out_pts == src_pts
 
 
-def _kill_mid_video(job: Path, sig: int) -> tuple[int, str]:
-    """Start the job and send ``sig`` once a segment is committed but before the video is done.
+def _kill_mid_video(job: Path, sig: int, until=None) -> tuple[int, str]:
+    """Start the job and send ``sig`` once a segment is committed (or ``until(ledger records)``
+    holds) but before the video is done.
 
     Returns the exit status and stderr."""
+    until = until or (lambda records: any("segment" in r for r in records))
     proc = subprocess.Popen([sys.executable, str(REPO / "run_pipeline.py"), str(job), "-q"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
-        if any("segment" in r for r in _ledger(job.parent / "out")):
+        if until(_ledger(job.parent / "out")):
             proc.send_signal(sig)
             break
         time.sleep(0.02)
@@ -107,7 +110,7 @@ def test_killed_mid_video_resumes_to_the_same_frames(tmp_path: Path, style_weigh
     make_clip(tmp_path / "clips" / "long.mp4", frames=72, size=(96, 64), fps=24, audio=True,
               gop_size=12)
     straight = _job(tmp_path, style_weights, output="straight", segment=0.25)
-    assert run_cli(str(straight)).returncode == 0
+    assert run_cli_here(str(straight)).returncode == 0
     job = _job(tmp_path, style_weights, output="out", segment=0.25)
     returncode, stderr = _kill_mid_video(job, sig)
     records = _ledger(tmp_path / "out")
@@ -118,7 +121,7 @@ def test_killed_mid_video_resumes_to_the_same_frames(tmp_path: Path, style_weigh
         assert "run the same command again" in stderr
     # Only complete files under their final names: no output yet, segments whole.
     assert not (tmp_path / "out" / "long.mp4").exists()
-    resumed = run_cli(str(job))
+    resumed = run_cli_here(str(job))
     assert resumed.returncode == 0, resumed.stderr
     assert "done 1" in resumed.stderr
     first_new = [r["index"] for r in _ledger(tmp_path / "out") if "segment" in r][len(committed)]
@@ -133,11 +136,126 @@ def test_killed_mid_video_resumes_to_the_same_frames(tmp_path: Path, style_weigh
     assert leftovers == []
 
 
+def _bumped(raw: list[int]) -> list[int]:
+    """The reading rule: a pts not after the previous frame's becomes the previous one's + 1."""
+    out: list[int] = []
+    for p in raw:
+        out.append(p if not out or p > out[-1] else out[-1] + 1)
+    return out
+
+
+def _pts_ms(path: Path) -> list[int]:
+    """The video's pts in milliseconds (the test clips' time base), whatever the container's."""
+    import av
+
+    with av.open(str(path)) as container:
+        time_base = container.streams.video[0].time_base
+    return [round(p * time_base * 1000) for p in decode_all(path)[1]]
+
+
+# VFR recordings (frames every 40 ms, Matroska's ms time base) whose timestamps repeat and go
+# back; at 25 fps, segment_seconds 0.16 makes segments of 4 frames.  What differs is where the
+# first segment ends (after frame 3, pts 120), so each resumes another way:
+_STEP = [40 * i for i in range(16)]
+REPEATED = {
+    # no bump up to it, no later frame at <= 120: the reader seeks (keyframes every 3 frames);
+    # later 320 repeats and 540 goes back
+    "seek.mkv": (_STEP[:9] + [_STEP[8]] + _STEP[10:15] + [_STEP[14] - 20], 3),
+    # no bump up to it, but frame 4, a keyframe, repeats 120: a seek would land on it and lose
+    # it, so the reader counts from the start
+    "repeat.mkv": (_STEP[:4] + [120] + _STEP[4:15], 4),
+    # bumped (80, 80, 80 -> 80, 81, 82) and it ends inside the run: counted
+    "inside.mkv": (_STEP[:3] + [80, 80] + _STEP[3:14], 4),
+}
+
+
+def test_repeated_timestamps_encode_and_resume_to_the_same_frames(tmp_path: Path,
+                                                                   style_weights: Path) -> None:
+    """MP4's muxer refuses repeated timestamps ("Invalid argument ... returned 22"): the reader
+    makes them strictly increasing, so every frame is encoded; and a clip killed mid-way and
+    resumed right after its first segment, whichever way the reader finds its place, comes out
+    frame for frame, pts for pts, as the uninterrupted run's."""
+    (tmp_path / "clips").mkdir()
+    for name, (raw, gop) in REPEATED.items():
+        make_clip_with_pts(tmp_path / "clips" / name, raw, gop_size=gop)
+    video = ", container: mp4"
+    straight = run_cli_here(str(_job(tmp_path, style_weights, output="straight", smooth=False,
+                                segment=0.16, video=video, workers=3)))
+    assert straight.returncode == 0, straight.stderr
+    assert "done 3, skipped 0 (already done), failed 0" in straight.stderr
+    for name, (raw, _) in REPEATED.items():
+        out = tmp_path / "straight" / name.replace(".mkv", ".mp4")
+        assert len(decode_all(out)[0]) == len(raw), name
+        assert _pts_ms(out) == _bumped(raw), name  # e.g. 120, 120 -> 120, 121
+
+    job = _job(tmp_path, style_weights, output="out", smooth=False, segment=0.16, video=video,
+               workers=3)
+    _kill_mid_video(job, signal.SIGKILL,
+                    until=lambda records: len({r["segment"] for r in records if "segment" in r}) == 3)
+    records = _ledger(tmp_path / "out")
+    assert not any("done" in r for r in records), "the kill must land mid-video"
+    _keep_first_segment(tmp_path / "out")
+    first = {r["segment"]: r for r in _ledger(tmp_path / "out") if "segment" in r}
+    # Whether a pts was bumped up to the segment's end: then the resume cannot seek.
+    assert {k: (r["frames"], r["pts_adjusted"]) for k, r in first.items()} == {
+        "seek.mp4": (4, False), "repeat.mp4": (4, False), "inside.mp4": (4, True)}
+    resumed = run_cli_here(str(job))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "done 3" in resumed.stderr
+    for name in REPEATED:
+        a = tmp_path / "straight" / name.replace(".mkv", ".mp4")
+        b = tmp_path / "out" / name.replace(".mkv", ".mp4")
+        assert _pts_ms(b) == _pts_ms(a), name
+        a_frames, b_frames = decode_all(a)[0], decode_all(b)[0]
+        assert len(b_frames) == len(a_frames), name
+        for i, (x, y) in enumerate(zip(a_frames, b_frames)):
+            np.testing.assert_array_equal(x, y, err_msg=f"{name}: frame {i}")
+
+
+def _keep_first_segment(folder: Path) -> None:
+    """Cut each clip's segment records after its first: as if the kill had come right after
+    that commit (the later segment files on disk are then simply encoded again)."""
+    path = folder / ".ledger.jsonl"
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by the kill
+        if record.get("index", 0) == 0:
+            kept.append(line)
+    path.write_text("\n".join(kept) + "\n")
+
+
+def test_odd_width_clip_fails_before_decoding(tmp_path: Path, style_weights: Path) -> None:
+    """yuv420p cannot hold an odd width: the clip fails at once, naming the size and the
+    resize key that fixes it, and the other clip is done."""
+    clips = tmp_path / "clips"
+    good = make_clip(clips / "good.mp4", frames=8, audio=False)
+    odd = make_clip(clips / "odd.mp4", frames=8, size=(63, 48), pix_fmt="yuv444p", audio=False)
+    result = run_cli_here(str(_job(tmp_path, style_weights, smooth=False)))
+    assert result.returncode == 1, result.stderr
+    assert "done 1, skipped 0 (already done), failed 1" in result.stderr
+    assert len(decode_all(tmp_path / "out" / "good.mp4")[0]) == len(decode_all(good)[0])
+    line = next(l for l in result.stderr.splitlines() if l.strip().startswith(f"failed  {odd}"))
+    assert "[encode]" in line and "63x48" in line and "multiple_of: 2" in line, line
+    # Failed while probing: recorded before any segment of any clip, none of its own.
+    records = [r for r in _ledger(tmp_path / "out") if "failed" in r or "segment" in r]
+    assert records[0].get("failed") == str(odd), records
+    assert not any(r.get("segment") == "odd.mp4" for r in records)
+    # Alone in a job, not one of its frames is decoded: no step has frames to report.
+    (clips / "good.mp4").unlink()
+    alone = run_cli_here(str(_job(tmp_path, style_weights, smooth=False, output="alone")))
+    assert alone.returncode == 1, alone.stderr
+    assert "failed 1" in alone.stderr and "multiple_of: 2" in alone.stderr
+    assert "per stage" not in alone.stderr, alone.stderr
+
+
 def test_temporal_smooth_on_an_image_only_job_is_a_config_error(tmp_path: Path,
                                                                  style_weights: Path) -> None:
     make_photos(tmp_path / "photos", 2)
     job = _job(tmp_path, style_weights, sources="- images: photos/")
-    result = run_cli("validate", str(job))
+    result = run_cli_here("validate", str(job))
     assert result.returncode == 2
     assert f"{job}:7:" in result.stderr  # file and line of the stage
     assert "temporal_smooth" in result.stderr and "no video sources" in result.stderr
@@ -147,7 +265,7 @@ def test_images_and_videos_in_one_job(tmp_path: Path, style_weights: Path) -> No
     make_photos(tmp_path / "photos", 2)
     make_clip(tmp_path / "clips" / "c.webm", frames=10, audio=True, codec="libvpx-vp9")
     job = _job(tmp_path, style_weights, sources="- images: photos/\n          - videos: clips/")
-    result = run_cli(str(job))
+    result = run_cli_here(str(job))
     assert result.returncode == 0, result.stderr
     assert "done 3" in result.stderr
     assert (tmp_path / "out" / "img000.png").is_file()
@@ -167,7 +285,7 @@ def test_bad_videos_are_skipped_and_reported(tmp_path: Path, style_weights: Path
     make_clip(clips / "silence.mp4", frames=8, audio=True)
     _drop_video_stream(clips / "silence.mp4", clips / "sound_only.mp4")
     (clips / "silence.mp4").unlink()
-    result = run_cli(str(_job(tmp_path, style_weights)))
+    result = run_cli_here(str(_job(tmp_path, style_weights)))
     assert result.returncode == 1, result.stderr
     assert (tmp_path / "out" / "good.mp4").is_file()
     assert len(decode_all(tmp_path / "out" / "good.mp4")[0]) == len(decode_all(good)[0])

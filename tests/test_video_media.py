@@ -8,8 +8,9 @@ import av
 import numpy as np
 import pytest
 
-from clips import audio_duration, decode_all, make_clip
+from clips import audio_duration, decode_all, make_clip, make_clip_with_pts
 from pipeline.errors import MediaError
+from pipeline.media import video_read
 from pipeline.media.video import (
     CONTAINER_FORMATS,
     VIDEO_EXTENSIONS,
@@ -84,6 +85,58 @@ def test_seek_after_pts_is_bit_identical(tmp_path):
         want = straight[i + 1:]
         assert [f.pts for f in got] == [f.pts for f in want], i
         assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(got, want)), i
+
+
+def bumped(raw: list[int]) -> list[int]:
+    """The reading rule for timestamps: one not after the previous frame's becomes previous + 1."""
+    out: list[int] = []
+    for p in raw:
+        out.append(p if not out or p > out[-1] else out[-1] + 1)
+    return out
+
+
+# VFR recordings whose timestamps repeat or go back (ms, Matroska's time base; frames every 40).
+REPEATED = [0, 40, 80, 120, 120, 160, 200, 240, 240, 240, 240, 280, 320, 360, 360, 400]
+DECREASING = [0, 40, 80, 160, 120, 200, 240, 280]
+
+
+@pytest.mark.parametrize("raw", [REPEATED, DECREASING], ids=["repeated", "decreasing"])
+def test_repeated_or_decreasing_pts_become_strictly_increasing(tmp_path, raw):
+    path = make_clip_with_pts(tmp_path / "dup.mkv", raw)
+    ref_rgb, ref_pts = decode_all(path)
+    assert ref_pts == raw, "the test clip must really carry these timestamps"
+    frames = list(read_frames(probe_video(path)))
+    assert len(frames) == len(raw)  # every frame, none dropped as a duplicate
+    got = [f.pts for f in frames]
+    assert all(b > a for a, b in zip(got, got[1:])), got
+    assert got == bumped(raw)  # e.g. 120, 120 -> 120, 121; 240 x4 -> 240..243; 160, 120 -> 160, 161
+    first = next(i for i, (a, b) in enumerate(zip(raw, got)) if a != b)
+    assert [f.pts_adjusted for f in frames] == [i >= first for i in range(len(raw))]  # cumulative
+    for f, ref in zip(frames, ref_rgb):
+        assert np.array_equal(f.rgb, ref)
+
+
+def test_resume_points_with_repeated_pts_read_the_same_frames(tmp_path, monkeypatch):
+    """Resuming after frame i (skip=i+1, after_pts=its pts while no pts was bumped up to it)
+    reproduces a straight decode's frames i+1.. exactly.  Keyframes every 4 frames, and frame 4
+    is a keyframe repeating frame 3's pts 120: a seek to 120 would land on it and lose it, so
+    from i=3 on the reader counts from the start; before, it seeks."""
+    path = make_clip_with_pts(tmp_path / "dup.mkv", REPEATED, gop_size=4)
+    info = probe_video(path)
+    straight = list(read_frames(info))
+    seeks = []
+    real_seek = video_read._seek
+    monkeypatch.setattr(video_read, "_seek", lambda *a: seeks.append(a[-1]) or real_seek(*a))
+    for i, frame in enumerate(straight):
+        want = straight[i + 1:]
+        seeks.clear()
+        after = None if frame.pts_adjusted else frame.pts
+        got = list(read_frames(info, after_pts=after, skip=i + 1))
+        assert [f.pts for f in got] == [f.pts for f in want], i
+        assert [f.pts_adjusted for f in got] == [f.pts_adjusted for f in want], i
+        assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(got, want)), i
+        assert seeks == ([frame.pts] if i < 3 else []), i
+    assert not straight[3].pts_adjusted and straight[4].pts_adjusted
 
 
 def test_hd_untagged_uses_bt709(tmp_path):

@@ -29,6 +29,6 @@ def run_units(stages: Sequence[Stage], ctx: RunContext, ledger: Ledger, units: S
     videos = [u for u in units if u.kind == "video"]
     if images:
         summary.merge(ImageExecutor(stages, ctx, ledger, workers=workers, progress=progress).run(images))
-    if videos and not summary.interrupted:
+    if videos and not (summary.interrupted or summary.fatal):
         summary.merge(VideoExecutor(stages, ctx, ledger, workers=workers, progress=progress).run(videos))
     return summary

@@ -8,15 +8,16 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from ..batching import BatchSizer
 from ..context import RunContext
-from ..errors import MediaError
+from ..errors import MediaError, storage_error
 from ..ledger import Ledger
+from ..memory import MemoryGate
 from ..stages.base import Stage
 
 POLL_S = 0.05  # how long a blocked thread waits before checking whether the run is stopping
@@ -68,6 +69,8 @@ class Summary:
     failures: list[Failure] = field(default_factory=list)
     wall_s: float = 0.0
     interrupted: bool = False
+    #: why the run stopped before the end although nothing was interrupted (a full disk)
+    fatal: str | None = None
     times: StageTimes = field(default_factory=StageTimes)
 
     def merge(self, other: "Summary") -> None:
@@ -77,6 +80,7 @@ class Summary:
         self.failures.extend(other.failures)
         self.wall_s += other.wall_s
         self.interrupted = self.interrupted or other.interrupted
+        self.fatal = self.fatal or other.fatal
         for step, seconds in other.times.seconds.items():
             self.times.add(step, seconds, other.times.frames[step])
 
@@ -110,21 +114,59 @@ class ExecutorBase:
         caps = [s.max_batch for s in self.middle if s.max_batch is not None]
         self.sizer = BatchSizer(ctx, cap=min(caps, default=None))
         self.progress = progress or Progress()
+        # Sources too big for this machine fail alone, before decoding (see memory.py);
+        # one gate per run, so free memory is measured once.
+        self.memory_gate = MemoryGate(self.middle, ctx)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._summary = Summary()
 
     def _fail(self, unit, stage: str, exc: BaseException, *, clip: str | None = None,
               frames: int = 0) -> None:
-        """Record a failed source (summary, ledger, progress); the run goes on."""
+        """Record a failed source (summary, ledger, progress); the run goes on, unless the
+        failure is the output side's (a full disk): then the run stops (see ``_stop_run``)."""
+        if storage_error(exc) is not None:
+            self._stop_run(exc)
+            return
         reason = reason_of(exc)
         with self._lock:
             self._summary.failures.append(Failure(unit.source, stage, reason))
-        self.ledger.record_failure(str(unit.source), stage, reason)
+        try:
+            self.ledger.record_failure(str(unit.source), stage, reason)
+        except OSError as ledger_exc:  # the ledger's disk filled up while recording it
+            self._stop_run(ledger_exc)
         if frames:
             self.progress.frames_done(frames)
         self.progress.unit_finished(False, clip)
 
+    def _guarded(self, loop: Callable[..., None]) -> Callable[..., None]:
+        """A thread's loop that, should it raise, stops the run with the reason instead of
+        dying alone and leaving the others waiting on its queue for ever."""
+        def run(*args) -> None:
+            try:
+                loop(*args)
+            except Exception as exc:  # noqa: BLE001 - anything here is a bug or the disk
+                if storage_error(exc) is None:
+                    with self._lock:
+                        self._summary.fatal = self._summary.fatal or (
+                            f"internal error in {threading.current_thread().name}: "
+                            f"{type(exc).__name__}: {exc}; please report it")
+                self._stop_run(exc)
+        return run
+
+    def _stop_run(self, exc: BaseException) -> None:
+        """A full disk or an unwritable ledger fails every unit after this one too, and the
+        next record could not be written anyway: stop every thread now, keep what is
+        committed (the ledger never holds a torn line), and say what to do."""
+        cause = storage_error(exc) or exc
+        where = getattr(cause, "filename", None) or getattr(exc, "path", None)
+        reason = getattr(cause, "strerror", None) or str(cause)
+        with self._lock:
+            if self._summary.fatal is None:
+                self._summary.fatal = (f"cannot write{f' {where}' if where else ''}: {reason}; "
+                                       "free space (or make the output folder writable) and run "
+                                       "the same command again: committed outputs are kept")
+        self._stop.set()
 
 class StageFailed(Exception):
     def __init__(self, stage: str, cause: BaseException) -> None:
@@ -138,13 +180,27 @@ def run_stages(stages: Sequence[Stage], x: torch.Tensor) -> torch.Tensor:
             x = stage(x)
         except Exception as exc:
             raise StageFailed(stage.name, exc) from exc
+        check_finite(stage.name, x)
     return x
+
+
+def check_finite(stage: str, x: torch.Tensor) -> None:
+    """NaN or Inf would be written as black or white pixels and the job would exit 0: fail
+    the batch instead (the image executor then retries image by image, so only the images
+    that really break fail)."""
+    if x.is_floating_point() and x.numel() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise StageFailed(stage, ValueError(
+            f"produced {bad} NaN or infinite values out of {x.numel()}: a numerical overflow "
+            "(try precision: fp32 if the job runs in fp16) or broken weights"))
 
 
 def reason_of(exc: BaseException) -> str:
     if isinstance(exc, StageFailed):
         exc = exc.cause
-    return exc.reason if isinstance(exc, MediaError) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MediaError):  # the remedy too: the failure line is all a user sees
+        return f"{exc.reason}; {exc.hint}" if exc.hint else exc.reason
+    return f"{type(exc).__name__}: {exc}"
 
 
 def upload(images: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
@@ -179,6 +235,16 @@ def put(q, item: object, stop: threading.Event | None) -> bool:
         except queue.Full:
             if stop is not None and stop.is_set():
                 return False
+
+
+def put_end(q, item: object, threads: Sequence[threading.Thread]) -> None:
+    """Put an end marker for consumers that drain their queue; gives up once none is alive."""
+    while any(t.is_alive() for t in threads):
+        try:
+            q.put(item, timeout=POLL_S)
+            return
+        except queue.Full:
+            continue
 
 
 def join(thread: threading.Thread) -> None:

@@ -24,7 +24,7 @@ import torch
 from ..batching import is_out_of_memory
 from ..plan import Unit
 from ..stages.base import Stage
-from .common import (POLL_S, ExecutorBase, StageFailed, Summary, download, join, put,
+from .common import (POLL_S, ExecutorBase, StageFailed, Summary, download, join, put, put_end,
                      run_stages, to_uint8_nhwc, upload)
 
 _DONE = object()  # end-of-stream marker on the queues
@@ -53,9 +53,9 @@ class ImageExecutor(ExecutorBase):
             todo.put(unit)
         decoded: queue.Queue = queue.Queue(maxsize=4 * self.workers + 16)
         encoded: queue.Queue = queue.Queue(maxsize=2 * self.workers + 8)
-        decoders = [threading.Thread(target=self._decode_loop, args=(todo, decoded),
+        decoders = [threading.Thread(target=self._guarded(self._decode_loop), args=(todo, decoded),
                                      name=f"decode-{i}", daemon=True) for i in range(self.workers)]
-        encoders = [threading.Thread(target=self._encode_loop, args=(encoded,),
+        encoders = [threading.Thread(target=self._guarded(self._encode_loop), args=(encoded,),
                                      name=f"encode-{i}", daemon=True) for i in range(self.workers)]
         for t in decoders + encoders:
             t.start()
@@ -65,8 +65,8 @@ class ImageExecutor(ExecutorBase):
             self._stop.set()
             self._summary.interrupted = True
         finally:
-            for _ in encoders:  # encoders always drain, so these puts finish
-                self._put(encoded, _DONE, until_stop=False)
+            for _ in encoders:  # encoders drain until they see it (or died, and stopped the run)
+                put_end(encoded, _DONE, encoders)
             for t in decoders + encoders:
                 join(t)
         self._summary.wall_s = time.perf_counter() - start
@@ -82,6 +82,9 @@ class ImageExecutor(ExecutorBase):
                     return
                 try:
                     with self._summary.times.timing("decode", 1):
+                        # From the header: an image too big for this machine fails alone, here,
+                        # instead of the process being killed for memory mid-run, every run.
+                        self.memory_gate.check_image(unit.source)
                         image = self.decode.read(unit.source)
                 except Exception as exc:  # one bad file must not end the run
                     self._fail(unit, self.decode.name, exc, frames=1)
@@ -114,7 +117,7 @@ class ImageExecutor(ExecutorBase):
     def _device_loop(self, decoded: queue.Queue, encoded: queue.Queue, producers: int) -> None:
         groups: dict[tuple[int, ...], list[_Decoded]] = {}
         running = producers
-        while running or groups:
+        while (running or groups) and not self._stop.is_set():
             item = None
             if running:
                 try:  # wait briefly when a partial batch is waiting, else until something comes

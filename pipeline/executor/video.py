@@ -8,8 +8,9 @@
 Up to ``workers`` clips are in flight at once, so one clip's decoding or
 encoding never leaves the device idle.  A batch never crosses a segment
 boundary, so each segment's frames are computed identically whether the run
-was interrupted before it or not: a resumed clip decodes (by seeking) from
-just after its last committed segment, restores the smoothing state saved
+was interrupted before it or not: a resumed clip decodes from just after its
+last committed segment (by seeking where that is exact, else by counting
+frames from the start: see video_read.py), restores the smoothing state saved
 with it, and the final video is frame for frame what an uninterrupted run
 makes.  Memory is bounded by the queue sizes, whatever a clip's length.
 """
@@ -31,6 +32,7 @@ from ..context import RunContext
 from ..errors import MediaError
 from ..ledger import Ledger, load_state
 from ..media.video import VideoInfo
+from ..media.video_write import check_frame_size
 from ..plan import Unit
 from ..stages.base import Stage
 from .common import (POLL_S, ExecutorBase, Progress, StageFailed, Summary, download, join, put,
@@ -69,6 +71,7 @@ class _Chunk:
     guides: list  # one temporal guide per frame (empty without a temporal stage)
     ends_segment: bool = False
     last: bool = False  # the clip's end
+    pts_adjusted: bool = False  # the reader bumped some pts of the clip up to this chunk's end
     input_state: np.ndarray | None = None  # the guider's state after the last frame
     state: dict[str, np.ndarray] | None = None  # filled on the device when ends_segment
     outputs: np.ndarray | None = None
@@ -94,7 +97,7 @@ class VideoExecutor(ExecutorBase):
         for unit, info in self._probe_all(units):
             todo.put((unit, info))
         chunks: queue.Queue = queue.Queue(maxsize=2 * self.workers + 2)
-        readers = [threading.Thread(target=self._reader_loop, args=(todo, chunks),
+        readers = [threading.Thread(target=self._guarded(self._reader_loop), args=(todo, chunks),
                                     name=f"video-read-{i}", daemon=True) for i in range(self.workers)]
         for t in readers:
             t.start()
@@ -121,6 +124,20 @@ class VideoExecutor(ExecutorBase):
                     info = self.decode.probe(unit.source)
             except Exception as exc:  # one bad file must not end the run
                 self._fail(unit, self.decode.name, exc)
+                continue
+            try:  # frames too big for this machine's memory: refused before decoding
+                self.memory_gate.check_size(unit.source, info.width, info.height)
+            except MediaError as exc:
+                self._fail(unit, self.decode.name, exc)
+                continue
+            try:  # a size the encoder cannot take fails now, before any frame is decoded
+                hw = (info.height, info.width)
+                for stage in self.middle:
+                    hw = stage.output_size(*hw)
+                check_frame_size(hw[1], hw[0], self.encode.params.video, unit.source,
+                                 source=(info.width, info.height))
+            except Exception as exc:
+                self._fail(unit, self.encode.name, exc)
                 continue
             ok.append((unit, info))
             done = self._resume_point(unit)[0]
@@ -168,16 +185,21 @@ class VideoExecutor(ExecutorBase):
                 hw = stage.output_size(*hw)
             guider = self.temporal.make_guider(hw)
             guider.restore(state["prev_input"] if state is not None else None)
-        writer = threading.Thread(target=self._writer_loop, args=(clip,), daemon=True,
+        writer = threading.Thread(target=self._guarded(self._writer_loop), args=(clip,), daemon=True,
                                   name=f"video-write-{unit.key}")
         with self._lock:
             self._writers.append(writer)
         writer.start()
         self.progress.clip_started(clip.name, info.frames, frames_before)
-        after_pts = segments[-1].last_pts if segments else None
+        # Resume after the committed frames: counted from the start, or found by seeking just past
+        # the last committed pts where the reader says that is exact; never by seeking once a pts
+        # up to there was bumped (see pipeline.media.video_read: a seek cannot redo the cascade).
+        last = segments[-1] if segments else None
+        adjusted = last is not None and last.pts_adjusted
+        after_pts = last.last_pts if last is not None and not adjusted else None
         index = frames_before
         chunk = self._new_chunk(clip)
-        frames = self.decode.frames(info, after_pts=after_pts)
+        frames = self.decode.frames(info, after_pts=after_pts, skip=frames_before)
         try:
             while not (self._stop.is_set() or clip.dead.is_set()):
                 with self._summary.times.timing("decode", 1):
@@ -187,6 +209,7 @@ class VideoExecutor(ExecutorBase):
                 chunk.frames.append(frame.rgb)
                 chunk.pts.append(frame.pts)
                 chunk.durations.append(frame.duration)
+                adjusted = frame.pts_adjusted
                 if guider is not None:
                     with self._summary.times.timing("flow", 1):
                         chunk.guides.append(guider.next(frame.rgb))
@@ -195,6 +218,7 @@ class VideoExecutor(ExecutorBase):
                 if ends_segment or len(chunk.frames) >= self.sizer.size_for(frame.rgb.shape):
                     chunk.ends_segment = ends_segment
                     chunk.input_state = guider.state if guider is not None else None
+                    chunk.pts_adjusted = adjusted
                     if not self._put_chunk(chunks, chunk):
                         return
                     chunk = self._new_chunk(clip)
@@ -212,6 +236,7 @@ class VideoExecutor(ExecutorBase):
         chunk.ends_segment = True  # closes the last, shorter segment, if one is open
         chunk.last = True
         chunk.input_state = guider.state if guider is not None else None
+        chunk.pts_adjusted = adjusted
         self._put_chunk(chunks, chunk)
 
     def _new_chunk(self, clip: _Clip) -> _Chunk:
@@ -229,7 +254,7 @@ class VideoExecutor(ExecutorBase):
     # -- device loop --------------------------------------------------------
     def _device_loop(self, chunks: queue.Queue, producers: int) -> None:
         running = producers
-        while running:
+        while running and not self._stop.is_set():  # stopped: a full disk, a thread that died
             try:
                 chunk = chunks.get(timeout=1.0)
             except queue.Empty:
@@ -325,7 +350,8 @@ class VideoExecutor(ExecutorBase):
                         writer.close()
                         writer = None
                         self.ledger.commit_segment(key, index, partial, frames=frames_total,
-                                                   last_pts=last_pts, state=chunk.state)
+                                                   last_pts=last_pts, state=chunk.state,
+                                                   pts_adjusted=chunk.pts_adjusted)
                     index += 1
                 if chunk.last:
                     self._finish(clip)

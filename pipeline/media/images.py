@@ -88,6 +88,13 @@ def read_image(path: str | Path) -> np.ndarray:
     except Image.DecompressionBombError as exc:
         raise _bomb(path, exc) from None
     except UnidentifiedImageError:
+        # Pillow says "unidentified" also when a real signature is followed by
+        # too little data to parse a header: that is a damaged image, not a misnamed file.
+        signed = _signature(data)
+        if signed:
+            raise MediaError(path, f"corrupt or truncated {signed} file: its signature is valid but "
+                                   f"the image data is cut short or broken ({len(data)} bytes)",
+                             stage="decode", hint=_FIX_HINT) from None
         what = f"a {kind} image" if kind else "an image we can read (JPEG, PNG, WebP, BMP, TIFF, GIF)"
         raise MediaError(path, f"not {what}: {_looks_like(data)}", stage="decode",
                          hint="the file may be misnamed or not an image; fix or remove it") from None
@@ -194,6 +201,27 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
+# Magic numbers of the formats we read (as Pillow's plugins accept them).
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
+               (b"GIF89a", "GIF"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
+
+
+def _signature(data: bytes) -> str | None:
+    """The format whose magic number ``data`` starts with, or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    for magic, name in _SIGNATURES:
+        # "BM" is only two bytes: a text file may start with it too.
+        if data.startswith(magic) and not (name == "BMP" and _is_text(data[:64])):
+            return name
+    return None
+
+
+def _is_text(head: bytes) -> bool:
+    text = head.decode("utf-8", errors="ignore")
+    return bool(text) and all(c.isprintable() or c in "\r\n\t" for c in text)
+
+
 def _looks_like(data: bytes) -> str:
     """A cheap guess at what a non-image file is, for the error message."""
     head = data[:64]
@@ -203,9 +231,8 @@ def _looks_like(data: bytes) -> str:
             return f"file is {what}"
     if head[4:8] == b"ftyp":
         return f"file is ISO media (brand {head[8:12].decode('latin-1')!r}: MP4/MOV video, HEIC or AVIF)"
-    text = head.decode("utf-8", errors="ignore")
-    if text and all(c.isprintable() or c in "\r\n\t" for c in text):
-        return f"file starts with text ({text[:24]!r})"
+    if _is_text(head):
+        return f"file starts with text ({head.decode('utf-8', errors='ignore')[:24]!r})"
     return f"unrecognised data (first bytes {head[:8].hex(' ')})"
 
 
@@ -282,3 +309,24 @@ def _over_white(a: np.ndarray) -> np.ndarray:
 def _norm_suffix(suffix: str) -> str:
     suffix = suffix.lower()
     return suffix if not suffix or suffix.startswith(".") else "." + suffix
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of the array ``read_image`` would return, from the header
+    alone (no pixel is decoded; EXIF orientations 5 to 8 swap the sides).  Used to
+    judge an image's memory before decoding it.  Raises ``MediaError`` like
+    ``read_image`` for a file that cannot be opened or is over Pillow's limit."""
+    path = Path(path)
+    try:
+        with Image.open(path, formats=_PIL_FORMATS) as im:
+            width, height = im.size
+            try:  # quietly: read_image warns about broken EXIF when it decodes
+                swapped = int(im.getexif().get(0x0112, 1)) in (5, 6, 7, 8)
+            except Exception:
+                swapped = False
+    except Image.DecompressionBombError as exc:
+        raise _bomb(path, exc) from None
+    except Exception as exc:
+        raise MediaError(path, f"cannot read the image header ({type(exc).__name__}: {exc})",
+                         stage="decode", hint=_FIX_HINT) from None
+    return (height, width) if swapped else (width, height)

@@ -24,14 +24,30 @@ Rules:
   ``VideoInfo.width``/``height`` are those of the upright picture.
   ``VideoInfo.rotation`` is the clockwise angle applied (0, 90, 180, 270).
   Flipped display matrices are not supported (the flip is ignored).
-* Timestamps: pts are in the stream's time base as stored.  A frame without a
-  pts gets the previous pts plus the previous duration (or 1/rate).
+* Timestamps: pts are in the stream's time base as stored, except that they
+  are made strictly increasing (muxers refuse repeated timestamps): a frame
+  whose pts is not after the previous frame's gets the previous one's plus 1
+  tick, so raw 5, 6, 6, 6, 7 comes out 5, 6, 7, 8, 9 (the bump cascades).  A
+  frame without a pts gets the previous pts plus the previous duration (or
+  1/rate).  ``DecodedFrame.pts_adjusted`` says whether any frame so far in
+  this decode, this one included, had its pts changed by the bump.
 * ``read_frames(info, after_pts=P)`` seeks backward to the keyframe at or
-  before P and decodes forward, yielding only frames with pts > P.  If the
-  first frame decoded after the seek is already past P (an index that
+  before P and decodes forward, yielding only frames with (adjusted) pts > P.
+  If the first frame decoded after the seek is already past P (an index that
   overshot), or the seek fails, it decodes from the start instead.  Decoding
   from a keyframe is exact, so these frames are bit-identical to the same
-  frames of a straight decode.
+  frames of a straight decode, and so are their pts when the file's
+  timestamps increase.  Where they repeat or go back, a seek can land on a
+  later keyframe with a pts <= P (the index keeps the last of equal
+  timestamps), and a bump before P would cascade differently.
+* ``read_frames(info, skip=N)`` yields all frames but the first N: it decodes
+  from the start and drops N by count (without converting them), which is
+  exact whatever the timestamps.  Given ``after_pts=P`` as well (P the pts of
+  frame N-1, and no pts up to it bumped: ``pts_adjusted`` false), it seeks
+  to P instead, when that is provably the same: exactly N packets of the
+  video stream have a pts <= P, so every keyframe the seek can land on is
+  among the first N frames.  Counting the packets reads the file but decodes
+  nothing.  This is how a clip resumes (see ``pipeline.executor.video``).
 * A file that ends early (a truncated Matroska file still opens and decodes
   its first part) is detected when the stream's own duration is known: frames
   ending more than max(3 frames, 0.25 s) short of it raise MediaError.
@@ -85,6 +101,7 @@ class DecodedFrame:
     pts: int
     duration: int | None
     rgb: np.ndarray
+    pts_adjusted: bool = False  # some frame up to this one in this decode had its pts bumped
 
 
 def _open_error(path: Path, exc: Exception) -> MediaError:
@@ -223,8 +240,35 @@ def _seek(container, stream, target: int) -> bool:
         return False
 
 
-def read_frames(info: VideoInfo, *, after_pts: int | None = None) -> Iterator[DecodedFrame]:
-    """Yield the frames of ``info.path`` in presentation order (see module docstring)."""
+def _seek_is_exact(info: VideoInfo, after_pts: int, skip: int) -> bool:
+    """Whether seeking past ``after_pts`` yields the frames after the first ``skip`` (see module
+    docstring): exactly ``skip`` video packets have a pts <= ``after_pts``, and none lacks one."""
+    try:
+        with av.open(str(info.path), mode="r") as container:
+            stream = container.streams.video[0]
+            count = 0
+            for packet in container.demux(stream):
+                if not packet.size:
+                    continue
+                if packet.pts is None:
+                    return False
+                count += packet.pts <= after_pts
+            return count == skip
+    except (av.FFmpegError, OSError, IndexError):
+        return False  # decoding from the start will say what is wrong, if anything
+
+
+def read_frames(info: VideoInfo, *, after_pts: int | None = None, skip: int = 0) -> Iterator[DecodedFrame]:
+    """Yield the frames of ``info.path`` in presentation order (see module docstring).
+
+    ``after_pts``: only the frames with pts after it, found by seeking.  ``skip``: all but the
+    first ``skip`` frames, counted from the start.  Both: the frames of ``skip``, found by
+    seeking to ``after_pts`` where that is exact."""
+    if after_pts is not None and skip:
+        if _seek_is_exact(info, after_pts, skip):
+            skip = 0  # seek, and keep the frames after after_pts
+        else:
+            after_pts = None  # count from the start
     path = info.path
     nominal = max(1, round(1 / (info.rate * info.time_base))) if info.rate else 1
     container = _open(path)
@@ -234,8 +278,9 @@ def read_frames(info: VideoInfo, *, after_pts: int | None = None) -> Iterator[De
         seeked = after_pts is not None and after_pts >= info.start_pts and _seek(container, stream, after_pts)
         count = 0  # frames yielded
         decoded = 0  # frames decoded in this pass
-        last_pts: int | None = None
+        last_pts: int | None = None  # as yielded: strictly increasing
         last_dur: int | None = None
+        adjusted = False  # some pts so far in this pass was bumped
         frames = container.decode(stream)
         while True:
             try:
@@ -243,7 +288,7 @@ def read_frames(info: VideoInfo, *, after_pts: int | None = None) -> Iterator[De
             except StopIteration:
                 break
             except av.FFmpegError as exc:
-                where = f"after frame {count}" if after_pts is None else f"after frame {count} past pts {after_pts}"
+                where = f"after frame {decoded}" if after_pts is None else f"after frame {count} past pts {after_pts}"
                 raise MediaError(path, f"file is truncated or corrupt: {exc} {where}", stage="decode",
                                  hint="re-download or re-export the file; the frames before it were fine") from exc
             pts = frame.pts
@@ -258,16 +303,21 @@ def read_frames(info: VideoInfo, *, after_pts: int | None = None) -> Iterator[De
                 frames = container.decode(stream)
                 seeked = False
                 continue
+            if last_pts is not None and pts <= last_pts:  # repeated or decreasing: muxers refuse it
+                pts = last_pts + 1
+                adjusted = True
             decoded += 1
             last_pts, last_dur = pts, duration
-            if after_pts is not None and pts <= after_pts:
+            if (after_pts is not None and pts <= after_pts) or decoded <= skip:
                 continue
-            yield DecodedFrame(pts=pts, duration=duration, rgb=to_rgb(frame, reformatter, info.rotation))
+            yield DecodedFrame(pts=pts, duration=duration, rgb=to_rgb(frame, reformatter, info.rotation),
+                               pts_adjusted=adjusted)
             count += 1
         if decoded == 0 and after_pts is None:
             raise MediaError(path, "no video frames (the video stream is empty)", stage="decode",
                              hint="the file holds no pictures; remove it from the job")
-        _check_complete(info, stream, last_pts, last_dur or nominal, nominal, count)
+        _check_complete(info, stream, last_pts, last_dur or nominal, nominal,
+                        decoded if after_pts is None else count)
     finally:
         container.close()
 

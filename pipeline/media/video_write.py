@@ -19,6 +19,10 @@ Rules:
   file (no re-encode) and adds the source's first audio track: copied, or
   re-encoded to AAC (Opus for WebM) when the container cannot hold its codec.
   Decode timestamps are forced strictly increasing across joins.
+* Frame size: chroma-subsampled pixel formats need even sides (4:2:0 both,
+  4:2:2 and 4:1:1 the width).  ``check_frame_size`` is the rule; the writer
+  applies it to its first frame, and the video executor to each clip's output
+  size before decoding it, so an odd-sized clip fails at once.
 * Encoder and muxer failures raise ``MediaError(path, reason, stage="encode")``.
 """
 from __future__ import annotations
@@ -74,6 +78,29 @@ def _encode_error(path: Path, exc: Exception, what: str) -> MediaError:
                       hint="check the encoder options (codec, pix_fmt, crf/bitrate) and free disk space")
 
 
+def check_frame_size(width: int, height: int, opts: VideoEncodeOptions, path: Path, *,
+                     source: tuple[int, int] | None = None) -> None:
+    """Raise MediaError(path, stage="encode") unless ``opts.pix_fmt`` can hold ``width`` x ``height``
+    frames: chroma-subsampled formats need an even width (4:2:0, 4:2:2, 4:1:1, nv*) and, for
+    4:2:0, an even height.  ``source``: the (width, height) the frames were made from, named in
+    the reason when the stages changed it.  The remedy is in the reason itself, so a run's
+    summary line shows it."""
+    fmt = opts.pix_fmt
+    odd = []
+    if ("420" in fmt or "422" in fmt or "411" in fmt or fmt.startswith("nv")) and width % 2:
+        odd.append("width")
+    if ("420" in fmt or fmt in ("nv12", "nv21")) and height % 2:
+        odd.append("height")
+    if not odd:
+        return
+    made = f" (made from the {source[0]}x{source[1]} source by the stages)" \
+        if source is not None and tuple(source) != (width, height) else ""
+    raise MediaError(path, f"pix_fmt {fmt} needs an even {' and '.join(odd)}, but the frames to encode are "
+                     f"{width}x{height}{made}; make the sides even with resize's multiple_of (e.g. the "
+                     f"stage resize: {{scale: 1, multiple_of: 2}} before encode) or use pix_fmt yuv444p",
+                     stage="encode")
+
+
 class SegmentWriter:
     """Encodes one segment of frames to its own file: ``path`` (any name, e.g. ``.00003.mp4.partial``),
     muxer ``container_format`` (a CONTAINER_FORMATS value)."""
@@ -96,12 +123,7 @@ class SegmentWriter:
 
     def _open(self, width: int, height: int) -> None:
         fmt = self.opts.pix_fmt
-        if ("420" in fmt or "422" in fmt or "411" in fmt or fmt.startswith("nv")) and width % 2:
-            raise MediaError(self.path, f"{fmt} needs an even width, got {width}x{height}", stage="encode",
-                             hint="resize to even dimensions (e.g. resize with multiple: 2) or use pix_fmt yuv444p")
-        if ("420" in fmt or fmt in ("nv12", "nv21")) and height % 2:
-            raise MediaError(self.path, f"{fmt} needs an even height, got {width}x{height}", stage="encode",
-                             hint="resize to even dimensions (e.g. resize with multiple: 2) or use pix_fmt yuv444p")
+        check_frame_size(width, height, self.opts, self.path)
         try:
             self._out = av.open(str(self.path), mode="w", format=self.container_format,
                                 container_options=_muxer_options(self.container_format, self._time_base))

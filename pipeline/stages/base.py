@@ -47,6 +47,17 @@ class Stage:
         """The (H, W) this stage makes of an (H, W) input; most keep it."""
         return height, width
 
+    def peak_bytes(self, channels: int, height: int, width: int, itemsize: int) -> int:
+        """Device bytes live at this stage's peak for ONE image of ``channels`` x
+        ``height`` x ``width`` in the working dtype (``itemsize`` bytes a value):
+        its input, its output and its temporaries.  ``pipeline.memory`` walks the
+        chain with this and ``output_size`` to refuse images that would not fit.
+        The default suits simple kernels: input and output plus two copies of
+        the larger; stages that hold more (networks, iterative solvers) say so."""
+        out_h, out_w = self.output_size(height, width)
+        a, b = (channels * h * w * itemsize for h, w in ((height, width), (out_h, out_w)))
+        return a + b + 2 * max(a, b)
+
     def describe(self) -> str:
         """One line for the plan printout."""
         fields = dataclasses.asdict(self.params)

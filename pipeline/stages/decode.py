@@ -28,6 +28,7 @@ class Decode(Stage):
     def probe(self, path: Path) -> VideoInfo:
         return probe_video(path)
 
-    def frames(self, info: VideoInfo, after_pts: int | None = None) -> Iterator[DecodedFrame]:
-        """Frames in presentation order; with ``after_pts``, only those after it (resume)."""
-        return read_frames(info, after_pts=after_pts)
+    def frames(self, info: VideoInfo, after_pts: int | None = None, skip: int = 0) -> Iterator[DecodedFrame]:
+        """Frames in presentation order, pts strictly increasing; to resume, all but the first
+        ``skip``, found by seeking past ``after_pts`` (the last skipped frame's) where exact."""
+        return read_frames(info, after_pts=after_pts, skip=skip)

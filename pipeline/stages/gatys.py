@@ -26,6 +26,15 @@ from ..typed_yaml import ParamError
 from .base import Stage, join_alpha, split_alpha
 from .registry import register
 
+# Bytes per content pixel of a VGG19 forward and backward pass to relu5_1 in
+# float32 (activations kept for the backward pass, their gradients, the style
+# image's pass), beside L-BFGS's history: two float32 RGB vectors an iteration,
+# ``history_size`` (100) at most.  ``python benchmarks/stage_memory.py`` with
+# steps=3 (72 B/px of history) measured 256^2: 2515 B/px, 384^2: 2776, 512^2:
+# 2766 above the input; the default 300 steps add 2400 B/px of history.
+_VGG_BYTES_PER_PIXEL = 2700
+_LBFGS_HISTORY = 100
+
 # The defaults are stylize-still's: one source of truth, its signature.
 _D = {k: p.default for k, p in inspect.signature(stylize_still).parameters.items()}
 
@@ -70,6 +79,12 @@ class Gatys(Stage):
         # fp32 whatever the job's precision: L-BFGS's curvature pairs and line
         # search are unreliable in 16-bit.
         self.net = load_perceptual(params.vgg, taps=CONTENT_LAYERS + STYLE_LAYERS).to(ctx.device)
+
+    def peak_bytes(self, channels: int, height: int, width: int, itemsize: int) -> int:
+        # float32 whatever the job's precision (see __init__); rough, and per image.
+        history = 2 * min(self.params.steps, _LBFGS_HISTORY) * 3 * 4
+        return 2 * channels * height * width * itemsize \
+            + height * width * (_VGG_BYTES_PER_PIXEL + history)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         rgb, alpha = split_alpha(x)

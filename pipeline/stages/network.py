@@ -13,6 +13,22 @@ from ..ops.pad import crop_to, pad_to_multiple
 from .base import Stage, join_alpha, split_alpha
 
 
+# Peak bytes above the input, per padded input pixel, of one image through
+# ``NetworkStage.__call__`` (pad, network, crop back) in fp32; 16-bit halves it.
+# The widest full-resolution activations set it: TransformerNet's 64-channel
+# upsampled map and its padded copy beside the 32-channel output; CycleGAN
+# ResNet's ngf-channel maps after the last transposed conv; U-Net's ngf-channel
+# maps live at half resolution only.  Measured with
+# ``python benchmarks/stage_memory.py`` (peak RSS, CPU, 2 threads, torch 2.13):
+#   fast_style           512^2: 1023 B/px, 768^2: 975, 1024^2: 974
+#   cyclegan resnet_9 ngf=64    512^2: 1037, 768^2: 912, 1024^2: 920 (14.4 per ngf)
+#   cyclegan unet_256 ngf=64    512^2: 318, 1024^2: 368 (5.8 per ngf)
+# The 512^2 excess is a fixed few tens of MiB (the allocator, oneDNN scratch).
+_FAST_STYLE_BYTES_PER_PIXEL = 1000
+_RESNET_BYTES_PER_PIXEL_PER_NGF = 15
+_UNET_BYTES_PER_PIXEL_PER_NGF = 6
+
+
 @dataclass(frozen=True)
 class NetworkParams:
     weights: Path
@@ -34,6 +50,24 @@ class NetworkStage(Stage):
         extra = f", {arch.describe() if hasattr(arch, 'describe') else arch}" if arch else ""
         return f"{self.name}(weights={self.params.weights.name}{extra})"
 
+    def peak_bytes(self, channels: int, height: int, width: int, itemsize: int) -> int:
+        m = self.size_multiple
+        padded = (-(-height // m) * m) * (-(-width // m) * m)
+        return channels * height * width * itemsize + int(padded * self.bytes_per_pixel() * itemsize / 4)
+
+    def bytes_per_pixel(self) -> float:
+        """fp32 activation bytes per padded pixel, from the architecture (see the constants)."""
+        arch = getattr(self.net, "arch", None)
+        family, ngf = getattr(arch, "family", None), getattr(arch, "ngf", None) or 64
+        if family == "fast_style":
+            return _FAST_STYLE_BYTES_PER_PIXEL
+        if family == "cyclegan_resnet":
+            return _RESNET_BYTES_PER_PIXEL_PER_NGF * ngf
+        if family == "cyclegan_unet":
+            return _UNET_BYTES_PER_PIXEL_PER_NGF * ngf
+        # A network we cannot name: the hungriest we know at upstream's ngf.
+        return max(_FAST_STYLE_BYTES_PER_PIXEL, 64 * _RESNET_BYTES_PER_PIXEL_PER_NGF)
+
     def to_net(self, rgb: torch.Tensor) -> torch.Tensor:
         """0..255 -> the network's input range."""
         raise NotImplementedError
@@ -52,4 +86,20 @@ class NetworkStage(Stage):
             padded, size = pad_to_multiple(rgb.to(net_dtype), self.size_multiple)
             y = self.from_net(self.net(self.to_net(padded)))
             y = crop_to(y, size).clamp(0, 255).to(x.dtype)
+        _refuse_flat_outputs(rgb, y)
         return join_alpha(y, alpha)
+
+
+def _refuse_flat_outputs(rgb: torch.Tensor, y: torch.Tensor) -> None:
+    """A style network never paints a picture with detail as one flat colour; broken weights
+    (zeros, a saturated layer) do, and the job would otherwise exit 0 with every output black
+    or white.  Only a flat input may give a flat output (a black frame in a fade)."""
+    flat_out = y.flatten(1).amax(1) == y.flatten(1).amin(1)
+    if bool(flat_out.any()):
+        flat_in = rgb.flatten(1).amax(1) == rgb.flatten(1).amin(1)
+        bad = flat_out & ~flat_in
+        if bool(bad.any()):
+            value = float(y[int(bad.nonzero()[0])].flatten()[0])
+            raise ValueError(f"the network turned {int(bad.sum())} of {len(y)} images into one flat "
+                             f"colour (every value {value:.0f}): its weights are broken, or the "
+                             "input is far outside what it was trained on")

@@ -47,6 +47,16 @@ class Resize(Stage):
         return resize(x, self.output_size(x.shape[-2], x.shape[-1]),
                       interpolation=self.params.interpolation)
 
+    def peak_bytes(self, channels: int, height: int, width: int, itemsize: int) -> int:
+        # ops.resize: input and output in the working dtype, float32 copies of
+        # both unless that is the working dtype, and the antialiasing pass's
+        # intermediate (one side resized).  benchmarks/stage_memory.py, fp32,
+        # scale 0.5 at 1024^2: 9 MiB above the input, as this says.
+        out_h, out_w = self.output_size(height, width)
+        a, b = channels * height * width, channels * out_h * out_w
+        f32 = 0 if itemsize == 4 else (a + b) * 4
+        return (a + b) * itemsize + f32 + channels * height * out_w * 4
+
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         p = self.params
         return target_size(height, width, short_side=p.short_side, long_side=p.long_side,

@@ -26,10 +26,24 @@ class TvDenoiseParams:
             raise ParamError("eps", f"eps must be > 0, got {self.eps}")
 
 
+# Full-size float32 planes per colour channel alive at once in ops.tv_denoise's
+# Chambolle loop: image, result, held, out, d, the dual field p and the
+# gradient g (two planes each), norm, and the temporaries of p's update and of
+# the where/sqrt expressions (counting gives about 15; the allocator holds
+# more).  ``python benchmarks/stage_memory.py`` measured, above the input, on
+# RGB fp32: 512^2: 352 B/px, 768^2: 357, 1024^2: 336, i.e. about 29 planes.
+_CHAMBOLLE_PLANES = 30
+
+
 @register
 class TvDenoise(Stage):
     name = "tv_denoise"
     Params = TvDenoiseParams
+
+    def peak_bytes(self, channels: int, height: int, width: int, itemsize: int) -> int:
+        # Input and output in the working dtype; the colour planes in float32.
+        return (2 * channels * height * width * itemsize
+                + _CHAMBOLLE_PLANES * min(channels, 3) * height * width * 4)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         p = self.params

@@ -1,0 +1,91 @@
+"""What a job may never do with its output folder: write over a source, climb out of
+the folder, or write into another job's output folder.
+
+Checked when the plan is made, before anything is written, so each of these is
+an invalid job (exit 2) that touches nothing.  The ledger checks again what it
+deletes on ``--restart`` (see ledger.py): a record is not proof of ownership.
+"""
+from __future__ import annotations
+
+from pathlib import Path, PurePath
+from typing import Iterable
+
+from .errors import JobError, Location
+from .ledger import LEDGER_NAME, committed_keys
+
+
+def check_output_folder(output: Path, source_roots: Iterable[tuple[str, Path, Location]],
+                        location: Location | None) -> None:
+    """The output folder is neither a file system root nor the home folder, and holds no source.
+
+    ``source_roots``: (where, folder, location) per source: the folder a source's
+    relative paths start from (a file's parent, a glob's literal prefix).  An
+    output *inside* a source folder is fine (it is never read back); an output
+    that *is* a source folder, or contains one, would write over the sources
+    and let ``--restart`` delete them."""
+    out = output.resolve()
+    if out == out.parent or out == Path.home().resolve():
+        raise JobError(f"output '{output}' is {'the file system root' if out == out.parent else 'your home folder'}",
+                       location=location, where="output",
+                       hint="point 'output' at a folder of its own, e.g. 'out/<job name>'")
+    for where, root, source_location in source_roots:
+        real = root.resolve()
+        if real == out or out in real.parents:
+            relation = "is" if real == out else "contains"
+            raise JobError(
+                f"output '{output}' {relation} the source folder of {where} ('{root}'): outputs "
+                f"would be written over the sources", location=location, where="output",
+                hint=f"point 'output' at a folder outside the sources (the source is at "
+                     f"{source_location}), e.g. 'out/<job name>'")
+
+
+def check_output_paths(output: Path, rels: Iterable[tuple[PurePath, Path, str]],
+                       location: Location | None) -> None:
+    """Each output (relative path, its source, where) lands inside ``output``, on no source
+    file, and not inside another job's output folder (one holding its own ledger)."""
+    out = output.resolve()
+    items = list(rels)
+    sources = {source.resolve() for _, source, _ in items}
+    foreign: dict[Path, bool] = {}
+    outer = _outer_outputs(out)
+    for rel, source, where in items:
+        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+            raise JobError(f"{where}: output path '{rel}' for '{source}' would leave the output folder",
+                           location=location, where="output")
+        final = (out / rel).resolve()  # follows a symlink planted inside the output folder
+        if out not in final.parents:
+            raise JobError(f"{where}: the output for '{source}' resolves to '{final}', outside "
+                           f"the output folder (a symlink inside it?)", location=location,
+                           where="output", hint="remove the symlink from the output folder")
+        if final in sources:
+            raise JobError(f"{where}: the output for '{source}' would overwrite the source file "
+                           f"'{final}'", location=location, where="output",
+                           hint="point 'output' at a folder outside the sources")
+        nested = _foreign_output(out, final.parent, foreign)
+        if nested is not None:
+            raise JobError(f"{where}: the output for '{source}' would be written into '{nested}', "
+                           f"the output folder of another job (it has its own {LEDGER_NAME})",
+                           location=location, where="output",
+                           hint="give this source an 'into: <folder>', or move one job's output")
+        for folder, theirs in outer:
+            if (out / rel).relative_to(folder).as_posix() in theirs:
+                raise JobError(f"{where}: the output for '{source}' ('{final}') is an output of the "
+                               f"job whose output folder is '{folder}'", location=location,
+                               where="output", hint="point 'output' at a folder of its own")
+
+
+def _outer_outputs(out: Path) -> list[tuple[Path, set[str]]]:
+    """Output folders of other jobs that contain ``out``, with the outputs they recorded."""
+    return [(folder, committed_keys(folder / LEDGER_NAME)) for folder in out.parents
+            if (folder / LEDGER_NAME).is_file()]
+
+
+def _foreign_output(out: Path, folder: Path, cache: dict[Path, bool]) -> Path | None:
+    """The folder between ``out`` (excluded) and ``folder`` (included) that holds a ledger."""
+    while folder != out and out in folder.parents:
+        if folder not in cache:
+            cache[folder] = (folder / LEDGER_NAME).exists()
+        if cache[folder]:
+            return folder
+        folder = folder.parent
+    return None

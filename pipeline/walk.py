@@ -1,0 +1,112 @@
+"""Finding source files: folders and globs, every real directory once, never above the root.
+
+Two hostile inputs shaped this module (issue 9):
+
+* Symlink loops.  ``glob.glob("**", recursive=True)`` follows a symlink that
+  points back up the tree until the path gets too long: 7 real images became
+  287 units.  Here a directory symlink is followed, but each real directory
+  (device, inode) is entered once, so a loop ends where it starts and a
+  symlinked sub-tree is read once.
+* ``..`` after a wildcard.  ``gt/*/../../victim/*.png`` matched files outside
+  the glob's root, whose relative path (``sub1/../../victim/v.png``) then
+  pointed the output outside the output folder.  A pattern is split into a
+  literal root and a pattern below it; ``..`` below the root is refused, and
+  every path found is the root joined with plain names, so its relative path
+  never climbs.
+
+Matching follows ``glob``'s rules: ``*``, ``?`` and ``[...]`` within one
+name, ``**`` for any number of folders (none included); names starting with
+``.`` are skipped (hidden files, and our own ``.partial`` and ``.segments``).
+"""
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+from pathlib import Path, PurePath
+from typing import Callable, Iterator
+
+
+class PatternError(ValueError):
+    """A glob this module will not run; the caller locates it in the job file."""
+
+
+def split_pattern(path: Path) -> tuple[Path, tuple[str, ...]]:
+    """``/a/b/*/c/*.png`` -> (``/a/b``, (``*``, ``c``, ``*.png``)); no pattern -> (path, ())."""
+    parts = path.parts
+    for i, part in enumerate(parts):
+        if glob.has_magic(part):
+            below = tuple(p for p in parts[i:] if p != ".")
+            if ".." in below:
+                raise PatternError(
+                    f"'..' after a wildcard is not allowed: it would match files outside the "
+                    f"folder the pattern starts from ({Path(*parts[:i])})")
+            return Path(*parts[:i]), below
+    return path, ()
+
+
+def find(root: Path, keep: Callable[[str], bool], *, pattern: tuple[str, ...] = (),
+         skip_dir: Callable[[Path], bool] = lambda _: False) -> list[tuple[Path, PurePath]]:
+    """Files under ``root`` whose name passes ``keep`` (and whose path below root matches
+    ``pattern``, if given), as sorted (path, path relative to root) pairs.
+
+    ``skip_dir(real_path)`` prunes folders (the job's own output folder)."""
+    found = [(root.joinpath(*rel), PurePath(*rel))
+             for rel in _walk(root, (), set(), pattern, keep, skip_dir)]
+    return sorted(found)
+
+
+def _walk(folder: Path, rel: tuple[str, ...], seen: set[tuple[int, int]],
+          pattern: tuple[str, ...], keep: Callable[[str], bool],
+          skip_dir: Callable[[Path], bool]) -> Iterator[tuple[str, ...]]:
+    try:
+        stat = folder.stat()
+    except OSError:
+        return  # a dangling link, or a folder that vanished: nothing to read there
+    if (stat.st_dev, stat.st_ino) in seen:
+        return  # a symlink back into the tree, or a second link to the same folder
+    seen.add((stat.st_dev, stat.st_ino))
+    if rel and skip_dir(folder.resolve()):
+        return
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        here = rel + (entry.name,)
+        try:
+            is_dir = entry.is_dir()  # follows symlinks: a linked folder is read (once)
+        except OSError:
+            continue
+        if is_dir:
+            if not pattern or _could_match_below(pattern, here):
+                yield from _walk(Path(entry.path), here, seen, pattern, keep, skip_dir)
+        elif keep(entry.name) and (not pattern or _matches(pattern, here)):
+            try:
+                if entry.is_file():
+                    yield here
+            except OSError:
+                continue
+
+
+def _matches(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
+    if not pattern:
+        return not parts
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        return any(_matches(rest, parts[i:]) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], head) and _matches(rest, parts[1:])
+
+
+def _could_match_below(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
+    """Whether some file below the folder ``parts`` could match: prunes the walk."""
+    if not parts:
+        return bool(pattern)
+    if not pattern:
+        return False
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        return True
+    return fnmatch.fnmatchcase(parts[0], head) and _could_match_below(rest, parts[1:])
