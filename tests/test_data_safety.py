@@ -276,8 +276,10 @@ def test_symlink_loop_yields_each_real_image_once(tmp_path: Path, style_weights:
 
 # -- 3b. never hang: a thread that cannot record, or dies, stops the run ------------------------
 
-def _executor_run(tmp_path: Path, stage, ledger: Ledger, n: int = 12):
-    """An image run with real threads and files, in a thread of its own so a hang shows."""
+def _executor_run(tmp_path: Path, stage, ledger: Ledger, n: int = 12,
+                  values: list[int] | None = None, batch_size: int = 1):
+    """An image run with real threads and files, in a thread of its own so a hang shows;
+    image i is flat grey ``values[i]`` (default i * 5)."""
     import threading
 
     import numpy as np
@@ -287,12 +289,13 @@ def _executor_run(tmp_path: Path, stage, ledger: Ledger, n: int = 12):
     from pipeline.plan import Unit
     from pipeline.stages import get_stage
 
-    ctx = RunContext(device=torch.device("cpu"), precision="fp32", batch_size=1)
+    ctx = RunContext(device=torch.device("cpu"), precision="fp32", batch_size=batch_size)
+    values = values or [i * 5 for i in range(n)]
     units = []
-    for i in range(n):
+    for i, value in enumerate(values):
         path = tmp_path / "src" / f"{i:02d}.png"
         path.parent.mkdir(exist_ok=True)
-        Image.fromarray(np.full((8, 8, 3), i * 5, np.uint8)).save(path)
+        Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(path)
         units.append(Unit(source=path, output_rel=Path(f"{i:02d}.png"), source_index=0))
     decode = get_stage("decode")(get_stage("decode").Params(), ctx)
     encode = get_stage("encode")(get_stage("encode").Params(), ctx)
@@ -359,3 +362,53 @@ def test_a_thread_that_dies_stops_the_run_with_the_reason(tmp_path: Path, monkey
     finally:
         ledger.close()
     assert summary.fatal and "internal error in encode-" in summary.fatal
+
+
+# -- 7. broken numbers at run time ----------------------------------------------------------------
+
+class _NanForSome(Stage):
+    """Turns images whose first pixel is 7 into NaN (an fp16 overflow, say)."""
+
+    name = "nan_for_some"
+
+    def __init__(self) -> None:
+        super().__init__(None, RunContext(device=torch.device("cpu"), precision="fp32",
+                                          batch_size=1))
+
+    def __call__(self, x):
+        y = x.clone()
+        y[x[:, 0, 0, 0] == 7] = float("nan")
+        return y
+
+
+def test_a_stage_that_makes_nan_fails_that_image_alone(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "out", {"v": 1})
+    try:  # batches of 4: the batch with NaN in it is retried image by image
+        summary = _executor_run(tmp_path, _NanForSome(), ledger, values=[10, 7, 20, 30, 7, 40],
+                                batch_size=4)
+    finally:
+        ledger.close()
+    assert summary.done == 4 and not summary.fatal
+    assert sorted(f.source.name for f in summary.failures) == ["01.png", "04.png"]
+    assert all(f.stage == "nan_for_some" and "NaN or infinite values" in f.reason
+               for f in summary.failures)
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [
+        "00.png", "02.png", "03.png", "05.png"]
+
+
+def test_flat_output_from_broken_weights_fails_and_nothing_is_written(tmp_path: Path) -> None:
+    from tests.conftest import lively_transformer_net
+
+    net = lively_transformer_net()
+    with torch.no_grad():  # a saturated last layer: every pixel 255 whatever the input
+        net.deconv3.conv2d.weight.zero_()
+        net.deconv3.conv2d.bias.fill_(300.0)
+    weights = tmp_path / "saturated.pth"
+    torch.save(net.state_dict(), weights)
+    make_photos(tmp_path / "photos", 2)
+    result = run_cli_here(str(_style_job(tmp_path, weights, "photos/", "out")))
+    assert result.returncode == 1, result.stderr
+    assert "done 0" in result.stderr and "failed 2" in result.stderr
+    assert "[fast_style]: ValueError: the network turned 1 of 1 images into one flat colour " \
+           "(every value 255)" in result.stderr
+    assert not list((tmp_path / "out").glob("*.png"))
