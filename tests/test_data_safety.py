@@ -184,6 +184,83 @@ def test_full_disk_stops_the_run_keeps_the_ledger_whole_and_a_rerun_finishes(
         k for k in out if not k.startswith("."))
 
 
+class _InjectedDisk:
+    """ENOSPC at every write site under ``folder`` once ``room`` bytes are used: the image
+    writer's ``open`` and the ledger's ``os.write`` (for machines without mount namespaces,
+    and to run the same check in the test process, in seconds)."""
+
+    def __init__(self, folder: Path, room: int) -> None:
+        import builtins
+
+        self.folder, self.room, self._fds = str(folder), room, set()
+        self._open, self._os_open, self._os_write = builtins.open, os.open, os.write
+
+    def _take(self, n: int) -> None:
+        import errno
+
+        if n > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= n
+
+    def install(self, monkeypatch) -> None:
+        import pipeline.media.images as images
+
+        disk = self
+
+        class File:
+            def __init__(self, f):
+                self._f = f
+
+            def write(self, data):
+                disk._take(len(data))
+                return self._f.write(data)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self._f.close()
+
+        def open_(path, mode="r", *args, **kwargs):
+            f = disk._open(path, mode, *args, **kwargs)
+            return File(f) if "w" in mode and str(path).startswith(disk.folder) else f
+
+        def os_open(path, flags, *args):
+            fd = disk._os_open(path, flags, *args)
+            if str(path).startswith(disk.folder):
+                disk._fds.add(fd)
+            return fd
+
+        def os_write(fd, data):
+            if fd in disk._fds:
+                disk._take(len(data))
+            return disk._os_write(fd, data)
+
+        monkeypatch.setattr(images, "open", open_, raising=False)
+        monkeypatch.setattr(os, "open", os_open)
+        monkeypatch.setattr(os, "write", os_write)
+
+
+def test_injected_full_disk_stops_the_run_and_a_rerun_finishes(tmp_path: Path, style_weights: Path,
+                                                               monkeypatch) -> None:
+    make_photos(tmp_path / "photos", 16, subdirs=2)
+    job = _style_job(tmp_path, style_weights, "photos/", "out")
+    with monkeypatch.context() as patch:
+        _InjectedDisk(tmp_path / "out", room=12_000).install(patch)
+        start = time.perf_counter()
+        first = run_cli_here(str(job))
+        seconds = time.perf_counter() - start
+    assert first.returncode == 1, first.stderr
+    assert seconds < 30 and "No space left on device" in first.stderr
+    assert "stopped early" in first.stderr and "run the same command again" in first.stderr
+    committed = [r["done"] for r in _ledger_lines(tmp_path / "out") if "done" in r]  # all parse
+    assert 0 < len(committed) < 16
+    second = run_cli_here(str(job))
+    assert second.returncode == 0 and f"skipped {len(committed)} (already done)" in second.stderr
+    done = sorted(r["done"] for r in _ledger_lines(tmp_path / "out") if "done" in r)
+    assert len(done) == 16 and all((tmp_path / "out" / k).is_file() for k in done)
+
+
 def test_torn_last_line_is_cut_before_the_next_record(tmp_path: Path) -> None:
     out = tmp_path / "out"
     ledger = Ledger(out, {"v": 1})
