@@ -16,7 +16,7 @@ import torch
 from ..batching import BatchSizer
 from ..context import RunContext
 from ..errors import MediaError, storage_error
-from ..ledger import Ledger
+from ..ledger import Ledger, LedgerWriteError
 from ..memory import MemoryGate
 from ..stages.base import Stage
 
@@ -159,13 +159,16 @@ class ExecutorBase:
         next record could not be written anyway: stop every thread now, keep what is
         committed (the ledger never holds a torn line), and say what to do."""
         cause = storage_error(exc) or exc
-        where = getattr(cause, "filename", None) or getattr(exc, "path", None)
-        reason = getattr(cause, "strerror", None) or str(cause)
+        if isinstance(cause, LedgerWriteError):  # it names the ledger itself
+            what = str(cause)
+        else:
+            where = getattr(cause, "filename", None) or getattr(exc, "path", None)
+            what = (f"cannot write{f' {where}' if where else ''}: "
+                    f"{getattr(cause, 'strerror', None) or cause}")
         with self._lock:
             if self._summary.fatal is None:
-                self._summary.fatal = (f"cannot write{f' {where}' if where else ''}: {reason}; "
-                                       "free space (or make the output folder writable) and run "
-                                       "the same command again: committed outputs are kept")
+                self._summary.fatal = (f"{what}; free space (or make the output folder writable) "
+                                       "and run the same command again: committed outputs are kept")
         self._stop.set()
 
 class StageFailed(Exception):
