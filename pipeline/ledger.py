@@ -16,6 +16,15 @@ When all segments are done they are joined into the output and the segment
 folder is removed.
 
 A lock file keeps two runs from writing the same output folder at once.
+
+What the ledger trusts (issue 9): a record is not proof of ownership.  Keys
+that are not plain relative paths are ignored when read; ``--restart``
+deletes a recorded output only while it is a plain file inside the output
+folder with the size recorded; the sweep of temporary files looks only beside
+this job's own keys, never through the folder (which may hold another job's
+output folder, with its work in flight).  A segment record also says whether
+any timestamp up to it was bumped (``pts_adjusted``): such a clip resumes by
+counting frames, not by seeking (see media/video_read.py).
 """
 from __future__ import annotations
 
