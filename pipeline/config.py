@@ -56,6 +56,7 @@ class Job:
     stages: tuple[StageSpec, ...]  # always decode first, encode last
     contact_sheet: ContactSheetOptions | None = None
     output_location: Location | None = None  # where 'output' was written, for errors about it
+    contact_sheet_location: Location | None = None
 
     def stage_location(self, index: int) -> Location:
         return self.stages[index].location
@@ -91,7 +92,8 @@ def load_job(path: str | Path) -> Job:
              if "contact_sheet" in top else None)
     return Job(path=path, name=name, sources=sources, output=output, device=device,
                precision=precision, batch_size=batch_size, workers=workers, stages=stages,
-               contact_sheet=sheet, output_location=top["output"].location)
+               contact_sheet=sheet, output_location=top["output"].location,
+               contact_sheet_location=top["contact_sheet"].location if sheet else None)
 
 
 def _literal(node: Node | None, where: str, default: str, options: tuple[str, ...]) -> str:

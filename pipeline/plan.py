@@ -16,7 +16,7 @@ from .config import Job, SourceSpec
 from .errors import JobError
 from .media.images import IMAGE_EXTENSIONS
 from .media.video import VIDEO_EXTENSIONS
-from .safety import check_output_folder, check_output_paths
+from .safety import check_output_folder, check_output_paths, check_side_file
 from .walk import PatternError, find, split_pattern
 
 EXTENSIONS = {"images": IMAGE_EXTENSIONS, "videos": VIDEO_EXTENSIONS}
@@ -69,6 +69,9 @@ def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> 
             units.append(Unit(source=path, output_rel=out_rel, source_index=index, kind=kind))
     check_output_paths(job.output, [(u.output_rel, u.source, f"sources[{u.source_index}]")
                                     for u in units], job.output_location)
+    if job.contact_sheet is not None:
+        check_side_file(job.contact_sheet.path, job.output, map(source_root, job.sources),
+                        (u.source for u in units), job.contact_sheet_location, "contact_sheet.path")
     return Plan(tuple(units), tuple(empty))
 
 

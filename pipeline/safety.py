@@ -74,6 +74,24 @@ def check_output_paths(output: Path, rels: Iterable[tuple[PurePath, Path, str]],
                                where="output", hint="point 'output' at a folder of its own")
 
 
+def check_side_file(path: Path, output: Path, source_roots: Iterable[Path], sources: Iterable[Path],
+                    location: Location | None, where: str) -> None:
+    """A file the job writes beside its outputs (the contact sheet) is no source file, and lies
+    in no source folder unless inside the output folder (which is never read back): else it
+    would overwrite a source, or be stylized itself on the next run."""
+    final, out = path.resolve(), output.resolve()
+    if final in {s.resolve() for s in sources}:
+        raise JobError(f"'{path}' is a source file; it would be overwritten", location=location,
+                       where=where, hint="write it next to the outputs, e.g. 'out/sheet.png'")
+    if out in final.parents:
+        return
+    for root in source_roots:
+        if root.resolve() in final.parents:
+            raise JobError(f"'{path}' lies in the source folder '{root}': the next run would "
+                           f"read it as a source", location=location, where=where,
+                           hint="write it next to the outputs, e.g. 'out/sheet.png'")
+
+
 def _outer_outputs(out: Path) -> list[tuple[Path, set[str]]]:
     """Output folders of other jobs that contain ``out``, with the outputs they recorded."""
     return [(folder, committed_keys(folder / LEDGER_NAME)) for folder in out.parents

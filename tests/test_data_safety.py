@@ -489,3 +489,15 @@ def test_flat_output_from_broken_weights_fails_and_nothing_is_written(tmp_path: 
     assert "[fast_style]: ValueError: the network turned 1 of 1 images into one flat colour " \
            "(every value 255)" in result.stderr
     assert not list((tmp_path / "out").glob("*.png"))
+
+
+@pytest.mark.parametrize("sheet", ["photos/img000.png", "photos/sheet.png"])
+def test_contact_sheet_may_not_overwrite_or_join_the_sources(tmp_path: Path, style_weights: Path,
+                                                             sheet: str) -> None:
+    make_photos(tmp_path / "photos", 2)
+    job = _style_job(tmp_path, style_weights, "photos/", "out")
+    job.write_text(job.read_text() + f"contact_sheet: {{path: {sheet}}}\n")
+    before = _tree(tmp_path / "photos")
+    result = run_cli_here(str(job))
+    assert result.returncode == 2 and "job.yaml:9:16: contact_sheet.path:" in result.stderr
+    assert _tree(tmp_path / "photos") == before
