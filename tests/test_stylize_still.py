@@ -166,6 +166,15 @@ def test_command_bad_weights_and_suffix_exit_2(pictures, tmp_path):
     assert result.exit_code == 2 and "o.xyz" in result.output
 
 
+@pytest.mark.parametrize("which", [0, 1])
+def test_command_refuses_to_write_over_its_inputs(pictures, which):
+    before = pictures[which].read_bytes()
+    result = CliRunner().invoke(cli(), ["stylize-still", str(pictures[0]), str(pictures[1]),
+                                        str(pictures[which]), "--steps", "1", "--quiet"])
+    assert result.exit_code == 2 and "image; write the result to another file" in result.output
+    assert pictures[which].read_bytes() == before
+
+
 def test_help_documents_every_option():
     result = CliRunner().invoke(cli(), ["stylize-still", "--help"])
     assert result.exit_code == 0

@@ -84,6 +84,9 @@ def command(
     if suffix not in IMAGE_EXTENSIONS:
         _fail(f"{output}: cannot tell the output format from the suffix {output.suffix!r}; "
               f"use one of {', '.join(sorted(IMAGE_EXTENSIONS))}")
+    for source, role in ((content, "content"), (style, "style")):
+        if output.resolve() == source.resolve():  # a typo must not cost the user's photo
+            _fail(f"{output}: is the {role} image; write the result to another file")
     try:
         dev = resolve_device(device.value)
         content_image, style_image = read_image(content), read_image(style)
