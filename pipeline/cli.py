@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
 import warnings
 from pathlib import Path
 
-import typer
-from tqdm import tqdm
+from typing import TYPE_CHECKING
 
-from .build import Prepared, prepare
+import typer
+
+# The command modules import torch and PyAV only when a command runs, and so does this
+# module (inside the functions below): --help and --version answer in a fraction of a second.
 from .commands import stylize_still, train_cyclegan, train_style
-from .contact_sheet import make_contact_sheet
 from .errors import JobError, MediaError, storage_error
-from .executor import Progress, Summary, run_units
-from .ledger import Ledger
+
+if TYPE_CHECKING:
+    from .build import Prepared
+    from .executor import Summary
+    from .ledger import Ledger
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -40,6 +43,25 @@ train_app.command("cyclegan")(train_cyclegan.command)
 app.add_typer(train_app, name="train")
 app.command("stylize-still")(stylize_still.command)
 
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("stylize-pipeline")
+        except PackageNotFoundError:  # run from a checkout that was never pip-installed
+            number = "unknown (not installed; pip install -e .)"
+        typer.echo(f"stylize-pipeline {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version,
+                                          is_eager=True, help="Print the version and exit.")
+             ) -> None:
+    pass  # the app's own options; its help text is the Typer(help=...) above
+
 JOB_ARG = typer.Argument(..., help="The job file (YAML).", show_default=False)
 
 
@@ -47,8 +69,17 @@ JOB_ARG = typer.Argument(..., help="The job file (YAML).", show_default=False)
 def run(job: Path = JOB_ARG,
         restart: bool = typer.Option(False, "--restart",
                                      help="Start over: delete this job's earlier outputs and ledger."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.")) -> None:
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or lines."),
+        log_every: float = typer.Option(
+            30.0, "--log-every", min=0.01, metavar="SECONDS",
+            help="Without a terminal (a log file), print a progress line this often."),
+        progress_json: Path = typer.Option(
+            None, "--progress-json", metavar="FILE", dir_okay=False,
+            help="Append the progress as JSON lines to FILE, every --log-every seconds "
+                 "and once at the end (\"final\": true).")) -> None:
     """Run JOB, or resume it: outputs already committed are skipped."""
+    from .ledger import Ledger
+
     try:
         prepared = _prepare_or_exit(job)
         try:
@@ -61,7 +92,7 @@ def run(job: Path = JOB_ARG,
                        f"{exc.strerror or exc}; free space or pick a writable folder", err=True)
             raise typer.Exit(EXIT_FAILED if storage_error(exc) else EXIT_INVALID) from None
         try:
-            summary = _run(prepared, ledger, quiet)
+            summary = _run(prepared, ledger, quiet, log_every, progress_json)
         finally:
             ledger.close()
     except KeyboardInterrupt:  # outside the executor's loop, which handles its own
@@ -74,6 +105,8 @@ def run(job: Path = JOB_ARG,
 
 
 def _write_contact_sheet(p: Prepared) -> None:
+    from .contact_sheet import make_contact_sheet
+
     opts = p.job.contact_sheet
     pairs = [(u.source, p.job.output / u.output_rel) for u in p.plan.units
              if u.kind == "image" and (p.job.output / u.output_rel).is_file()][: opts.images]
@@ -105,6 +138,8 @@ def validate(job: Path = JOB_ARG) -> None:
 
 
 def _prepare_or_exit(job: Path) -> Prepared:
+    from .build import prepare
+
     try:
         return prepare(job)
     except JobError as exc:
@@ -116,65 +151,29 @@ def _exit_invalid(exc: JobError) -> None:
     raise typer.Exit(EXIT_INVALID)
 
 
-class _Bars(Progress):
-    """One bar over the job (frames; an image is one frame) and one per clip in flight."""
+def _run(p: Prepared, ledger: Ledger, quiet: bool, log_every: float = 30.0,
+         progress_json: Path | None = None) -> Summary:
+    from .executor import run_units
+    from .progress import Bars, Reporter, Tee
 
-    def __init__(self, name: str, images: int, quiet: bool) -> None:
-        self._disable = quiet or None  # None: tqdm turns itself off without a terminal
-        self._job = tqdm(total=images, unit="frame", desc=name, disable=self._disable,
-                         dynamic_ncols=True)
-        self._clips: dict[str, tqdm] = {}
-        self._free_rows: list[int] = []
-        self._failed = 0
-        self._lock = threading.Lock()
-
-    def add_total(self, frames: int) -> None:
-        with self._lock:
-            self._job.total = (self._job.total or 0) + frames
-            self._job.refresh()
-
-    def clip_started(self, name: str, total: int | None, done: int) -> None:
-        with self._lock:
-            row = self._free_rows.pop(0) if self._free_rows else len(self._clips) + 1
-            self._clips[name] = tqdm(total=total, initial=done, unit="frame", desc=f"  {name}",
-                                     position=row, leave=False, disable=self._disable,
-                                     dynamic_ncols=True)
-
-    def frames_done(self, n: int, clip: str | None = None) -> None:
-        with self._lock:
-            self._job.update(n)
-            if clip in self._clips:
-                self._clips[clip].update(n)
-
-    def unit_finished(self, ok: bool, clip: str | None = None) -> None:
-        with self._lock:
-            if not ok:
-                self._failed += 1
-                self._job.set_postfix(failed=self._failed, refresh=False)
-            bar = self._clips.pop(clip, None) if clip else None
-            if bar is not None and bar.total is not None and bar.n != bar.total:
-                # frames that will not come (a failed clip; a header's count that was off):
-                # the job bar still ends at 100% of what was done
-                self._job.total = max(self._job.n, (self._job.total or 0) + bar.n - bar.total)
-                self._job.refresh()
-            if bar is not None:
-                self._free_rows.append(bar.pos if bar.pos > 0 else -bar.pos)
-                bar.close()
-
-    def close(self) -> None:
-        for bar in self._clips.values():
-            bar.close()
-        self._job.close()
-
-
-def _run(p: Prepared, ledger: Ledger, quiet: bool) -> Summary:
     pending = [u for u in p.plan.units if not ledger.is_done(u.key)]
     skipped = len(p.plan.units) - len(pending)
-    bars = _Bars(p.job.name, sum(1 for u in pending if u.kind == "image"), quiet)
+    images = sum(1 for u in pending if u.kind == "image")
+    # Bars on a terminal; without one (nohup, a service) tqdm is off: plain lines instead.
+    log = None if quiet or sys.stderr.isatty() else (lambda line: typer.echo(line, err=True))
     try:
-        summary = run_units(p.stages, p.ctx, ledger, pending, workers=p.job.workers, progress=bars)
+        reporter = Reporter(p.job.name, len(pending), images, interval=log_every, log=log,
+                            json_path=progress_json)
+    except OSError as exc:
+        typer.echo(f"error: cannot write the progress file {progress_json}: "
+                   f"{exc.strerror or exc}; pick a writable path", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    progress = Tee([Bars(p.job.name, images, quiet), reporter.start()])
+    try:
+        summary = run_units(p.stages, p.ctx, ledger, pending, workers=p.job.workers,
+                            progress=progress)
     finally:
-        bars.close()
+        progress.close()
     summary.skipped = skipped
     return summary
 
@@ -191,7 +190,10 @@ def _report(p: Prepared, s: Summary) -> int:
     videos = any(u.kind == "video" for u in p.plan.units)
     state = "interrupted" if s.interrupted else "stopped" if s.fatal else "finished"
     speed = _speed(s.frames if videos else s.done, s.wall_s, "frame" if videos else "image")
-    typer.echo(f"{p.job.name}: {state}: done {s.done}, skipped {s.skipped} (already done), "
+    # after a stop, the segments committed for clips not finished yet are kept for the rerun
+    saved = (f" (and {s.segments} segment{'s' if s.segments != 1 else ''} of clips in flight saved)"
+             if (s.interrupted or s.fatal) and s.segments else "")
+    typer.echo(f"{p.job.name}: {state}: done {s.done}{saved}, skipped {s.skipped} (already done), "
                f"failed {failed}, wall {s.wall_s:.1f} s ({speed})", err=True)
     rates = s.times.rates()
     if videos and rates:  # frames per busy second of each step: the smallest is the bottleneck

@@ -16,7 +16,7 @@ from .config import Job, SourceSpec
 from .errors import JobError
 from .media.images import IMAGE_EXTENSIONS
 from .media.video import VIDEO_EXTENSIONS
-from .safety import check_output_folder, check_output_paths, check_side_file
+from .safety import check_output_folder, check_output_paths, check_side_file, check_writable
 from .walk import PatternError, find, split_pattern
 
 EXTENSIONS = {"images": IMAGE_EXTENSIONS, "videos": VIDEO_EXTENSIONS}
@@ -46,6 +46,7 @@ def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> 
     """``output_relpath(source_rel, kind)``: where encode writes a source's output."""
     check_output_folder(job.output, [(f"sources[{i}]", source_root(spec), spec.location)
                                      for i, spec in enumerate(job.sources)], job.output_location)
+    check_writable(job.output, job.output_location)
     units: list[Unit] = []
     empty: list[tuple[SourceSpec, str]] = []
     claimed: dict[PurePath, tuple[Path, int]] = {}

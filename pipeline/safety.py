@@ -39,6 +39,30 @@ def check_output_folder(output: Path, source_roots: Iterable[tuple[str, Path, Lo
                      f"{source_location}), e.g. 'out/<job name>'")
 
 
+def check_writable(output: Path, location: Location | None) -> None:
+    """The output folder exists and can be written, or can be made: checked before the night
+    (``validate`` and ``run``), so it is a located job error and not a traceback at the first
+    write.  Looks, and makes nothing."""
+    import os
+
+    existing = output
+    while not existing.exists():
+        if existing == existing.parent:
+            break
+        existing = existing.parent
+    problem = None
+    if not existing.is_dir():
+        problem = f"'{existing}' is a file, not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"'{existing}' is not writable by this user"
+    elif os.statvfs(existing).f_flag & os.ST_RDONLY:
+        problem = f"'{existing}' is on a read-only file system"
+    if problem:
+        raise JobError(f"output '{output}' cannot be {'written' if existing == output else 'made'}: "
+                       f"{problem}", location=location, where="output",
+                       hint="point 'output' at a folder this user can write")
+
+
 def check_output_paths(output: Path, rels: Iterable[tuple[PurePath, Path, str]],
                        location: Location | None) -> None:
     """Each output (relative path, its source, where) lands inside ``output``, on no source

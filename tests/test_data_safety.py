@@ -502,3 +502,14 @@ def test_contact_sheet_may_not_overwrite_or_join_the_sources(tmp_path: Path, sty
     result = run_cli_here(str(job))
     assert result.returncode == 2 and "job.yaml:9:16: contact_sheet.path:" in result.stderr
     assert _tree(tmp_path / "photos") == before
+
+
+def test_an_output_folder_that_cannot_be_made_is_a_located_job_error(tmp_path: Path,
+                                                                    style_weights: Path) -> None:
+    make_photos(tmp_path / "photos", 1)
+    (tmp_path / "taken").write_text("a file where the output folder would go")
+    job = _style_job(tmp_path, style_weights, "photos/", "taken/out")
+    for args in (["validate", str(job)], [str(job)]):
+        result = run_cli_here(*args)
+        assert result.returncode == 2, result.stderr
+        assert "job.yaml:4:9: output: output" in result.stderr and "is a file, not a folder" in result.stderr

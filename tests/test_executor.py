@@ -109,7 +109,7 @@ def test_job_bar_ends_full_when_a_clip_fails_or_its_header_miscounts(monkeypatch
     import io
     import sys
 
-    from pipeline.cli import _Bars
+    from pipeline.progress import Bars as _Bars
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:  # tqdm draws (and counts) only on a terminal

@@ -175,6 +175,16 @@ def test_command_refuses_to_write_over_its_inputs(pictures, which):
     assert pictures[which].read_bytes() == before
 
 
+def test_command_defaults_are_the_functions():
+    import inspect
+
+    from pipeline.commands.stylize_still import _D
+    from pipeline.stylize_still import stylize_still
+
+    signature = inspect.signature(stylize_still).parameters
+    assert _D == {k: signature[k].default for k in _D}
+
+
 def test_help_documents_every_option():
     result = CliRunner().invoke(cli(), ["stylize-still", "--help"])
     assert result.exit_code == 0

@@ -254,7 +254,7 @@ def test_cli_reports_skipped_files_and_errors(domains, tmp_path):
 
 
 def test_cli_ctrl_c_finishes_the_step_and_writes_a_checkpoint(domains, tmp_path, monkeypatch):
-    import pipeline.commands.train_cyclegan as module
+    import pipeline.train.cyclegan as module  # the command imports it from here when it runs
 
     def train_and_press_ctrl_c(opts, on_step, **kw):
         def pressed_at_step_2(info):
@@ -324,3 +324,10 @@ def _saved(state: dict):
 def test_linear_decay_is_the_papers_schedule_in_steps():
     factors = [linear_decay(k, 8, 4) for k in range(8)]
     assert factors == [1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25]
+
+
+def test_option_norms_are_the_models():
+    from pipeline.models.cyclegan import NORMS
+    from pipeline.train import cyclegan_options
+
+    assert cyclegan_options.NORMS == NORMS

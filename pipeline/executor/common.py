@@ -66,6 +66,7 @@ class Summary:
     done: int = 0  # units (images, clips) finished in this run
     skipped: int = 0  # already done by an earlier run
     frames: int = 0  # frames written in this run (an image is one frame)
+    segments: int = 0  # video segments committed in this run (kept by an interrupted clip)
     failures: list[Failure] = field(default_factory=list)
     wall_s: float = 0.0
     interrupted: bool = False
@@ -77,6 +78,7 @@ class Summary:
         self.done += other.done
         self.skipped += other.skipped
         self.frames += other.frames
+        self.segments += other.segments
         self.failures.extend(other.failures)
         self.wall_s += other.wall_s
         self.interrupted = self.interrupted or other.interrupted

@@ -352,6 +352,8 @@ class VideoExecutor(ExecutorBase):
                         self.ledger.commit_segment(key, index, partial, frames=frames_total,
                                                    last_pts=last_pts, state=chunk.state,
                                                    pts_adjusted=chunk.pts_adjusted)
+                        with self._lock:
+                            self._summary.segments += 1
                     index += 1
                 if chunk.last:
                     self._finish(clip)
@@ -373,6 +375,8 @@ class VideoExecutor(ExecutorBase):
         self.ledger.drop_segments(key)
         with self._lock:
             self._summary.done += 1
+            # ``segments`` counts the saved work of clips still in flight: this one is whole now
+            self._summary.segments -= len(segments) - clip.first_segment
         self.progress.unit_finished(True, clip.name)
 
     # -- failures -----------------------------------------------------------
