@@ -11,7 +11,7 @@ from typing import Any
 
 from .config import Job, load_job
 from .context import RunContext, resolve_device, resolve_precision
-from .errors import JobError, WeightsError
+from .errors import JobError, Problems, WeightsError
 from .plan import Plan, make_plan
 from .stages import get_stage
 from .stages.base import Stage
@@ -38,12 +38,14 @@ def prepare(job_path: str | Path) -> Prepared:
         raise JobError(str(exc), where="device") from None
     ctx = RunContext(device=device, precision=resolve_precision(job.precision, device),
                      batch_size=job.batch_size)
-    stages = []
+    stages, problems = [], Problems()  # every weights file that fails, not just the first
     for spec in job.stages:
-        try:
-            stages.append(get_stage(spec.name)(spec.params, ctx))
-        except WeightsError as exc:
-            raise JobError(str(exc), location=spec.location, where=spec.where) from None
+        with problems.check():
+            try:
+                stages.append(get_stage(spec.name)(spec.params, ctx))
+            except WeightsError as exc:
+                raise JobError(str(exc), location=spec.location, where=spec.where) from None
+    problems.raise_if_any()
     _check_video_only(job, stages)
     encode = stages[-1]
     plan = make_plan(job, encode.output_relpath)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .contact_sheet import ContactSheetOptions
-from .errors import JobError, Location
+from .errors import JobError, Location, Problems
 from .stages import get_stage, stage_names
 from .typed_yaml import Node, ParseContext, describe, did_you_mean, load_yaml, parse_value
 
@@ -70,29 +70,40 @@ def load_job(path: str | Path) -> Job:
         raise JobError(f"a job file is a mapping of keys, got {describe(root.value)}",
                        location=root.location)
     top = root.value
+    problems = Problems()  # every mistake in the file at once, not one per run
     for key, loc in root.key_locations.items():
         if key not in TOP_LEVEL_KEYS:
             hint = did_you_mean(key, TOP_LEVEL_KEYS)
-            raise JobError(f"unknown key '{key}'", location=loc,
-                           hint=f"{hint + ' ' if hint else ''}valid keys: {', '.join(TOP_LEVEL_KEYS)}")
+            problems.errors.append(JobError(
+                f"unknown key '{key}'", location=loc,
+                hint=f"{hint + ' ' if hint else ''}valid keys: {', '.join(TOP_LEVEL_KEYS)}"))
     for key in ("sources", "output", "stages"):
         if key not in top:
-            raise JobError(f"missing required key '{key}'", location=root.location)
+            problems.errors.append(JobError(f"missing required key '{key}'", location=root.location))
 
-    name = parse_value(str, top["name"], "name", ctx) if "name" in top else path.stem
-    output = parse_value(Path, top["output"], "output", ctx)
-    device = _choice_by_pattern(top.get("device"), "device", "auto", _DEVICE,
-                                "auto, cpu, cuda or cuda:N")
-    precision = _literal(top.get("precision"), "precision", "auto", PRECISIONS)
-    batch_size = _auto_or_positive_int(top.get("batch_size"), "batch_size", ctx)
-    workers = _auto_or_positive_int(top.get("workers"), "workers", ctx)
-    sources = _parse_sources(top["sources"], ctx)
-    stages = _parse_stages(top["stages"], ctx)
-    sheet = (parse_value(ContactSheetOptions, top["contact_sheet"], "contact_sheet", ctx)
-             if "contact_sheet" in top else None)
-    return Job(path=path, name=name, sources=sources, output=output, device=device,
-               precision=precision, batch_size=batch_size, workers=workers, stages=stages,
-               contact_sheet=sheet, output_location=top["output"].location,
+    values: dict[str, Any] = {"name": path.stem, "contact_sheet": None}
+    parsers = {
+        "name": lambda: parse_value(str, top["name"], "name", ctx) if "name" in top else path.stem,
+        "output": lambda: parse_value(Path, top["output"], "output", ctx),
+        "device": lambda: _choice_by_pattern(top.get("device"), "device", "auto", _DEVICE,
+                                             "auto, cpu, cuda or cuda:N"),
+        "precision": lambda: _literal(top.get("precision"), "precision", "auto", PRECISIONS),
+        "batch_size": lambda: _auto_or_positive_int(top.get("batch_size"), "batch_size", ctx),
+        "workers": lambda: _auto_or_positive_int(top.get("workers"), "workers", ctx),
+        "sources": lambda: _parse_sources(top["sources"], ctx),
+        "stages": lambda: _parse_stages(top["stages"], ctx),
+        "contact_sheet": lambda: (parse_value(ContactSheetOptions, top["contact_sheet"],
+                                              "contact_sheet", ctx)
+                                  if "contact_sheet" in top else None),
+    }
+    for key, parse in parsers.items():
+        if key in ("sources", "output", "stages") and key not in top:
+            continue  # reported above
+        with problems.check():
+            values[key] = parse()
+    problems.raise_if_any()
+    sheet = values.pop("contact_sheet")
+    return Job(path=path, **values, contact_sheet=sheet, output_location=top["output"].location,
                contact_sheet_location=top["contact_sheet"].location if sheet else None)
 
 
@@ -129,53 +140,64 @@ def _parse_sources(node: Node, ctx: ParseContext) -> tuple[SourceSpec, ...]:
     if not isinstance(node.value, list) or not node.value:
         raise JobError("expected a list of sources, e.g. '- images: photos/'",
                        location=node.location, where="sources")
-    specs = []
+    specs, problems = [], Problems()
     for i, item in enumerate(node.value):
-        where = f"sources[{i}]"
-        if not item.is_mapping:
-            raise JobError(f"expected a mapping like 'images: photos/', got {describe(item.value)}",
-                           location=item.location, where=where)
-        kinds = [k for k in item.value if k in SOURCE_KINDS]
-        for key, loc in item.key_locations.items():
-            if key not in SOURCE_KINDS and key != "into":
-                hint = did_you_mean(key, SOURCE_KINDS + ("into",))
-                raise JobError(f"unknown key '{key}'", location=loc, where=where,
-                               hint=f"{hint + ' ' if hint else ''}valid keys: "
-                                    f"{', '.join(SOURCE_KINDS)}, into")
-        if len(kinds) != 1:
-            raise JobError(f"each source needs exactly one of {', '.join(SOURCE_KINDS)}",
-                           location=item.location, where=where)
-        kind = kinds[0]
-        pattern = parse_value(str, item.value[kind], f"{where}.{kind}", ctx)
-        into = parse_value(str, item.value["into"], f"{where}.into", ctx) if "into" in item.value else ""
-        if into and (Path(into).is_absolute() or ".." in Path(into).parts):
-            raise JobError(f"'into' must be a relative folder inside the output, got '{into}'",
-                           location=item.value["into"].location, where=where)
-        specs.append(SourceSpec(kind=kind, pattern=pattern,
-                                path=ctx.base_dir / Path(pattern).expanduser(), into=into,
-                                location=item.location))
+        with problems.check():
+            specs.append(_parse_source(i, item, ctx))
+    problems.raise_if_any()
     return tuple(specs)
+
+
+def _parse_source(i: int, item: Node, ctx: ParseContext) -> SourceSpec:
+    where = f"sources[{i}]"
+    if not item.is_mapping:
+        raise JobError(f"expected a mapping like 'images: photos/', got {describe(item.value)}",
+                       location=item.location, where=where)
+    kinds = [k for k in item.value if k in SOURCE_KINDS]
+    for key, loc in item.key_locations.items():
+        if key not in SOURCE_KINDS and key != "into":
+            hint = did_you_mean(key, SOURCE_KINDS + ("into",))
+            raise JobError(f"unknown key '{key}'", location=loc, where=where,
+                           hint=f"{hint + ' ' if hint else ''}valid keys: "
+                                f"{', '.join(SOURCE_KINDS)}, into")
+    if len(kinds) != 1:
+        raise JobError(f"each source needs exactly one of {', '.join(SOURCE_KINDS)}",
+                       location=item.location, where=where)
+    kind = kinds[0]
+    pattern = parse_value(str, item.value[kind], f"{where}.{kind}", ctx)
+    into = parse_value(str, item.value["into"], f"{where}.into", ctx) if "into" in item.value else ""
+    if into and (Path(into).is_absolute() or ".." in Path(into).parts):
+        raise JobError(f"'into' must be a relative folder inside the output, got '{into}'",
+                       location=item.value["into"].location, where=where)
+    return SourceSpec(kind=kind, pattern=pattern, path=ctx.base_dir / Path(pattern).expanduser(),
+                      into=into, location=item.location)
 
 
 def _parse_stages(node: Node, ctx: ParseContext) -> tuple[StageSpec, ...]:
     if not isinstance(node.value, list) or not node.value:
         raise JobError("expected a list of stages, e.g. '- decode', '- fast_style: {weights: ...}'",
                        location=node.location, where="stages")
-    specs = []
+    specs, problems = [], Problems()
     for i, item in enumerate(node.value):
-        name, options, name_loc = _stage_entry(item, i)
-        where = f"stages[{i}] ({name})"
-        try:
-            cls = get_stage(name)
-        except KeyError:
-            hint = did_you_mean(name, stage_names())
-            raise JobError(f"unknown stage '{name}'", location=name_loc, where=f"stages[{i}]",
-                           hint=f"{hint + ' ' if hint else ''}known stages: "
-                                f"{', '.join(stage_names())}") from None
-        options = options if options is not None else Node({}, item.location)
-        params = parse_value(cls.Params, options, where, ctx)
-        specs.append(StageSpec(name=name, params=params, index=i, location=name_loc))
+        with problems.check():
+            specs.append(_parse_stage(i, item, ctx))
+    problems.raise_if_any()
     return _with_io_stages(specs, ctx)
+
+
+def _parse_stage(i: int, item: Node, ctx: ParseContext) -> StageSpec:
+    name, options, name_loc = _stage_entry(item, i)
+    where = f"stages[{i}] ({name})"
+    try:
+        cls = get_stage(name)
+    except KeyError:
+        hint = did_you_mean(name, stage_names())
+        raise JobError(f"unknown stage '{name}'", location=name_loc, where=f"stages[{i}]",
+                       hint=f"{hint + ' ' if hint else ''}known stages: "
+                            f"{', '.join(stage_names())}") from None
+    options = options if options is not None else Node({}, item.location)
+    params = parse_value(cls.Params, options, where, ctx)
+    return StageSpec(name=name, params=params, index=i, location=name_loc)
 
 
 def _stage_entry(item: Node, index: int) -> tuple[str, Node | None, Location]:

@@ -6,8 +6,22 @@ builtin it resembles, as PyAV's errors do, so generic handlers still work.
 """
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
+
+
+def shown(path: str | Path) -> str:
+    """``path`` as messages show it: normalized, so ``jobs/../clips/x.mp4`` reads ``clips/x.mp4``."""
+    return os.path.normpath(path)
+
+
+def os_reason(exc: BaseException) -> str:
+    """An OSError (PyAV's errors included) in words, without ``[Errno N]`` or the file name the
+    message already shows; other exceptions as ``str(exc)``."""
+    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else None) or str(exc)
 
 
 @dataclass(frozen=True)
@@ -19,7 +33,7 @@ class Location:
     column: int
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
+        return f"{shown(self.file)}:{self.line}:{self.column}"
 
 
 class PipelineError(Exception):
@@ -53,6 +67,51 @@ class JobError(PipelineError, ValueError):
         return text
 
 
+class JobErrors(JobError):
+    """Several mistakes in one job, all reported at once (a night is not spent finding them
+    one run at a time).  ``errors`` holds each located JobError, in file order."""
+
+    def __init__(self, errors: list[JobError]) -> None:
+        self.errors = sorted(errors, key=_file_order)
+        super().__init__(f"{len(self.errors)} mistakes in the job", location=None)
+
+    def __str__(self) -> str:
+        return f"{len(self.errors)} mistakes in the job:\n" + "\n".join(f"  {e}" for e in self.errors)
+
+
+def _file_order(error: JobError) -> tuple:
+    loc = error.location
+    return (0, str(loc.file), loc.line, loc.column) if loc is not None else (1, "", 0, 0)
+
+
+class Problems:
+    """Collects JobErrors from independent checks so that all of them are reported::
+
+        problems = Problems()
+        with problems.check():
+            ...            # a JobError here is kept, and the next check runs
+        problems.raise_if_any()
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[JobError] = []
+
+    @contextmanager
+    def check(self) -> Iterator[None]:
+        try:
+            yield
+        except JobErrors as exc:
+            self.errors.extend(exc.errors)
+        except JobError as exc:
+            self.errors.append(exc)
+
+    def raise_if_any(self) -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise JobErrors(self.errors)
+
+
 class MediaError(PipelineError, ValueError):
     """A source file could not be read, or an output could not be written."""
 
@@ -65,7 +124,7 @@ class MediaError(PipelineError, ValueError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = f"{self.path}"
+        where = shown(self.path)
         if self.stage:
             where += f" ({self.stage})"
         text = f"{where}: {self.reason}"
@@ -84,7 +143,7 @@ class WeightsError(PipelineError, ValueError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        text = f"{self.path}: {self.reason}"
+        text = f"{shown(self.path)}: {self.reason}"
         if self.hint:
             text += f"; {self.hint}"
         return text

@@ -19,7 +19,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from .errors import JobError, Location
+from .errors import JobError, Location, Problems
 
 
 @dataclass
@@ -272,19 +272,22 @@ def parse_dataclass(cls: type, node: Node, where: str, ctx: ParseContext) -> Any
                        location=node.location, where=where)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    problems = Problems()  # every unknown key and bad value of this mapping, not just the first
     for key, loc in node.key_locations.items():
         if key not in fields:
             valid = ", ".join(fields) if fields else "none (this stage takes no options)"
             hint = did_you_mean(key, fields)
-            raise JobError(f"unknown key '{key}'", location=loc, where=where,
-                           hint=f"{hint + ' ' if hint else ''}valid keys: {valid}")
+            problems.errors.append(JobError(f"unknown key '{key}'", location=loc, where=where,
+                                            hint=f"{hint + ' ' if hint else ''}valid keys: {valid}"))
     kwargs = {}
     for name, f in fields.items():
-        if name in node.value:
-            kwargs[name] = parse_value(hints[name], node.value[name], f"{where}.{name}", ctx)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise JobError(f"missing required key '{name}' ({expected(hints[name])})",
-                           location=node.location, where=where)
+        with problems.check():
+            if name in node.value:
+                kwargs[name] = parse_value(hints[name], node.value[name], f"{where}.{name}", ctx)
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise JobError(f"missing required key '{name}' ({expected(hints[name])})",
+                               location=node.location, where=where)
+    problems.raise_if_any()
     try:
         return cls(**kwargs)
     except ParamError as exc:

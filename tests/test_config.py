@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+import textwrap
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -233,3 +234,40 @@ def test_anchors_and_aliases_still_work(tmp_path: Path) -> None:
         """))
     assert [s.name for s in job.stages] == ["decode", "tv_denoise", "resize", "tv_denoise", "encode"]
     assert job.stages[1].params == job.stages[3].params and job.stages[3].params.weight == 0.05
+
+
+def test_every_mistake_is_reported_at_once(tmp_path: Path) -> None:
+    """Three mistakes in three places: all three in one run, in file order, each located."""
+    from pipeline.errors import JobErrors
+
+    job = tmp_path / "job.yaml"
+    job.write_text(textwrap.dedent("""\
+        sources:
+          - images: photos/
+            intoo: x
+        output: out
+        device: gpu
+        stages:
+          - resize: {short_sid: 512}
+          - tv_denoise: {weight: strong}
+        """))
+    with pytest.raises(JobErrors) as caught:
+        load_job(job)
+    text = str(caught.value)
+    assert text.startswith("4 mistakes in the job:")
+    assert [e.location.line for e in caught.value.errors] == [3, 5, 7, 8]
+    assert "unknown key 'intoo'; did you mean 'into'?" in text
+    assert "'gpu' (a string) is not valid" in text and "short_sid" in text and "'strong'" in text
+
+
+def test_every_mistake_through_validate(tmp_path: Path) -> None:
+    from tests.conftest import run_cli_here
+
+    (tmp_path / "photos").mkdir()
+    job = tmp_path / "job.yaml"
+    job.write_text("sources: [{images: photos/}]\noutput: out\nworkers: 0\nprecision: fp8\n"
+                   "stages: [{fast_style: {weights: nowhere.pth}}, {resize: {scale: -1}}]\n")
+    result = run_cli_here("validate", str(job))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: 3 mistakes in the job:"), result.stderr
+    assert "job.yaml:3:10: workers:" in result.stderr and "job.yaml:4:12: precision:" in result.stderr
