@@ -5,6 +5,7 @@
     python run_pipeline.py train style ...      train a fast style net (Johnson et al.)
     python run_pipeline.py train cyclegan ...   train CycleGAN generators (Zhu et al.)
     python run_pipeline.py stylize-still ...    optimise one still (Gatys et al.)
+    python run_pipeline.py stylize IN... --weights W -o OUT   the same run, no job file to write
 
 Exit codes: 0 all done; 1 some sources failed and the rest finished;
 2 the job itself is invalid; 130 interrupted (Ctrl-C), outputs so far kept.
@@ -22,7 +23,7 @@ import typer
 
 # The command modules import torch and PyAV only when a command runs, and so does this
 # module (inside the functions below): --help and --version answer in a fraction of a second.
-from .commands import stylize_still, train_cyclegan, train_style
+from .commands import stylize, stylize_still, train_cyclegan, train_style
 from .errors import JobError, MediaError, storage_error
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ train_app.command("style")(train_style.command)
 train_app.command("cyclegan")(train_cyclegan.command)
 app.add_typer(train_app, name="train")
 app.command("stylize-still")(stylize_still.command)
+app.command("stylize")(stylize.command)
 
 
 def _print_version(asked: bool) -> None:
@@ -78,6 +80,13 @@ def run(job: Path = JOB_ARG,
             help="Append the progress as JSON lines to FILE, every --log-every seconds "
                  "and once at the end (\"final\": true).")) -> None:
     """Run JOB, or resume it: outputs already committed are skipped."""
+    run_job(job, restart=restart, quiet=quiet, log_every=log_every, progress_json=progress_json)
+
+
+def run_job(job: Path, *, restart: bool = False, quiet: bool = False, log_every: float = 30.0,
+            progress_json: Path | None = None) -> None:
+    """``run``'s body, shared with the commands that write a job and run it (``stylize``):
+    prepare, open the ledger, run, report; always ends in ``typer.Exit`` with the exit code."""
     from .ledger import Ledger
 
     try:
@@ -122,7 +131,8 @@ def _write_contact_sheet(p: Prepared) -> None:
 
 @app.command()
 def validate(job: Path = JOB_ARG) -> None:
-    """Check JOB (YAML, sources, device, weights) and print the plan without running it."""
+    """Check JOB (YAML, sources, output folder, device, weights, every clip) and print the
+    plan without running it.  Exit 2: the job is invalid; 1: a clip would fail; 0: all good."""
     p = _prepare_or_exit(job)
     typer.echo(f"job       {p.job.name}  ({p.job.path})")
     typer.echo(f"output    {p.job.output}")
@@ -135,6 +145,29 @@ def validate(job: Path = JOB_ARG) -> None:
         typer.echo(f"warning   {spec.location}: {reason}")
     typer.echo("stages    " + " -> ".join(s.describe() for s in p.stages))
     typer.echo(f"units     {len(p.plan.units)}")
+    if not _check_clips(p):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _check_clips(p: Prepared) -> bool:
+    """One line per clip (its header, and whether its packets reach its stated end): a
+    truncated clip is flagged now, not after minutes of compute.  False if any would fail."""
+    from .media.video_check import check_clip
+
+    ok = True
+    for unit in (u for u in p.plan.units if u.kind == "video"):
+        try:
+            report = check_clip(unit.source)
+        except MediaError as exc:
+            report, problem = None, exc.reason
+        else:
+            problem = report.problem
+        if problem:
+            ok = False
+            typer.echo(f"problem   {unit.source}: {problem}")
+        else:
+            typer.echo(f"clip      {unit.source}: {report.describe()}")
+    return ok
 
 
 def _prepare_or_exit(job: Path) -> Prepared:
@@ -213,7 +246,7 @@ def _report(p: Prepared, s: Summary) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-_COMMANDS = {"run", "validate", "train", "stylize-still"}
+_COMMANDS = {"run", "validate", "train", "stylize-still", "stylize"}
 
 
 def main(argv: list[str] | None = None) -> None:

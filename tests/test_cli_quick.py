@@ -22,6 +22,7 @@ print("HEAVY", heavy, "CODE", code, file=sys.stderr)
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["train", "cyclegan", "--help"],
                                   ["train", "style", "--help"], ["stylize-still", "--help"],
+                                  ["stylize", "--help"],
                                   ["run", "--help"], ["validate", "--help"]])
 def test_help_and_version_import_neither_torch_nor_pyav(args: list[str]) -> None:
     # A fresh interpreter: this test process has imported torch long ago.

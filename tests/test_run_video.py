@@ -308,3 +308,17 @@ def _drop_video_stream(src: Path, dst: Path) -> None:
                 continue
             packet.stream = stream
             out.mux(packet)
+
+
+def test_validate_lists_every_clip_and_flags_a_truncated_one(tmp_path: Path, style_weights: Path) -> None:
+    make_clip(tmp_path / "clips" / "good.mp4", frames=30, fps=24, audio=True)
+    full = make_clip(tmp_path / "full.mkv", frames=40, gop_size=8, audio=False)
+    data = full.read_bytes()
+    (tmp_path / "clips" / "cut.mkv").write_bytes(data[: len(data) // 2])  # its header survives
+    result = run_cli_here("validate", str(_job(tmp_path, style_weights)))
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    good = [line for line in lines if line.startswith("clip ") and "good.mp4" in line]
+    assert good and "64x48 24 fps, 30 frames, 1.25 s, audio aac" in good[0], result.stdout
+    cut = [line for line in lines if line.startswith("problem ") and "cut.mkv" in line]
+    assert cut and "truncated: its frames stop at" in cut[0], result.stdout

@@ -1,0 +1,184 @@
+"""``stylize``: the quick path, one command instead of a job file.
+
+    stylize INPUT... --weights W -o OUT [--size N] [--device ...] [--precision ...]
+            [--save-job FILE] [--restart] [-q]
+
+It writes the job a user would write (absolute paths) and runs it through
+``cli.run_job``, the body of ``run``: one code path.  The job is kept as
+``OUT/.stylize_job.yaml``, so the ledger resumes it like any job: the same
+command run again skips what is done.  ``--save-job FILE`` writes the job to
+FILE and runs nothing, for editing (add ``temporal_smooth``, ``tv_denoise``,
+an ``encode`` format ...) and running with ``run_pipeline.py FILE``.
+
+Registered in pipeline/cli.py.  Exit codes are ``run``'s; 2 also for a missing
+input, an input that is neither an image, a video nor a folder holding some,
+and a weights file that is not a style network or a generator.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+EXIT_OK, EXIT_INVALID = 0, 2
+JOB_NAME = ".stylize_job.yaml"  # hidden: never taken for a source or an output
+
+# Written out so that --help does not import torch; config.PRECISIONS and _DEVICE say the same.
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+# A string YAML reads back unchanged without quotes, in block and flow context alike (no ':',
+# ',', '[]{}', '#'; checked with yaml too, see _scalar).
+_PLAIN = re.compile(r"[A-Za-z0-9_./~+-][A-Za-z0-9_./~+@-]*")
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+def _check_device(value: str) -> str:
+    if not _DEVICE.match(value):
+        raise typer.BadParameter(f"'{value}' is not valid; expected auto, cpu, cuda or cuda:N")
+    return value
+
+
+def command(
+    inputs: list[Path] = typer.Argument(..., show_default=False, metavar="INPUT",
+                                        help="Image files, video files (mp4, mov, mkv, webm, avi, "
+                                             "m4v) or folders (searched recursively for both)."),
+    weights: Path = typer.Option(..., "--weights", "-w", show_default=False, metavar="W",
+                                 help="A fast_neural_style checkpoint or a CycleGAN/pix2pix "
+                                      "generator (.pth, .pt, .safetensors); the stage follows "
+                                      "from what the file holds."),
+    output: Path = typer.Option(..., "--output", "-o", show_default=False, metavar="OUT",
+                                help="The output folder: it mirrors the inputs, and holds the "
+                                     "ledger and the job (.stylize_job.yaml) for resuming."),
+    size: int = typer.Option(None, "--size", min=1, metavar="N", show_default=False,
+                             help="Resize first so the shorter side is N pixels "
+                                  "(resize: {short_side: N})."),
+    device: str = typer.Option("auto", callback=_check_device, metavar="DEVICE",
+                               help="auto, cpu, cuda or cuda:N; auto picks CUDA when present."),
+    precision: Precision = typer.Option("auto", help="auto: bf16 (else fp16) on CUDA, fp32 on CPU."),
+    save_job: Path = typer.Option(None, "--save-job", metavar="FILE", dir_okay=False,
+                                  help="Write the job file to FILE and run nothing: edit it, "
+                                       "then `run_pipeline.py FILE`."),
+    restart: bool = typer.Option(False, "--restart",
+                                 help="Start over: delete this job's earlier outputs and ledger."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or lines."),
+) -> None:
+    """Stylize images and videos with one weights file, without writing a job file."""
+    from ..errors import WeightsError
+    from ..models.checkpoints import inspect_checkpoint
+
+    out = _absolute(output)
+    sources = [entry for path in inputs for entry in _sources(path, out)]
+    for _kind, path in sources:  # checked before the job file is written into OUT
+        if out.resolve() == path.resolve() or out.resolve() in path.resolve().parents:
+            _fail(f"--output {output} holds the input {path}; pick a folder outside it "
+                  f"(a folder inside an input folder is fine)")
+    if not weights.exists():
+        _fail(f"--weights {weights} does not exist")
+    try:
+        arch, _state = inspect_checkpoint(weights)  # its errors show the path as typed
+    except WeightsError as exc:
+        _fail(f"--weights {exc}")
+    stage = "fast_style" if arch.family == "fast_style" else "cyclegan"
+    text = job_text(sources, out, _absolute(weights), stage, size, device, precision.value)
+
+    if save_job is not None:
+        _write(save_job, text)
+        typer.echo(f"wrote {save_job}; run it with: python run_pipeline.py {save_job}", err=True)
+        raise typer.Exit(EXIT_OK)
+
+    from ..cli import run_job
+
+    job = out / JOB_NAME
+    _write(job, text)
+    run_job(job, restart=restart, quiet=quiet)
+
+
+def job_text(sources: list[tuple[str, Path]], output: Path, weights: Path, stage: str,
+             size: int | None, device: str, precision: str) -> str:
+    """The job file a user would write for these options (paths absolute)."""
+    lines = ["# Written by `run_pipeline.py stylize`; edit it and run it with",
+             "# `run_pipeline.py THIS_FILE` (see README.md, The job file).",
+             f"name: {_scalar(output.name or 'stylize')}",
+             "sources:"]
+    lines += [f"  - {kind}: {_scalar(str(path))}" for kind, path in sources]
+    lines += [f"output: {_scalar(str(output))}",
+              f"device: {_scalar(device)}",
+              f"precision: {precision}",
+              "stages:",
+              "  - decode"]
+    if size is not None:
+        lines.append(f"  - resize: {{short_side: {size}}}")
+    lines += [f"  - {stage}: {{weights: {_scalar(str(weights))}}}",
+              "  - encode"]
+    return "\n".join(lines) + "\n"
+
+
+def _sources(typed: Path, out: Path) -> list[tuple[str, Path]]:
+    """The job's source entries for one INPUT: ``images``, ``videos``, or both for a folder."""
+    from ..media.images import IMAGE_EXTENSIONS
+    from ..media.video import VIDEO_EXTENSIONS
+    from ..walk import find
+
+    kinds = {"images": IMAGE_EXTENSIONS, "videos": VIDEO_EXTENSIONS}
+    path = _absolute(typed)
+    if any(ch in str(path) for ch in "*?["):
+        _fail(f"input {typed}: has glob characters (* ? [); the shell expands patterns, "
+              f"or write a job file (--save-job) with the pattern as a source")
+    if not path.exists():
+        _fail(f"input {typed} does not exist")
+    if path.is_dir():
+        resolved = out.resolve()  # never scanned: its outputs are not inputs
+
+        def skip(folder: Path) -> bool:
+            return folder == resolved or resolved in folder.parents
+
+        found = [kind for kind, exts in kinds.items()
+                 if find(path, lambda name, e=exts: Path(name).suffix.lower() in e, skip_dir=skip)]
+        if not found:
+            _fail(f"input {typed}: no images or videos in this folder (looked for "
+                  f"{', '.join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))})")
+        return [(kind, path) for kind in found]
+    for kind, exts in kinds.items():
+        if path.suffix.lower() in exts:
+            return [(kind, path)]
+    _fail(f"input {typed}: not an image or video file by its suffix (expected one of "
+          f"{', '.join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))}) nor a folder")
+    return []  # not reached
+
+
+def _absolute(path: Path) -> Path:
+    """Absolute, '..' folded, symlinks kept: a linked photo's output keeps the link's name."""
+    return Path(os.path.abspath(path))
+
+
+def _scalar(text: str) -> str:
+    """``text`` as a YAML scalar: plain where that reads back the same, else double-quoted."""
+    import yaml
+
+    if _PLAIN.fullmatch(text) and yaml.safe_load(text) == text:
+        return text
+    return json.dumps(text)  # a JSON string is a YAML double-quoted scalar
+
+
+def _write(path: Path, text: str) -> None:
+    from ..atomic import atomic_write
+
+    try:
+        atomic_write(path, lambda tmp: tmp.write_text(text))
+    except OSError as exc:
+        _fail(f"cannot write the job file {path}: {exc.strerror or exc}; "
+              f"pick a writable path")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_INVALID)
