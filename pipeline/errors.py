@@ -19,9 +19,9 @@ def shown(path: str | Path) -> str:
 
 
 def os_reason(exc: BaseException) -> str:
-    """An OSError (PyAV's errors included) in words, without ``[Errno N]`` or the file name the
-    message already shows; other exceptions as ``str(exc)``."""
-    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else None) or str(exc)
+    """An OSError or PyAV error (both carry ``strerror``) in words, without ``[Errno N]`` or the
+    file name the message already shows; other exceptions as ``str(exc)``."""
+    return getattr(exc, "strerror", None) or str(exc)
 
 
 @dataclass(frozen=True)

@@ -427,3 +427,69 @@ def test_nan_weights_fail_the_job_before_any_work(tmp_path):
     assert result.returncode == 2, result.stderr
     assert f"{weights}: tensor 'conv1.conv2d.weight' holds 243 NaN" in result.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*.png"))
+
+
+def _picture(fmt: str) -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+    out = BytesIO()
+    Image.new("RGB", (8, 8), (200, 40, 40)).save(out, fmt)
+    return out.getvalue()
+
+
+def _archive(kind: str) -> bytes:
+    import gzip
+    import io
+    import tarfile
+    import zipfile
+    out = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(out, "w") as z:
+            z.writestr("style/model.pth", b"x")
+            z.writestr("README.txt", b"x")
+    elif kind == "tar":
+        with tarfile.open(fileobj=out, mode="w") as t:
+            info = tarfile.TarInfo("model.pth")
+            info.size = 1
+            t.addfile(info, io.BytesIO(b"x"))
+    else:
+        return gzip.compress(b"not weights" * 10)
+    return out.getvalue()
+
+
+def _clip(tmp_path: Path, suffix: str) -> bytes:
+    from clips import make_clip
+    return make_clip(tmp_path / f"clip{suffix}", frames=2, size=(16, 16), audio=False).read_bytes()
+
+
+@pytest.mark.parametrize("name, make, what, hint", [
+    ("style.pth", lambda d: _picture("JPEG"), "a JPEG image", "images:"),
+    ("style.safetensors", lambda d: _picture("JPEG"), "a JPEG image", "train style"),
+    ("style.pth", lambda d: _picture("PNG"), "a PNG image", "images:"),
+    ("style.pth", lambda d: _picture("GIF"), "a GIF image", "images:"),
+    ("style.pth", lambda d: _picture("WEBP"), "a WebP image", "images:"),
+    ("style.pth", lambda d: _picture("BMP"), "a BMP image", "images:"),
+    ("style.pth", lambda d: _picture("TIFF"), "a TIFF image", "images:"),
+    ("clip.pth", lambda d: _clip(d, ".mp4"), r"a video \(MP4", "videos:"),
+    ("clip.pth", lambda d: _clip(d, ".mov"), r"a video \(QuickTime MOV\)", "videos:"),
+    ("clip.pth", lambda d: _clip(d, ".mkv"), r"a video \(Matroska/WebM\)", "videos:"),
+    ("clip.pth", lambda d: _clip(d, ".avi"), r"a video \(AVI\)", "videos:"),
+    ("model.zip.pth", lambda d: _archive("zip"), "a ZIP archive without PyTorch's data.pkl",
+     "unzip it and point `weights:` at style/model.pth"),
+    ("model.pth", lambda d: _archive("gzip"), "gzip-compressed", "unpack it"),
+    ("model.pth", lambda d: _archive("tar"), "a tar archive", "unpack it"),
+    ("paper.pth", lambda d: b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", "a PDF document", "download"),
+    ("page.pth", lambda d: b"\xef\xbb\xbf \n <!doctype HTML><html>", "an HTML page", "web page"),
+    ("config.pth", lambda d: b'{"model_type": "fast_style"}\n', "a JSON file", "beside it"),
+    ("lfs.pth", lambda d: b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 9\n",
+     "a Git LFS pointer", "git lfs pull"),
+    ("notes.pth", lambda d: b"these are not weights\n", "a text file", "torch.save"),
+    ("empty.safetensors", lambda d: b"", r"empty \(0 bytes\)", "fetch the file again"),
+])
+def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path, name, make, what, hint):
+    path = tmp_path / name
+    path.write_bytes(make(tmp_path))
+    err = _refuses(path, match=what)
+    assert hint in err.hint
+    assert "truncated or corrupt" not in str(err) and "cut short" not in str(err)

@@ -358,3 +358,23 @@ def test_truncated_mkv_is_reported(tmp_path):
     with pytest.raises(MediaError, match=r"truncated or corrupt.*after frame \d+") as err:
         list(read_frames(info))
     assert err.value.stage == "decode"
+
+
+@pytest.fixture
+def ffmpeg_quiet_after():
+    from pipeline import logs
+    yield logs
+    logs.configure("warning")  # the default, for the tests after this one
+
+
+def test_ffmpeg_log_lines_only_at_info_and_below(tmp_path, capfd, ffmpeg_quiet_after):
+    logs = ffmpeg_quiet_after
+    path = _cut(make_clip(tmp_path / "full.mkv", frames=40, gop_size=8, audio=False), tmp_path / "cut.mkv")
+    for level, shown in (("warning", False), ("info", True), ("warning", False)):
+        logs.configure(level)
+        with pytest.raises(MediaError, match="truncated or corrupt"):
+            list(read_frames(probe_video(path)))
+        err = capfd.readouterr().err
+        assert ("File ended prematurely" in err) is shown, (level, err)
+    with pytest.raises(ValueError, match="debug, info, warning"):
+        logs.configure("loud")

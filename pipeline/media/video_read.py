@@ -63,7 +63,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from pipeline.errors import MediaError
+from pipeline.errors import MediaError, os_reason
 
 VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"})
 
@@ -105,7 +105,7 @@ class DecodedFrame:
 
 
 def _open_error(path: Path, exc: Exception) -> MediaError:
-    return MediaError(path, f"not a video file PyAV can open: {exc}", stage="decode",
+    return MediaError(path, f"not a video file PyAV can open: {os_reason(exc)}", stage="decode",
                       hint="check that it is a complete video file (a cut-short MP4 loses its "
                            "index); re-download or re-export it, or remove it from the job")
 
@@ -157,7 +157,7 @@ def _first_frame(path: Path, container, stream) -> av.VideoFrame:
         for frame in container.decode(stream):
             return frame
     except av.FFmpegError as exc:
-        raise MediaError(path, f"file is truncated or corrupt: {exc} before the first frame",
+        raise MediaError(path, f"file is truncated or corrupt: {os_reason(exc)} before the first frame",
                          stage="decode", hint="re-download or re-export the file") from exc
     raise MediaError(path, "no video frames (the video stream is empty)", stage="decode",
                      hint="the file holds no pictures; remove it from the job")
@@ -289,7 +289,7 @@ def read_frames(info: VideoInfo, *, after_pts: int | None = None, skip: int = 0)
                 break
             except av.FFmpegError as exc:
                 where = f"after frame {decoded}" if after_pts is None else f"after frame {count} past pts {after_pts}"
-                raise MediaError(path, f"file is truncated or corrupt: {exc} {where}", stage="decode",
+                raise MediaError(path, f"file is truncated or corrupt: {os_reason(exc)} {where}", stage="decode",
                                  hint="re-download or re-export the file; the frames before it were fine") from exc
             pts = frame.pts
             if pts is None:

@@ -35,7 +35,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from pipeline.errors import MediaError
+from pipeline.errors import MediaError, os_reason
 from pipeline.media.video_options import VideoEncodeOptions, muxer_accepts, parse_bitrate
 from pipeline.media.video_read import VideoInfo
 
@@ -74,7 +74,7 @@ def _muxer_options(container_format: str, time_base: Fraction) -> dict[str, str]
 
 
 def _encode_error(path: Path, exc: Exception, what: str) -> MediaError:
-    return MediaError(path, f"{what}: {exc}", stage="encode",
+    return MediaError(path, f"{what}: {os_reason(exc)}", stage="encode",
                       hint="check the encoder options (codec, pix_fmt, crf/bitrate) and free disk space")
 
 
@@ -227,7 +227,7 @@ def _video_packets(segments: list[Path], ostream, out_path: Path) -> Iterator[tu
         try:
             container = av.open(str(seg))
         except (av.FFmpegError, OSError) as exc:
-            raise MediaError(out_path, f"segment {index} ({seg.name}) cannot be opened: {exc}", stage="encode",
+            raise MediaError(out_path, f"segment {index} ({seg.name}) cannot be opened: {os_reason(exc)}", stage="encode",
                              hint="run again: the segment will be encoded anew") from exc
         with container:
             if not container.streams.video:
@@ -319,7 +319,7 @@ def join_segments(segments: list[Path], info: VideoInfo, out_path: Path, contain
         try:
             source = av.open(str(info.path))
         except (av.FFmpegError, OSError) as exc:
-            raise MediaError(info.path, f"cannot reopen the source for its audio: {exc}", stage="encode",
+            raise MediaError(info.path, f"cannot reopen the source for its audio: {os_reason(exc)}", stage="encode",
                              hint="the source changed or vanished during the run") from exc
     try:
         with av.open(str(segments[0])) as first:
@@ -342,7 +342,7 @@ def join_segments(segments: list[Path], info: VideoInfo, out_path: Path, contain
         finally:
             out.close()
     except av.FFmpegError as exc:
-        raise MediaError(out_path, f"joining {len(segments)} segments failed: {exc}", stage="encode",
+        raise MediaError(out_path, f"joining {len(segments)} segments failed: {os_reason(exc)}", stage="encode",
                          hint="check free disk space; run again to retry") from exc
     finally:
         if source is not None:

@@ -18,13 +18,14 @@ import pickle
 import pickletools
 import re
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import WeightsError
+from ..errors import WeightsError, os_reason
 from .cyclegan import ResnetGenerator, UnetGenerator
 from .transformer_net import TransformerNet
 
@@ -101,11 +102,11 @@ def read_state_dict(path: str | Path) -> StateDict:
     head = _read_head(path)
     if _is_safetensors(head):
         obj = _load_safetensors(path)
-    elif _is_torch(head):
+    elif _is_torch(head) and (not head.startswith(b"PK") or _zip_members(path) is None):
         obj = _load_torch(path, head)
     else:
-        what, hint = _guess_content(head)
-        if what == "unrecognised binary data" and path.suffix.lower() == ".safetensors":
+        what, hint = _guess_content(path, head)
+        if what == _UNKNOWN and path.suffix.lower() == ".safetensors":
             _load_safetensors(path)  # let safetensors say what is wrong with it
         raise WeightsError(path, f"not a PyTorch or safetensors checkpoint; it looks like {what}",
                            hint=hint)
@@ -135,8 +136,12 @@ def _read_head(path: Path) -> bytes:
     if path.is_dir():
         raise WeightsError(path, "is a directory, not a weights file",
                            hint="name the .pth or .safetensors file inside it")
-    with path.open("rb") as f:
-        head = f.read(64)
+    try:
+        with path.open("rb") as f:
+            head = f.read(512)  # a tar header's magic sits at byte 257
+    except OSError as exc:
+        raise WeightsError(path, f"cannot be read: {os_reason(exc)}",
+                           hint="check the file's permissions") from None
     if not head:
         raise WeightsError(path, "the file is empty (0 bytes)",
                            hint="the download or copy was interrupted; fetch the file again")
@@ -207,23 +212,78 @@ def _pickle_globals(path: Path) -> list[str]:
 
 def _corrupt(path: Path, exc: Exception) -> WeightsError:
     # torch's messages run for paragraphs; the first sentence says what broke.
-    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:160]
+    detail = (os_reason(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:160]
     return WeightsError(path, f"the file is truncated or corrupt ({detail})",
                         hint="the download or copy was probably cut short; "
                              "fetch it again and compare its size or checksum")
 
 
-def _guess_content(head: bytes) -> tuple[str, str]:
-    text = head.lstrip().lower()
-    if text.startswith((b"<!doctype", b"<html")):
+_UNKNOWN = "unrecognised binary data"
+_EXPECTED = "expected a torch.save .pth/.pt file or a .safetensors file"
+_PICTURE = ("a picture is a source, not weights: list it under `images:`; `weights:` takes a "
+            "trained network (.pth/.safetensors); `train style --style PICTURE` makes one")
+_VIDEO = "a video is a source, not weights: list it under `videos:`; " + _EXPECTED
+_UNPACK = "unpack it and point `weights:` at the .pth/.safetensors file inside"
+# (magic bytes, offset, what) for files people pass as weights by mistake, checked in order.
+_MAGIC = (
+    (b"\xff\xd8\xff", 0, "a JPEG image"), (b"\x89PNG\r\n\x1a\n", 0, "a PNG image"),
+    (b"GIF87a", 0, "a GIF image"), (b"GIF89a", 0, "a GIF image"), (b"WEBP", 8, "a WebP image"),
+    (b"II*\x00", 0, "a TIFF image"), (b"MM\x00*", 0, "a TIFF image"),
+    (b"ftypqt", 4, "a video (QuickTime MOV)"), (b"ftyp", 4, "a video (MP4/MOV)"),
+    (b"\x1a\x45\xdf\xa3", 0, "a video (Matroska/WebM)"), (b"AVI ", 8, "a video (AVI)"),
+    (b"\x1f\x8b", 0, "a gzip-compressed file (.gz, .tar.gz)"), (b"ustar", 257, "a tar archive"),
+    (b"%PDF-", 0, "a PDF document"),
+)
+
+
+def _zip_members(path: Path) -> list[str] | None:
+    """The member names of a ZIP that is not a PyTorch archive (which holds ``<name>/data.pkl``);
+    None for a PyTorch archive, a legacy pickle, or a ZIP too damaged to list (torch then says
+    what broke)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None
+    return None if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names) else names
+
+
+def _guess_content(path: Path, head: bytes) -> tuple[str, str]:
+    """What a file that is not a checkpoint looks like, and what to do: (what, hint)."""
+    for magic, offset, what in _MAGIC:
+        if head[offset:offset + len(magic)] == magic:
+            if what.endswith("image"):
+                return what, _PICTURE
+            if what.startswith("a video"):
+                return what, _VIDEO
+            if what == "a PDF document":
+                return what, "download the checkpoint itself, not a page or paper about it"
+            return what, _UNPACK
+    if head.startswith(b"BM") and head[6:10] == b"\0\0\0\0":
+        return "a BMP image", _PICTURE
+    if head.startswith(b"PK"):
+        names = _zip_members(path) or []
+        inside = [n for n in names if n.lower().endswith((".pth", ".pt", ".ckpt", ".safetensors"))]
+        if names and all(n.endswith(".npy") for n in names):
+            return "a NumPy .npz archive", _EXPECTED
+        listed = ", ".join(names[:4]) + (" ..." if len(names) > 4 else "") or "nothing"
+        return (f"a ZIP archive without PyTorch's data.pkl (it holds {listed})",
+                f"unzip it and point `weights:` at {inside[0]}" if inside else _UNPACK)
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html")):
         return "an HTML page", "the download link returned a web page; download the file itself"
     if text.startswith(b"version https://git-lfs"):
-        return "a Git LFS pointer", "run `git lfs pull` to fetch the real file"
+        return ("a Git LFS pointer (a small stand-in for the real file)",
+                "run `git lfs pull` in the repository it came from to fetch the real file")
     try:
         head.decode("utf-8")
-        return "a text file", "expected a torch.save .pth/.pt file or a .safetensors file"
-    except UnicodeDecodeError:
-        return "unrecognised binary data", "expected a torch.save .pth/.pt file or a .safetensors file"
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not just a character cut by the 512-byte read
+            return _UNKNOWN, _EXPECTED
+    if text.startswith((b"{", b"[")):
+        return ("a JSON file (a config or metadata, not weights)",
+                "point `weights:` at the .pth/.safetensors file that sits beside it")
+    return "a text file", _EXPECTED
 
 
 def _unwrap(path: Path, obj: object) -> StateDict:
