@@ -15,6 +15,7 @@ from __future__ import annotations
 import signal
 import sys
 import warnings
+from enum import Enum
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ import typer
 
 # The command modules import torch and PyAV only when a command runs, and so does this
 # module (inside the functions below): --help and --version answer in a fraction of a second.
+from . import threads
 from .commands import stylize, stylize_still, train_cyclegan, train_style
 from .errors import JobError, MediaError, storage_error
 
@@ -67,6 +69,26 @@ def _options(version: bool = typer.Option(False, "--version", callback=_print_ve
 JOB_ARG = typer.Argument(..., help="The job file (YAML).", show_default=False)
 
 
+class LogLevel(str, Enum):  # pipeline.logs.LEVELS, written out: pipeline.logs imports PyAV
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+    critical = "critical"
+
+
+LOG_LEVEL = typer.Option(LogLevel.warning, "--log-level",
+                         help="How much of FFmpeg's own log to show: nothing at warning (the "
+                              "pipeline reports every failure itself), its warnings at info, "
+                              "everything at debug.")
+
+
+def _set_log_level(level: LogLevel) -> None:
+    from . import logs
+
+    logs.configure(level.value)
+
+
 @app.command()
 def run(job: Path = JOB_ARG,
         restart: bool = typer.Option(False, "--restart",
@@ -78,8 +100,10 @@ def run(job: Path = JOB_ARG,
         progress_json: Path = typer.Option(
             None, "--progress-json", metavar="FILE", dir_okay=False,
             help="Append the progress as JSON lines to FILE, every --log-every seconds "
-                 "and once at the end (\"final\": true).")) -> None:
+                 "and once at the end (\"final\": true)."),
+        log_level: LogLevel = LOG_LEVEL) -> None:
     """Run JOB, or resume it: outputs already committed are skipped."""
+    _set_log_level(log_level)
     run_job(job, restart=restart, quiet=quiet, log_every=log_every, progress_json=progress_json)
 
 
@@ -91,6 +115,7 @@ def run_job(job: Path, *, restart: bool = False, quiet: bool = False, log_every:
 
     try:
         prepared = _prepare_or_exit(job)
+        threads.apply(prepared.job.threads, prepared.job.workers)  # once per run: no oversubscription
         try:
             ledger = Ledger(prepared.job.output, prepared.fingerprint, restart=restart,
                             keys=[u.key for u in prepared.plan.units])
@@ -130,14 +155,20 @@ def _write_contact_sheet(p: Prepared) -> None:
 
 
 @app.command()
-def validate(job: Path = JOB_ARG) -> None:
+def validate(job: Path = JOB_ARG,
+             estimate: bool = typer.Option(False, "--estimate",
+                                           help="Also time a few frames on the job's device and "
+                                                "print a rough time for the whole job."),
+             log_level: LogLevel = LOG_LEVEL) -> None:
     """Check JOB (YAML, sources, output folder, device, weights, every clip) and print the
     plan without running it.  Exit 2: the job is invalid; 1: a clip would fail; 0: all good."""
+    _set_log_level(log_level)
     p = _prepare_or_exit(job)
     typer.echo(f"job       {p.job.name}  ({p.job.path})")
     typer.echo(f"output    {p.job.output}")
     typer.echo(f"device    {p.ctx.device}   precision {p.ctx.precision}   "
                f"batch size {p.ctx.batch_size or 'auto'}")
+    typer.echo(f"threads   {threads.budget_for(p.job.threads, p.job.workers).describe()}")
     for index, spec in enumerate(p.job.sources):
         count = sum(1 for u in p.plan.units if u.source_index == index)
         typer.echo(f"source    [{index}] {spec.kind}: {spec.pattern}  ({count} files)")
@@ -145,8 +176,25 @@ def validate(job: Path = JOB_ARG) -> None:
         typer.echo(f"warning   {spec.location}: {reason}")
     typer.echo("stages    " + " -> ".join(s.describe() for s in p.stages))
     typer.echo(f"units     {len(p.plan.units)}")
-    if not _check_clips(p):
+    clips_ok = _check_clips(p)
+    if estimate:
+        _print_estimate(p)
+    if not clips_ok:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _print_estimate(p: Prepared) -> None:
+    from .estimate import estimate
+    from .progress import duration
+
+    e = estimate(p)
+    if e is None:
+        typer.echo("estimate  nothing to time (no unit could be read)")
+        return
+    typer.echo(f"estimate  about {duration(e.seconds)} of device work on {p.ctx.device} for "
+               f"{e.pixels / 1e6:,.1f} Mpx ({e.per_megapixel:.3g} s per Mpx, timed on "
+               f"{e.sample.name} at {e.sample_size[0]}x{e.sample_size[1]}); decoding and "
+               "encoding run beside it")
 
 
 def _check_clips(p: Prepared) -> bool:

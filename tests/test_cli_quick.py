@@ -37,3 +37,10 @@ def test_version_names_the_package() -> None:
 
     result = run_cli_here("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"stylize-pipeline {version('stylize-pipeline')}"
+
+
+def test_log_levels_are_the_loggers() -> None:
+    from pipeline.cli import LogLevel
+    from pipeline.logs import LEVELS
+
+    assert tuple(level.value for level in LogLevel) == LEVELS

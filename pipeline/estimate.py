@@ -1,0 +1,80 @@
+"""``validate --estimate``: a rough time for the job, from a few timed frames on its device.
+
+The model stages' cost grows with the pixels they are given, so one real frame (the first
+image, or a clip's first frame) is run through the job's transform stages a few times after a
+warm-up, and the seconds per input pixel scale to every unit's pixels (an image's from its
+header, a clip's from its frame size and frame count).  Decoding, optical flow and encoding run
+in threads beside the device and are left out: the figure is what the device needs, which on
+any machine with a GPU is the part that decides the night.  Rough by design; the summary of a
+real run gives the rates of every step.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .build import Prepared
+from .executor.common import run_stages, upload
+
+REPEATS = 3
+
+
+@dataclass(frozen=True)
+class Estimate:
+    seconds: float  # the whole job's device time
+    per_megapixel: float  # seconds per million input pixels, as measured
+    sample: Path  # the file the frame came from
+    sample_size: tuple[int, int]  # its (width, height)
+    pixels: int  # input pixels of the whole job
+
+
+def estimate(p: Prepared) -> Estimate | None:
+    """None when the job has nothing to do or no unit can be read."""
+    from .media.images import image_size
+
+    pixels, sample = 0, None
+    for unit in p.plan.units:
+        try:
+            if unit.kind == "image":
+                width, height = image_size(unit.source)
+                pixels += width * height
+                if sample is None:
+                    sample = (unit.source, p.stages[0].read(unit.source))
+            else:
+                info = p.stages[0].probe(unit.source)
+                pixels += info.width * info.height * (info.frames or 0)
+                if sample is None:
+                    first = next(iter(p.stages[0].frames(info)), None)
+                    sample = (unit.source, first.rgb) if first is not None else None
+        except Exception:  # noqa: BLE001 - a bad unit fails in the run, with its reason
+            continue
+    if sample is None or not pixels:
+        return None
+    path, frame = sample
+    seconds = _time_frame(p, frame)
+    per_pixel = seconds / (frame.shape[0] * frame.shape[1])
+    return Estimate(per_pixel * pixels, per_pixel * 1e6, path, (frame.shape[1], frame.shape[0]),
+                    pixels)
+
+
+def _time_frame(p: Prepared, frame: np.ndarray) -> float:
+    stages = [s for s in p.stages[1:-1] if s.kind == "transform"]
+    device = p.ctx.device
+    with torch.inference_mode():
+        x = upload([frame], device).permute(0, 3, 1, 2).to(p.ctx.dtype)
+        run_stages(stages, x)  # warm-up: kernels chosen, caches filled
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(REPEATS):
+            run_stages(stages, x)
+        _sync(device)
+    return (time.perf_counter() - start) / REPEATS
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
