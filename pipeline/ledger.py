@@ -64,6 +64,21 @@ class Segment:
     pts_adjusted: bool = False
 
 
+@dataclass(frozen=True)
+class Scratch:
+    """Frames of a segment still open, saved losslessly on the wall-clock cadence
+    (``commit_every``): a kill costs at most that much work.  A resumed run feeds them to the
+    segment's encoder again, so the segment's bytes are those of an uninterrupted run."""
+
+    segment: int  # the open segment's index
+    part: int
+    path: Path  # npz: frames (uint8 N x H x W x 3), pts, durations (-1: none)
+    frames: int  # frames of the video done through the end of this part
+    last_pts: int
+    state: Path | None  # the state after its last frame (only the latest part keeps one)
+    pts_adjusted: bool = False
+
+
 class Ledger:
     def __init__(self, output: Path, fingerprint: dict[str, Any], *, restart: bool = False,
                  keys: Iterable[str] = ()) -> None:
@@ -74,13 +89,13 @@ class Ledger:
         output.mkdir(parents=True, exist_ok=True)
         self._lock_file = _take_lock(output / LOCK_NAME)
         _repair_tail(self.path)
-        header, committed, segments = _read(self.path)
+        header, committed, segments, scratches = _read(self.path)
         keys = set(keys)
         if restart and header is not None:
             _remove_outputs(output, committed)
             for key in set(segments) | keys:
                 _remove_segments(output, key)
-            header, committed, segments = None, {}, {}
+            header, committed, segments, scratches = None, {}, {}, {}
         if header is not None and header.get("fingerprint") != fingerprint:
             self.close()
             raise JobError(
@@ -90,10 +105,12 @@ class Ledger:
                      "or point 'output' at a new folder")
         # Outputs deleted by hand are redone: only files still on disk count.
         self._done = {key for key in committed if (output / key).is_file()}
-        for key in self._done & set(segments):  # killed after the final line, before the cleanup
+        for key in self._done & (set(segments) | set(scratches)):  # killed after the final line
             _remove_segments(output, key)
-            segments.pop(key)
+            segments.pop(key, None)
+            scratches.pop(key, None)
         self._segments = segments
+        self._scratches = scratches  # key -> segment index -> part -> record
         _sweep_partials(output, keys | set(committed) | set(segments))
         if header is None:
             self.path.unlink(missing_ok=True)
@@ -166,12 +183,66 @@ class Ledger:
             earlier[index] = record
         if previous and previous.get("state"):
             (self.output / previous["state"]).unlink(missing_ok=True)
+        self._drop_scratches(key, index)
         return segment
+
+    def scratches(self, key: str, segment: int) -> list[Scratch]:
+        """The saved parts of open segment ``segment``, in order: an unbroken run from part 0
+        with its files on disk and the last one's state (if it has one); else []."""
+        records = self._scratches.get(key, {}).get(segment, {})
+        out = []
+        for part in range(len(records)):
+            record = records.get(part)
+            if record is None or not (self.output / record["path"]).is_file():
+                return []
+            out.append(Scratch(segment, part, self.output / record["path"], record["frames"],
+                               record["last_pts"],
+                               self.output / record["state"] if record.get("state") else None,
+                               bool(record.get("pts_adjusted", False))))
+        if out and out[-1].state is not None and not out[-1].state.is_file():
+            return []
+        return out
+
+    def commit_scratch(self, key: str, segment: int, part: int, frames: np.ndarray,
+                       pts: list[int], durations: list[int | None], *, frames_total: int,
+                       pts_adjusted: bool, state: dict[str, np.ndarray] | None) -> None:
+        """Save the frames encoded into open segment ``segment`` since its last part, and the
+        state after them; record both.  The previous part's state file goes once this line is
+        written: resuming only needs the latest."""
+        folder = self.segment_path(key, segment).parent
+        path = folder / f"{segment:05d}.scratch.{part:03d}.npz"
+        arrays = {"frames": frames, "pts": np.asarray(pts, np.int64),
+                  "durations": np.asarray([-1 if d is None else d for d in durations], np.int64)}
+        atomic_write(path, lambda tmp: _save_npz(tmp, arrays))
+        state_path = None
+        if state is not None:
+            state_path = folder / f"{segment:05d}.scratch.{part:03d}.state.npz"
+            atomic_write(state_path, lambda tmp: _save_npz(tmp, state))
+        record = {"scratch": key, "in_segment": segment, "part": part, "path": _rel(path, self.output),
+                  "frames": frames_total, "last_pts": int(pts[-1]), "pts_adjusted": pts_adjusted,
+                  "state": _rel(state_path, self.output) if state_path else None}
+        with self._lock:
+            self._append(record)
+            parts = self._scratches.setdefault(key, {}).setdefault(segment, {})
+            previous = parts.get(part - 1)
+            parts[part] = record
+        if previous and previous.get("state"):
+            (self.output / previous["state"]).unlink(missing_ok=True)
+
+    def _drop_scratches(self, key: str, segment: int) -> None:
+        """The segment is committed: its saved parts are no longer needed."""
+        with self._lock:
+            parts = self._scratches.get(key, {}).pop(segment, {})
+        for record in parts.values():
+            for name in ("path", "state"):
+                if record.get(name):
+                    (self.output / record[name]).unlink(missing_ok=True)
 
     def drop_segments(self, key: str) -> None:
         """Forget a video's segments (it is done, or must start over)."""
         with self._lock:
             self._segments.pop(key, None)
+            self._scratches.pop(key, None)
         _remove_segments(self.output, key)
 
     def record_failure(self, source: str, stage: str, reason: str) -> None:
@@ -222,10 +293,13 @@ class LedgerWriteError(PipelineError, OSError):
         return self.strerror
 
 
-def _read(path: Path) -> tuple[dict[str, Any] | None, dict[str, int], dict[str, dict[int, dict]]]:
+def _read(path: Path) -> tuple[dict[str, Any] | None, dict[str, int], dict[str, dict[int, dict]],
+                               dict[str, dict[int, dict[int, dict]]]]:
+    """(header, committed outputs and sizes, segments by key and index, scratches by key,
+    segment and part)."""
     if not path.is_file():
-        return None, {}, {}
-    header, committed, segments = None, {}, {}
+        return None, {}, {}, {}
+    header, committed, segments, scratches = None, {}, {}, {}
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
@@ -240,7 +314,10 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, dict[str, int], dict[str, 
                 committed[record["done"]] = record.get("bytes", 0)
             elif "segment" in record and is_safe_key(record["segment"]):
                 segments.setdefault(record["segment"], {})[record["index"]] = record
-    return header, committed, segments
+            elif "scratch" in record and is_safe_key(record["scratch"]):
+                scratches.setdefault(record["scratch"], {}).setdefault(
+                    record["in_segment"], {})[record["part"]] = record
+    return header, committed, segments, scratches
 
 
 def committed_keys(path: Path) -> set[str]:

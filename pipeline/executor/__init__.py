@@ -22,7 +22,8 @@ __all__ = ["Failure", "ImageExecutor", "Progress", "StageTimes", "Summary", "Vid
 
 
 def run_units(stages: Sequence[Stage], ctx: RunContext, ledger: Ledger, units: Sequence[Unit], *,
-              workers: int | None = None, progress: Progress | None = None) -> Summary:
+              workers: int | None = None, progress: Progress | None = None,
+              commit_every: float = 60.0) -> Summary:
     """Images first (quick to finish and to show), then videos; stops early if interrupted."""
     summary = Summary()
     images = [u for u in units if u.kind == "image"]
@@ -30,5 +31,6 @@ def run_units(stages: Sequence[Stage], ctx: RunContext, ledger: Ledger, units: S
     if images:
         summary.merge(ImageExecutor(stages, ctx, ledger, workers=workers, progress=progress).run(images))
     if videos and not (summary.interrupted or summary.fatal):
-        summary.merge(VideoExecutor(stages, ctx, ledger, workers=workers, progress=progress).run(videos))
+        summary.merge(VideoExecutor(stages, ctx, ledger, workers=workers, progress=progress,
+                                    commit_every=commit_every).run(videos))
     return summary

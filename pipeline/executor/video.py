@@ -51,7 +51,10 @@ class _Clip:
     first_segment: int  # the index of the first segment this run writes
     frames_before: int  # frames already committed by earlier runs
     resume_state: dict[str, np.ndarray] | None
+    scratch: list = field(default_factory=list)  # saved parts of the open segment, to replay
     sink: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=4))
+    # the writer is due to save the open segment's frames: the device keeps the state it needs
+    want_state: threading.Event = field(default_factory=threading.Event)
     dead: threading.Event = field(default_factory=threading.Event)  # failed: drop its work
     prev_out: torch.Tensor | None = None
 
@@ -73,14 +76,16 @@ class _Chunk:
     last: bool = False  # the clip's end
     pts_adjusted: bool = False  # the reader bumped some pts of the clip up to this chunk's end
     input_state: np.ndarray | None = None  # the guider's state after the last frame
-    state: dict[str, np.ndarray] | None = None  # filled on the device when ends_segment
+    state: dict[str, np.ndarray] | None = None  # filled on the device at a commit point
     outputs: np.ndarray | None = None
 
 
 class VideoExecutor(ExecutorBase):
     def __init__(self, stages: Sequence[Stage], ctx: RunContext, ledger: Ledger, *,
-                 workers: int | None = None, progress: Progress | None = None) -> None:
+                 workers: int | None = None, progress: Progress | None = None,
+                 commit_every: float = 60.0) -> None:
         super().__init__(stages, ctx, ledger, workers=workers, progress=progress)
+        self.commit_every = commit_every  # seconds of work a kill may cost, at most about
         middle = self.middle
         temporal = [i for i, s in enumerate(middle) if s.kind == "temporal"]
         split = temporal[0] if temporal else len(middle)
@@ -145,9 +150,12 @@ class VideoExecutor(ExecutorBase):
             self.progress.add_total(self._announced[unit.key])
         return ok
 
-    def _resume_point(self, unit: Unit) -> tuple[int, list]:
+    def _resume_point(self, unit: Unit) -> tuple[int, list, list]:
+        """(frames done, committed segments, saved parts of the open segment)."""
         segments = self.ledger.segments(unit.key)
-        return (segments[-1].frames if segments else 0), segments
+        scratch = self.ledger.scratches(unit.key, len(segments))
+        done = scratch[-1].frames if scratch else segments[-1].frames if segments else 0
+        return done, segments, scratch
 
     # -- reader threads -----------------------------------------------------
     def _reader_loop(self, todo: queue.Queue, chunks: queue.Queue) -> None:
@@ -166,18 +174,19 @@ class VideoExecutor(ExecutorBase):
             put(chunks, _DONE, self._stop)  # once stopping, nobody reads the queue any more
 
     def _read_clip(self, unit: Unit, info: VideoInfo, chunks: queue.Queue) -> None:
-        frames_before, segments = self._resume_point(unit)
+        frames_before, segments, scratch = self._resume_point(unit)
+        last = scratch[-1] if scratch else segments[-1] if segments else None  # where to resume
         state = None
-        if segments and segments[-1].state is not None:
+        if last is not None and last.state is not None:
             try:
-                state = load_state(segments[-1].state)
+                state = load_state(last.state)
             except (OSError, ValueError):  # unreadable state: this clip starts over
                 self.ledger.drop_segments(unit.key)
-                frames_before, segments = 0, []
+                frames_before, segments, scratch, last = 0, [], [], None
         seconds = self.encode.params.video.segment_seconds
         clip = _Clip(unit=unit, info=info, first_segment=len(segments), frames_before=frames_before,
                      segment_frames=max(1, round(seconds * float(info.rate or 25))),
-                     resume_state=state)
+                     resume_state=state, scratch=scratch)
         guider = None
         if self.temporal is not None:
             hw = (info.height, info.width)
@@ -194,7 +203,6 @@ class VideoExecutor(ExecutorBase):
         # Resume after the committed frames: counted from the start, or found by seeking just past
         # the last committed pts where the reader says that is exact; never by seeking once a pts
         # up to there was bumped (see pipeline.media.video_read: a seek cannot redo the cascade).
-        last = segments[-1] if segments else None
         adjusted = last is not None and last.pts_adjusted
         after_pts = last.last_pts if last is not None and not adjusted else None
         index = frames_before
@@ -271,7 +279,8 @@ class VideoExecutor(ExecutorBase):
                 except StageFailed as exc:
                     self._fail_clip(clip, exc.stage, exc.cause)
                     continue
-            if chunk.ends_segment and self.temporal is not None and clip.prev_out is not None:
+            wanted = chunk.ends_segment or clip.want_state.is_set()
+            if wanted and self.temporal is not None and clip.prev_out is not None:
                 chunk.state = {"prev_out": clip.prev_out.float().cpu().numpy(),
                                "prev_input": chunk.input_state}
             self._put_chunk(clip.sink, chunk)
@@ -320,10 +329,28 @@ class VideoExecutor(ExecutorBase):
 
     # -- writer threads -----------------------------------------------------
     def _writer_loop(self, clip: _Clip) -> None:
+        """Encode each chunk into its segment; commit the segment at its end, and on the
+        wall-clock cadence save the frames encoded since the last commit (``_save_scratch``)."""
         key, times = clip.unit.key, self._summary.times
         index, frames_total = clip.first_segment, clip.frames_before
         writer, partial, last_pts = None, None, None
+        pending: list[tuple[np.ndarray, int, int | None]] = []  # encoded, not yet saved
+        part, last_commit = len(clip.scratch), time.monotonic()
+
+        def encode(frames) -> None:
+            nonlocal writer, partial
+            if writer is None:
+                final = self.ledger.segment_path(key, index)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                partial = partial_name(final)
+                writer = self.encode.open_segment(partial, clip.info, clip.unit.output_rel)
+            for rgb, pts, duration in frames:
+                writer.write(rgb, pts, duration)
+
         try:
+            for saved in clip.scratch:  # a resumed open segment: the same frames, the same bytes
+                with times.timing("encode", 0):
+                    encode(_load_scratch(saved.path))
             while True:
                 try:
                     chunk = clip.sink.get(timeout=POLL_S)
@@ -332,14 +359,10 @@ class VideoExecutor(ExecutorBase):
                         return
                     continue
                 if chunk.frames:
-                    with times.timing("encode", len(chunk.frames)):
-                        if writer is None:
-                            final = self.ledger.segment_path(key, index)
-                            final.parent.mkdir(parents=True, exist_ok=True)
-                            partial = partial_name(final)
-                            writer = self.encode.open_segment(partial, clip.info, clip.unit.output_rel)
-                        for rgb, pts, duration in zip(chunk.outputs, chunk.pts, chunk.durations):
-                            writer.write(rgb, pts, duration)
+                    frames = list(zip(chunk.outputs, chunk.pts, chunk.durations))
+                    with times.timing("encode", len(frames)):
+                        encode(frames)
+                    pending += frames
                     last_pts = chunk.pts[-1]
                     frames_total += len(chunk.frames)
                     with self._lock:
@@ -354,7 +377,15 @@ class VideoExecutor(ExecutorBase):
                                                    pts_adjusted=chunk.pts_adjusted)
                         with self._lock:
                             self._summary.segments += 1
-                    index += 1
+                    index, part, pending, last_commit = index + 1, 0, [], time.monotonic()
+                    clip.want_state.clear()
+                elif pending and time.monotonic() - last_commit >= self.commit_every:
+                    if self.temporal is not None and chunk.state is None:
+                        clip.want_state.set()  # the device keeps the state of a coming chunk
+                    else:
+                        self._save_scratch(clip, index, part, pending, frames_total, chunk)
+                        part, pending, last_commit = part + 1, [], time.monotonic()
+                        clip.want_state.clear()
                 if chunk.last:
                     self._finish(clip)
                     return
@@ -364,6 +395,17 @@ class VideoExecutor(ExecutorBase):
             if writer is not None:
                 writer.abort()
                 Path(partial).unlink(missing_ok=True)
+
+    def _save_scratch(self, clip: _Clip, index: int, part: int, pending: list, frames_total: int,
+                      chunk: _Chunk) -> None:
+        """Segments close on frame counts (so a resumed clip decodes to the same frames), which
+        at a slow model can be many minutes apart; between them, the frames encoded so far are
+        saved losslessly with the state after them, so a kill costs about ``commit_every``."""
+        with self._summary.times.timing("encode", 0):
+            self.ledger.commit_scratch(
+                clip.unit.key, index, part, np.stack([rgb for rgb, _, _ in pending]),
+                [pts for _, pts, _ in pending], [duration for _, _, duration in pending],
+                frames_total=frames_total, pts_adjusted=chunk.pts_adjusted, state=chunk.state)
 
     def _finish(self, clip: _Clip) -> None:
         """All segments are committed: join them, with the audio, into the output."""
@@ -385,6 +427,12 @@ class VideoExecutor(ExecutorBase):
             return
         clip.dead.set()
         self._fail(clip.unit, stage, exc, clip=clip.name)
+
+
+def _load_scratch(path: Path) -> list[tuple[np.ndarray, int, int | None]]:
+    with np.load(path) as data:
+        return [(rgb, int(pts), None if duration < 0 else int(duration))
+                for rgb, pts, duration in zip(data["frames"], data["pts"], data["durations"])]
 
 
 def _sync(device: torch.device) -> None:
