@@ -13,7 +13,10 @@ its own small file under ``output/.segments/<key>/``, recorded with the frame
 count and last timestamp it ends at, beside the state the next segment needs
 (the temporal smoothing state, saved losslessly; only the latest is kept).
 When all segments are done they are joined into the output and the segment
-folder is removed.
+folder is removed.  Between segment ends, the frames encoded into the open
+segment are saved on a wall-clock cadence (``commit_scratch``: lossless npz
+parts with the state after them), so a kill at a slow model costs about
+``commit_every`` seconds, not a segment.
 
 A lock file keeps two runs from writing the same output folder at once.
 
