@@ -252,7 +252,7 @@ def _run(p: Prepared, ledger: Ledger, quiet: bool, log_every: float = 30.0,
     progress = Tee([Bars(p.job.name, images, quiet), reporter.start()])
     try:
         summary = run_units(p.stages, p.ctx, ledger, pending, workers=p.job.workers,
-                            progress=progress)
+                            progress=progress, commit_every=p.job.commit_every)
     finally:
         progress.close()
     summary.skipped = skipped

@@ -15,8 +15,8 @@ from .errors import JobError, Location, Problems
 from .stages import get_stage, stage_names
 from .typed_yaml import Node, ParseContext, describe, did_you_mean, load_yaml, parse_value
 
-TOP_LEVEL_KEYS = ("name", "sources", "output", "device", "precision", "batch_size", "workers", "stages",
-                  "contact_sheet")
+TOP_LEVEL_KEYS = ("name", "sources", "output", "device", "precision", "batch_size", "workers", "threads",
+                  "commit_every", "stages", "contact_sheet")
 SOURCE_KINDS = ("images", "videos")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -57,6 +57,8 @@ class Job:
     contact_sheet: ContactSheetOptions | None = None
     output_location: Location | None = None  # where 'output' was written, for errors about it
     contact_sheet_location: Location | None = None
+    threads: int | None = None  # cores the thread budget splits (pipeline/threads.py); None means auto
+    commit_every: float = 60.0  # seconds of work a kill may cost, at most about (video)
 
     def stage_location(self, index: int) -> Location:
         return self.stages[index].location
@@ -90,6 +92,8 @@ def load_job(path: str | Path) -> Job:
         "precision": lambda: _literal(top.get("precision"), "precision", "auto", PRECISIONS),
         "batch_size": lambda: _auto_or_positive_int(top.get("batch_size"), "batch_size", ctx),
         "workers": lambda: _auto_or_positive_int(top.get("workers"), "workers", ctx),
+        "threads": lambda: _auto_or_positive_int(top.get("threads"), "threads", ctx),
+        "commit_every": lambda: _positive_seconds(top.get("commit_every"), "commit_every", 60.0),
         "sources": lambda: _parse_sources(top["sources"], ctx),
         "stages": lambda: _parse_stages(top["stages"], ctx),
         "contact_sheet": lambda: (parse_value(ContactSheetOptions, top["contact_sheet"],
@@ -105,6 +109,16 @@ def load_job(path: str | Path) -> Job:
     sheet = values.pop("contact_sheet")
     return Job(path=path, **values, contact_sheet=sheet, output_location=top["output"].location,
                contact_sheet_location=top["contact_sheet"].location if sheet else None)
+
+
+def _positive_seconds(node: Node | None, where: str, default: float) -> float:
+    if node is None:
+        return default
+    value = node.value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    raise JobError(f"{describe(value)} is not valid; expected a number of seconds above 0",
+                   location=node.location, where=where)
 
 
 def _literal(node: Node | None, where: str, default: str, options: tuple[str, ...]) -> str:

@@ -1,7 +1,6 @@
 """What the image and video executors share: results, timing, progress, device transfer."""
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -19,6 +18,7 @@ from ..errors import MediaError, storage_error
 from ..ledger import Ledger, LedgerWriteError
 from ..memory import MemoryGate
 from ..stages.base import Stage
+from ..threads import current as thread_budget
 
 POLL_S = 0.05  # how long a blocked thread waits before checking whether the run is stopping
 
@@ -112,7 +112,7 @@ class ExecutorBase:
         assert self.decode.kind == "decode" and self.encode.kind == "encode"
         self.ctx = ctx
         self.ledger = ledger
-        self.workers = workers or max(1, min(4, os.cpu_count() or 1))
+        self.workers = workers or thread_budget().workers  # the run's thread budget
         caps = [s.max_batch for s in self.middle if s.max_batch is not None]
         self.sizer = BatchSizer(ctx, cap=min(caps, default=None))
         self.progress = progress or Progress()
