@@ -9,7 +9,8 @@ competing load, oversubscribe it (0.38 frames/s against 1.20 with
 ``OMP_NUM_THREADS=1``, issue 10).
 
 The split: ``workers`` decode/flow threads (one per clip in flight; DIS flow runs
-in them with ``opencv`` threads each), torch gets the rest for the device loop,
+in them with ``opencv`` threads each, and FFmpeg's video decoder gets as many),
+torch gets the rest for the device loop,
 ``torch + workers * opencv <= cores``, every count at least 1.  Torch inter-op
 is 1: the pipeline runs no inter-op parallel work.  The encoder's own threads
 (``encode.video.threads``) are not ours: they are fixed so that output bytes do
@@ -41,7 +42,8 @@ class Budget:
 
     def describe(self) -> str:
         return (f"{self.cores} cores ({self.source}): torch {self.torch} (+{self.interop} inter-op), "
-                f"opencv {self.opencv}, workers {self.workers}; encoder threads as set in encode")
+                f"workers {self.workers} with {self.opencv} flow and {self.opencv} decoder thread "
+                f"each; encoder threads as set in encode")
 
 
 def affinity_cores() -> int:

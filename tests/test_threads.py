@@ -126,4 +126,5 @@ def test_validate_prints_the_budget(tmp_path: Path) -> None:
     make_photos(tmp_path / "photos", 1)
     result = run_cli_here("validate", str(_job(tmp_path, "threads: 3")))
     assert result.returncode == 0, result.stderr
-    assert "threads   3 cores (job 'threads'): torch 2 (+1 inter-op), opencv 1, workers 1" in result.stdout
+    assert ("threads   3 cores (job 'threads'): torch 2 (+1 inter-op), workers 1 with 1 flow and "
+            "1 decoder thread each") in result.stdout

@@ -378,3 +378,13 @@ def test_ffmpeg_log_lines_only_at_info_and_below(tmp_path, capfd, ffmpeg_quiet_a
         assert ("File ended prematurely" in err) is shown, (level, err)
     with pytest.raises(ValueError, match="debug, info, warning"):
         logs.configure("loud")
+
+
+def test_decoder_threads_do_not_change_the_frames(tmp_path):
+    """The thread budget gives the decoder its share (pipeline/threads.py): same frames."""
+    path = make_clip(tmp_path / "t.mp4", frames=12, gop_size=4, audio=False)
+    info = probe_video(path)
+    auto = [(f.pts, f.rgb) for f in read_frames(info)]
+    one = [(f.pts, f.rgb) for f in read_frames(info, threads=1)]
+    assert [p for p, _ in auto] == [p for p, _ in one]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(auto, one))

@@ -36,7 +36,7 @@ from ..media.video_write import check_frame_size
 from ..plan import Unit
 from ..stages.base import Stage
 from .common import (POLL_S, ExecutorBase, Progress, StageFailed, Summary, download, join, put,
-                     run_stages, to_uint8_nhwc, upload)
+                     run_stages, thread_budget, to_uint8_nhwc, upload)
 
 _DONE = object()
 
@@ -207,7 +207,9 @@ class VideoExecutor(ExecutorBase):
         after_pts = last.last_pts if last is not None and not adjusted else None
         index = frames_before
         chunk = self._new_chunk(clip)
-        frames = self.decode.frames(info, after_pts=after_pts, skip=frames_before)
+        # The decoder's threads are the worker's share of the budget (flow runs in this thread)
+        frames = self.decode.frames(info, after_pts=after_pts, skip=frames_before,
+                                    threads=thread_budget().opencv)
         try:
             while not (self._stop.is_set() or clip.dead.is_set()):
                 with self._summary.times.timing("decode", 1):

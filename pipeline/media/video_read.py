@@ -124,7 +124,8 @@ def _open(path: Path) -> av.container.InputContainer:
         raise _open_error(path, exc) from exc
 
 
-def _video_stream(path: Path, container: av.container.InputContainer) -> av.video.stream.VideoStream:
+def _video_stream(path: Path, container: av.container.InputContainer,
+                  threads: int = 0) -> av.video.stream.VideoStream:
     if not container.streams.video:
         kinds = ", ".join(f"{s.type} {getattr(s.codec_context, 'name', None) or s.codec_tag or '?'}"
                           for s in container.streams) or "none at all"
@@ -135,6 +136,8 @@ def _video_stream(path: Path, container: av.container.InputContainer) -> av.vide
         raise MediaError(path, "no decoder for its video codec in this FFmpeg build", stage="decode",
                          hint="transcode it with ffmpeg to H.264 first")
     stream.thread_type = "AUTO"
+    if threads:
+        stream.codec_context.thread_count = threads
     return stream
 
 
@@ -258,9 +261,12 @@ def _seek_is_exact(info: VideoInfo, after_pts: int, skip: int) -> bool:
         return False  # decoding from the start will say what is wrong, if anything
 
 
-def read_frames(info: VideoInfo, *, after_pts: int | None = None, skip: int = 0) -> Iterator[DecodedFrame]:
+def read_frames(info: VideoInfo, *, after_pts: int | None = None, skip: int = 0,
+                threads: int = 0) -> Iterator[DecodedFrame]:
     """Yield the frames of ``info.path`` in presentation order (see module docstring).
 
+    ``threads``: the decoder's threads (0: FFmpeg's choice, every core; the run's thread
+    budget passes its share, see pipeline/threads.py; frames are the same either way).
     ``after_pts``: only the frames with pts after it, found by seeking.  ``skip``: all but the
     first ``skip`` frames, counted from the start.  Both: the frames of ``skip``, found by
     seeking to ``after_pts`` where that is exact."""
@@ -273,7 +279,7 @@ def read_frames(info: VideoInfo, *, after_pts: int | None = None, skip: int = 0)
     nominal = max(1, round(1 / (info.rate * info.time_base))) if info.rate else 1
     container = _open(path)
     try:
-        stream = _video_stream(path, container)
+        stream = _video_stream(path, container, threads)
         reformatter = VideoReformatter()
         seeked = after_pts is not None and after_pts >= info.start_pts and _seek(container, stream, after_pts)
         count = 0  # frames yielded
@@ -299,7 +305,7 @@ def read_frames(info: VideoInfo, *, after_pts: int | None = None, skip: int = 0)
                 # The index put us past the target: we might miss frames.  Start over from the top.
                 container.close()
                 container = _open(path)
-                stream = _video_stream(path, container)
+                stream = _video_stream(path, container, threads)
                 frames = container.decode(stream)
                 seeked = False
                 continue

@@ -28,7 +28,9 @@ class Decode(Stage):
     def probe(self, path: Path) -> VideoInfo:
         return probe_video(path)
 
-    def frames(self, info: VideoInfo, after_pts: int | None = None, skip: int = 0) -> Iterator[DecodedFrame]:
+    def frames(self, info: VideoInfo, after_pts: int | None = None, skip: int = 0,
+               threads: int = 0) -> Iterator[DecodedFrame]:
         """Frames in presentation order, pts strictly increasing; to resume, all but the first
-        ``skip``, found by seeking past ``after_pts`` (the last skipped frame's) where exact."""
-        return read_frames(info, after_pts=after_pts, skip=skip)
+        ``skip``, found by seeking past ``after_pts`` (the last skipped frame's) where exact;
+        ``threads`` for the decoder (0: FFmpeg's choice)."""
+        return read_frames(info, after_pts=after_pts, skip=skip, threads=threads)
