@@ -147,19 +147,9 @@ class Ledger:
         Only an unbroken run of segments from the first, with their files on
         disk and the last one's state, counts; anything else starts the
         video over (returns [])."""
-        records = self._segments.get(key, {})
-        out = []
-        for index in range(len(records)):
-            record = records.get(index)
-            if record is None or not (self.output / record["path"]).is_file():
-                return []
-            out.append(Segment(index, self.output / record["path"], record["frames"],
-                               record["last_pts"],
-                               self.output / record["state"] if record.get("state") else None,
-                               bool(record.get("pts_adjusted", False))))
-        if out and out[-1].state is not None and not out[-1].state.is_file():
-            return []
-        return out
+        return self._unbroken(self._segments.get(key, {}), lambda index, path, state, record: Segment(
+            index, path, record["frames"], record["last_pts"], state,
+            bool(record.get("pts_adjusted", False))))
 
     def commit_segment(self, key: str, index: int, written: Path, *, frames: int, last_pts: int,
                        state: dict[str, np.ndarray] | None, pts_adjusted: bool = False) -> Segment:
@@ -193,15 +183,20 @@ class Ledger:
         """The saved parts of open segment ``segment``, in order: an unbroken run from part 0
         with its files on disk and the last one's state (if it has one); else []."""
         records = self._scratches.get(key, {}).get(segment, {})
+        return self._unbroken(records, lambda part, path, state, record: Scratch(
+            segment, part, path, record["frames"], record["last_pts"], state,
+            bool(record.get("pts_adjusted", False))))
+
+    def _unbroken(self, records: dict[int, dict], make: Callable) -> list:
+        """``make(n, file, state file, record)`` for records 0, 1, ... while each one's file is
+        on disk, and only if the last one's state file is too (if it has one); else []."""
         out = []
-        for part in range(len(records)):
-            record = records.get(part)
+        for n in range(len(records)):
+            record = records.get(n)
             if record is None or not (self.output / record["path"]).is_file():
                 return []
-            out.append(Scratch(segment, part, self.output / record["path"], record["frames"],
-                               record["last_pts"],
-                               self.output / record["state"] if record.get("state") else None,
-                               bool(record.get("pts_adjusted", False))))
+            state = self.output / record["state"] if record.get("state") else None
+            out.append(make(n, self.output / record["path"], state, record))
         if out and out[-1].state is not None and not out[-1].state.is_file():
             return []
         return out
