@@ -173,6 +173,7 @@ class ExecutorBase:
                                        "and run the same command again: committed outputs are kept")
         self._stop.set()
 
+
 class StageFailed(Exception):
     def __init__(self, stage: str, cause: BaseException) -> None:
         super().__init__(f"{stage}: {cause}")

@@ -167,5 +167,5 @@ class ImageExecutor(ExecutorBase):
         return list(out)
 
     # -- helpers ------------------------------------------------------------
-    def _put(self, q: queue.Queue, item: object, *, until_stop: bool = True) -> None:
-        put(q, item, self._stop if until_stop else None)
+    def _put(self, q: queue.Queue, item: object) -> None:
+        put(q, item, self._stop)  # gives up once the run is stopping

@@ -338,6 +338,10 @@ class VideoExecutor(ExecutorBase):
         writer, partial, last_pts = None, None, None
         pending: list[tuple[np.ndarray, int, int | None]] = []  # encoded, not yet saved
         part, last_commit = len(clip.scratch), time.monotonic()
+        # Keep the open segment's frames for a save only while it looks slow enough to need one:
+        # at GPU speed a segment closes in well under commit_every, and holding its frames would
+        # cost hundreds of MB a clip for nothing (a kill then costs at most that short segment).
+        keep, started, in_segment = True, time.monotonic(), 0
 
         def encode(frames) -> None:
             nonlocal writer, partial
@@ -364,7 +368,11 @@ class VideoExecutor(ExecutorBase):
                     frames = list(zip(chunk.outputs, chunk.pts, chunk.durations))
                     with times.timing("encode", len(frames)):
                         encode(frames)
-                    pending += frames
+                    in_segment += len(frames)
+                    expected = (time.monotonic() - started) / in_segment * clip.segment_frames
+                    if keep and expected < self.commit_every / 2:
+                        keep = False  # this segment will close long before a save is due
+                    pending = pending + frames if keep else []
                     last_pts = chunk.pts[-1]
                     frames_total += len(chunk.frames)
                     with self._lock:
@@ -380,8 +388,9 @@ class VideoExecutor(ExecutorBase):
                         with self._lock:
                             self._summary.segments += 1
                     index, part, pending, last_commit = index + 1, 0, [], time.monotonic()
+                    keep, started, in_segment = True, time.monotonic(), 0
                     clip.want_state.clear()
-                elif pending and time.monotonic() - last_commit >= self.commit_every:
+                elif keep and pending and time.monotonic() - last_commit >= self.commit_every:
                     if self.temporal is not None and chunk.state is None:
                         clip.want_state.set()  # the device keeps the state of a coming chunk
                     else:
