@@ -1,13 +1,16 @@
 """Does the thread budget (pipeline/threads.py) hold up when another process wants the CPU?
 
     python benchmarks/busy_machine.py [--clip ../shared/media/clips/bigbuckbunny.mp4]
-        [--seconds 2] [--short-side 180] [--hogs 2]
+        [--seconds 2] [--short-side 180] [--hogs 2] [--repeat 1]
 
 Runs the film job (``jobs/film_vangogh.yaml``: Starry Night, temporal_smooth,
 tv_denoise, libx264) on the first ``--seconds`` of ``--clip`` resized to
 ``--short-side`` (320x180 for the default clip), three ways:
 
-  budget   the default: pipeline/threads.py splits the cores
+  budget   the default: pipeline/threads.py splits the cores, torch's share
+           following other processes' load
+  fixed    the budget's fixed split (torch + workers <= cores, whatever the
+           load), as when /proc/stat cannot be read
   omp1     the default with OMP_NUM_THREADS=1 in the environment
   old      no budget: torch, OpenCV and the workers sized as before the budget
            (torch and OpenCV left at their own defaults, ``min(4, cpu_count)``
@@ -16,7 +19,8 @@ tv_denoise, libx264) on the first ``--seconds`` of ``--clip`` resized to
 each once on an idle machine and once next to ``--hogs`` CPU-bound processes
 (``python -c "while True: pass"``, started before the run and killed after),
 and prints frames/s (frames written / the run's wall time, as the run's own
-summary line reports it) for all six, and whether every run wrote the same
+summary line reports it) for all eight (with ``--repeat N``, each way N times,
+interleaved, and the median shown), and whether every run wrote the same
 bytes.  Each run is a fresh ``python run_pipeline.py`` process.
 """
 from __future__ import annotations
@@ -25,6 +29,8 @@ import argparse
 import hashlib
 import os
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,7 +54,16 @@ from pipeline.cli import main
 sys.argv = ["run_pipeline.py", *sys.argv[1:]]
 main()
 """
-WAYS = {"budget": ({}, None), "omp1": ({"OMP_NUM_THREADS": "1"}, None), "old": ({}, OLD)}
+FIXED = """
+import sys
+from pipeline import threads
+threads.load_readable = lambda: False  # the budget's fixed split: torch + workers <= cores
+from pipeline.cli import main
+sys.argv = ["run_pipeline.py", *sys.argv[1:]]
+main()
+"""
+WAYS = {"budget": ({}, None), "fixed": ({}, FIXED), "omp1": ({"OMP_NUM_THREADS": "1"}, None),
+        "old": ({}, OLD)}
 
 
 def trim(src: Path, dst: Path, seconds: float) -> None:
@@ -100,6 +115,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--short-side", type=int, default=180)
     ap.add_argument("--hogs", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=1, help="runs per way and load; the median is shown")
     args = ap.parse_args()
 
     from pipeline.threads import current
@@ -108,11 +124,12 @@ def main() -> None:
         tmp = Path(tmp)
         (tmp / "clip").mkdir()
         trim(args.clip, tmp / "clip" / "clip.mp4", args.seconds)
-        rows: dict[str, dict[str, float]] = {}
+        rows: dict[str, dict[str, list[float]]] = {}
         digests: set[str] = set()
-        for load in ("idle", "busy"):
+        for load, _ in [(load, n) for load in ("idle", "busy") for n in range(args.repeat)]:
             for way, (env_extra, code) in WAYS.items():
                 out = tmp / f"out_{way}_{load}"
+                shutil.rmtree(out, ignore_errors=True)
                 job = job_file(tmp, tmp / "clip", out, args.short_side)
                 hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                         for _ in range(args.hogs if load == "busy" else 0)]
@@ -122,17 +139,20 @@ def main() -> None:
                     for hog in hogs:
                         hog.kill()
                         hog.wait()
-                rows.setdefault(way, {})[load] = frames / wall
+                rows.setdefault(way, {}).setdefault(load, []).append(frames / wall)
                 digests.add(digest(out))
                 print(f"  {way:7s} {load}: {frames} frames in {wall:.1f} s  | {line}", flush=True)
         print()
         print(textwrap.dedent(f"""\
             frames/s, film job, {args.seconds:g} s of {args.clip.name} at short side {args.short_side}, \
-{len(os.sched_getaffinity(0))} cores, {args.hogs} CPU-bound processes when busy"""))
+{len(os.sched_getaffinity(0))} cores, {args.hogs} CPU-bound processes when busy, \
+median of {args.repeat}"""))
         print(f"{'way':8s} {'idle':>8s} {'busy':>8s}")
         for way, r in rows.items():
-            print(f"{way:8s} {r['idle']:8.2f} {r['busy']:8.2f}")
-        print(f"output bytes: {'identical in all six runs' if len(digests) == 1 else f'{len(digests)} different'}")
+            print(f"{way:8s} {statistics.median(r['idle']):8.2f} {statistics.median(r['busy']):8.2f}  "
+                  f"(all: {' '.join(f'{v:.2f}' for v in r['idle'])} | "
+                  f"{' '.join(f'{v:.2f}' for v in r['busy'])})")
+        print(f"output bytes: {'identical in all runs' if len(digests) == 1 else f'{len(digests)} different'}")
 
 
 if __name__ == "__main__":

@@ -8,19 +8,33 @@ from typing import Callable
 PARTIAL_TAG = ".partial"
 
 
-def partial_name(final: Path) -> Path:
-    """The temporary name beside ``final``: hidden, and tagged so sweeps can find it."""
-    return final.with_name(f".{final.name}{PARTIAL_TAG}")
+def partial_name(final: Path, tag: str = "") -> Path:
+    """The temporary name beside ``final``: hidden, and tagged so sweeps can find it.  ``tag``
+    (a Ray attempt's) keeps two writers of one output, one of them late, off each other's file."""
+    return final.with_name(f".{final.name}{'~' + tag if tag else ''}{PARTIAL_TAG}")
 
 
-def atomic_write(final: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)``, fsync, then rename over ``final``; the temporary is removed on failure."""
+def partial_of(name: str) -> str | None:
+    """The final name a temporary name belongs to (``.a.png~w1.partial`` -> ``a.png``), else None."""
+    if not (name.startswith(".") and name.endswith(PARTIAL_TAG)):
+        return None
+    inner = name[1:-len(PARTIAL_TAG)]
+    base, sep, tag = inner.rpartition("~")
+    return base if sep and tag and "/" not in tag else inner
+
+
+def atomic_write(final: Path, write: Callable[[Path], None], tag: str = "",
+                 check: Callable[[], None] | None = None) -> None:
+    """``write(tmp)``, fsync, ``check()`` (may raise to refuse), then rename over ``final``;
+    the temporary is removed on failure."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_name(final)
+    tmp = partial_name(final, tag)
     try:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        if check is not None:
+            check()
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)

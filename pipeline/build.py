@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .config import Job, load_job
 from .context import RunContext, resolve_device, resolve_precision
 from .errors import JobError, Problems, WeightsError
 from .plan import Plan, make_plan
+from .sources import get_source
 from .stages import get_stage
 from .stages.base import Stage
 
@@ -26,18 +27,32 @@ class Prepared:
 
     @property
     def fingerprint(self) -> dict[str, Any]:
-        """What decides the output bytes; sources may be added without a restart."""
-        return {"precision": self.ctx.precision, "stages": [s.fingerprint() for s in self.stages]}
+        return fingerprint_of(self.ctx, self.stages)
+
+
+def fingerprint_of(ctx: RunContext, stages: Sequence[Stage]) -> dict[str, Any]:
+    """What decides the output bytes; sources may be added without a restart."""
+    return {"precision": ctx.precision, "stages": [s.fingerprint() for s in stages]}
 
 
 def prepare(job_path: str | Path) -> Prepared:
     job = load_job(job_path)
+    ctx, stages = build_stages(job)
+    encode = stages[-1]
+    plan = make_plan(job, encode.output_relpath)
+    return Prepared(job=job, ctx=ctx, stages=tuple(stages), plan=plan)
+
+
+def build_stages(job: Job, *, precision: str | None = None,
+                 batch_size: int | None = None) -> tuple[RunContext, list[Stage]]:
+    """The run context and the stages, without planning (a Ray worker needs no file list);
+    ``precision`` and ``batch_size`` as the driver resolved them, else from the job."""
     try:
         device = resolve_device(job.device)
     except (ValueError, RuntimeError) as exc:
         raise JobError(str(exc), where="device") from None
-    ctx = RunContext(device=device, precision=resolve_precision(job.precision, device),
-                     batch_size=job.batch_size)
+    ctx = RunContext(device=device, precision=precision or resolve_precision(job.precision, device),
+                     batch_size=batch_size or job.batch_size)
     stages, problems = [], Problems()  # every weights file that fails, not just the first
     for spec in job.stages:
         with problems.check():
@@ -47,9 +62,7 @@ def prepare(job_path: str | Path) -> Prepared:
                 raise JobError(str(exc), location=spec.location, where=spec.where) from None
     problems.raise_if_any()
     _check_video_only(job, stages)
-    encode = stages[-1]
-    plan = make_plan(job, encode.output_relpath)
-    return Prepared(job=job, ctx=ctx, stages=tuple(stages), plan=plan)
+    return ctx, stages
 
 
 def _check_video_only(job: Job, stages: list[Stage]) -> None:
@@ -57,7 +70,7 @@ def _check_video_only(job: Job, stages: list[Stage]) -> None:
     if len(temporal) > 1:
         raise JobError("only one temporal stage per job: frames are smoothed once",
                        location=temporal[1].location, where=temporal[1].where)
-    if any(spec.kind == "videos" for spec in job.sources):
+    if any(get_source(spec.kind).way == "video" for spec in job.sources):
         return
     for spec, stage in zip(job.stages, stages):
         if stage.video_only:

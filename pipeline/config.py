@@ -12,19 +12,19 @@ from typing import Any
 
 from .contact_sheet import ContactSheetOptions
 from .errors import JobError, Location, Problems
+from .sources import source_keys
 from .stages import get_stage, stage_names
 from .typed_yaml import Node, ParseContext, describe, did_you_mean, load_yaml, parse_value
 
 TOP_LEVEL_KEYS = ("name", "sources", "output", "device", "precision", "batch_size", "workers", "threads",
                   "commit_every", "stages", "contact_sheet")
-SOURCE_KINDS = ("images", "videos")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 @dataclass(frozen=True)
 class SourceSpec:
-    kind: str  # "images" | "videos"
+    kind: str  # the source kind's key in pipeline.sources ("images", "videos", ...)
     pattern: str  # as written in the job
     path: Path  # resolved against the job's folder (may hold glob characters)
     into: str  # sub-folder under the output folder ("" for none)
@@ -167,15 +167,16 @@ def _parse_source(i: int, item: Node, ctx: ParseContext) -> SourceSpec:
     if not item.is_mapping:
         raise JobError(f"expected a mapping like 'images: photos/', got {describe(item.value)}",
                        location=item.location, where=where)
-    kinds = [k for k in item.value if k in SOURCE_KINDS]
+    known = source_keys()
+    kinds = [k for k in item.value if k in known]
     for key, loc in item.key_locations.items():
-        if key not in SOURCE_KINDS and key != "into":
-            hint = did_you_mean(key, SOURCE_KINDS + ("into",))
+        if key not in known and key != "into":
+            hint = did_you_mean(key, known + ("into",))
             raise JobError(f"unknown key '{key}'", location=loc, where=where,
                            hint=f"{hint + ' ' if hint else ''}valid keys: "
-                                f"{', '.join(SOURCE_KINDS)}, into")
+                                f"{', '.join(known)}, into")
     if len(kinds) != 1:
-        raise JobError(f"each source needs exactly one of {', '.join(SOURCE_KINDS)}",
+        raise JobError(f"each source needs exactly one of {', '.join(known)}",
                        location=item.location, where=where)
     kind = kinds[0]
     pattern = parse_value(str, item.value[kind], f"{where}.{kind}", ctx)

@@ -43,12 +43,12 @@ def estimate(p: Prepared) -> Estimate | None:
                 width, height = image_size(unit.source)
                 pixels += width * height
                 if sample is None:
-                    sample = (unit.source, p.stages[0].read(unit.source))
+                    sample = (unit.source, unit.open().read(unit.source))
             else:
-                info = p.stages[0].probe(unit.source)
+                info = unit.open().probe(unit.source)
                 pixels += info.width * info.height * (info.frames or 0)
                 if sample is None:
-                    first = next(iter(p.stages[0].frames(info)), None)
+                    first = next(iter(unit.open().frames(info, after_pts=None, skip=0, threads=0)), None)
                     sample = (unit.source, first.rgb) if first is not None else None
         except Exception:  # noqa: BLE001 - a bad unit fails in the run, with its reason
             continue

@@ -20,6 +20,11 @@ parts with the state after them), so a kill at a slow model costs about
 
 A lock file keeps two runs from writing the same output folder at once.
 
+One writer: the work reports records (``pipeline.records``) after putting its
+files in place (``pipeline.commits``), and ``Ledger.apply`` alone turns them
+into lines and deletes what a line supersedes, whether the work ran in this
+process or on a Ray actor.
+
 What the ledger trusts (issue 9): a record is not proof of ownership.  Keys
 that are not plain relative paths are ignored when read; ``--restart``
 deletes a recorded output only while it is a plain file inside the output
@@ -35,58 +40,29 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
-
-from .atomic import PARTIAL_TAG, atomic_write, partial_name
+from .atomic import partial_of
+from .commits import SEGMENTS_DIR, Commits, Scratch, Segment, is_safe_key, load_state, remove_segments
 from .errors import JobError, PipelineError
+from .records import Done, ScratchSaved, SegmentSaved, SegmentsDropped
 
 LEDGER_NAME = ".ledger.jsonl"
 LOCK_NAME = ".ledger.lock"
-SEGMENTS_DIR = ".segments"
 VERSION = 1
 
-
-@dataclass(frozen=True)
-class Segment:
-    """A committed segment of a video output."""
-
-    index: int
-    path: Path
-    frames: int  # frames of the video done through the end of this segment
-    last_pts: int  # timestamp of its last frame, in the source's time base
-    state: Path | None  # the state file for the next segment (None if there is no state)
-    # the reader bumped some pts up to here: resume by decoding from the start and skipping
-    # ``frames`` frames, not by seeking to ``last_pts`` (see pipeline.media.video_read)
-    pts_adjusted: bool = False
+__all__ = ["LEDGER_NAME", "Ledger", "LedgerWriteError", "Scratch", "Segment", "committed_keys",
+           "is_safe_key", "load_state"]
 
 
-@dataclass(frozen=True)
-class Scratch:
-    """Frames of a segment still open, saved losslessly on the wall-clock cadence
-    (``commit_every``): a kill costs at most that much work.  A resumed run feeds them to the
-    segment's encoder again, so the segment's bytes are those of an uninterrupted run."""
-
-    segment: int  # the open segment's index
-    part: int
-    path: Path  # npz: frames (uint8 N x H x W x 3), pts, durations (-1: none)
-    frames: int  # frames of the video done through the end of this part
-    last_pts: int
-    state: Path | None  # the state after its last frame (only the latest part keeps one)
-    pts_adjusted: bool = False
-
-
-class Ledger:
+class Ledger(Commits):
     def __init__(self, output: Path, fingerprint: dict[str, Any], *, restart: bool = False,
                  keys: Iterable[str] = ()) -> None:
         """``keys``: the outputs this run may write; only their leftovers are swept."""
-        self.output = output
+        super().__init__(output, self.apply)
         self.path = output / LEDGER_NAME
         self._lock = threading.Lock()
         output.mkdir(parents=True, exist_ok=True)
@@ -97,7 +73,7 @@ class Ledger:
         if restart and header is not None:
             _remove_outputs(output, committed)
             for key in set(segments) | keys:
-                _remove_segments(output, key)
+                remove_segments(output, key)
             header, committed, segments, scratches = None, {}, {}, {}
         if header is not None and header.get("fingerprint") != fingerprint:
             self.close()
@@ -109,7 +85,7 @@ class Ledger:
         # Outputs deleted by hand are redone: only files still on disk count.
         self._done = {key for key in committed if (output / key).is_file()}
         for key in self._done & (set(segments) | set(scratches)):  # killed after the final line
-            _remove_segments(output, key)
+            remove_segments(output, key)
             segments.pop(key, None)
             scratches.pop(key, None)
         self._segments = segments
@@ -119,27 +95,9 @@ class Ledger:
             self.path.unlink(missing_ok=True)
             self._append({"ledger": VERSION, "fingerprint": fingerprint, "created": time.time()})
 
+    # -- what to resume from ------------------------------------------------------
     def is_done(self, key: str) -> bool:
         return key in self._done
-
-    @property
-    def done_count(self) -> int:
-        return len(self._done)
-
-    def commit(self, key: str, write: Callable[[Path], None]) -> None:
-        """``write(tmp_path)`` writes the output; it is then moved into place and recorded."""
-        if not is_safe_key(key):  # the plan never makes one; a last guard before writing
-            raise ValueError(f"refusing to write outside the output folder: {key!r}")
-        final = self.output / key
-        atomic_write(final, write)
-        with self._lock:
-            self._append({"done": key, "bytes": final.stat().st_size})
-            self._done.add(key)
-
-    # -- video segments -----------------------------------------------------
-    def segment_path(self, key: str, index: int) -> Path:
-        suffix = Path(key).suffix
-        return self.output / SEGMENTS_DIR / key / f"{index:05d}{suffix}"
 
     def segments(self, key: str) -> list[Segment]:
         """The committed segments of ``key`` to resume from, in order.
@@ -150,34 +108,6 @@ class Ledger:
         return self._unbroken(self._segments.get(key, {}), lambda index, path, state, record: Segment(
             index, path, record["frames"], record["last_pts"], state,
             bool(record.get("pts_adjusted", False))))
-
-    def commit_segment(self, key: str, index: int, written: Path, *, frames: int, last_pts: int,
-                       state: dict[str, np.ndarray] | None, pts_adjusted: bool = False) -> Segment:
-        """Move the closed segment file ``written`` into place, save ``state`` beside it, record both.
-
-        The previous segment's state file is removed once this line is
-        written: resuming only ever needs the latest."""
-        final = self.segment_path(key, index)
-        with open(written, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(written, final)
-        state_path = None
-        if state is not None:
-            state_path = final.with_name(f"{index:05d}.state.npz")
-            atomic_write(state_path, lambda tmp: _save_npz(tmp, state))
-        segment = Segment(index, final, frames, last_pts, state_path, pts_adjusted)
-        record = {"segment": key, "index": index, "path": _rel(final, self.output),
-                  "frames": frames, "last_pts": last_pts, "pts_adjusted": pts_adjusted,
-                  "state": _rel(state_path, self.output) if state_path else None}
-        with self._lock:
-            self._append(record)
-            earlier = self._segments.setdefault(key, {})
-            previous = earlier.get(index - 1)
-            earlier[index] = record
-        if previous and previous.get("state"):
-            (self.output / previous["state"]).unlink(missing_ok=True)
-        self._drop_scratches(key, index)
-        return segment
 
     def scratches(self, key: str, segment: int) -> list[Scratch]:
         """The saved parts of open segment ``segment``, in order: an unbroken run from part 0
@@ -201,52 +131,38 @@ class Ledger:
             return []
         return out
 
-    def commit_scratch(self, key: str, segment: int, part: int, frames: np.ndarray,
-                       pts: list[int], durations: list[int | None], *, frames_total: int,
-                       pts_adjusted: bool, state: dict[str, np.ndarray] | None) -> None:
-        """Save the frames encoded into open segment ``segment`` since its last part, and the
-        state after them; record both.  The previous part's state file goes once this line is
-        written: resuming only needs the latest."""
-        folder = self.segment_path(key, segment).parent
-        path = folder / f"{segment:05d}.scratch.{part:03d}.npz"
-        arrays = {"frames": frames, "pts": np.asarray(pts, np.int64),
-                  "durations": np.asarray([-1 if d is None else d for d in durations], np.int64)}
-        atomic_write(path, lambda tmp: _save_npz(tmp, arrays))
-        state_path = None
-        if state is not None:
-            state_path = folder / f"{segment:05d}.scratch.{part:03d}.state.npz"
-            atomic_write(state_path, lambda tmp: _save_npz(tmp, state))
-        record = {"scratch": key, "in_segment": segment, "part": part, "path": _rel(path, self.output),
-                  "frames": frames_total, "last_pts": int(pts[-1]), "pts_adjusted": pts_adjusted,
-                  "state": _rel(state_path, self.output) if state_path else None}
+    # -- the one writer -------------------------------------------------------------
+    def apply(self, record) -> None:
+        """Turn a record into its ledger line (files are already in place), then delete what
+        the line supersedes.  Thread-safe; the only place lines are written after the header."""
+        line = record.line()
+        stale: list[str] = []
         with self._lock:
-            self._append(record)
-            parts = self._scratches.setdefault(key, {}).setdefault(segment, {})
-            previous = parts.get(part - 1)
-            parts[part] = record
-        if previous and previous.get("state"):
-            (self.output / previous["state"]).unlink(missing_ok=True)
-
-    def _drop_scratches(self, key: str, segment: int) -> None:
-        """The segment is committed: its saved parts are no longer needed."""
-        with self._lock:
-            parts = self._scratches.get(key, {}).pop(segment, {})
-        for record in parts.values():
-            for name in ("path", "state"):
-                if record.get(name):
-                    (self.output / record[name]).unlink(missing_ok=True)
-
-    def drop_segments(self, key: str) -> None:
-        """Forget a video's segments (it is done, or must start over)."""
-        with self._lock:
-            self._segments.pop(key, None)
-            self._scratches.pop(key, None)
-        _remove_segments(self.output, key)
-
-    def record_failure(self, source: str, stage: str, reason: str) -> None:
-        """For the record only: failed sources are tried again on the next run."""
-        with self._lock:
-            self._append({"failed": source, "stage": stage, "reason": reason, "at": time.time()})
+            if line is not None:
+                self._append(line)
+            if isinstance(record, Done):
+                self._done.add(record.key)
+            elif isinstance(record, SegmentSaved):
+                earlier = self._segments.setdefault(record.key, {})
+                previous = earlier.get(record.index - 1)
+                earlier[record.index] = line
+                stale += [previous["state"]] if previous and previous.get("state") else []
+                for part in self._scratches.get(record.key, {}).pop(record.index, {}).values():
+                    stale += [part[name] for name in ("path", "state") if part.get(name)]
+            elif isinstance(record, ScratchSaved):
+                parts = self._scratches.setdefault(record.key, {}).setdefault(record.segment, {})
+                previous = parts.get(record.part - 1)
+                parts[record.part] = line
+                stale += [previous["state"]] if previous and previous.get("state") else []
+            if isinstance(record, SegmentsDropped) or (isinstance(record, Done) and record.video):
+                self._segments.pop(record.key, None)
+                self._scratches.pop(record.key, None)
+        for rel in stale:
+            if is_safe_key(rel):
+                (self.output / rel).unlink(missing_ok=True)
+        if (isinstance(record, SegmentsDropped) and record.remove) or (
+                isinstance(record, Done) and record.video):
+            remove_segments(self.output, record.key)
 
     def close(self) -> None:
         if self._lock_file is not None:
@@ -326,14 +242,6 @@ def committed_keys(path: Path) -> set[str]:
         return set()
 
 
-def is_safe_key(key: object) -> bool:
-    """A key is a plain relative path below the output folder: never absolute, never '..'."""
-    if not isinstance(key, str) or not key or "\\" in key or "\0" in key:
-        return False
-    parts = PurePosixPath(key).parts
-    return not PurePosixPath(key).is_absolute() and ".." not in parts and "." not in key.split("/")
-
-
 def _repair_tail(path: Path) -> None:
     """Cut a torn last line (a kill or a full disk mid-write) so the next line starts clean."""
     try:
@@ -351,20 +259,6 @@ def _repair_tail(path: Path) -> None:
             os.fsync(f.fileno())
     except FileNotFoundError:
         return
-
-
-def _rel(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()  # the output folder may be moved between runs
-
-
-def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with open(path, "wb") as f:  # an open file, so numpy does not append '.npz' to the name
-        np.savez(f, **arrays)
-
-
-def load_state(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
 
 
 def _take_lock(path: Path):
@@ -395,32 +289,29 @@ def _remove_outputs(output: Path, committed: dict[str, int]) -> None:
         path.unlink(missing_ok=True)
 
 
-def _remove_segments(output: Path, key: str) -> None:
-    folder = output / SEGMENTS_DIR / key
-    if is_safe_key(key) and folder.is_dir() and not folder.is_symlink():
-        shutil.rmtree(folder, ignore_errors=True)
-    top = output / SEGMENTS_DIR
-    for parent in [folder.parent, *folder.parent.parents]:  # empty folders left above it
-        if parent != top and top not in parent.parents:
-            break
-        try:
-            parent.rmdir()
-        except OSError:
-            break  # not empty (another clip's segments), or gone
-
-
 def _sweep_partials(output: Path, keys: set[str]) -> None:
     """Temporary files a killed run left beside this job's own outputs and segments; never a
-    walk of the folder, which may hold another job's output folder and its work in flight."""
+    walk of the folder, which may hold another job's output folder and its work in flight.
+    Each folder holding outputs is listed once (a 100k-image folder is not listed per key)."""
+    wanted: dict[Path, set[str]] = {}
     for key in keys:
         if not is_safe_key(key):
             continue
-        partial_name(output / key).unlink(missing_ok=True)
+        final = output / key
+        wanted.setdefault(final.parent, set()).add(final.name)
         segments = output / SEGMENTS_DIR / key
         if segments.is_dir() and not segments.is_symlink():
             for path in segments.iterdir():
-                if path.name.startswith(".") and path.name.endswith(PARTIAL_TAG):
+                if partial_of(path.name) is not None:
                     path.unlink(missing_ok=True)
+    for folder, names in wanted.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if partial_of(entry.name) in names and entry.is_file(follow_symlinks=False):
+                Path(entry.path).unlink(missing_ok=True)
 
 
 def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:

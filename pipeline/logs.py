@@ -30,7 +30,13 @@ def configure(level: str = "warning") -> None:
     name = level.lower()
     if name not in LEVELS:
         raise ValueError(f"log level must be one of {', '.join(LEVELS)}, not {level!r}")
-    logging.getLogger(LOGGER).setLevel(name.upper())
+    logger = logging.getLogger(LOGGER)
+    logger.setLevel(name.upper())
+    if not logger.handlers:  # our lines to stderr, as "info: ..." (without one, only warnings show)
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
     ffmpeg = _FFMPEG_LEVEL.get(name)
     if ffmpeg is None:
         av.logging.set_level(None)  # PyAV's no-op callback: nothing formatted, nothing printed

@@ -8,18 +8,14 @@ source, so the rest of the job still runs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Callable
 
 from .config import Job, SourceSpec
 from .errors import JobError
-from .media.images import IMAGE_EXTENSIONS
-from .media.video import VIDEO_EXTENSIONS
 from .safety import check_output_folder, check_output_paths, check_side_file, check_writable
-from .walk import PatternError, find, split_pattern
-
-EXTENSIONS = {"images": IMAGE_EXTENSIONS, "videos": VIDEO_EXTENSIONS}
+from .sources import Source, get_source
 
 
 @dataclass(frozen=True)
@@ -29,11 +25,18 @@ class Unit:
     source: Path
     output_rel: PurePath  # relative to the job's output folder
     source_index: int  # which entry of the job's sources found it
-    kind: str = "image"  # "image" | "video"
+    kind: str = "image"  # the engine's way for it: "image" | "video" (its source's ``way``)
+    reader: Source | None = field(default=None, compare=False, repr=False)  # opens it for reading
 
     @property
     def key(self) -> str:
         return self.output_rel.as_posix()
+
+    def open(self) -> Source:
+        """The source that reads this unit (a unit made by hand, in a test, gets its way's files)."""
+        if self.reader is not None:
+            return self.reader
+        return get_source({"image": "images", "video": "videos"}[self.kind])(None)
 
 
 @dataclass(frozen=True)
@@ -42,21 +45,26 @@ class Plan:
     empty_sources: tuple[tuple[SourceSpec, str], ...]  # (source, why nothing was found)
 
 
+def source_of(spec: SourceSpec) -> Source:
+    return get_source(spec.kind)(spec)
+
+
 def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> Plan:
     """``output_relpath(source_rel, kind)``: where encode writes a source's output."""
-    check_output_folder(job.output, [(f"sources[{i}]", source_root(spec), spec.location)
-                                     for i, spec in enumerate(job.sources)], job.output_location)
+    sources = [source_of(spec) for spec in job.sources]
+    check_output_folder(job.output, [(f"sources[{i}]", source.root(), spec.location)
+                                     for i, (spec, source) in enumerate(zip(job.sources, sources))],
+                        job.output_location)
     check_writable(job.output, job.output_location)
     units: list[Unit] = []
     empty: list[tuple[SourceSpec, str]] = []
     claimed: dict[PurePath, tuple[Path, int]] = {}
     output = job.output.resolve()
-    for index, spec in enumerate(job.sources):
-        found = find_files(spec, exclude=output)
-        kind = spec.kind.rstrip("s")  # images -> image, videos -> video
+    for index, (spec, source) in enumerate(zip(job.sources, sources)):
+        found = source.find(exclude=output)
+        kind = source.way
         if not found:
-            empty.append((spec, f"no {spec.kind} found in '{spec.pattern}' (looked for "
-                                f"{', '.join(sorted(EXTENSIONS[spec.kind]))})"))
+            empty.append((spec, source.nothing_found()))
         for path, rel in found:
             out_rel = output_relpath(rel, kind)
             out_rel = PurePath(spec.into) / out_rel if spec.into else out_rel
@@ -67,48 +75,11 @@ def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> 
                     f"'{out_rel}'", location=spec.location, where=f"sources[{index}]",
                     hint="give one source an 'into: <folder>' key, or rename one file")
             claimed[out_rel] = (path, index)
-            units.append(Unit(source=path, output_rel=out_rel, source_index=index, kind=kind))
+            units.append(Unit(source=path, output_rel=out_rel, source_index=index, kind=kind,
+                              reader=source))
     check_output_paths(job.output, [(u.output_rel, u.source, f"sources[{u.source_index}]")
                                     for u in units], job.output_location)
     if job.contact_sheet is not None:
-        check_side_file(job.contact_sheet.path, job.output, map(source_root, job.sources),
+        check_side_file(job.contact_sheet.path, job.output, [s.root() for s in sources],
                         (u.source for u in units), job.contact_sheet_location, "contact_sheet.path")
     return Plan(tuple(units), tuple(empty))
-
-
-def source_root(spec: SourceSpec) -> Path:
-    """The folder a source's relative paths start from: itself, a glob's literal prefix, a file's folder."""
-    try:
-        root, _pattern = split_pattern(spec.path)
-    except PatternError:
-        return spec.path  # reported with its location by find_files
-    return root.parent if root.is_file() else root
-
-
-def find_files(spec: SourceSpec, exclude: Path) -> list[tuple[Path, PurePath]]:
-    """(file, path relative to the source's root), sorted; hidden entries skipped.
-
-    Folders and globs are walked by ``walk.find``: symlinked folders are read,
-    each real folder once; the output folder is never read back."""
-    wanted = EXTENSIONS[spec.kind]
-    try:
-        root, pattern = split_pattern(spec.path)
-    except PatternError as exc:
-        raise JobError(f"source '{spec.pattern}': {exc}", location=spec.location, where="sources",
-                       hint="start the pattern at the folder that holds all the files, "
-                            "e.g. 'photos/**/*.png'") from None
-    keep = lambda name: Path(name).suffix.lower() in wanted  # noqa: E731
-    skip = lambda folder: _inside(folder, exclude)  # noqa: E731
-    if pattern:
-        return find(root, keep, pattern=pattern, skip_dir=skip) if root.is_dir() else []
-    if spec.path.is_file():
-        return [(spec.path, PurePath(spec.path.name))]
-    if spec.path.is_dir():
-        return find(spec.path, keep, skip_dir=skip)
-    raise JobError(f"source '{spec.pattern}' does not exist ({spec.path})",
-                   location=spec.location, where="sources",
-                   hint="relative paths resolve against the job file's folder")
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents

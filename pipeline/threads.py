@@ -8,21 +8,35 @@ the encoder's threads each size themselves to the whole machine and, under a
 competing load, oversubscribe it (0.38 frames/s against 1.20 with
 ``OMP_NUM_THREADS=1``, issue 10).
 
-The split: ``workers`` decode/flow threads (one per clip in flight; DIS flow runs
-in them with ``opencv`` threads each, and FFmpeg's video decoder gets as many),
-torch gets the rest for the device loop,
-``torch + workers * opencv <= cores``, every count at least 1.  Torch inter-op
-is 1: the pipeline runs no inter-op parallel work.  The encoder's own threads
-(``encode.video.threads``) are not ours: they are fixed so that output bytes do
-not depend on the machine.  An explicit ``OMP_NUM_THREADS`` caps torch's count.
+What hurts is other processes' load on torch's pool: its threads meet at a
+barrier after every parallel region, so one thread that shares its core with a
+busy process holds up all the others.  Our own decode/flow/encode workers
+mostly wait on queues and do not: on an idle 2-core box torch with both cores
+beside them ran 1.6x faster than torch with the one core left after reserving
+one for them (``benchmarks/busy_machine.py``, README).  So with ``threads:
+auto`` torch gets the cores *other processes* leave free: it starts with the
+fixed split below, then measures after a second and every few seconds from
+``/proc/stat`` (busy time of our CPUs minus our own process's), and the device
+thread re-sizes its pool (``LoadFollower``).  Outputs do not depend on the count (tested).  Where the
+cores come from a cgroup quota, the job's ``threads:`` or when ``/proc/stat``
+cannot be read, the split is fixed: ``torch + workers * opencv <= cores``.
+
+``workers`` are the decode/flow threads (one per clip in flight; DIS flow runs in
+them with ``opencv`` threads each, and FFmpeg's video decoder gets as many).
+Torch inter-op is 1: the pipeline runs no inter-op parallel work.  The
+encoder's own threads (``encode.video.threads``) are not ours: they are fixed so
+that output bytes do not depend on the machine.  An explicit
+``OMP_NUM_THREADS`` caps torch's count.
 
 ``apply`` is called once at the start of a run (``cli.run_job``); ``current``
-is what was applied, or what would be for this machine.
+is what was applied, or what would be for this machine; ``follower`` gives the
+device loop its ``LoadFollower`` (None when the split is fixed).
 """
 from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -35,13 +49,16 @@ MAX_WORKERS = 4  # as before: more clips in flight than this only costs memory
 class Budget:
     cores: int  # what the split is for
     source: str  # where ``cores`` came from, for people
-    torch: int  # torch.set_num_threads: the device loop's intra-op pool
+    torch: int  # torch.set_num_threads: the device loop's intra-op pool (its most, if it follows the load)
     interop: int  # torch.set_num_interop_threads
     opencv: int  # cv2.setNumThreads, per worker (DIS flow in the decode threads)
     workers: int  # decode (+flow) threads; one encode thread per clip in flight too
+    follows_load: bool = False  # torch gets what other processes leave of ``torch``
 
     def describe(self) -> str:
-        return (f"{self.cores} cores ({self.source}): torch {self.torch} (+{self.interop} inter-op), "
+        share = (f"torch up to {self.torch}, fewer while other processes keep cores busy"
+                 if self.follows_load else f"torch {self.torch}")
+        return (f"{self.cores} cores ({self.source}): {share} (+{self.interop} inter-op), "
                 f"workers {self.workers} with {self.opencv} flow and {self.opencv} decoder thread "
                 f"each; encoder threads as set in encode")
 
@@ -83,7 +100,8 @@ def available_cores(affinity: Callable[[], int] = affinity_cores,
 def budget_for(threads: int | None = None, workers: int | None = None, *,
                affinity: Callable[[], int] = affinity_cores,
                quota: Callable[[], float | None] = cgroup_quota,
-               environ: dict[str, str] | None = None) -> Budget:
+               environ: dict[str, str] | None = None,
+               can_follow: Callable[[], bool] | None = None) -> Budget:
     """The split for the job's ``threads`` and ``workers`` (None: auto)."""
     if threads is not None:
         cores, source = threads, "job 'threads'"
@@ -92,12 +110,100 @@ def budget_for(threads: int | None = None, workers: int | None = None, *,
     opencv = 1
     if workers is None:
         workers = max(1, min(MAX_WORKERS, cores // 4))
-    torch_threads = max(1, cores - workers * opencv)
+    # Following the load needs the whole affinity mask as ours and a readable /proc/stat.
+    follows = threads is None and "quota" not in source and (can_follow or load_readable)()
+    torch_threads = cores if follows else max(1, cores - workers * opencv)
     omp = (os.environ if environ is None else environ).get("OMP_NUM_THREADS", "")
     if omp.isdigit() and int(omp) > 0:
         torch_threads = min(torch_threads, int(omp))
     return Budget(cores=cores, source=source, torch=torch_threads, interop=1, opencv=opencv,
-                  workers=workers)
+                  workers=workers, follows_load=follows)
+
+
+def torch_share(budget: Budget, others: float) -> int:
+    """Torch's threads while other processes keep ``others`` cores busy (rounded half up)."""
+    if not budget.follows_load:
+        return budget.torch
+    return max(1, min(budget.torch, budget.cores - int(max(0.0, others) + 0.5)))
+
+
+# -- the load of other processes ------------------------------------------------
+def _our_cpus() -> set[int] | None:
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def busy_seconds(cpus: set[int] | None = None, stat: Path = Path("/proc/stat")) -> float:
+    """CPU seconds spent busy so far on ``cpus`` (all when None), from ``/proc/stat``."""
+    total = 0.0
+    for line in stat.read_text().splitlines():
+        name, *fields = line.split()
+        if not name.startswith("cpu") or name == "cpu" or not fields:
+            continue
+        if cpus is not None and int(name[3:]) not in cpus:
+            continue
+        # user nice system idle iowait irq softirq steal (guest is inside user)
+        ticks = [int(f) for f in fields[:8]]
+        total += sum(ticks) - ticks[3] - ticks[4]
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def own_seconds() -> float:
+    """CPU seconds this process (all its threads) has used."""
+    t = os.times()
+    return t.user + t.system
+
+
+def load_readable() -> bool:
+    try:
+        busy_seconds(_our_cpus())
+        return True
+    except (OSError, ValueError, AttributeError):  # not Linux, /proc not mounted
+        return False
+
+
+class LoadFollower:
+    """Re-sizes torch's pool, from the device thread, to the cores other processes leave.
+
+    ``poll`` is cheap (a clock read) between measurements; after ``first``
+    seconds, then every ``every`` seconds, it reads how busy our CPUs were since the last measurement, takes off
+    our own CPU time, and returns torch's new count when it changed (else None).
+    """
+
+    def __init__(self, budget: Budget, *, every: float = 5.0, first: float = 1.0,
+                 busy: Callable[[], float] | None = None, own: Callable[[], float] = own_seconds,
+                 clock: Callable[[], float] = time.monotonic, first_guess: float | None = None) -> None:
+        cpus = _our_cpus()
+        self.budget = budget
+        self.every = every
+        self._wait = first  # the start's guess is the load average: check it soon
+        self._busy = busy or (lambda: busy_seconds(cpus))
+        self._own = own
+        self._clock = clock
+        # Until the first measurement, the fixed split: right under load, and soon raised if not.
+        self.others = float(budget.workers * budget.opencv) if first_guess is None else first_guess
+        self.threads = torch_share(budget, self.others)
+        self._mark = (clock(), self._busy(), own())
+
+    def poll(self) -> int | None:
+        now = self._clock()
+        t0, busy0, own0 = self._mark
+        if now - t0 < self._wait:
+            return None
+        self._wait = self.every
+        try:
+            busy, own = self._busy(), self._own()
+        except (OSError, ValueError):
+            return None
+        self._mark = (now, busy, own)
+        self.others = others = ((busy - busy0) - (own - own0)) / (now - t0)
+        wanted = torch_share(self.budget, others)
+        if wanted == self.threads:
+            return None
+        self.threads = wanted
+        return wanted
 
 
 _applied: Budget | None = None
@@ -109,7 +215,7 @@ def apply(threads: int | None = None, workers: int | None = None) -> Budget:
     import torch
 
     budget = budget_for(threads, workers)
-    torch.set_num_threads(budget.torch)
+    torch.set_num_threads(torch_share(budget, budget.workers * budget.opencv))  # until measured
     try:
         torch.set_num_interop_threads(budget.interop)
     except RuntimeError:  # only settable before inter-op work starts: a second run in one process
@@ -126,3 +232,9 @@ def apply(threads: int | None = None, workers: int | None = None) -> Budget:
 def current() -> Budget:
     """The budget this run applied, or the one it would apply on this machine."""
     return _applied or budget_for()
+
+
+def follower() -> LoadFollower | None:
+    """The device loop's LoadFollower for the budget this run applied; None when the
+    split is fixed or no run applied one (an executor driven by a test)."""
+    return LoadFollower(_applied) if _applied is not None and _applied.follows_load else None

@@ -14,8 +14,9 @@ from tests.conftest import make_photos, run_cli_here, write_job
 NO_ENV: dict[str, str] = {}
 
 
-def _budget(cores: int, quota: float | None = None, **kw) -> threads.Budget:
-    return threads.budget_for(affinity=lambda: cores, quota=lambda: quota, environ=NO_ENV, **kw)
+def _budget(cores: int, quota: float | None = None, follow: bool = False, **kw) -> threads.Budget:
+    return threads.budget_for(affinity=lambda: cores, quota=lambda: quota, environ=NO_ENV,
+                              can_follow=lambda: follow, **kw)
 
 
 def test_cores_from_affinity_capped_by_the_cgroup_quota() -> None:
@@ -76,8 +77,85 @@ def test_the_job_key_overrides_the_cores_and_omp_caps_torch() -> None:
     assert (b.cores, b.torch, b.workers) == (8, 6, 2) and "job 'threads'" in b.source
     b = _budget(16, threads=8, workers=3)
     assert (b.torch, b.workers) == (5, 3)
-    b = threads.budget_for(affinity=lambda: 16, quota=lambda: None, environ={"OMP_NUM_THREADS": "1"})
+    b = threads.budget_for(affinity=lambda: 16, quota=lambda: None, environ={"OMP_NUM_THREADS": "1"},
+                           can_follow=lambda: False)
     assert b.torch == 1 and b.workers == 4
+
+
+def test_auto_follows_the_load_unless_the_cores_are_fixed() -> None:
+    b = _budget(2, follow=True)
+    assert b.follows_load and (b.torch, b.workers) == (2, 1)  # all cores, when no one else wants them
+    assert "torch up to 2, fewer while other processes keep cores busy" in b.describe()
+    assert [threads.torch_share(b, load) for load in (0, 0.4, 0.5, 1.0, 1.7, 5.0)] == [2, 2, 1, 1, 1, 1]
+    b16 = _budget(16, follow=True)
+    assert [threads.torch_share(b16, load) for load in (0, 3.2, 14.6, 40)] == [16, 13, 1, 1]
+    # A quota, the job's 'threads' or no /proc/stat: the fixed split, whatever the load.
+    for fixed in (_budget(16, quota=4.0, follow=True), _budget(2, threads=4, follow=True), _budget(2)):
+        assert not fixed.follows_load
+        assert threads.torch_share(fixed, 0) == threads.torch_share(fixed, 9) == fixed.torch
+    omp = threads.budget_for(affinity=lambda: 8, quota=lambda: None, environ={"OMP_NUM_THREADS": "3"},
+                             can_follow=lambda: True)
+    assert [threads.torch_share(omp, load) for load in (0, 6)] == [3, 2]  # OMP caps the most
+
+
+class _Machine:
+    """A fake clock and CPU counters: other processes' and ours, in core-seconds."""
+
+    def __init__(self) -> None:
+        self.now = self.others = self.ours = 0.0
+
+    def run(self, seconds: float, others: float, ours: float) -> None:
+        self.now += seconds
+        self.others += seconds * others
+        self.ours += seconds * ours
+
+
+def test_the_follower_gives_torch_the_cores_others_leave() -> None:
+    m = _Machine()
+    f = threads.LoadFollower(_budget(2, follow=True), every=5.0, first=1.0, first_guess=0.0,
+                             busy=lambda: m.others + m.ours, own=lambda: m.ours, clock=lambda: m.now)
+    assert f.threads == 2
+    m.run(0.5, others=0.0, ours=2.0)
+    assert f.poll() is None  # too soon to measure
+    m.run(0.6, others=1.3, ours=0.7)  # two CPU hogs start: they get 1.3 of the 2 cores
+    assert f.poll() == 1 and f.threads == 1
+    m.run(5.0, others=1.0, ours=1.0)
+    assert f.poll() is None  # still busy: no change
+    m.run(5.0, others=0.1, ours=1.9)  # the hogs are gone; our own threads do not count as load
+    assert f.poll() == 2
+    m.run(3.0, others=2.0, ours=0.0)
+    assert f.poll() is None  # measured every 5 s, not on every batch
+    m.run(2.0, others=2.0, ours=0.0)
+    assert f.poll() == 1
+
+
+def test_until_measured_torch_gets_the_fixed_split() -> None:
+    f = threads.LoadFollower(_budget(4, follow=True), busy=lambda: 0.0, own=lambda: 0.0)
+    assert f.threads == 3  # 4 cores less the worker's one, as without following
+
+
+def test_outputs_do_not_depend_on_torch_threads() -> None:
+    """The follower changes torch's count mid-run; a resumed run must still write the same bytes."""
+    from pipeline.models.cyclegan import ResnetGenerator
+    from pipeline.models.transformer_net import TransformerNet
+    from pipeline.ops.tv_denoise import tv_denoise
+    from pipeline.ops.warp import warp
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 96, 128)  # big enough for torch to split the work
+    flow = torch.randn(2, 2, 96, 128) * 3
+    nets = [TransformerNet().eval(), ResnetGenerator(n_blocks=2).eval()]
+    before = torch.get_num_threads()
+    outs = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            with torch.no_grad():
+                outs.append([net(x) for net in nets] + [warp(x, flow), tv_denoise(x * 255, 0.1)])
+    finally:
+        torch.set_num_threads(before)
+    for other in outs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(outs[0], other))
 
 
 def _job(tmp_path: Path, extra: str) -> Path:
@@ -111,6 +189,7 @@ def test_apply_sets_torch_and_the_executor_takes_the_workers() -> None:
     before = torch.get_num_threads(), cv2.getNumThreads(), threads._applied
     try:
         budget = threads.apply(threads=7, workers=None)
+        assert not budget.follows_load
         assert torch.get_num_threads() == budget.torch == 6
         assert cv2.getNumThreads() == 1 and threads.current() is budget
         stages = [get_stage(k)(get_stage(k).Params(), CTX) for k in ("decode", "encode")]

@@ -1,6 +1,7 @@
 """What the image and video executors share: results, timing, progress, device transfer."""
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -19,8 +20,10 @@ from ..ledger import Ledger, LedgerWriteError
 from ..memory import MemoryGate
 from ..stages.base import Stage
 from ..threads import current as thread_budget
+from ..threads import follower as load_follower
 
 POLL_S = 0.05  # how long a blocked thread waits before checking whether the run is stopping
+_log = logging.getLogger("stylize.threads")
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,17 @@ class ExecutorBase:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._summary = Summary()
+        self._load = load_follower()  # torch's share follows other processes' load (threads.py)
+
+    def _follow_load(self, start: bool = False) -> None:
+        """From the device thread: size torch's pool to the cores other processes leave
+        (at the start, in this thread: a count set in another thread does not reach BLAS)."""
+        if self._load is None:
+            return
+        n = self._load.threads if start else self._load.poll()
+        if n is not None:
+            torch.set_num_threads(n)
+            _log.info("torch threads: %d (other processes kept %.1f cores busy)", n, self._load.others)
 
     def _fail(self, unit, stage: str, exc: BaseException, *, clip: str | None = None,
               frames: int = 0) -> None:
@@ -134,7 +148,7 @@ class ExecutorBase:
         with self._lock:
             self._summary.failures.append(Failure(unit.source, stage, reason))
         try:
-            self.ledger.record_failure(str(unit.source), stage, reason)
+            self.ledger.record_failure(str(unit.source), stage, reason, unit.key)
         except OSError as ledger_exc:  # the ledger's disk filled up while recording it
             self._stop_run(ledger_exc)
         if frames:

@@ -85,7 +85,7 @@ class ImageExecutor(ExecutorBase):
                         # From the header: an image too big for this machine fails alone, here,
                         # instead of the process being killed for memory mid-run, every run.
                         self.memory_gate.check_image(unit.source)
-                        image = self.decode.read(unit.source)
+                        image = unit.open().read(unit.source)
                 except Exception as exc:  # one bad file must not end the run
                     self._fail(unit, self.decode.name, exc, frames=1)
                     continue
@@ -117,7 +117,9 @@ class ImageExecutor(ExecutorBase):
     def _device_loop(self, decoded: queue.Queue, encoded: queue.Queue, producers: int) -> None:
         groups: dict[tuple[int, ...], list[_Decoded]] = {}
         running = producers
+        self._follow_load(start=True)
         while (running or groups) and not self._stop.is_set():
+            self._follow_load()
             item = None
             if running:
                 try:  # wait briefly when a partial batch is waiting, else until something comes

@@ -21,12 +21,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
-from ..atomic import partial_name
 from ..batching import is_out_of_memory
 from ..context import RunContext
 from ..errors import MediaError
@@ -38,25 +37,28 @@ from ..stages.base import Stage
 from .common import (POLL_S, ExecutorBase, Progress, StageFailed, Summary, download, join, put,
                      run_stages, thread_budget, to_uint8_nhwc, upload)
 
+if TYPE_CHECKING:
+    from ..stages.temporal_smooth import ClipState
+
 _DONE = object()
 
 
 @dataclass
 class _Clip:
-    """One clip in flight; ``prev_out`` belongs to the device loop, the rest is set before it starts."""
+    """One clip in flight; set up before its frames reach the device (``smoothing.prev_out``
+    then belongs to the device loop, ``smoothing.guider`` to the reader)."""
 
     unit: Unit
     info: VideoInfo
     segment_frames: int
     first_segment: int  # the index of the first segment this run writes
     frames_before: int  # frames already committed by earlier runs
-    resume_state: dict[str, np.ndarray] | None
+    smoothing: ClipState | None  # the temporal stage's state for this clip (None without one)
     scratch: list = field(default_factory=list)  # saved parts of the open segment, to replay
     sink: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=4))
     # the writer is due to save the open segment's frames: the device keeps the state it needs
     want_state: threading.Event = field(default_factory=threading.Event)
     dead: threading.Event = field(default_factory=threading.Event)  # failed: drop its work
-    prev_out: torch.Tensor | None = None
 
     @property
     def name(self) -> str:
@@ -126,7 +128,7 @@ class VideoExecutor(ExecutorBase):
         for unit in units:
             try:
                 with self._summary.times.timing("probe", 0):
-                    info = self.decode.probe(unit.source)
+                    info = unit.open().probe(unit.source)
             except Exception as exc:  # one bad file must not end the run
                 self._fail(unit, self.decode.name, exc)
                 continue
@@ -183,17 +185,18 @@ class VideoExecutor(ExecutorBase):
             except (OSError, ValueError):  # unreadable state: this clip starts over
                 self.ledger.drop_segments(unit.key)
                 frames_before, segments, scratch, last = 0, [], [], None
-        seconds = self.encode.params.video.segment_seconds
-        clip = _Clip(unit=unit, info=info, first_segment=len(segments), frames_before=frames_before,
-                     segment_frames=max(1, round(seconds * float(info.rate or 25))),
-                     resume_state=state, scratch=scratch)
-        guider = None
+        smoothing = None
         if self.temporal is not None:
             hw = (info.height, info.width)
             for stage in self.before:
                 hw = stage.output_size(*hw)
-            guider = self.temporal.make_guider(hw)
-            guider.restore(state["prev_input"] if state is not None else None)
+            smoothing = self.temporal.clip_state(hw, self.ctx.device)
+            smoothing.load_state_dict(state)
+        seconds = self.encode.params.video.segment_seconds
+        clip = _Clip(unit=unit, info=info, first_segment=len(segments), frames_before=frames_before,
+                     segment_frames=max(1, round(seconds * float(info.rate or 25))),
+                     smoothing=smoothing, scratch=scratch)
+        guider = smoothing.guider if smoothing is not None else None
         writer = threading.Thread(target=self._guarded(self._writer_loop), args=(clip,), daemon=True,
                                   name=f"video-write-{unit.key}")
         with self._lock:
@@ -208,7 +211,7 @@ class VideoExecutor(ExecutorBase):
         index = frames_before
         chunk = self._new_chunk(clip)
         # The decoder's threads are the worker's share of the budget (flow runs in this thread)
-        frames = self.decode.frames(info, after_pts=after_pts, skip=frames_before,
+        frames = unit.open().frames(info, after_pts=after_pts, skip=frames_before,
                                     threads=thread_budget().opencv)
         try:
             while not (self._stop.is_set() or clip.dead.is_set()):
@@ -264,7 +267,9 @@ class VideoExecutor(ExecutorBase):
     # -- device loop --------------------------------------------------------
     def _device_loop(self, chunks: queue.Queue, producers: int) -> None:
         running = producers
+        self._follow_load(start=True)
         while running and not self._stop.is_set():  # stopped: a full disk, a thread that died
+            self._follow_load()
             try:
                 chunk = chunks.get(timeout=1.0)
             except queue.Empty:
@@ -282,18 +287,16 @@ class VideoExecutor(ExecutorBase):
                     self._fail_clip(clip, exc.stage, exc.cause)
                     continue
             wanted = chunk.ends_segment or clip.want_state.is_set()
-            if wanted and self.temporal is not None and clip.prev_out is not None:
-                chunk.state = {"prev_out": clip.prev_out.float().cpu().numpy(),
-                               "prev_input": chunk.input_state}
+            if wanted and clip.smoothing is not None:
+                chunk.state = clip.smoothing.state_dict(chunk.input_state)
             self._put_chunk(clip.sink, chunk)
 
     def _on_device(self, chunk: _Chunk) -> None:
         """Stages, then the smoothing scan, on a chunk; halves it on out-of-memory."""
         clip, n = chunk.clip, len(chunk.frames)
-        if clip.prev_out is None and clip.resume_state is not None:
-            clip.prev_out = torch.from_numpy(clip.resume_state["prev_out"]).to(self.ctx.device)
+        prev_out = clip.smoothing.prev_out if clip.smoothing is not None else None
         try:
-            out, prev_out = self._stages(chunk.frames, chunk.guides, clip.prev_out)
+            out, prev_out = self._stages(chunk.frames, chunk.guides, prev_out)
         except StageFailed as exc:
             if n > 1 and is_out_of_memory(exc.cause) and self.sizer.shrink(chunk.frames[0].shape, n):
                 half = n // 2
@@ -304,7 +307,8 @@ class VideoExecutor(ExecutorBase):
                 chunk.outputs = np.concatenate([p.outputs for p in parts])
                 return
             raise
-        clip.prev_out = prev_out  # only after the whole chunk succeeded
+        if clip.smoothing is not None:
+            clip.smoothing.prev_out = prev_out  # only after the whole chunk succeeded
         chunk.outputs = out
 
     def _stages(self, frames: list[np.ndarray], guides: list, prev_out: torch.Tensor | None
@@ -348,7 +352,7 @@ class VideoExecutor(ExecutorBase):
             if writer is None:
                 final = self.ledger.segment_path(key, index)
                 final.parent.mkdir(parents=True, exist_ok=True)
-                partial = partial_name(final)
+                partial = self.ledger.partial(final)
                 writer = self.encode.open_segment(partial, clip.info, clip.unit.output_rel)
             for rgb, pts, duration in frames:
                 writer.write(rgb, pts, duration)
@@ -424,8 +428,8 @@ class VideoExecutor(ExecutorBase):
         segments = [s.path for s in self.ledger.segments(key)]
         with self._summary.times.timing("join", 0):
             self.ledger.commit(key, lambda tmp: self.encode.join(segments, clip.info, tmp,
-                                                                 clip.unit.output_rel))
-        self.ledger.drop_segments(key)
+                                                                 clip.unit.output_rel),
+                               video=True)  # its segments go once the line is written
         with self._lock:
             self._summary.done += 1
             # ``segments`` counts the saved work of clips still in flight: this one is whole now

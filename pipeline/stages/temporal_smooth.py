@@ -9,8 +9,10 @@ transfer for videos", GCPR 2016, used here as a post-process):
 with c_t the per-pixel confidence of the flow (``pipeline.ops.flow``), and
 O_t = P_t at the first frame and at scene cuts.  Flow and confidence depend
 only on the inputs, so a ``Guider`` (``make_guider``) computes them on the CPU
-in the decode thread; ``scan`` runs the blend on the device.  State across
-calls is the previous output (``prev_out``) plus ``Guider.state``.
+in the decode thread; ``scan`` runs the blend on the device.  A clip's state
+across calls (``ClipState``: the guider, input side, and the previous output,
+device side) is the stage's own: ``state_dict`` / ``load_state_dict`` save and
+restore it at a commit, and the engine never looks inside.
 """
 from __future__ import annotations
 
@@ -80,6 +82,10 @@ class TemporalSmooth(Stage):
                       fb_beta=p.consistency_px, reset_below=p.reset_below,
                       boundary_radius=p.boundary_radius, boundary_jump=p.boundary_jump)
 
+    def clip_state(self, frame_hw: tuple[int, int], device: torch.device) -> ClipState:
+        """A new clip's state, for frames of ``frame_hw`` as this stage receives them."""
+        return ClipState(self.make_guider(frame_hw), device)
+
     def scan(self, x: torch.Tensor, guides: Sequence[Guide],
              prev_out: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Smooth consecutive frames ``x`` [N, C, H, W] (0..255) of one clip, in order.
@@ -116,6 +122,30 @@ class TemporalSmooth(Stage):
             prev = out
         y = torch.stack(outs).to(x.dtype)
         return join_alpha(y, alpha), prev
+
+
+class ClipState:
+    """One clip's smoothing state.  The input side (``guider``) advances in the decode thread,
+    ahead of the device; the output side (``prev_out``) on the device.  So a saved state pairs
+    the device's ``prev_out`` with the guider's state as it was after the same frame
+    (``input_state``, taken in the decode thread when that frame's batch was cut)."""
+
+    def __init__(self, guider: Guider, device: torch.device) -> None:
+        self.guider = guider
+        self.device = device
+        self.prev_out: torch.Tensor | None = None  # [3, H, W] float32, the last output frame
+
+    def state_dict(self, input_state: np.ndarray | None) -> dict[str, np.ndarray] | None:
+        """What a resumed clip needs after the frame ``input_state`` was taken at (None before
+        the first output)."""
+        if self.prev_out is None:
+            return None
+        return {"prev_out": self.prev_out.float().cpu().numpy(), "prev_input": input_state}
+
+    def load_state_dict(self, state: dict[str, np.ndarray] | None) -> None:
+        """Continue after a saved state (None: from a clip's start)."""
+        self.guider.restore(None if state is None else state["prev_input"])
+        self.prev_out = None if state is None else torch.from_numpy(state["prev_out"]).to(self.device)
 
 
 def _upload(guides: Sequence[Guide], device: torch.device,

@@ -1,0 +1,147 @@
+"""The Ray side of the Ray backend: one actor rebuilds the job's stages and processes units.
+
+An actor runs the same engine as one machine (``pipeline.executor.run_units``)
+on the units the driver hands it, with two differences: its ``Commits`` sends
+records to the driver instead of writing the ledger (``RemoteCommits``), and its
+``Progress`` turns each call into an event record (``EventProgress``).  A call
+is a generator: records stream back to the driver as they happen.
+
+Before renaming a file into place an actor checks that the run it works for
+is still the one holding the output folder (``RUN_FILE``): an actor left over
+from a driver that was killed never writes over the next run's work.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..commits import Commits, Scratch, Segment, remove_segments
+from ..executor.common import Progress, Summary
+from ..records import Event, SegmentsDropped, Tally
+
+RUN_FILE = ".ledger.run"  # the id of the run that holds the output folder, written by the driver
+_END = object()
+
+
+class StaleRun(RuntimeError):
+    """The driver this actor works for is gone and another run holds the output folder."""
+
+
+class RemoteCommits(Commits):
+    """Files put in place here, records sent to the driver; resume points come with the units."""
+
+    def __init__(self, output: Path, emit, *, tag: str, run_id: str,
+                 resume: dict[str, tuple[list[Segment], list[Scratch]]]) -> None:
+        super().__init__(output, emit, tag=tag)
+        self.run_id = run_id
+        self._resume = resume
+
+    def is_done(self, key: str) -> bool:
+        return False  # the driver hands out only units not done
+
+    def segments(self, key: str) -> list[Segment]:
+        return list(self._resume.get(key, ([], []))[0])
+
+    def scratches(self, key: str, segment: int) -> list[Scratch]:
+        segments, scratches = self._resume.get(key, ([], []))
+        return list(scratches) if segment == len(segments) else []
+
+    def drop_segments(self, key: str) -> None:
+        """The clip starts over here: this actor owns the clip while it runs, so it deletes the
+        files before writing new ones; the driver only forgets them (``remove=False``)."""
+        self._resume.pop(key, None)
+        remove_segments(self.output, key)
+        self.emit(SegmentsDropped(key, remove=False))
+
+    def check_current(self) -> None:
+        try:
+            current = (self.output / RUN_FILE).read_text().strip()
+        except OSError:
+            current = ""
+        if current != self.run_id:
+            raise StaleRun(f"the run that started this work ({self.run_id}) no longer holds "
+                           f"{self.output}; stopping without writing")
+
+
+class EventProgress(Progress):
+    """Each progress call becomes an Event record for the driver's display."""
+
+    def __init__(self, emit) -> None:
+        self._emit = emit
+
+    def add_total(self, frames: int) -> None:
+        self._emit(Event("add_total", (frames,)))
+
+    def clip_started(self, name: str, total: int | None, done: int) -> None:
+        self._emit(Event("clip_started", (name, total, done)))
+
+    def frames_done(self, n: int, clip: str | None = None) -> None:
+        self._emit(Event("frames_done", (n, clip)))
+
+    def unit_finished(self, ok: bool, clip: str | None = None) -> None:
+        self._emit(Event("unit_finished", (ok, clip)))
+
+
+def tally(summary: Summary) -> Tally:
+    return Tally(done=summary.done, frames=summary.frames, segments=summary.segments,
+                 seconds=dict(summary.times.seconds), step_frames=dict(summary.times.frames),
+                 fatal=summary.fatal or "")
+
+
+class StageWorker:
+    """The actor's body (made remote by the driver: Ray stays an optional import)."""
+
+    def __init__(self, job_path: str, precision: str | None = None,
+                 batch_size: int | None = None, threads: int | None = None) -> None:
+        from .. import threads as thread_budget
+        from ..build import build_stages
+        from ..config import load_job
+
+        self.job = load_job(job_path)
+        self.ctx, self.stages = build_stages(self.job, precision=precision, batch_size=batch_size)
+        self.budget = thread_budget.apply(threads, self.job.workers)
+
+    def describe(self) -> dict[str, Any]:
+        """What the driver checks before handing out work: device, precision, fingerprint."""
+        import ray
+
+        from ..build import fingerprint_of
+
+        return {"device": str(self.ctx.device), "precision": self.ctx.precision,
+                "batch_size": self.ctx.batch_size, "node": ray.get_runtime_context().get_node_id(),
+                "fingerprint": fingerprint_of(self.ctx, self.stages)}
+
+    def process(self, units: list, resume: dict, run_id: str, tag: str,
+                fingerprint: dict) -> Iterator[object]:
+        """Run ``units`` through the stages; yield each record as it happens, then a Tally."""
+        from ..build import fingerprint_of
+        from ..executor import run_units
+
+        if fingerprint_of(self.ctx, self.stages) != fingerprint:
+            raise RuntimeError("this worker's stages differ from the driver's (another weights "
+                               "file or precision on this node): refusing to run")
+        records: queue.Queue = queue.Queue()
+        commits = RemoteCommits(self.job.output, records.put, tag=tag, run_id=run_id, resume=resume)
+        result: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                result["summary"] = run_units(self.stages, self.ctx, commits, units,
+                                              workers=self.job.workers,
+                                              progress=EventProgress(records.put),
+                                              commit_every=self.job.commit_every)
+            except BaseException as exc:  # noqa: BLE001 - reported to the driver below
+                result["error"] = exc
+            finally:
+                records.put(_END)
+
+        thread = threading.Thread(target=work, name="ray-unit", daemon=True)
+        thread.start()
+        while (record := records.get()) is not _END:
+            yield record
+        thread.join()
+        if "error" in result:
+            raise result["error"]
+        yield tally(result["summary"])

@@ -1,0 +1,84 @@
+"""The Source interface: a job's ``sources:`` entry -> keyed units, and a unit opened for reading.
+
+A source kind is one module in this package holding one ``Source`` subclass,
+registered with ``@register_source``; the job parser, the planner and the
+engine ask the registry, so adding a kind (tar shards, an object-store prefix,
+a generator) touches nothing else.  ``way`` says how the engine processes the
+units: ``"image"`` (each read whole with ``read``, batched by size) or
+``"video"`` (probed, then decoded frame by frame with ``frames``, committed in
+segments).
+"""
+from __future__ import annotations
+
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, ClassVar, Iterator
+
+from ..errors import JobError
+from ..walk import PatternError, find, split_pattern
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..config import SourceSpec
+    from ..media.video import DecodedFrame, VideoInfo
+
+
+class Source:
+    key: ClassVar[str]  # the job's key: ``- images: photos/``
+    way: ClassVar[str]  # "image" | "video": how the engine processes its units
+    extensions: ClassVar[frozenset[str]]  # the files it finds in a folder or glob (lower case)
+
+    def __init__(self, spec: SourceSpec) -> None:
+        self.spec = spec
+
+    # -- planning -------------------------------------------------------------
+    def root(self) -> Path:
+        """The folder relative paths start from: itself, a glob's literal prefix, a file's folder."""
+        try:
+            root, _pattern = split_pattern(self.spec.path)
+        except PatternError:
+            return self.spec.path  # reported with its location by ``find``
+        return root.parent if root.is_file() else root
+
+    def find(self, exclude: Path) -> list[tuple[Path, PurePath]]:
+        """(file, path relative to the root), sorted; hidden entries skipped.
+
+        Folders and globs are walked by ``walk.find``: symlinked folders are read,
+        each real folder once; ``exclude`` (the output folder) is never read back."""
+        spec = self.spec
+        try:
+            root, pattern = split_pattern(spec.path)
+        except PatternError as exc:
+            raise JobError(f"source '{spec.pattern}': {exc}", location=spec.location, where="sources",
+                           hint="start the pattern at the folder that holds all the files, "
+                                "e.g. 'photos/**/*.png'") from None
+        keep = lambda name: Path(name).suffix.lower() in self.extensions  # noqa: E731
+        skip = lambda folder: folder == exclude or exclude in folder.parents  # noqa: E731
+        if pattern:
+            return find(root, keep, pattern=pattern, skip_dir=skip) if root.is_dir() else []
+        if spec.path.is_file():
+            return [(spec.path, PurePath(spec.path.name))]
+        if spec.path.is_dir():
+            return find(spec.path, keep, skip_dir=skip)
+        raise JobError(f"source '{spec.pattern}' does not exist ({spec.path})",
+                       location=spec.location, where="sources",
+                       hint="relative paths resolve against the job file's folder")
+
+    def nothing_found(self) -> str:
+        """Why the source is reported as failed when ``find`` returned nothing."""
+        return (f"no {self.key} found in '{self.spec.pattern}' (looked for "
+                f"{', '.join(sorted(self.extensions))})")
+
+    # -- reading (the engine calls the ones of the source's way) --------------
+    def read(self, path: Path) -> np.ndarray:
+        """An image unit: uint8 HxWx3 RGB or HxWx4 RGBA."""
+        raise NotImplementedError(f"'{self.key}' sources are not read as images")
+
+    def probe(self, path: Path) -> VideoInfo:
+        """A video unit's header: size, rate, frames, audio."""
+        raise NotImplementedError(f"'{self.key}' sources are not read as videos")
+
+    def frames(self, info: VideoInfo, *, after_pts: int | None, skip: int,
+               threads: int) -> Iterator[DecodedFrame]:
+        """A video unit's frames from a resume point (see media/video_read.py)."""
+        raise NotImplementedError(f"'{self.key}' sources are not read as videos")
