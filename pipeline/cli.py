@@ -101,23 +101,40 @@ def run(job: Path = JOB_ARG,
             None, "--progress-json", metavar="FILE", dir_okay=False,
             help="Append the progress as JSON lines to FILE, every --log-every seconds "
                  "and once at the end (\"final\": true)."),
-        log_level: LogLevel = LOG_LEVEL) -> None:
+        log_level: LogLevel = LOG_LEVEL,
+        ray: str = typer.Option(
+            None, "--ray", metavar="ADDRESS",
+            help="Run on a Ray cluster: 'local' starts one on this machine; else whatever "
+                 "ray.init(address=...) takes ('auto', 'host:6379', 'ray://host:10001'). "
+                 "Needs pip install -e \".[ray]\" and the job's files at the same paths on "
+                 "every node."),
+        ray_workers: int = typer.Option(
+            None, "--ray-workers", min=1, metavar="N",
+            help="Ray actors to run (default: one per GPU; on a cluster without GPUs, one per "
+                 "CPU, each with one thread).")) -> None:
     """Run JOB, or resume it: outputs already committed are skipped."""
     _set_log_level(log_level)
-    run_job(job, restart=restart, quiet=quiet, log_every=log_every, progress_json=progress_json)
+    run_job(job, restart=restart, quiet=quiet, log_every=log_every, progress_json=progress_json,
+            ray=ray, ray_workers=ray_workers)
 
 
 def run_job(job: Path, *, restart: bool = False, quiet: bool = False, log_every: float = 30.0,
-            progress_json: Path | None = None) -> None:
+            progress_json: Path | None = None, ray: str | None = None,
+            ray_workers: int | None = None) -> None:
     """``run``'s body, shared with the commands that write a job and run it (``stylize``):
     prepare, open the ledger, run, report; always ends in ``typer.Exit`` with the exit code."""
     from .ledger import Ledger
 
+    backend = None
     try:
         prepared = _prepare_or_exit(job)
         threads.apply(prepared.job.threads, prepared.job.workers)  # once per run: no oversubscription
+        fingerprint = prepared.fingerprint
+        if ray is not None:
+            backend = _start_ray(prepared, ray, ray_workers)
+            fingerprint = backend.fingerprint  # the precision where the work runs
         try:
-            ledger = Ledger(prepared.job.output, prepared.fingerprint, restart=restart,
+            ledger = Ledger(prepared.job.output, fingerprint, restart=restart,
                             keys=[u.key for u in prepared.plan.units])
         except JobError as exc:
             _exit_invalid(exc)
@@ -126,12 +143,15 @@ def run_job(job: Path, *, restart: bool = False, quiet: bool = False, log_every:
                        f"{exc.strerror or exc}; free space or pick a writable folder", err=True)
             raise typer.Exit(EXIT_FAILED if storage_error(exc) else EXIT_INVALID) from None
         try:
-            summary = _run(prepared, ledger, quiet, log_every, progress_json)
+            summary = _run(prepared, ledger, quiet, log_every, progress_json, backend)
         finally:
             ledger.close()
     except KeyboardInterrupt:  # outside the executor's loop, which handles its own
         typer.echo("interrupted; run the same command again to finish", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        if backend is not None:
+            backend.shutdown()
     code = _report(prepared, summary)
     if prepared.job.contact_sheet and not (summary.interrupted or summary.fatal):
         _write_contact_sheet(prepared)
@@ -218,6 +238,16 @@ def _check_clips(p: Prepared) -> bool:
     return ok
 
 
+def _start_ray(prepared: Prepared, address: str, workers: int | None):
+    from .backends.ray_driver import RayBackend, RayUnavailable
+
+    try:
+        return RayBackend(prepared, address, workers)
+    except RayUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
 def _prepare_or_exit(job: Path) -> Prepared:
     from .build import prepare
 
@@ -233,7 +263,7 @@ def _exit_invalid(exc: JobError) -> None:
 
 
 def _run(p: Prepared, ledger: Ledger, quiet: bool, log_every: float = 30.0,
-         progress_json: Path | None = None) -> Summary:
+         progress_json: Path | None = None, backend=None) -> Summary:
     from .executor import run_units
     from .progress import Bars, Reporter, Tee
 
@@ -251,8 +281,11 @@ def _run(p: Prepared, ledger: Ledger, quiet: bool, log_every: float = 30.0,
         raise typer.Exit(EXIT_INVALID) from None
     progress = Tee([Bars(p.job.name, images, quiet), reporter.start()])
     try:
-        summary = run_units(p.stages, p.ctx, ledger, pending, workers=p.job.workers,
-                            progress=progress, commit_every=p.job.commit_every)
+        if backend is not None:  # the same units, the same records, on a Ray cluster
+            summary = backend.run(ledger, pending, progress)
+        else:
+            summary = run_units(p.stages, p.ctx, ledger, pending, workers=p.job.workers,
+                                progress=progress, commit_every=p.job.commit_every)
     finally:
         progress.close()
     summary.skipped = skipped

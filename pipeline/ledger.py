@@ -55,7 +55,7 @@ LOCK_NAME = ".ledger.lock"
 VERSION = 1
 
 __all__ = ["LEDGER_NAME", "Ledger", "LedgerWriteError", "Scratch", "Segment", "committed_keys",
-           "is_safe_key", "load_state"]
+           "is_safe_key", "load_state", "sweep_partials"]
 
 
 class Ledger(Commits):
@@ -90,7 +90,7 @@ class Ledger(Commits):
             scratches.pop(key, None)
         self._segments = segments
         self._scratches = scratches  # key -> segment index -> part -> record
-        _sweep_partials(output, keys | set(committed) | set(segments))
+        sweep_partials(output, keys | set(committed) | set(segments))
         if header is None:
             self.path.unlink(missing_ok=True)
             self._append({"ledger": VERSION, "fingerprint": fingerprint, "created": time.time()})
@@ -289,7 +289,7 @@ def _remove_outputs(output: Path, committed: dict[str, int]) -> None:
         path.unlink(missing_ok=True)
 
 
-def _sweep_partials(output: Path, keys: set[str]) -> None:
+def sweep_partials(output: Path, keys: set[str]) -> None:
     """Temporary files a killed run left beside this job's own outputs and segments; never a
     walk of the folder, which may hold another job's output folder and its work in flight.
     Each folder holding outputs is listed once (a 100k-image folder is not listed per key)."""

@@ -98,6 +98,15 @@ LEDGER_RECORDS = (Done, SegmentSaved, ScratchSaved, Failed, SegmentsDropped)
 
 # -- events: no ledger line ----------------------------------------------------
 @dataclass(frozen=True)
+class Started:
+    """A worker took a call's units in hand: if it dies now, they had their chance on it."""
+
+    def line(self) -> None:
+        return None
+
+
+
+@dataclass(frozen=True)
 class Event:
     """A progress event: ``name`` is a ``Progress`` method, ``args`` its arguments."""
 

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 from ..commits import Commits, Scratch, Segment, remove_segments
 from ..executor.common import Progress, Summary
-from ..records import Event, SegmentsDropped, Tally
+from ..records import Event, ScratchSaved, SegmentSaved, SegmentsDropped, Started, Tally
 
 RUN_FILE = ".ledger.run"  # the id of the run that holds the output folder, written by the driver
 _END = object()
@@ -34,9 +34,28 @@ class RemoteCommits(Commits):
 
     def __init__(self, output: Path, emit, *, tag: str, run_id: str,
                  resume: dict[str, tuple[list[Segment], list[Scratch]]]) -> None:
-        super().__init__(output, emit, tag=tag)
+        super().__init__(output, self._emit_and_keep)
+        self.tag = tag
         self.run_id = run_id
-        self._resume = resume
+        self._send = emit
+        self._resume = {key: (list(segments), list(scratches))
+                        for key, (segments, scratches) in resume.items()}
+
+    def _emit_and_keep(self, record) -> None:
+        """Send the record; keep this clip's view of its segments as the driver's ledger will."""
+        if isinstance(record, SegmentSaved):
+            segments, _ = self._resume.setdefault(record.key, ([], []))
+            segments.append(Segment(record.index, self.output / record.path, record.frames,
+                                    record.last_pts, self._path(record.state), record.pts_adjusted))
+            self._resume[record.key] = (segments, [])
+        elif isinstance(record, ScratchSaved):
+            self._resume.setdefault(record.key, ([], []))[1].append(Scratch(
+                record.segment, record.part, self.output / record.path, record.frames,
+                record.last_pts, self._path(record.state), record.pts_adjusted))
+        self._send(record)
+
+    def _path(self, rel: str | None) -> Path | None:
+        return None if rel is None else self.output / rel
 
     def is_done(self, key: str) -> bool:
         return False  # the driver hands out only units not done
@@ -53,7 +72,7 @@ class RemoteCommits(Commits):
         files before writing new ones; the driver only forgets them (``remove=False``)."""
         self._resume.pop(key, None)
         remove_segments(self.output, key)
-        self.emit(SegmentsDropped(key, remove=False))
+        self._send(SegmentsDropped(key, remove=False))
 
     def check_current(self) -> None:
         try:
@@ -137,6 +156,7 @@ class StageWorker:
             finally:
                 records.put(_END)
 
+        yield Started()
         thread = threading.Thread(target=work, name="ray-unit", daemon=True)
         thread.start()
         while (record := records.get()) is not _END:

@@ -1,0 +1,256 @@
+"""The Ray backend's driver: the same job, its units processed by actors across a cluster.
+
+    driver (this process)                                actors (one per GPU, or --ray-workers N)
+    prepare the job, hold the ledger and its lock   -->  rebuild the stages from the job file;
+    hand out units: image chunks, a clip from its        refuse to run if their fingerprint differs;
+    resume point; at most two calls per actor            run the one-machine engine on the units,
+    apply each record as it streams back: the     <--    write files in place (temporary names
+    only writer of the ledger; progress, summary         unique per attempt), stream records back
+
+Scheduling state (what is queued, what is in flight where, how many times a
+unit's worker died) lives here, apart from the work, which is the engine's.  A
+call whose actor died is put back: its images that had no record yet, its clip
+from the ledger's last committed segment.  A dead actor is replaced by a new
+one, which gets work once it is up (on another node if its node is gone; a
+cluster that lost a node finishes on the actors it has left); a unit whose
+worker died twice is recorded as failed, not tried for ever.  Ctrl-C stops handing out work and kills the
+actors, so nothing is written after the summary.
+"""
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..build import Prepared, fingerprint_of
+from ..executor.common import Failure, Progress, Summary
+from ..plan import Unit
+from ..ledger import sweep_partials
+from ..records import Done, Event, Failed, Started, Tally
+from .ray_worker import RUN_FILE, StageWorker
+
+IMAGES_PER_CALL = 16  # per-call overhead (a round trip, a thread) shared by this many images
+CALLS_PER_ACTOR = 2  # one running, one queued behind it: no idle gap between calls
+DEATHS_BEFORE_FAILING = 2
+
+
+class RayUnavailable(RuntimeError):
+    """Ray is not installed, or the cluster cannot be reached."""
+
+
+@dataclass
+class _Actor:
+    handle: Any
+    ready: Any  # the ref of its first describe(): work goes only to actors that are up
+    up: bool = False
+    dead: bool = False
+    calls: int = 0  # in flight
+
+
+@dataclass
+class _Call:
+    actor: _Actor
+    units: list[Unit]
+    finished: set[str] = field(default_factory=set)  # keys with a Done or Failed record
+    started: bool = False  # the actor took the units in hand (else it was dead already)
+
+
+class RayBackend:
+    """Start (or join) Ray, create the actors, check them; then ``run`` the pending units."""
+
+    def __init__(self, prepared: Prepared, address: str, workers: int | None = None,
+                 cpus_per_worker: int = 1) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise RayUnavailable("--ray needs Ray: pip install -e \".[ray]\"") from None
+        self.ray = ray
+        self.prepared = prepared
+        job = prepared.job
+        try:
+            if address == "local":
+                ray.init(include_dashboard=False, logging_level="warning", log_to_driver=True)
+            else:
+                ray.init(address=address, logging_level="warning", log_to_driver=True)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise RayUnavailable(f"cannot reach the Ray cluster at '{address}': {exc}") from None
+        resources = ray.cluster_resources()
+        use_gpus = job.device != "cpu" and resources.get("GPU", 0) >= 1
+        if workers is None:
+            workers = int(resources.get("GPU", 0)) if use_gpus else \
+                max(1, int(resources.get("CPU", 1)) // cpus_per_worker)
+        # Ray's own restarts would queue work on an actor that may never come back (its node
+        # gone, no room elsewhere): we replace dead actors ourselves and wait until they are up.
+        self._options: dict[str, Any] = {
+            "num_cpus": cpus_per_worker, "num_gpus": 1 if use_gpus else 0, "max_restarts": 0,
+            "max_task_retries": 0, "scheduling_strategy": "SPREAD"}
+        self._remote = ray.remote(StageWorker)
+        self._args = (str(job.path.resolve()), job.batch_size, cpus_per_worker)
+        # The first actor resolves the device and precision where the work runs (a GPU node);
+        # the driver passes them, with its batch size, to all the others.
+        first = self._new_actor(None)
+        described = ray.get(first.ready)
+        first.up = True
+        self.precision = described["precision"]
+        self.fingerprint = fingerprint_of(prepared.ctx.__class__(
+            prepared.ctx.device, self.precision, prepared.ctx.batch_size), prepared.stages)
+        self.actors = [first] + [self._new_actor(self.precision) for _ in range(workers - 1)]
+        for actor in self.actors:  # all up, and all building the same stages, before any work
+            self._check(ray.get(actor.ready))
+            actor.up = True
+        self.device = described["device"]
+
+    def _new_actor(self, precision: str | None) -> _Actor:
+        job_path, batch_size, threads = self._args
+        handle = self._remote.options(**self._options).remote(job_path, precision, batch_size, threads)
+        return _Actor(handle, handle.describe.remote())
+
+    def _check(self, info: dict) -> None:
+        if info["fingerprint"] != self.fingerprint:
+            self.shutdown()
+            raise RayUnavailable(
+                f"a worker on node {info['node'][:12]} builds different stages (another weights "
+                "file or precision there): put the same files at the same paths on every node")
+
+    # -- running ------------------------------------------------------------------
+    def run(self, ledger, units: Sequence[Unit], progress: Progress) -> Summary:
+        """Process ``units`` (none done yet) on the actors; records go through ``ledger.apply``."""
+        ray = self.ray
+        start = time.perf_counter()
+        summary = Summary()
+        run_id = uuid.uuid4().hex
+        (ledger.output / RUN_FILE).write_text(run_id)  # under the ledger's lock: actors of an
+        # older driver see another id and write nothing more (ray_worker.RemoteCommits)
+        todo: list[list[Unit]] = [[u] for u in units if u.kind == "video"]  # long ones first
+        images = [u for u in units if u.kind != "video"]
+        todo += [images[i:i + IMAGES_PER_CALL] for i in range(0, len(images), IMAGES_PER_CALL)]
+        deaths: dict[str, int] = {}
+        ended: queue.Queue = queue.Queue()
+        lock = threading.Lock()
+        threads: list[threading.Thread] = []
+
+        def apply(record, call: _Call) -> None:
+            if isinstance(record, Started):
+                call.started = True
+                return
+            if isinstance(record, Event):
+                getattr(progress, record.name)(*record.args)
+                return
+            if isinstance(record, Tally):
+                with lock:
+                    summary.done += record.done
+                    summary.frames += record.frames
+                    summary.segments += record.segments
+                    summary.fatal = summary.fatal or record.fatal or None
+                    for step, seconds in record.seconds.items():
+                        summary.times.add(step, seconds, record.step_frames.get(step, 0))
+                return
+            ledger.apply(record)
+            if isinstance(record, (Done, Failed)) and record.key:
+                call.finished.add(record.key)
+            if isinstance(record, Failed):
+                with lock:
+                    summary.failures.append(Failure(Path(record.source), record.stage, record.reason))
+
+        def consume(call: _Call, generator) -> None:
+            try:
+                for ref in generator:
+                    apply(ray.get(ref), call)
+                ended.put((call, None))
+            except BaseException as exc:  # noqa: BLE001 - sorted out by the scheduling loop
+                ended.put((call, exc))
+
+        def submit(actor: _Actor, units: list[Unit]) -> None:
+            call = _Call(actor, units)
+            resume = {}
+            for u in units:
+                if u.kind == "video":
+                    segments = ledger.segments(u.key)
+                    resume[u.key] = (segments, ledger.scratches(u.key, len(segments)))
+            generator = actor.handle.process.remote(units, resume, run_id, uuid.uuid4().hex[:8],
+                                                    self.fingerprint)
+            actor.calls += 1
+            thread = threading.Thread(target=consume, args=(call, generator), daemon=True,
+                                      name="ray-call")
+            threads.append(thread)
+            thread.start()
+
+        def died(call: _Call, exc: BaseException) -> None:
+            if not call.actor.dead:
+                call.actor.dead = True
+                self.actors.append(self._new_actor(self.precision))  # up when it is
+                print(f"ray: a worker died ({_first_line(exc)}); a new one is starting, and its "
+                      "work goes to the others meanwhile", file=sys.stderr, flush=True)
+            for unit in (u for u in call.units if u.key not in call.finished):
+                # Handed to an actor that was already gone, a unit is not to blame.
+                deaths[unit.key] = deaths.get(unit.key, 0) + call.started
+                if deaths[unit.key] >= DEATHS_BEFORE_FAILING:
+                    apply(Failed(str(unit.source), "ray",
+                                 f"its worker died {deaths[unit.key]} times (last: "
+                                 f"{_first_line(exc)}); not tried again in this run", unit.key), call)
+                    progress.unit_finished(False, unit.key if unit.kind == "video" else None)
+                else:
+                    todo.insert(0, [unit])  # alone, so a unit that kills workers is found
+
+        try:
+            while True:
+                self._bring_up()
+                live = [a for a in self.actors if a.up and not a.dead]
+                if summary.fatal is None:
+                    for actor in sorted(live, key=lambda a: a.calls):
+                        while todo and actor.calls < CALLS_PER_ACTOR:
+                            submit(actor, todo.pop(0))
+                busy = any(a.calls for a in self.actors)
+                if not busy and (not todo or summary.fatal is not None):
+                    break
+                try:
+                    call, exc = ended.get(timeout=0.5)
+                except queue.Empty:
+                    continue  # a replacement may be up by now
+                call.actor.calls -= 1
+                if exc is None:
+                    continue
+                if isinstance(exc, ray.exceptions.RayActorError):
+                    died(call, exc)
+                else:
+                    summary.fatal = summary.fatal or f"a Ray worker failed: {_first_line(exc)}"
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        finally:
+            stopped = summary.interrupted or summary.fatal is not None
+            if stopped:
+                for actor in self.actors:  # nothing is written after the summary
+                    ray.kill(actor.handle, no_restart=True)
+            for thread in threads:
+                thread.join(timeout=5.0 if stopped else None)
+        if not stopped:  # every call is over: what dead actors left half-written can go
+            sweep_partials(ledger.output, {u.key for u in units})
+        summary.wall_s = time.perf_counter() - start
+        return summary
+
+    def _bring_up(self) -> None:
+        """Replacements whose ``describe`` came back are up (or failed to start: dead)."""
+        waiting = [a for a in self.actors if not a.up and not a.dead]
+        if not waiting:
+            return
+        ready, _ = self.ray.wait([a.ready for a in waiting], num_returns=len(waiting), timeout=0)
+        for actor in waiting:
+            if any(actor.ready == ref for ref in ready):
+                try:
+                    self._check(self.ray.get(actor.ready))
+                    actor.up = True
+                except self.ray.exceptions.RayError:
+                    actor.dead = True
+
+    def shutdown(self) -> None:
+        self.ray.shutdown()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
