@@ -12,13 +12,13 @@ from typing import Any
 
 from .contact_sheet import ContactSheetOptions
 from .errors import JobError, Location, Problems
+from .precisions import PRECISIONS
 from .sources import source_keys
 from .stages import get_stage, stage_names
 from .typed_yaml import Node, ParseContext, describe, did_you_mean, load_yaml, parse_value
 
 TOP_LEVEL_KEYS = ("name", "sources", "output", "device", "precision", "batch_size", "workers", "threads",
                   "commit_every", "stages", "contact_sheet")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -59,9 +59,6 @@ class Job:
     contact_sheet_location: Location | None = None
     threads: int | None = None  # cores the thread budget splits (pipeline/threads.py); None means auto
     commit_every: float = 60.0  # seconds of work a kill may cost, at most about (video)
-
-    def stage_location(self, index: int) -> Location:
-        return self.stages[index].location
 
 
 def load_job(path: str | Path) -> Job:

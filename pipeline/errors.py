@@ -6,6 +6,7 @@ builtin it resembles, as PyAV's errors do, so generic handlers still work.
 """
 from __future__ import annotations
 
+import errno
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -123,6 +124,9 @@ class MediaError(PipelineError, ValueError):
         self.hint = hint
         super().__init__(str(self))
 
+    def __reduce__(self):  # pickled across processes (a Ray actor): rebuilt with its fields
+        return type(self), (self.path, self.reason), self.__dict__
+
     def __str__(self) -> str:
         where = shown(self.path)
         if self.stage:
@@ -131,6 +135,34 @@ class MediaError(PipelineError, ValueError):
         if self.hint:
             text += f"; {self.hint}"
         return text
+
+
+class _FileErrorMixin:
+    """For the subclasses that also are the OSError they resemble (as PyAV's errors are):
+    ``except FileNotFoundError`` catches them, and errno, strerror and filename are set."""
+
+    _errno = 0
+
+    def _set_os_fields(self) -> None:
+        self.errno = self._errno
+        self.strerror = self.reason
+        self.filename = str(self.path)
+
+
+class MediaNotFoundError(_FileErrorMixin, MediaError, FileNotFoundError):
+    _errno = errno.ENOENT
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._set_os_fields()
+
+
+class MediaPermissionError(_FileErrorMixin, MediaError, PermissionError):
+    _errno = errno.EACCES
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._set_os_fields()
 
 
 class WeightsError(PipelineError, ValueError):
@@ -142,20 +174,14 @@ class WeightsError(PipelineError, ValueError):
         self.hint = hint
         super().__init__(str(self))
 
+    def __reduce__(self):
+        return type(self), (self.path, self.reason), self.__dict__
+
     def __str__(self) -> str:
         text = f"{shown(self.path)}: {self.reason}"
         if self.hint:
             text += f"; {self.hint}"
         return text
-
-
-class StageError(PipelineError, RuntimeError):
-    """A stage failed on a batch; the executor records it against each source."""
-
-    def __init__(self, stage: str, reason: str) -> None:
-        self.stage = stage
-        self.reason = reason
-        super().__init__(f"stage {stage}: {reason}")
 
 
 # errno values that mean "the output side cannot take more": not the source's fault, and the
@@ -173,3 +199,31 @@ def storage_error(exc: BaseException | None) -> OSError | None:
             return exc
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+class WeightsNotFoundError(_FileErrorMixin, WeightsError, FileNotFoundError):
+    _errno = errno.ENOENT
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._set_os_fields()
+
+
+class WeightsPermissionError(_FileErrorMixin, WeightsError, PermissionError):
+    _errno = errno.EACCES
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._set_os_fields()
+
+
+def file_error(base: type, exc: BaseException | None) -> type:
+    """The subclass of ``base`` (MediaError or WeightsError) that also is ``exc``'s OSError
+    kind (not found, permission), else ``base`` itself."""
+    kinds = {MediaError: (MediaNotFoundError, MediaPermissionError),
+             WeightsError: (WeightsNotFoundError, WeightsPermissionError)}[base]
+    if isinstance(exc, FileNotFoundError):
+        return kinds[0]
+    if isinstance(exc, PermissionError):
+        return kinds[1]
+    return base

@@ -231,3 +231,27 @@ def test_no_trail_behind_a_small_moving_object() -> None:
                                         for t, (ys, xs) in zip(range(4, 12), behind)]))
     assert trails[0] > 3.0, trails  # the old glow, dragged along by the sky's flow
     assert trails[4] < 0.3 * trails[0], trails
+
+
+def test_clip_state_restored_into_a_fresh_one_continues_identically() -> None:
+    """lhotse's way: save the state mid-clip, restore it into a new object, compare the rest."""
+    s = stage(strength=0.8)
+    frames = [frame(t) for t in range(8)]
+    x = to_batch(frames).float()
+
+    def run(state, part: slice):
+        guides = [state.guider.next(f) for f in frames[part]]
+        y, state.prev_out = s.scan(x[part], guides, state.prev_out)
+        return y
+
+    whole = s.clip_state((H, W), torch.device("cpu"))
+    straight = run(whole, slice(0, 8))
+    first = s.clip_state((H, W), torch.device("cpu"))
+    head = run(first, slice(0, 5))
+    saved = first.state_dict(first.guider.state)
+    assert set(saved) == {"prev_out", "prev_input"}  # the stage's keys, which the engine never reads
+    fresh = s.clip_state((H, W), torch.device("cpu"))
+    fresh.load_state_dict(saved)
+    tail = run(fresh, slice(5, 8))
+    assert torch.equal(torch.cat([head, tail]), straight)
+    assert s.clip_state((H, W), torch.device("cpu")).state_dict(None) is None  # nothing yet

@@ -19,26 +19,20 @@ from __future__ import annotations
 import json
 import os
 import re
-from enum import Enum
 from pathlib import Path
 
 import typer
 
+from ..precisions import Precision
+
 EXIT_OK, EXIT_INVALID = 0, 2
 JOB_NAME = ".stylize_job.yaml"  # hidden: never taken for a source or an output
 
-# Written out so that --help does not import torch; config.PRECISIONS and _DEVICE say the same.
+# Written out so that --help does not import torch; config._DEVICE says the same.
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 # A string YAML reads back unchanged without quotes, in block and flow context alike (no ':',
 # ',', '[]{}', '#'; checked with yaml too, see _scalar).
 _PLAIN = re.compile(r"[A-Za-z0-9_./~+-][A-Za-z0-9_./~+@-]*")
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    fp16 = "fp16"
-    bf16 = "bf16"
 
 
 def _check_device(value: str) -> str:

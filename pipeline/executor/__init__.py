@@ -1,36 +1,43 @@
-"""The executor: threads, queues, batching, device transfer and commits.
+"""The engine: threads, queues, batching, device transfer and commits, one process.
 
-Images and videos take different paths through the same stages: images are
+Units are processed by their source's *way* (``pipeline.sources``): images are
 independent and batched by size (``images.py``); a video's frames are batched
-in order, smoothed sequentially and committed in segments (``video.py``).
-Neither names a concrete stage.
+in order, smoothed sequentially and committed in segments (``video.py``).  What
+both ways share (the stop flag, the batch policy and out-of-memory back-off,
+the memory gate, the thread budget, the run's skeleton and failure handling)
+is ``common.ExecutorBase``.  Neither names a concrete stage, and neither writes
+the ledger: each reports records through its ``Commits`` (``pipeline.commits``),
+which the ledger, or a Ray driver, applies.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
+from ..commits import Commits
 from ..context import RunContext
-from ..ledger import Ledger
 from ..plan import Unit
 from ..stages.base import Stage
-from .common import Failure, Progress, StageTimes, Summary
+from .common import ExecutorBase, Failure, Progress, StageTimes, Summary
 from .images import ImageExecutor
 from .video import VideoExecutor
 
 __all__ = ["Failure", "ImageExecutor", "Progress", "StageTimes", "Summary", "VideoExecutor",
-           "run_units"]
+           "WAYS", "run_units"]
+
+# A source's ``way`` -> how its units are processed; in this order (images are quick to
+# finish and to show, clips then have the machine).
+WAYS: dict[str, type[ExecutorBase]] = {"image": ImageExecutor, "video": VideoExecutor}
 
 
-def run_units(stages: Sequence[Stage], ctx: RunContext, ledger: Ledger, units: Sequence[Unit], *,
+def run_units(stages: Sequence[Stage], ctx: RunContext, commits: Commits, units: Sequence[Unit], *,
               workers: int | None = None, progress: Progress | None = None,
               commit_every: float = 60.0) -> Summary:
-    """Images first (quick to finish and to show), then videos; stops early if interrupted."""
+    """Each way's units in turn; stops early if interrupted or stopped (a full disk)."""
     summary = Summary()
-    images = [u for u in units if u.kind == "image"]
-    videos = [u for u in units if u.kind == "video"]
-    if images:
-        summary.merge(ImageExecutor(stages, ctx, ledger, workers=workers, progress=progress).run(images))
-    if videos and not (summary.interrupted or summary.fatal):
-        summary.merge(VideoExecutor(stages, ctx, ledger, workers=workers, progress=progress,
-                                    commit_every=commit_every).run(videos))
+    for way, executor in WAYS.items():
+        mine = [u for u in units if u.kind == way]
+        if not mine or summary.interrupted or summary.fatal:
+            continue
+        summary.merge(executor(stages, ctx, commits, workers=workers, progress=progress,
+                               commit_every=commit_every).run(mine))
     return summary

@@ -16,7 +16,8 @@ import torch
 from ..batching import BatchSizer
 from ..context import RunContext
 from ..errors import MediaError, storage_error
-from ..ledger import Ledger, LedgerWriteError
+from ..commits import Commits
+from ..ledger import LedgerWriteError
 from ..memory import MemoryGate
 from ..stages.base import Stage
 from ..threads import current as thread_budget
@@ -109,12 +110,14 @@ class Progress:
 class ExecutorBase:
     """What both executors hold: the chain's ends, the context, the ledger and the run's state."""
 
-    def __init__(self, stages: Sequence[Stage], ctx: RunContext, ledger: Ledger, *,
-                 workers: int | None = None, progress: Progress | None = None) -> None:
+    def __init__(self, stages: Sequence[Stage], ctx: RunContext, ledger: Commits, *,
+                 workers: int | None = None, progress: Progress | None = None,
+                 commit_every: float = 60.0) -> None:
         self.decode, *self.middle, self.encode = stages
         assert self.decode.kind == "decode" and self.encode.kind == "encode"
         self.ctx = ctx
-        self.ledger = ledger
+        self.ledger = ledger  # a Commits: the Ledger itself, or a Ray actor's (records to the driver)
+        self.commit_every = commit_every  # seconds of work a kill may cost, at most about (video)
         self.workers = workers or thread_budget().workers  # the run's thread budget
         caps = [s.max_batch for s in self.middle if s.max_batch is not None]
         self.sizer = BatchSizer(ctx, cap=min(caps, default=None))
@@ -126,6 +129,24 @@ class ExecutorBase:
         self._lock = threading.Lock()
         self._summary = Summary()
         self._load = load_follower()  # torch's share follows other processes' load (threads.py)
+
+    def _drive(self, start: float, threads: list[threading.Thread], device_loop: Callable[[], None],
+               wind_down: Callable[[], None]) -> Summary:
+        """The run's skeleton, one for both ways: start the worker threads, run the device loop
+        in this thread, stop on Ctrl-C, wind down and join every thread, time the run."""
+        for t in threads:
+            t.start()
+        try:
+            device_loop()
+        except KeyboardInterrupt:
+            self._stop.set()
+            self._summary.interrupted = True
+        finally:
+            wind_down()
+            for t in threads:
+                join(t)
+        self._summary.wall_s = time.perf_counter() - start
+        return self._summary
 
     def _follow_load(self, start: bool = False) -> None:
         """From the device thread: size torch's pool to the cores other processes leave

@@ -24,7 +24,7 @@ import torch
 from ..batching import is_out_of_memory
 from ..plan import Unit
 from ..stages.base import Stage
-from .common import (POLL_S, ExecutorBase, StageFailed, Summary, download, join, put, put_end,
+from .common import (POLL_S, ExecutorBase, StageFailed, Summary, download, put, put_end,
                      run_stages, to_uint8_nhwc, upload)
 
 _DONE = object()  # end-of-stream marker on the queues
@@ -57,20 +57,12 @@ class ImageExecutor(ExecutorBase):
                                      name=f"decode-{i}", daemon=True) for i in range(self.workers)]
         encoders = [threading.Thread(target=self._guarded(self._encode_loop), args=(encoded,),
                                      name=f"encode-{i}", daemon=True) for i in range(self.workers)]
-        for t in decoders + encoders:
-            t.start()
-        try:
-            self._device_loop(decoded, encoded, len(decoders))
-        except KeyboardInterrupt:
-            self._stop.set()
-            self._summary.interrupted = True
-        finally:
+        def wind_down() -> None:
             for _ in encoders:  # encoders drain until they see it (or died, and stopped the run)
                 put_end(encoded, _DONE, encoders)
-            for t in decoders + encoders:
-                join(t)
-        self._summary.wall_s = time.perf_counter() - start
-        return self._summary
+
+        return self._drive(start, decoders + encoders,
+                           lambda: self._device_loop(decoded, encoded, len(decoders)), wind_down)
 
     # -- threads ------------------------------------------------------------
     def _decode_loop(self, todo: queue.Queue, decoded: queue.Queue) -> None:

@@ -29,7 +29,7 @@ import torch
 from ..batching import is_out_of_memory
 from ..context import RunContext
 from ..errors import MediaError
-from ..ledger import Ledger, load_state
+from ..commits import Commits, load_state
 from ..media.video import VideoInfo
 from ..media.video_write import check_frame_size
 from ..plan import Unit
@@ -83,11 +83,11 @@ class _Chunk:
 
 
 class VideoExecutor(ExecutorBase):
-    def __init__(self, stages: Sequence[Stage], ctx: RunContext, ledger: Ledger, *,
+    def __init__(self, stages: Sequence[Stage], ctx: RunContext, ledger: Commits, *,
                  workers: int | None = None, progress: Progress | None = None,
                  commit_every: float = 60.0) -> None:
-        super().__init__(stages, ctx, ledger, workers=workers, progress=progress)
-        self.commit_every = commit_every  # seconds of work a kill may cost, at most about
+        super().__init__(stages, ctx, ledger, workers=workers, progress=progress,
+                         commit_every=commit_every)
         middle = self.middle
         temporal = [i for i, s in enumerate(middle) if s.kind == "temporal"]
         split = temporal[0] if temporal else len(middle)
@@ -106,20 +106,14 @@ class VideoExecutor(ExecutorBase):
         chunks: queue.Queue = queue.Queue(maxsize=2 * self.workers + 2)
         readers = [threading.Thread(target=self._guarded(self._reader_loop), args=(todo, chunks),
                                     name=f"video-read-{i}", daemon=True) for i in range(self.workers)]
-        for t in readers:
-            t.start()
-        try:
-            self._device_loop(chunks, len(readers))
-        except KeyboardInterrupt:
-            self._stop.set()
-            self._summary.interrupted = True
-        finally:
+        def wind_down() -> None:  # writers finish (or drop, when stopped) their clip's last chunks
             for t in readers:
                 join(t)
             for t in list(self._writers):
                 join(t)
-        self._summary.wall_s = time.perf_counter() - start
-        return self._summary
+
+        return self._drive(start, readers, lambda: self._device_loop(chunks, len(readers)),
+                           wind_down)
 
     # -- probing ------------------------------------------------------------
     def _probe_all(self, units: Sequence[Unit]) -> list[tuple[Unit, VideoInfo]]:

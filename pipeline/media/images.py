@@ -56,7 +56,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pipeline.errors import MediaError
+from pipeline.errors import MediaError, file_error
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 FORMATS = ("png", "jpg", "webp", "bmp", "tiff", "same")
@@ -183,17 +183,17 @@ def output_suffix(format: str, source_suffix: str) -> str:
 # --- helpers -----------------------------------------------------------------
 
 def _read_bytes(path: Path) -> bytes:
-    def fail(reason: str, hint: str = "") -> MediaError:
-        return MediaError(path, reason, stage="decode", hint=hint)
+    def fail(reason: str, hint: str = "", cause: OSError | None = None) -> MediaError:
+        return file_error(MediaError, cause)(path, reason, stage="decode", hint=hint)
     # Check for a directory first: Windows reports it as permission denied.
     if path.is_dir():
         raise fail("is a directory, not an image file")
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise fail("file not found", "check the path; it may have been moved or deleted") from None
-    except PermissionError:
-        raise fail("permission denied", "make the file readable by this user") from None
+    except FileNotFoundError as exc:
+        raise fail("file not found", "check the path; it may have been moved or deleted", exc) from None
+    except PermissionError as exc:
+        raise fail("permission denied", "make the file readable by this user", exc) from None
     except OSError as exc:
         raise fail(f"cannot read: {exc.strerror or exc}") from None
     if not data:

@@ -63,7 +63,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from pipeline.errors import MediaError, os_reason
+from pipeline.errors import MediaError, MediaNotFoundError, os_reason
 
 VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"})
 
@@ -112,7 +112,8 @@ def _open_error(path: Path, exc: Exception) -> MediaError:
 
 def _open(path: Path) -> av.container.InputContainer:
     if not path.exists():
-        raise MediaError(path, "file not found", stage="decode", hint="check the path in the job file")
+        raise MediaNotFoundError(path, "file not found", stage="decode",
+                                 hint="check the path in the job file")
     if path.is_dir():
         raise MediaError(path, "is a directory, not a video file", stage="decode")
     if path.stat().st_size == 0:

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import WeightsError, os_reason
+from ..errors import WeightsError, WeightsNotFoundError, file_error, os_reason
 from .cyclegan import ResnetGenerator, UnetGenerator
 from .transformer_net import TransformerNet
 
@@ -131,7 +131,7 @@ def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
 
 def _read_head(path: Path) -> bytes:
     if not path.exists():
-        raise WeightsError(path, "weights file not found",
+        raise WeightsNotFoundError(path, "weights file not found",
                            hint="check the path; relative paths resolve against the job file's folder")
     if path.is_dir():
         raise WeightsError(path, "is a directory, not a weights file",
@@ -140,7 +140,7 @@ def _read_head(path: Path) -> bytes:
         with path.open("rb") as f:
             head = f.read(512)  # a tar header's magic sits at byte 257
     except OSError as exc:
-        raise WeightsError(path, f"cannot be read: {os_reason(exc)}",
+        raise file_error(WeightsError, exc)(path, f"cannot be read: {os_reason(exc)}",
                            hint="check the file's permissions") from None
     if not head:
         raise WeightsError(path, "the file is empty (0 bytes)",

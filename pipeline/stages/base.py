@@ -83,8 +83,15 @@ def _normalize(value: Any) -> Any:
     return value
 
 
-@lru_cache(maxsize=64)
 def file_sha256(path: Path) -> str:
+    """The file's SHA-256, computed once per (path, size, mtime): a file rewritten in place
+    (a test, a trainer saving over its checkpoint) is hashed again."""
+    stat = Path(path).stat()
+    return _sha256(Path(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: Path, _size: int, _mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import JobError
+from ..precisions import PRECISIONS
 
 GENERATORS = {"resnet_9blocks": 9, "resnet_6blocks": 6}
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 NORMS = ("instance", "batch", "none")  # pipeline.models.cyclegan.NORMS (a test keeps them equal)
 
 

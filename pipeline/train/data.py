@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..errors import MediaError
+from ..errors import MediaError, MediaNotFoundError
 from ..media.images import IMAGE_EXTENSIONS, read_image
 from ..ops.resize import resize
 
@@ -50,7 +50,7 @@ def scan_images(root: str | Path, min_side: int = 0, *,
     """
     root = Path(root)
     if not root.exists():
-        raise MediaError(root, "training folder not found", hint="check the path")
+        raise MediaNotFoundError(root, "training folder not found", hint="check the path")
     if not root.is_dir():
         raise MediaError(root, "is a file, not a folder of training images",
                          hint="point at the folder that holds the images")

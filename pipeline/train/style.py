@@ -41,6 +41,7 @@ from ..media.images import read_image, write_image
 from ..models.transformer_net import TransformerNet
 from ..models.vgg import load_perceptual
 from ..ops.resize import resize, target_size
+from ..stages.base import file_sha256
 from .data import RandomCrops, scan_images, to_rgb
 from .losses import content_loss, gram_matrix, style_loss, tv_loss
 
@@ -179,7 +180,7 @@ def train_style(opts: StyleTrainOptions, on_step: Callable[[StepReport], None] |
                        where="train style",
                        hint="pass --resume to continue it, or delete that folder or pick another --out")
     style_img = _load_style(opts.style, opts.resolved_style_size)  # MediaError names the file
-    style_sha = _sha256(opts.style)
+    style_sha = file_sha256(Path(opts.style))
     vgg = load_perceptual(opts.vgg, taps=tuple(dict.fromkeys((opts.content_layer,
                                                               *opts.style_layers))))
     vgg = vgg.to(device).eval().requires_grad_(False)
@@ -268,14 +269,6 @@ def train_style(opts: StyleTrainOptions, on_step: Callable[[StepReport], None] |
 
 
 # --------------------------------------------------------------------------- helpers
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def _load_style(path: Path, long_side: int) -> torch.Tensor:
     """The style image as float ``[1, 3, h, w]`` 0..255, long side ``long_side``."""
