@@ -1,11 +1,12 @@
 """What does the Ray backend cost over the one-process engine, on this machine?
 
-    python benchmarks/ray_overhead.py [--images 300] [--size 96] [--seconds 2] [--workers 2]
+    python benchmarks/ray_overhead.py [--images 300] [--size 96] [--seconds 2] [--workers N] [--repeat 1]
 
-Two jobs, each run twice in a fresh ``python run_pipeline.py`` process: once as is (the
-one-process engine, thread budget auto) and once with ``--ray local --ray-workers N`` (a
-local Ray started by the run; each actor one CPU and one torch thread, so N workers use
-the same cores as the one process):
+Two jobs, each run in a fresh ``python run_pipeline.py`` process: as is (the one-process
+engine, thread budget auto), with ``--ray local`` (a local Ray started by the run, its
+default: one actor with all this machine's CPUs) and, with ``--workers N``, also with
+``--ray-workers N`` (N actors sharing the CPUs: the same cores as the one process); with
+``--repeat R`` each R times, interleaved, and the median shown:
 
   images  ``--images`` small pictures (crops of ../shared/media/photos, ``--size`` px wide)
           through the Starry Night model, PNG out
@@ -23,6 +24,7 @@ import argparse
 import hashlib
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,10 +67,10 @@ stages:
 
 
 def run(job: Path, extra: list[str]) -> tuple[float, float, int, str]:
-    """(the run's wall time, the command's, units done, the summary line)."""
+    """(the run's wall time, the command's, units done, the summary line); from the start."""
     start = time.perf_counter()
     result = subprocess.run([sys.executable, str(REPO / "run_pipeline.py"), str(job), "--quiet",
-                             *extra], cwd=REPO, capture_output=True, text=True, timeout=1800)
+                             "--restart", *extra], cwd=REPO, capture_output=True, text=True, timeout=1800)
     total = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(f"{job.name} {' '.join(extra)} failed ({result.returncode}):\n{result.stderr}")
@@ -91,11 +93,14 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=300)
     ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--seconds", type=float, default=2.0)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args()
     import busy_machine
 
-    ray_args = ["--ray", "local", "--ray-workers", str(args.workers)]
+    ways = {"--ray local": ["--ray", "local"]}
+    if args.workers:
+        ways[f"--ray-workers {args.workers}"] = ["--ray", "local", "--ray-workers", str(args.workers)]
     with tempfile.TemporaryDirectory(prefix="ray_overhead_") as tmp:
         tmp = Path(tmp)
         os.environ["HOME"] = str(tmp / "home")  # Ray's token goes under HOME
@@ -106,18 +111,27 @@ def main() -> None:
             "images": lambda name: image_job(tmp, tmp / "images", tmp / name),
             "video": lambda name: busy_machine.job_file(tmp, tmp / "clip", tmp / name, 180),
         }
-        print(f"{len(os.sched_getaffinity(0))} cores; Ray: {args.workers} actors of 1 CPU each")
+        print(f"{len(os.sched_getaffinity(0))} cores")
+        ways = {"one process": [], **ways}
         for kind, make in jobs.items():
-            local = run(make(f"{kind}_local"), [])
-            on_ray = run(make(f"{kind}_ray"), ray_args)
-            same = digest(tmp / f"{kind}_local") == digest(tmp / f"{kind}_ray")
-            units = local[2]
-            print(f"{kind}: {units} units")
-            print(f"  one process  run {local[0]:7.1f} s   command {local[1]:7.1f} s   | {local[3]}")
-            print(f"  --ray local  run {on_ray[0]:7.1f} s   command {on_ray[1]:7.1f} s   | {on_ray[3]}")
-            print(f"  overhead per unit {(on_ray[0] - local[0]) / units * 1000:+.1f} ms of run time; "
-                  f"ratio ray/one-process {on_ray[0] / local[0]:.2f} (run), "
-                  f"{on_ray[1] / local[1]:.2f} (command); same bytes: {same}", flush=True)
+            runs: dict[str, list] = {way: [] for way in ways}
+            for _ in range(args.repeat):
+                for n, (way, extra) in enumerate(ways.items()):
+                    runs[way].append(run(make(f"{kind}{n}"), extra))
+            med = {way: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs))
+                   for way, rs in runs.items()}
+            units = runs["one process"][0][2]
+            print(f"{kind}: {units} units, median of {args.repeat}")
+            for n, way in enumerate(ways):
+                same = digest(tmp / f"{kind}0") == digest(tmp / f"{kind}{n}")
+                walls = " ".join(f"{r[0]:.1f}" for r in runs[way])
+                print(f"  {way:18s} run {med[way][0]:7.1f} s   command {med[way][1]:7.1f} s   "
+                      f"(runs: {walls}) | {runs[way][-1][3]}")
+                if n:
+                    base = med["one process"]
+                    print(f"    overhead per unit {(med[way][0] - base[0]) / units * 1000:+.1f} ms of "
+                          f"run time; ratio to one process {med[way][0] / base[0]:.2f} (run), "
+                          f"{med[way][1] / base[1]:.2f} (command); same bytes: {same}", flush=True)
 
 
 if __name__ == "__main__":

@@ -207,11 +207,12 @@ class LoadFollower:
 
 
 _applied: Budget | None = None
+_follower: LoadFollower | None = None
 
 
 def apply(threads: int | None = None, workers: int | None = None) -> Budget:
     """Set torch's and OpenCV's thread counts for this run; the executor takes ``workers``."""
-    global _applied
+    global _applied, _follower
     import torch
 
     budget = budget_for(threads, workers)
@@ -226,6 +227,9 @@ def apply(threads: int | None = None, workers: int | None = None) -> Budget:
     except ImportError:
         pass
     _applied = budget
+    # One per process, kept across executors and calls (a Ray actor runs many): what it has
+    # measured stays, instead of each start waiting a second at the fixed split.
+    _follower = LoadFollower(budget) if budget.follows_load else None
     return budget
 
 
@@ -235,6 +239,6 @@ def current() -> Budget:
 
 
 def follower() -> LoadFollower | None:
-    """The device loop's LoadFollower for the budget this run applied; None when the
-    split is fixed or no run applied one (an executor driven by a test)."""
-    return LoadFollower(_applied) if _applied is not None and _applied.follows_load else None
+    """The device loop's LoadFollower for the budget this process applied; None when the
+    split is fixed or nothing applied one (an executor driven by a test)."""
+    return _follower

@@ -186,7 +186,7 @@ def test_apply_sets_torch_and_the_executor_takes_the_workers() -> None:
     from pipeline.stages import get_stage
     from tests.test_executor import CTX
 
-    before = torch.get_num_threads(), cv2.getNumThreads(), threads._applied
+    before = torch.get_num_threads(), cv2.getNumThreads(), threads._applied, threads._follower
     try:
         budget = threads.apply(threads=7, workers=None)
         assert not budget.follows_load
@@ -198,7 +198,7 @@ def test_apply_sets_torch_and_the_executor_takes_the_workers() -> None:
     finally:
         torch.set_num_threads(before[0])
         cv2.setNumThreads(before[1])
-        threads._applied = before[2]
+        threads._applied, threads._follower = before[2], before[3]
 
 
 def test_validate_prints_the_budget(tmp_path: Path) -> None:

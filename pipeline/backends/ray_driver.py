@@ -8,7 +8,8 @@
     only writer of the ledger; progress, summary         unique per attempt), stream records back
 
 Scheduling state (what is queued, what is in flight where, how many times a
-unit's worker died) lives here, apart from the work, which is the engine's.  A
+unit's worker died) is ``scheduling.Dispatch``, apart from Ray and from the
+work, which is the engine's.  A
 call whose actor died is put back: its images that had no record yet, its clip
 from the ledger's last committed segment.  A dead actor is replaced by a new
 one, which gets work once it is up (on another node if its node is gone; a
@@ -23,7 +24,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,38 +34,26 @@ from ..plan import Unit
 from ..ledger import sweep_partials
 from ..records import Done, Event, Failed, Started, Tally
 from .ray_worker import RUN_FILE, StageWorker
+from .scheduling import Call, Dispatch
 
-IMAGES_PER_CALL = 16  # per-call overhead (a round trip, a thread) shared by this many images
-CALLS_PER_ACTOR = 2  # one running, one queued behind it: no idle gap between calls
-DEATHS_BEFORE_FAILING = 2
 
 
 class RayUnavailable(RuntimeError):
     """Ray is not installed, or the cluster cannot be reached."""
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: a key of the dispatch's bookkeeping
 class _Actor:
     handle: Any
     ready: Any  # the ref of its first describe(): work goes only to actors that are up
     up: bool = False
     dead: bool = False
-    calls: int = 0  # in flight
-
-
-@dataclass
-class _Call:
-    actor: _Actor
-    units: list[Unit]
-    finished: set[str] = field(default_factory=set)  # keys with a Done or Failed record
-    started: bool = False  # the actor took the units in hand (else it was dead already)
 
 
 class RayBackend:
     """Start (or join) Ray, create the actors, check them; then ``run`` the pending units."""
 
-    def __init__(self, prepared: Prepared, address: str, workers: int | None = None,
-                 cpus_per_worker: int = 1) -> None:
+    def __init__(self, prepared: Prepared, address: str, workers: int | None = None) -> None:
         try:
             import ray
         except ImportError:
@@ -81,16 +70,18 @@ class RayBackend:
             raise RayUnavailable(f"cannot reach the Ray cluster at '{address}': {exc}") from None
         resources = ray.cluster_resources()
         use_gpus = job.device != "cpu" and resources.get("GPU", 0) >= 1
-        if workers is None:
-            workers = int(resources.get("GPU", 0)) if use_gpus else \
-                max(1, int(resources.get("CPU", 1)) // cpus_per_worker)
+        workers, cpus_per_worker = actor_shape(ray.nodes(), use_gpus, workers)
         # Ray's own restarts would queue work on an actor that may never come back (its node
         # gone, no room elsewhere): we replace dead actors ourselves and wait until they are up.
         self._options: dict[str, Any] = {
             "num_cpus": cpus_per_worker, "num_gpus": 1 if use_gpus else 0, "max_restarts": 0,
-            "max_task_retries": 0, "scheduling_strategy": "SPREAD"}
+            "max_task_retries": 0, "scheduling_strategy": "SPREAD",
+            # torch's share in the actor is capped at its CPUs (threads.py reads it), and
+            # follows the load within that, as on one machine
+            "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(cpus_per_worker)}}}
         self._remote = ray.remote(StageWorker)
-        self._args = (str(job.path.resolve()), job.batch_size, cpus_per_worker)
+        self._args = (str(job.path.resolve()), job.batch_size)
+        self.shape = (workers, cpus_per_worker, use_gpus)
         # The first actor resolves the device and precision where the work runs (a GPU node);
         # the driver passes them, with its batch size, to all the others.
         first = self._new_actor(None)
@@ -106,8 +97,8 @@ class RayBackend:
         self.device = described["device"]
 
     def _new_actor(self, precision: str | None) -> _Actor:
-        job_path, batch_size, threads = self._args
-        handle = self._remote.options(**self._options).remote(job_path, precision, batch_size, threads)
+        job_path, batch_size = self._args
+        handle = self._remote.options(**self._options).remote(job_path, precision, batch_size)
         return _Actor(handle, handle.describe.remote())
 
     def _check(self, info: dict) -> None:
@@ -126,15 +117,12 @@ class RayBackend:
         run_id = uuid.uuid4().hex
         (ledger.output / RUN_FILE).write_text(run_id)  # under the ledger's lock: actors of an
         # older driver see another id and write nothing more (ray_worker.RemoteCommits)
-        todo: list[list[Unit]] = [[u] for u in units if u.kind == "video"]  # long ones first
-        images = [u for u in units if u.kind != "video"]
-        todo += [images[i:i + IMAGES_PER_CALL] for i in range(0, len(images), IMAGES_PER_CALL)]
-        deaths: dict[str, int] = {}
+        dispatch = Dispatch(units)
         ended: queue.Queue = queue.Queue()
         lock = threading.Lock()
         threads: list[threading.Thread] = []
 
-        def apply(record, call: _Call) -> None:
+        def apply(record, call: Call) -> None:
             if isinstance(record, Started):
                 call.started = True
                 return
@@ -157,7 +145,7 @@ class RayBackend:
                 with lock:
                     summary.failures.append(Failure(Path(record.source), record.stage, record.reason))
 
-        def consume(call: _Call, generator) -> None:
+        def consume(call: Call, generator) -> None:
             try:
                 for ref in generator:
                     apply(ray.get(ref), call)
@@ -165,59 +153,48 @@ class RayBackend:
             except BaseException as exc:  # noqa: BLE001 - sorted out by the scheduling loop
                 ended.put((call, exc))
 
-        def submit(actor: _Actor, units: list[Unit]) -> None:
-            call = _Call(actor, units)
+        def submit(call: Call) -> None:
             resume = {}
-            for u in units:
-                if u.kind == "video":
+            for u in call.units:
+                if u.kind == "video":  # from the last segment (and scratch part) the ledger holds
                     segments = ledger.segments(u.key)
                     resume[u.key] = (segments, ledger.scratches(u.key, len(segments)))
-            generator = actor.handle.process.remote(units, resume, run_id, uuid.uuid4().hex[:8],
-                                                    self.fingerprint)
-            actor.calls += 1
+            generator = call.worker.handle.process.remote(call.units, resume, run_id,
+                                                          uuid.uuid4().hex[:8], self.fingerprint)
             thread = threading.Thread(target=consume, args=(call, generator), daemon=True,
                                       name="ray-call")
             threads.append(thread)
             thread.start()
 
-        def died(call: _Call, exc: BaseException) -> None:
-            if not call.actor.dead:
-                call.actor.dead = True
+        def died(call: Call, exc: BaseException) -> None:
+            if not call.worker.dead:
+                call.worker.dead = True
                 self.actors.append(self._new_actor(self.precision))  # up when it is
                 print(f"ray: a worker died ({_first_line(exc)}); a new one is starting, and its "
                       "work goes to the others meanwhile", file=sys.stderr, flush=True)
-            for unit in (u for u in call.units if u.key not in call.finished):
-                # Handed to an actor that was already gone, a unit is not to blame.
-                deaths[unit.key] = deaths.get(unit.key, 0) + call.started
-                if deaths[unit.key] >= DEATHS_BEFORE_FAILING:
-                    apply(Failed(str(unit.source), "ray",
-                                 f"its worker died {deaths[unit.key]} times (last: "
-                                 f"{_first_line(exc)}); not tried again in this run", unit.key), call)
-                    progress.unit_finished(False, unit.key if unit.kind == "video" else None)
-                else:
-                    todo.insert(0, [unit])  # alone, so a unit that kills workers is found
+            for unit, deaths in dispatch.ended(call, worker_died=True):
+                apply(Failed(str(unit.source), "ray", f"its worker died {deaths} times (last: "
+                             f"{_first_line(exc)}); not tried again in this run", unit.key), call)
+                progress.unit_finished(False, unit.key if unit.kind == "video" else None)
 
         try:
             while True:
                 self._bring_up()
-                live = [a for a in self.actors if a.up and not a.dead]
                 if summary.fatal is None:
-                    for actor in sorted(live, key=lambda a: a.calls):
-                        while todo and actor.calls < CALLS_PER_ACTOR:
-                            submit(actor, todo.pop(0))
-                busy = any(a.calls for a in self.actors)
-                if not busy and (not todo or summary.fatal is not None):
+                    for call in dispatch.assign([a for a in self.actors if a.up and not a.dead]):
+                        submit(call)
+                if not dispatch.busy and (not dispatch.todo or summary.fatal is not None):
                     break
                 try:
                     call, exc = ended.get(timeout=0.5)
                 except queue.Empty:
                     continue  # a replacement may be up by now
-                call.actor.calls -= 1
                 if exc is None:
-                    continue
-                if isinstance(exc, ray.exceptions.RayActorError):
+                    dispatch.ended(call, worker_died=False)
+                elif isinstance(exc, ray.exceptions.RayActorError):
                     died(call, exc)
                 else:
+                    dispatch.ended(call, worker_died=False)
                     summary.fatal = summary.fatal or f"a Ray worker failed: {_first_line(exc)}"
         except KeyboardInterrupt:
             summary.interrupted = True
@@ -249,6 +226,22 @@ class RayBackend:
 
     def shutdown(self) -> None:
         self.ray.shutdown()
+
+
+def actor_shape(nodes: list[dict], use_gpus: bool, workers: int | None) -> tuple[int, int]:
+    """(actors, CPUs each).  With GPUs: one actor per GPU (or ``workers``), one CPU each.
+    Without: by default one actor per node holding all of the smallest node's CPUs, so that
+    each node runs the one-machine engine (several clips in flight, images batched, torch on
+    its cores); ``workers`` actors share the nodes' CPUs evenly, at least one each."""
+    alive = [n["Resources"] for n in nodes if n.get("Alive")]
+    if use_gpus:
+        return workers or int(sum(r.get("GPU", 0) for r in alive)), 1
+    cpu_nodes = [int(r.get("CPU", 0)) for r in alive if r.get("CPU", 0) >= 1]
+    if not cpu_nodes:
+        raise RayUnavailable("the Ray cluster has no node with a CPU to run workers on")
+    per_node = min(cpu_nodes)
+    workers = workers or len(cpu_nodes)
+    return workers, max(1, min(per_node, per_node * len(cpu_nodes) // workers))
 
 
 def _first_line(exc: BaseException) -> str:

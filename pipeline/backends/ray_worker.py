@@ -113,14 +113,16 @@ class StageWorker:
     """The actor's body (made remote by the driver: Ray stays an optional import)."""
 
     def __init__(self, job_path: str, precision: str | None = None,
-                 batch_size: int | None = None, threads: int | None = None) -> None:
+                 batch_size: int | None = None) -> None:
         from .. import threads as thread_budget
         from ..build import build_stages
         from ..config import load_job
 
         self.job = load_job(job_path)
         self.ctx, self.stages = build_stages(self.job, precision=precision, batch_size=batch_size)
-        self.budget = thread_budget.apply(threads, self.job.workers)
+        # Auto, as on one machine: the driver sets OMP_NUM_THREADS to the actor's CPUs, which
+        # caps torch's share; other actors on the node count as load like any other process.
+        self.budget = thread_budget.apply(self.job.threads, self.job.workers)
 
     def describe(self) -> dict[str, Any]:
         """What the driver checks before handing out work: device, precision, fingerprint."""

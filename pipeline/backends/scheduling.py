@@ -1,0 +1,71 @@
+"""The Ray driver's scheduling state, apart from Ray and from the work (as Ray Data keeps an
+operator's state apart from its tasks): what is queued, what runs where, who died how often.
+
+Pure bookkeeping, so it is tested alone (``tests/test_ray_scheduling.py``): the driver asks
+``assign`` which units go to which free worker, and reports each call's end with ``ended``,
+which says which units to fail; everything else it re-queues.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Hashable, Sequence
+
+from ..plan import Unit
+
+IMAGES_PER_CALL = 16  # per-call overhead (a round trip, a thread) shared by this many images
+CALLS_PER_WORKER = 2  # one running, one queued behind it: no idle gap between calls
+DEATHS_BEFORE_FAILING = 2
+
+
+@dataclass
+class Call:
+    """Units handed to one worker in one call, and what came back before it ended."""
+
+    worker: Hashable
+    units: list[Unit]
+    finished: set[str] = field(default_factory=set)  # keys with a Done or Failed record
+    started: bool = False  # the worker took the units in hand (else it was gone already)
+
+
+class Dispatch:
+    def __init__(self, units: Sequence[Unit], images_per_call: int = IMAGES_PER_CALL,
+                 calls_per_worker: int = CALLS_PER_WORKER,
+                 deaths_before_failing: int = DEATHS_BEFORE_FAILING) -> None:
+        clips = [[u] for u in units if u.kind == "video"]  # the long ones first
+        images = [u for u in units if u.kind != "video"]
+        self.todo: list[list[Unit]] = clips + [images[i:i + images_per_call]
+                                               for i in range(0, len(images), images_per_call)]
+        self.calls_per_worker = calls_per_worker
+        self.deaths_before_failing = deaths_before_failing
+        self.running: dict[Hashable, int] = {}  # calls in flight per worker
+        self.deaths: dict[str, int] = {}
+
+    def assign(self, workers: Sequence[Hashable]) -> list[Call]:
+        """Fill the given workers (those up) to ``calls_per_worker``, least busy first."""
+        calls = []
+        for worker in sorted(workers, key=lambda w: self.running.get(w, 0)):
+            while self.todo and self.running.get(worker, 0) < self.calls_per_worker:
+                calls.append(Call(worker, self.todo.pop(0)))
+                self.running[worker] = self.running.get(worker, 0) + 1
+        return calls
+
+    def ended(self, call: Call, worker_died: bool) -> list[tuple[Unit, int]]:
+        """The call is over.  If its worker died, its units without a record go back in the
+        queue, each alone (so a unit that kills workers is found), unless this was their
+        ``deaths_before_failing``-th death: those are returned, with their count, to fail."""
+        self.running[call.worker] -= 1
+        if not worker_died:
+            return []
+        failed = []
+        for unit in (u for u in call.units if u.key not in call.finished):
+            # Handed to a worker that was already gone, a unit is not to blame.
+            self.deaths[unit.key] = self.deaths.get(unit.key, 0) + call.started
+            if self.deaths[unit.key] >= self.deaths_before_failing:
+                failed.append((unit, self.deaths[unit.key]))
+            else:
+                self.todo.insert(0, [unit])
+        return failed
+
+    @property
+    def busy(self) -> bool:
+        return any(self.running.values())

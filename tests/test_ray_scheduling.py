@@ -1,0 +1,50 @@
+"""The Ray driver's scheduling state, alone: no Ray, no work (``backends/scheduling.py``)."""
+from __future__ import annotations
+
+from pathlib import Path, PurePath
+
+from pipeline.backends.scheduling import Dispatch
+from pipeline.plan import Unit
+
+
+def _units(images: int, clips: int) -> list[Unit]:
+    return ([Unit(Path(f"i{n}.png"), PurePath(f"i{n}.png"), 0, "image") for n in range(images)]
+            + [Unit(Path(f"c{n}.mp4"), PurePath(f"c{n}.mp4"), 1, "video") for n in range(clips)])
+
+
+def test_clips_first_images_in_chunks_two_calls_per_worker() -> None:
+    d = Dispatch(_units(40, 2), images_per_call=16)
+    calls = d.assign(["a", "b"])
+    assert [len(c.units) for c in calls] == [1, 1, 16, 16]  # 2 clips, then chunks of 16
+    assert [len(chunk) for chunk in d.todo] == [8]
+    assert [c.units[0].kind for c in calls[:2]] == ["video", "video"]
+    assert sorted(c.worker for c in calls) == ["a", "a", "b", "b"]
+    assert d.assign(["a", "b"]) == [] and d.busy
+    d.ended(calls[0], worker_died=False)
+    again = d.assign(["a", "b"])
+    assert len(again) == 1 and again[0].worker == calls[0].worker and len(again[0].units) == 8
+    for call in calls[1:] + again:
+        d.ended(call, worker_died=False)
+    assert not d.busy and not d.todo
+
+
+def test_a_dead_workers_units_come_back_alone_and_fail_after_two_deaths() -> None:
+    d = Dispatch(_units(5, 0), images_per_call=16)
+    (call,) = d.assign(["a"])
+    call.started = True
+    call.finished = {"i0.png", "i1.png"}  # recorded before the death: not redone
+    assert d.ended(call, worker_died=True) == []
+    assert [[u.key for u in chunk] for chunk in d.todo] == [["i4.png"], ["i3.png"], ["i2.png"]]
+    calls = d.assign(["b"])
+    assert [c.units[0].key for c in calls] == ["i4.png", "i3.png"]
+    calls[0].started = True
+    failed = d.ended(calls[0], worker_died=True)
+    assert [(u.key, n) for u, n in failed] == [("i4.png", 2)]  # it killed two workers: failed
+
+
+def test_a_unit_handed_to_a_worker_already_gone_is_not_blamed() -> None:
+    d = Dispatch(_units(0, 1))
+    for _ in range(5):  # the call never started: each time it comes back, never failed
+        (call,) = d.assign(["gone"])
+        assert d.ended(call, worker_died=True) == []
+    assert d.deaths["c0.mp4"] == 0 and len(d.todo) == 1
