@@ -1,6 +1,7 @@
 """What does the Ray backend cost over the one-process engine, on this machine?
 
     python benchmarks/ray_overhead.py [--images 300] [--size 96] [--seconds 2] [--workers N] [--repeat 1]
+        [--jobs images,video]
 
 Two jobs, each run in a fresh ``python run_pipeline.py`` process: as is (the one-process
 engine, thread budget auto), with ``--ray local`` (a local Ray started by the run, its
@@ -95,6 +96,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--jobs", default="images,video", help="which of the two jobs to run")
     args = ap.parse_args()
     import busy_machine
 
@@ -114,6 +116,8 @@ def main() -> None:
         print(f"{len(os.sched_getaffinity(0))} cores")
         ways = {"one process": [], **ways}
         for kind, make in jobs.items():
+            if kind not in args.jobs.split(","):
+                continue
             runs: dict[str, list] = {way: [] for way in ways}
             for _ in range(args.repeat):
                 for n, (way, extra) in enumerate(ways.items()):

@@ -111,7 +111,8 @@ def run(job: Path = JOB_ARG,
         ray_workers: int = typer.Option(
             None, "--ray-workers", min=1, metavar="N",
             help="Ray actors to run (default: one per GPU; on a cluster without GPUs, one per "
-                 "node with its CPUs; N actors share the CPUs evenly).")) -> None:
+                 "node with its CPUs for a job with clips, one per CPU for images only; N "
+                 "actors share the CPUs evenly).")) -> None:
     """Run JOB, or resume it: outputs already committed are skipped."""
     _set_log_level(log_level)
     run_job(job, restart=restart, quiet=quiet, log_every=log_every, progress_json=progress_json,

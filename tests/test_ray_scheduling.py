@@ -42,9 +42,30 @@ def test_a_dead_workers_units_come_back_alone_and_fail_after_two_deaths() -> Non
     assert [(u.key, n) for u, n in failed] == [("i4.png", 2)]  # it killed two workers: failed
 
 
+def test_images_per_call_four_calls_a_worker_within_bounds() -> None:
+    assert [len(c) for c in Dispatch(_units(300, 0), workers=1).todo] == [75, 75, 75, 75]
+    assert [len(c) for c in Dispatch(_units(300, 0), workers=2).todo][:2] == [38, 38]
+    assert {len(c) for c in Dispatch(_units(40, 0), workers=4).todo} == {16, 8}  # at least 16
+    assert max(len(c) for c in Dispatch(_units(5000, 0), workers=1).todo) == 256
+
+
 def test_a_unit_handed_to_a_worker_already_gone_is_not_blamed() -> None:
     d = Dispatch(_units(0, 1))
     for _ in range(5):  # the call never started: each time it comes back, never failed
         (call,) = d.assign(["gone"])
         assert d.ended(call, worker_died=True) == []
     assert d.deaths["c0.mp4"] == 0 and len(d.todo) == 1
+
+
+def test_actor_shape_per_gpu_per_node_or_per_cpu() -> None:
+    from pipeline.backends.ray_driver import actor_shape
+
+    nodes = [{"Alive": True, "Resources": {"CPU": 8.0, "GPU": 2.0}},
+             {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 2.0}},
+             {"Alive": False, "Resources": {"CPU": 64.0}},
+             {"Alive": True, "Resources": {}}]  # a head node with no CPUs for work
+    assert actor_shape(nodes, use_gpus=True, workers=None) == (4, 1)
+    assert actor_shape(nodes, use_gpus=False, workers=None, clips=True) == (2, 8)
+    assert actor_shape(nodes, use_gpus=False, workers=None, clips=False) == (16, 1)
+    assert actor_shape(nodes, use_gpus=False, workers=4) == (4, 4)
+    assert actor_shape(nodes, use_gpus=False, workers=40) == (40, 1)

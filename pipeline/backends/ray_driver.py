@@ -33,6 +33,7 @@ from ..executor.common import Failure, Progress, Summary
 from ..plan import Unit
 from ..ledger import sweep_partials
 from ..records import Done, Event, Failed, Started, Tally
+from ..sources import get_source
 from .ray_worker import RUN_FILE, StageWorker
 from .scheduling import Call, Dispatch
 
@@ -70,7 +71,8 @@ class RayBackend:
             raise RayUnavailable(f"cannot reach the Ray cluster at '{address}': {exc}") from None
         resources = ray.cluster_resources()
         use_gpus = job.device != "cpu" and resources.get("GPU", 0) >= 1
-        workers, cpus_per_worker = actor_shape(ray.nodes(), use_gpus, workers)
+        clips = any(get_source(spec.kind).way == "video" for spec in job.sources)
+        workers, cpus_per_worker = actor_shape(ray.nodes(), use_gpus, workers, clips)
         # Ray's own restarts would queue work on an actor that may never come back (its node
         # gone, no room elsewhere): we replace dead actors ourselves and wait until they are up.
         self._options: dict[str, Any] = {
@@ -117,7 +119,7 @@ class RayBackend:
         run_id = uuid.uuid4().hex
         (ledger.output / RUN_FILE).write_text(run_id)  # under the ledger's lock: actors of an
         # older driver see another id and write nothing more (ray_worker.RemoteCommits)
-        dispatch = Dispatch(units)
+        dispatch = Dispatch(units, workers=len(self.actors))
         ended: queue.Queue = queue.Queue()
         lock = threading.Lock()
         threads: list[threading.Thread] = []
@@ -148,7 +150,8 @@ class RayBackend:
         def consume(call: Call, generator) -> None:
             try:
                 for ref in generator:
-                    apply(ray.get(ref), call)
+                    for record in ray.get(ref):
+                        apply(record, call)
                 ended.put((call, None))
             except BaseException as exc:  # noqa: BLE001 - sorted out by the scheduling loop
                 ended.put((call, exc))
@@ -228,11 +231,14 @@ class RayBackend:
         self.ray.shutdown()
 
 
-def actor_shape(nodes: list[dict], use_gpus: bool, workers: int | None) -> tuple[int, int]:
+def actor_shape(nodes: list[dict], use_gpus: bool, workers: int | None,
+                clips: bool = True) -> tuple[int, int]:
     """(actors, CPUs each).  With GPUs: one actor per GPU (or ``workers``), one CPU each.
-    Without: by default one actor per node holding all of the smallest node's CPUs, so that
-    each node runs the one-machine engine (several clips in flight, images batched, torch on
-    its cores); ``workers`` actors share the nodes' CPUs evenly, at least one each."""
+    Without, by default: for a job with clips, one actor per node holding all of the smallest
+    node's CPUs, so that each node runs the one-machine engine (a clip's frames go through
+    one actor in order: its torch needs the node's cores); for images only, one actor per
+    CPU with one thread (small images run faster that way: see the README).  ``workers``
+    actors share the nodes' CPUs evenly, at least one each."""
     alive = [n["Resources"] for n in nodes if n.get("Alive")]
     if use_gpus:
         return workers or int(sum(r.get("GPU", 0) for r in alive)), 1
@@ -240,7 +246,7 @@ def actor_shape(nodes: list[dict], use_gpus: bool, workers: int | None) -> tuple
     if not cpu_nodes:
         raise RayUnavailable("the Ray cluster has no node with a CPU to run workers on")
     per_node = min(cpu_nodes)
-    workers = workers or len(cpu_nodes)
+    workers = workers or (len(cpu_nodes) if clips else per_node * len(cpu_nodes))
     return workers, max(1, min(per_node, per_node * len(cpu_nodes) // workers))
 
 

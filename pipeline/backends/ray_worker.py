@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,6 +24,7 @@ from ..records import Event, ScratchSaved, SegmentSaved, SegmentsDropped, Starte
 
 RUN_FILE = ".ledger.run"  # the id of the run that holds the output folder, written by the driver
 _END = object()
+BATCH_S = 0.02  # records are sent at most this much later, a few per object instead of one
 
 
 class StaleRun(RuntimeError):
@@ -135,8 +137,9 @@ class StageWorker:
                 "fingerprint": fingerprint_of(self.ctx, self.stages)}
 
     def process(self, units: list, resume: dict, run_id: str, tag: str,
-                fingerprint: dict) -> Iterator[object]:
-        """Run ``units`` through the stages; yield each record as it happens, then a Tally."""
+                fingerprint: dict) -> Iterator[list]:
+        """Run ``units`` through the stages; yield the records as they happen (lists of those
+        that came within ``BATCH_S`` of each other), then a Tally."""
         from ..build import fingerprint_of
         from ..executor import run_units
 
@@ -158,12 +161,22 @@ class StageWorker:
             finally:
                 records.put(_END)
 
-        yield Started()
+        yield [Started()]
         thread = threading.Thread(target=work, name="ray-unit", daemon=True)
         thread.start()
-        while (record := records.get()) is not _END:
-            yield record
+        ended = False
+        while not ended:  # in batches: what came in meanwhile goes in one object, not one each
+            batch = [records.get()]
+            time.sleep(BATCH_S)
+            while True:
+                try:
+                    batch.append(records.get_nowait())
+                except queue.Empty:
+                    break
+            ended = batch[-1] is _END
+            if batch := [r for r in batch if r is not _END]:
+                yield batch
         thread.join()
         if "error" in result:
             raise result["error"]
-        yield tally(result["summary"])
+        yield [tally(result["summary"])]

@@ -12,7 +12,10 @@ from typing import Hashable, Sequence
 
 from ..plan import Unit
 
-IMAGES_PER_CALL = 16  # per-call overhead (a round trip, a thread) shared by this many images
+# Images per call: each call fills and drains the engine's pipeline once (decode, device,
+# encode), so fewer, bigger calls cost less; four calls per worker still balance the load,
+# and a worker that dies loses only the images it had not reported yet.
+MIN_IMAGES_PER_CALL, MAX_IMAGES_PER_CALL, CALLS_PER_WORKER_OF_IMAGES = 16, 256, 4
 CALLS_PER_WORKER = 2  # one running, one queued behind it: no idle gap between calls
 DEATHS_BEFORE_FAILING = 2
 
@@ -28,11 +31,14 @@ class Call:
 
 
 class Dispatch:
-    def __init__(self, units: Sequence[Unit], images_per_call: int = IMAGES_PER_CALL,
+    def __init__(self, units: Sequence[Unit], workers: int = 1, images_per_call: int | None = None,
                  calls_per_worker: int = CALLS_PER_WORKER,
                  deaths_before_failing: int = DEATHS_BEFORE_FAILING) -> None:
         clips = [[u] for u in units if u.kind == "video"]  # the long ones first
         images = [u for u in units if u.kind != "video"]
+        if images_per_call is None:
+            images_per_call = min(MAX_IMAGES_PER_CALL, max(
+                MIN_IMAGES_PER_CALL, -(-len(images) // (CALLS_PER_WORKER_OF_IMAGES * workers))))
         self.todo: list[list[Unit]] = clips + [images[i:i + images_per_call]
                                                for i in range(0, len(images), images_per_call)]
         self.calls_per_worker = calls_per_worker
