@@ -143,7 +143,8 @@ class _FileErrorMixin:
 
     _errno = 0
 
-    def _set_os_fields(self) -> None:
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         self.errno = self._errno
         self.strerror = self.reason
         self.filename = str(self.path)
@@ -152,17 +153,9 @@ class _FileErrorMixin:
 class MediaNotFoundError(_FileErrorMixin, MediaError, FileNotFoundError):
     _errno = errno.ENOENT
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._set_os_fields()
-
 
 class MediaPermissionError(_FileErrorMixin, MediaError, PermissionError):
     _errno = errno.EACCES
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._set_os_fields()
 
 
 class WeightsError(PipelineError, ValueError):
@@ -204,17 +197,9 @@ def storage_error(exc: BaseException | None) -> OSError | None:
 class WeightsNotFoundError(_FileErrorMixin, WeightsError, FileNotFoundError):
     _errno = errno.ENOENT
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._set_os_fields()
-
 
 class WeightsPermissionError(_FileErrorMixin, WeightsError, PermissionError):
     _errno = errno.EACCES
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._set_os_fields()
 
 
 def file_error(base: type, exc: BaseException | None) -> type:

@@ -69,3 +69,17 @@ def test_actor_shape_per_gpu_per_node_or_per_cpu() -> None:
     assert actor_shape(nodes, use_gpus=False, workers=None, clips=False) == (16, 1)
     assert actor_shape(nodes, use_gpus=False, workers=4) == (4, 4)
     assert actor_shape(nodes, use_gpus=False, workers=40) == (40, 1)
+
+
+def test_a_workers_own_error_is_what_the_driver_reports() -> None:
+    from pipeline.backends.ray_driver import _first_line
+    from pipeline.errors import WeightsError
+
+    class Wrapped(Exception):  # as Ray's RayTaskError: a traceback first, the error as .cause
+        def __init__(self, cause: BaseException) -> None:
+            super().__init__("ray::StageWorker.__init__() (pid=1, ip=10.0.0.2)\n  File ...")
+            self.cause = cause
+
+    assert _first_line(Wrapped(WeightsError("/w.pth", "weights file not found"))) == \
+        "/w.pth: weights file not found"
+    assert _first_line(RuntimeError("one\ntwo")) == "one"

@@ -9,13 +9,13 @@
 
 Scheduling state (what is queued, what is in flight where, how many times a
 unit's worker died) is ``scheduling.Dispatch``, apart from Ray and from the
-work, which is the engine's.  A
-call whose actor died is put back: its images that had no record yet, its clip
-from the ledger's last committed segment.  A dead actor is replaced by a new
-one, which gets work once it is up (on another node if its node is gone; a
-cluster that lost a node finishes on the actors it has left); a unit whose
-worker died twice is recorded as failed, not tried for ever.  Ctrl-C stops handing out work and kills the
-actors, so nothing is written after the summary.
+work, which is the engine's.  A call whose actor died is put back: its images
+that had no record yet, its clip from the ledger's last committed segment.  A
+dead actor is replaced by a new one, which gets work once it is up (on another
+node if its node is gone; a cluster that lost a node finishes on the actors it
+has left); a unit whose worker died twice is recorded as failed, not tried for
+ever.  Ctrl-C stops handing out work and kills the actors, so nothing is
+written after the summary.
 """
 from __future__ import annotations
 
@@ -30,13 +30,12 @@ from typing import Any, Sequence
 
 from ..build import Prepared, fingerprint_of
 from ..executor.common import Failure, Progress, Summary
-from ..plan import Unit
 from ..ledger import sweep_partials
+from ..plan import Unit
 from ..records import Done, Event, Failed, Started, Tally
 from ..sources import get_source
 from .ray_worker import RUN_FILE, StageWorker
 from .scheduling import Call, Dispatch
-
 
 
 class RayUnavailable(RuntimeError):
@@ -60,7 +59,6 @@ class RayBackend:
         except ImportError:
             raise RayUnavailable("--ray needs Ray: pip install -e \".[ray]\"") from None
         self.ray = ray
-        self.prepared = prepared
         job = prepared.job
         try:
             if address == "local":
@@ -83,20 +81,29 @@ class RayBackend:
             "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(cpus_per_worker)}}}
         self._remote = ray.remote(StageWorker)
         self._args = (str(job.path.resolve()), job.batch_size)
-        self.shape = (workers, cpus_per_worker, use_gpus)
         # The first actor resolves the device and precision where the work runs (a GPU node);
         # the driver passes them, with its batch size, to all the others.
         first = self._new_actor(None)
-        described = ray.get(first.ready)
-        first.up = True
+        described = self._up(first)
         self.precision = described["precision"]
         self.fingerprint = fingerprint_of(prepared.ctx.__class__(
             prepared.ctx.device, self.precision, prepared.ctx.batch_size), prepared.stages)
         self.actors = [first] + [self._new_actor(self.precision) for _ in range(workers - 1)]
-        for actor in self.actors:  # all up, and all building the same stages, before any work
-            self._check(ray.get(actor.ready))
-            actor.up = True
-        self.device = described["device"]
+        for actor in self.actors[1:]:  # all up, and all building the same stages, before any work
+            self._check(self._up(actor))
+        print(f"ray: {workers} worker{'s' if workers != 1 else ''} of {cpus_per_worker} CPU"
+              f"{'s' if cpus_per_worker != 1 else ''}{' and 1 GPU' if use_gpus else ''} each, "
+              f"on {described['device']} in {self.precision}", file=sys.stderr, flush=True)
+
+    def _up(self, actor: _Actor) -> dict:
+        """Wait for a new actor to build its stages; a failure there ends the run in words."""
+        try:
+            described = self.ray.get(actor.ready)
+        except self.ray.exceptions.RayError as exc:
+            self.shutdown()
+            raise RayUnavailable(f"a Ray worker could not start: {_first_line(exc)}") from None
+        actor.up = True
+        return described
 
     def _new_actor(self, precision: str | None) -> _Actor:
         job_path, batch_size = self._args
@@ -251,5 +258,10 @@ def actor_shape(nodes: list[dict], use_gpus: bool, workers: int | None,
 
 
 def _first_line(exc: BaseException) -> str:
+    """The reason in one line: a worker's own exception (Ray wraps it, with a traceback, in a
+    RayTaskError whose ``cause`` it is) rather than the wrapper's first line."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        exc = cause
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]
