@@ -36,8 +36,7 @@ class RemoteCommits(Commits):
 
     def __init__(self, output: Path, emit, *, tag: str, run_id: str,
                  resume: dict[str, tuple[list[Segment], list[Scratch]]]) -> None:
-        super().__init__(output, self._emit_and_keep)
-        self.tag = tag
+        super().__init__(output, self._emit_and_keep, tag=tag)
         self.run_id = run_id
         self._send = emit
         self._resume = {key: (list(segments), list(scratches))
