@@ -168,8 +168,9 @@ class LoadFollower:
     """Re-sizes torch's pool, from the device thread, to the cores other processes leave.
 
     ``poll`` is cheap (a clock read) between measurements; after ``first``
-    seconds, then every ``every`` seconds, it reads how busy our CPUs were since the last measurement, takes off
-    our own CPU time, and returns torch's new count when it changed (else None).
+    seconds, then every ``every`` seconds, it reads how busy our CPUs were since
+    the last measurement, takes off our own CPU time, and returns torch's new
+    count when it changed (else None).
     """
 
     def __init__(self, budget: Budget, *, every: float = 5.0, first: float = 1.0,
@@ -178,7 +179,7 @@ class LoadFollower:
         cpus = _our_cpus()
         self.budget = budget
         self.every = every
-        self._wait = first  # the start's guess is the load average: check it soon
+        self._wait = first  # the start's guess is the fixed split: check it soon
         self._busy = busy or (lambda: busy_seconds(cpus))
         self._own = own
         self._clock = clock
