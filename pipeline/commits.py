@@ -38,6 +38,12 @@ class Segment:
     # ``frames`` frames, not by seeking to ``last_pts`` (see pipeline.media.video_read)
     pts_adjusted: bool = False
 
+    @classmethod
+    def of(cls, output: Path, r: SegmentSaved) -> Segment:
+        """The resume point a record reports (a worker's own view of its clip)."""
+        return cls(r.index, output / r.path, r.frames, r.last_pts,
+                   output / r.state if r.state else None, r.pts_adjusted)
+
 
 @dataclass(frozen=True)
 class Scratch:
@@ -52,6 +58,11 @@ class Scratch:
     last_pts: int
     state: Path | None  # the state after its last frame (only the latest part keeps one)
     pts_adjusted: bool = False
+
+    @classmethod
+    def of(cls, output: Path, r: ScratchSaved) -> Scratch:
+        return cls(r.segment, r.part, output / r.path, r.frames, r.last_pts,
+                   output / r.state if r.state else None, r.pts_adjusted)
 
 
 class Commits:

@@ -93,9 +93,6 @@ class SegmentsDropped:
         return None
 
 
-LEDGER_RECORDS = (Done, SegmentSaved, ScratchSaved, Failed, SegmentsDropped)
-
-
 # -- events: no ledger line ----------------------------------------------------
 @dataclass(frozen=True)
 class Started:

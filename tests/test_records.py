@@ -29,9 +29,8 @@ class Collected(Commits):
 
     def segments(self, key: str) -> list[Segment]:
         """A clip's join reads its segments back: those it reported so far."""
-        return [Segment(r.index, self.output / r.path, r.frames, r.last_pts,
-                        self.output / r.state if r.state else None, r.pts_adjusted)
-                for r in self.records if isinstance(r, SegmentSaved) and r.key == key]
+        return [Segment.of(self.output, r) for r in self.records
+                if isinstance(r, SegmentSaved) and r.key == key]
 
     def scratches(self, key: str, segment: int) -> list:
         return []

@@ -46,17 +46,10 @@ class RemoteCommits(Commits):
         """Send the record; keep this clip's view of its segments as the driver's ledger will."""
         if isinstance(record, SegmentSaved):
             segments, _ = self._resume.setdefault(record.key, ([], []))
-            segments.append(Segment(record.index, self.output / record.path, record.frames,
-                                    record.last_pts, self._path(record.state), record.pts_adjusted))
-            self._resume[record.key] = (segments, [])
+            self._resume[record.key] = (segments + [Segment.of(self.output, record)], [])
         elif isinstance(record, ScratchSaved):
-            self._resume.setdefault(record.key, ([], []))[1].append(Scratch(
-                record.segment, record.part, self.output / record.path, record.frames,
-                record.last_pts, self._path(record.state), record.pts_adjusted))
+            self._resume.setdefault(record.key, ([], []))[1].append(Scratch.of(self.output, record))
         self._send(record)
-
-    def _path(self, rel: str | None) -> Path | None:
-        return None if rel is None else self.output / rel
 
     def is_done(self, key: str) -> bool:
         return False  # the driver hands out only units not done
