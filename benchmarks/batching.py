@@ -6,7 +6,7 @@
 
 Random weights (speed does not depend on them).  Each layout is measured in the
 same run, so the printed ratios compare like with like.  ``batch_size: auto``
-and the executor's memory layout follow what this shows.
+and the engine's memory layout follow what this shows.
 """
 from __future__ import annotations
 

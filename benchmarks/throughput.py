@@ -49,7 +49,7 @@ import torch
 import yaml
 
 from pipeline.build import prepare
-from pipeline.executor import run_units
+from pipeline.engine import run_units
 from pipeline.ledger import Ledger
 from pipeline.models.checkpoints import load_fast_style
 from pipeline.ops.resize import target_size

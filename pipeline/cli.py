@@ -30,7 +30,7 @@ from .errors import JobError, MediaError, storage_error
 
 if TYPE_CHECKING:
     from .build import Prepared
-    from .executor import Summary
+    from .engine import Summary
     from .ledger import Ledger
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -147,7 +147,7 @@ def run_job(job: Path, *, restart: bool = False, quiet: bool = False, log_every:
             summary = _run(prepared, ledger, quiet, log_every, progress_json, backend)
         finally:
             ledger.close()
-    except KeyboardInterrupt:  # outside the executor's loop, which handles its own
+    except KeyboardInterrupt:  # outside the engine's loop, which handles its own
         typer.echo("interrupted; run the same command again to finish", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
@@ -265,7 +265,7 @@ def _exit_invalid(exc: JobError) -> None:
 
 def _run(p: Prepared, ledger: Ledger, quiet: bool, log_every: float = 30.0,
          progress_json: Path | None = None, backend=None) -> Summary:
-    from .executor import run_units
+    from .engine import run_units
     from .progress import Bars, Reporter, Tee
 
     pending = [u for u in p.plan.units if not ledger.is_done(u.key)]

@@ -16,7 +16,7 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 class RunContext:
     device: torch.device
     precision: str  # fp32 | fp16 | bf16, never auto
-    batch_size: int | None  # None: find one (see executor.BatchSizer)
+    batch_size: int | None  # None: find one (see batching.BatchSizer)
 
     @property
     def dtype(self) -> torch.dtype:

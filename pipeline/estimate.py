@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .build import Prepared
-from .executor.common import run_stages, upload
+from .engine.device import run_stages, upload
 
 REPEATS = 3
 

@@ -3,7 +3,7 @@
 An image between Pillow's warning and error limits (89 to 179 Mpx) decodes
 fine and then needs over 100 GiB in a style network; on the CPU the kernel's
 OOM killer ends the process with no summary and nothing in the ledger, so
-every rerun dies the same way.  So the image executor reads the header first
+every rerun dies the same way.  So the image way reads the header first
 (``MemoryGate.check_image``) and an image that would not fit fails alone, at
 decode, with the reason, recorded like any other failure.
 
@@ -11,7 +11,7 @@ The estimate (``estimate``), for one image of C x H x W:
 
 * the chain: each transform stage's ``Stage.peak_bytes`` at the size it is
   given (``output_size`` walked along the chain), plus the chain's float input,
-  which the executor holds until the batch is done;
+  which the engine holds until the batch is done;
 * decoding: Pillow's image (4 bytes a pixel: it keeps RGB as RGBX) and the
   uint8 array made from it; the array stays beside the chain.
 

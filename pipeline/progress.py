@@ -4,7 +4,7 @@
 writes a line such as ``film: 2/5 units, 1,234/9,876 frames, 3.2 frames/s, 45 min left,
 1 failed`` every ``interval`` seconds (from a daemon thread), and/or appends the same figures
 as one JSON object a line to a file, with a last one marked ``"final": true``.  Both take the
-executors' ``Progress`` calls from any thread; ``Tee`` hands them to several.
+the engine's ``Progress`` calls from any thread; ``Tee`` hands them to several.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .executor import Progress
+from .engine import Progress
 
 
 class Bars(Progress):

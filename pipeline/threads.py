@@ -1,4 +1,4 @@
-"""The thread budget: how many threads torch, OpenCV and the executor's workers get.
+"""The thread budget: how many threads torch, OpenCV and the engine's workers get.
 
 One place decides it, from the cores this process may use: the CPU affinity mask
 (``os.sched_getaffinity``), capped by a cgroup CPU quota (v2 ``cpu.max``, v1
@@ -212,7 +212,7 @@ _follower: LoadFollower | None = None
 
 
 def apply(threads: int | None = None, workers: int | None = None) -> Budget:
-    """Set torch's and OpenCV's thread counts for this run; the executor takes ``workers``."""
+    """Set torch's and OpenCV's thread counts for this run; the engine takes ``workers``."""
     global _applied, _follower
     import torch
 
@@ -228,7 +228,7 @@ def apply(threads: int | None = None, workers: int | None = None) -> Budget:
     except ImportError:
         pass
     _applied = budget
-    # One per process, kept across executors and calls (a Ray actor runs many): what it has
+    # One per process, kept across engines and calls (a Ray actor runs many): what it has
     # measured stays, instead of each start waiting a second at the fixed split.
     _follower = LoadFollower(budget) if budget.follows_load else None
     return budget
@@ -241,5 +241,5 @@ def current() -> Budget:
 
 def follower() -> LoadFollower | None:
     """The device loop's LoadFollower for the budget this process applied; None when the
-    split is fixed or nothing applied one (an executor driven by a test)."""
+    split is fixed or nothing applied one (an engine driven by a test)."""
     return _follower

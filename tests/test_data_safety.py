@@ -354,7 +354,7 @@ def test_symlink_loop_yields_each_real_image_once(tmp_path: Path, style_weights:
 
 # -- 3b. never hang: a thread that cannot record, or dies, stops the run ------------------------
 
-def _executor_run(tmp_path: Path, stage, ledger: Ledger, n: int = 12,
+def _engine_run(tmp_path: Path, stage, ledger: Ledger, n: int = 12,
                   values: list[int] | None = None, batch_size: int = 1):
     """An image run with real threads and files, in a thread of its own so a hang shows;
     image i is flat grey ``values[i]`` (default i * 5)."""
@@ -363,7 +363,7 @@ def _executor_run(tmp_path: Path, stage, ledger: Ledger, n: int = 12,
     import numpy as np
     from PIL import Image
 
-    from pipeline.executor.images import ImageExecutor
+    from pipeline.engine import Engine
     from pipeline.plan import Unit
     from pipeline.stages import get_stage
 
@@ -378,7 +378,7 @@ def _executor_run(tmp_path: Path, stage, ledger: Ledger, n: int = 12,
     decode = get_stage("decode")(get_stage("decode").Params(), ctx)
     encode = get_stage("encode")(get_stage("encode").Params(), ctx)
     result = {}
-    thread = threading.Thread(target=lambda: result.update(summary=ImageExecutor(
+    thread = threading.Thread(target=lambda: result.update(summary=Engine(
         [decode, stage, encode], ctx, ledger, workers=2).run(units)), daemon=True)
     thread.start()
     thread.join(timeout=60)
@@ -413,7 +413,7 @@ def test_a_ledger_that_cannot_record_a_failure_stops_the_run(tmp_path: Path) -> 
 
     ledger._append = append
     try:
-        summary = _executor_run(tmp_path, _Breaks(), ledger, n=40)
+        summary = _engine_run(tmp_path, _Breaks(), ledger, n=40)
     finally:
         ledger.close()
     assert summary.fatal and "Input/output error" in summary.fatal
@@ -421,14 +421,14 @@ def test_a_ledger_that_cannot_record_a_failure_stops_the_run(tmp_path: Path) -> 
 
 
 def test_a_thread_that_dies_stops_the_run_with_the_reason(tmp_path: Path, monkeypatch) -> None:
-    from pipeline.executor.images import ImageExecutor
+    from pipeline.engine import Engine
 
     def broken_commit(self, key, write):
         raise AssertionError("a bug in the commit path")
 
     ledger = Ledger(tmp_path / "out", {"v": 1})
     monkeypatch.setattr(Ledger, "commit", broken_commit)
-    monkeypatch.setattr(ImageExecutor, "_fail", lambda *a, **k: (_ for _ in ()).throw(
+    monkeypatch.setattr(Engine, "fail", lambda *a, **k: (_ for _ in ()).throw(
         RuntimeError("and the failure handler too")))
 
     class Identity(_Breaks):
@@ -436,10 +436,10 @@ def test_a_thread_that_dies_stops_the_run_with_the_reason(tmp_path: Path, monkey
             return x
 
     try:
-        summary = _executor_run(tmp_path, Identity(), ledger, n=40)  # more than the queues hold
+        summary = _engine_run(tmp_path, Identity(), ledger, n=40)  # more than the queues hold
     finally:
         ledger.close()
-    assert summary.fatal and "internal error in encode-" in summary.fatal
+    assert summary.fatal and "internal error in image-write-" in summary.fatal
 
 
 # -- 7. broken numbers at run time ----------------------------------------------------------------
@@ -462,7 +462,7 @@ class _NanForSome(Stage):
 def test_a_stage_that_makes_nan_fails_that_image_alone(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "out", {"v": 1})
     try:  # batches of 4: the batch with NaN in it is retried image by image
-        summary = _executor_run(tmp_path, _NanForSome(), ledger, values=[10, 7, 20, 30, 7, 40],
+        summary = _engine_run(tmp_path, _NanForSome(), ledger, values=[10, 7, 20, 30, 7, 40],
                                 batch_size=4)
     finally:
         ledger.close()

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from pipeline.build import prepare
-from pipeline.executor.images import ImageExecutor
+from pipeline.engine import Engine
 from pipeline.ledger import Ledger
 from pipeline.media.images import write_image
 from pipeline.models.vgg import load_perceptual
@@ -70,8 +70,8 @@ def test_batches_are_capped_at_one_image(tmp_path: Path) -> None:
     write_image(_stripes(), tmp_path / "style.png", "png")
     prepared = prepare(_job(tmp_path, batch="8"))
     ledger = Ledger(tmp_path / "out", prepared.fingerprint)
-    executor = ImageExecutor(prepared.stages, prepared.ctx, ledger)
-    assert executor.sizer.size_for((32, 40, 3)) == 1
+    engine = Engine(prepared.stages, prepared.ctx, ledger)
+    assert engine.sizer.size_for((32, 40, 3)) == 1
 
 
 def test_unreadable_style_image_is_a_located_job_error(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from pipeline.context import RunContext
 from pipeline.errors import MediaError
-from pipeline.executor.images import ImageExecutor
+from pipeline.engine import Engine
 from pipeline.ledger import Ledger
 from pipeline.media.images import image_size, read_image
 from pipeline.memory import (BUDGET_ENV, Budget, MemoryGate, chain_peak, estimate, measure_budget,
@@ -125,7 +125,7 @@ def test_pillows_own_limit_still_fails_at_decode(tmp_path: Path) -> None:
         read_image(path)
 
 
-def test_executor_fails_the_big_image_alone(tmp_path: Path) -> None:
+def test_the_engine_fails_the_big_image_alone(tmp_path: Path) -> None:
     sizes = [(24, 32), (600, 800), (24, 28)]
     units = []
     for i, (h, w) in enumerate(sizes):
@@ -136,10 +136,10 @@ def test_executor_fails_the_big_image_alone(tmp_path: Path) -> None:
     stages = [_stage("decode"), _stage("tv_denoise", weight=0.1), _stage("encode")]
     ledger = Ledger(tmp_path / "out", {"test": 1})
     try:
-        executor = ImageExecutor(stages, CPU, ledger, workers=2)
-        executor.memory_gate = MemoryGate(executor.transforms, CPU,
+        engine = Engine(stages, CPU, ledger, workers=2)
+        engine.memory_gate = MemoryGate(engine.middle, CPU,
                                           budget=Budget(torch.device("cpu"), 8 * 2**20, 8 * 2**20))
-        summary = executor.run(units)
+        summary = engine.run(units)
     finally:
         ledger.close()
     assert summary.done == 2

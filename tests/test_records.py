@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pipeline.build import prepare
 from pipeline.commits import Commits, Segment
-from pipeline.executor import run_units
+from pipeline.engine import run_units
 from pipeline.ledger import Ledger
 from pipeline.records import Done, Failed, SegmentSaved
 from tests.clips import make_clip

@@ -179,12 +179,12 @@ def test_threads_key_in_the_job(tmp_path: Path) -> None:
             load_job(_job(tmp_path, bad))
 
 
-def test_apply_sets_torch_and_the_executor_takes_the_workers() -> None:
+def test_apply_sets_torch_and_the_engine_takes_the_workers() -> None:
     import cv2
 
-    from pipeline.executor.common import ExecutorBase
+    from pipeline.engine import Engine
     from pipeline.stages import get_stage
-    from tests.test_executor import CTX
+    from tests.test_engine import CTX
 
     before = torch.get_num_threads(), cv2.getNumThreads(), threads._applied, threads._follower
     try:
@@ -193,8 +193,8 @@ def test_apply_sets_torch_and_the_executor_takes_the_workers() -> None:
         assert torch.get_num_threads() == budget.torch == 6
         assert cv2.getNumThreads() == 1 and threads.current() is budget
         stages = [get_stage(k)(get_stage(k).Params(), CTX) for k in ("decode", "encode")]
-        assert ExecutorBase(stages, CTX, ledger=None).workers == budget.workers == 1
-        assert ExecutorBase(stages, CTX, ledger=None, workers=3).workers == 3
+        assert Engine(stages, CTX, commits=None).workers == budget.workers == 1
+        assert Engine(stages, CTX, commits=None, workers=3).workers == 3
     finally:
         torch.set_num_threads(before[0])
         cv2.setNumThreads(before[1])

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..build import Prepared, fingerprint_of
-from ..executor.common import Failure, Progress, Summary
+from ..engine.results import Failure, Progress, Summary
 from ..ledger import sweep_partials
 from ..plan import Unit
 from ..records import Done, Event, Failed, Started, Tally

@@ -1,6 +1,6 @@
 """The Ray side of the Ray backend: one actor rebuilds the job's stages and processes units.
 
-An actor runs the same engine as one machine (``pipeline.executor.run_units``)
+An actor runs the same engine as one machine (``pipeline.engine.run_units``)
 on the units the driver hands it, with two differences: its ``Commits`` sends
 records to the driver instead of writing the ledger (``RemoteCommits``), and its
 ``Progress`` turns each call into an event record (``EventProgress``).  A call
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..commits import Commits, Scratch, Segment, remove_segments
-from ..executor.common import Progress, Summary
+from ..engine.results import Progress, Summary
 from ..records import Event, ScratchSaved, SegmentSaved, SegmentsDropped, Started, Tally
 
 RUN_FILE = ".ledger.run"  # the id of the run that holds the output folder, written by the driver
@@ -133,7 +133,7 @@ class StageWorker:
         """Run ``units`` through the stages; yield the records as they happen (lists of those
         that came within ``BATCH_S`` of each other), then a Tally."""
         from ..build import fingerprint_of
-        from ..executor import run_units
+        from ..engine import run_units
 
         if fingerprint_of(self.ctx, self.stages) != fingerprint:
             raise RuntimeError("this worker's stages differ from the driver's (another weights "

@@ -33,7 +33,7 @@ Reading rules (``read_image``):
 Writing rules (``write_image``):
 
 * The format is explicit (png, jpg, webp, bmp, tiff) and independent of the
-  path's suffix, because the executor writes a temporary name first.
+  path's suffix, because the engine writes a temporary name first.
 * png, webp and tiff keep alpha.  jpg and bmp have none: alpha is composited
   over white (what a viewer shows behind transparent areas) rather than
   dropped, which would expose whatever colour lies under transparent pixels.

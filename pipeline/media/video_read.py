@@ -47,7 +47,7 @@ Rules:
   to P instead, when that is provably the same: exactly N packets of the
   video stream have a pts <= P, so every keyframe the seek can land on is
   among the first N frames.  Counting the packets reads the file but decodes
-  nothing.  This is how a clip resumes (see ``pipeline.executor.video``).
+  nothing.  This is how a clip resumes (see ``pipeline.engine.video``).
 * A file that ends early (a truncated Matroska file still opens and decodes
   its first part) is detected when the stream's own duration is known: frames
   ending more than max(3 frames, 0.25 s) short of it raise MediaError.

@@ -21,7 +21,7 @@ Rules:
   Decode timestamps are forced strictly increasing across joins.
 * Frame size: chroma-subsampled pixel formats need even sides (4:2:0 both,
   4:2:2 and 4:1:1 the width).  ``check_frame_size`` is the rule; the writer
-  applies it to its first frame, and the video executor to each clip's output
+  applies it to its first frame, and the video way to each clip's output
   size before decoding it, so an odd-sized clip fails at once.
 * Encoder and muxer failures raise ``MediaError(path, reason, stage="encode")``.
 """

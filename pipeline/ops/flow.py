@@ -1,6 +1,6 @@
 """Optical flow and its confidence on the CPU, for temporal smoothing.
 
-Numpy and OpenCV only (no torch): the executor runs this in its decode thread,
+Numpy and OpenCV only (no torch): the engine runs this in its decode thread,
 ahead of the device.  Flow is OpenCV's DIS (T. Kroeger et al., "Fast Optical
 Flow using Dense Inverse Search", ECCV 2016) on grayscale frames downscaled by
 ``scale``; confidence follows Ruder et al., "Artistic style transfer for

@@ -6,7 +6,7 @@ device -> same shape class, dtype and device) and ``temporal`` stages (the
 same, but fed consecutive video frames in order with per-frame guides and
 state; see temporal_smooth), one ``encode`` (uint8 frames -> file).  C is 3 (RGB) or 4 (RGB + alpha last); colour stages leave alpha alone.
 Stages hold parameters and call pure kernels in ``pipeline.ops`` or models in
-``pipeline.models``; the executor owns threads, batching and commits.
+``pipeline.models``; the engine owns threads, batching and commits.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class Stage:
     #: stages that only make sense for video; a job without videos that uses one is invalid
     video_only: ClassVar[bool] = False
     #: the most images this stage should see at once (None: no limit); caps
-    #: the executor's batch size, ``batch_size`` in the job included
+    #: the engine's batch size, ``batch_size`` in the job included
     max_batch: ClassVar[int | None] = None
 
     def __init__(self, params: Any, ctx: RunContext) -> None:

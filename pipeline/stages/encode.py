@@ -1,7 +1,7 @@
 """encode: uint8 frames -> files: an image in the format the job names, or a video.
 
 A video is written in segments (``open_segment``), each its own small file
-that the executor commits as it closes, and joined with the source's audio
+that the engine commits as it closes, and joined with the source's audio
 once all are done (``join``).  The codec work lives in ``pipeline.media``.
 """
 from __future__ import annotations
@@ -56,7 +56,7 @@ class Encode(Stage):
         return source_rel.with_suffix(output_suffix(self.params.image.format, source_rel.suffix))
 
     def write(self, image: np.ndarray, path: Path, source_suffix: str) -> None:
-        """Write to ``path`` exactly (a temporary name chosen by the executor)."""
+        """Write to ``path`` exactly (a temporary name chosen by the engine)."""
         opts = self.params.image
         write_image(image, path, resolve_format(opts.format, source_suffix),
                     quality=opts.quality, lossless=opts.lossless)

@@ -95,7 +95,7 @@ class Gatys(Stage):
     def _one(self, c: torch.Tensor) -> torch.Tensor:
         p = self.params
         h, w = c.shape[-2:]
-        # The executor runs stages in inference mode; the optimization needs
+        # The engine runs stages in inference mode; the optimization needs
         # autograd, and a clone made outside inference mode is a normal tensor.
         with torch.inference_mode(False), torch.enable_grad():
             c = c.to(self.ctx.device, torch.float32).clone()

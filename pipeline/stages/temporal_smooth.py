@@ -67,7 +67,7 @@ class TemporalSmoothParams:
 @register
 class TemporalSmooth(Stage):
     name = "temporal_smooth"
-    kind = "temporal"  # the executor gives it video frames in order, with guides and state
+    kind = "temporal"  # the engine gives it video frames in order, with guides and state
     Params = TemporalSmoothParams
     video_only = True
 

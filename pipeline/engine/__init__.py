@@ -1,0 +1,36 @@
+"""The engine: one process's threads, queues, batching, device transfer and commits.
+
+``engine.py`` schedules: reader threads, the device loop, writer lanes, the
+bounded queues between them (the back-pressure), the stop flag, failures.
+``batcher.py`` is its pure batching policy.  What is done to a unit is its
+source's *way* (``way.py``): images are independent and batched by size
+(``images.py``); a clip's frames are batched in order, smoothed sequentially and
+committed in segments (``video.py``).  No way names a concrete stage, and
+nothing here writes the ledger: ways report records through their ``Commits``
+(``pipeline.commits``), which the ledger, or a Ray driver, applies.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..commits import Commits
+from ..context import RunContext
+from ..plan import Unit
+from ..stages.base import Stage
+from .engine import Engine
+from .images import ImageWay
+from .results import Failure, Progress, StageTimes, Summary
+from .video import VideoWay
+from .way import Way
+
+__all__ = ["Engine", "Failure", "Progress", "StageTimes", "Summary", "WAYS", "Way", "run_units"]
+
+# A source's ``way`` -> how its units are processed; the engine runs them in this order.
+WAYS: dict[str, type[Way]] = {"image": ImageWay, "video": VideoWay}
+
+
+def run_units(stages: Sequence[Stage], ctx: RunContext, commits: Commits, units: Sequence[Unit], *,
+              workers: int | None = None, progress: Progress | None = None,
+              commit_every: float = 60.0) -> Summary:
+    return Engine(stages, ctx, commits, workers=workers, progress=progress,
+                  commit_every=commit_every).run(units)

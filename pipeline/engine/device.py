@@ -1,0 +1,74 @@
+"""Device-side helpers of the engine: the stage chain on a batch, transfers, and the NaN check."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..errors import MediaError
+from ..stages.base import Stage
+
+
+class StageFailed(Exception):
+    def __init__(self, stage: str, cause: BaseException) -> None:
+        super().__init__(f"{stage}: {cause}")
+        self.stage, self.cause = stage, cause
+
+
+def run_stages(stages: Sequence[Stage], x: torch.Tensor) -> torch.Tensor:
+    for stage in stages:
+        try:
+            x = stage(x)
+        except Exception as exc:
+            raise StageFailed(stage.name, exc) from exc
+        check_finite(stage.name, x)
+    return x
+
+
+def check_finite(stage: str, x: torch.Tensor) -> None:
+    """NaN or Inf would be written as black or white pixels and the job would exit 0: fail
+    the batch instead (the image way then retries image by image, so only the images
+    that really break fail)."""
+    if x.is_floating_point() and x.numel() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise StageFailed(stage, ValueError(
+            f"produced {bad} NaN or infinite values out of {x.numel()}: a numerical overflow "
+            "(try precision: fp32 if the job runs in fp16) or broken weights"))
+
+
+def reason_of(exc: BaseException) -> str:
+    if isinstance(exc, StageFailed):
+        exc = exc.cause
+    if isinstance(exc, MediaError):  # the remedy too: the failure line is all a user sees
+        return f"{exc.reason}; {exc.hint}" if exc.hint else exc.reason
+    return f"{type(exc).__name__}: {exc}"
+
+
+def upload(images: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
+    """uint8 NHWC on the device; through pinned memory, without blocking, on CUDA."""
+    if device.type != "cuda":
+        return torch.from_numpy(np.stack(images))
+    host = torch.empty((len(images), *images[0].shape), dtype=torch.uint8, pin_memory=True)
+    for i, image in enumerate(images):
+        host[i].copy_(torch.from_numpy(image))
+    return host.to(device, non_blocking=True)
+
+
+def download(y: torch.Tensor) -> np.ndarray:
+    if y.device.type != "cuda":
+        return y.contiguous().numpy()
+    host = torch.empty(y.shape, dtype=torch.uint8, pin_memory=True)
+    host.copy_(y, non_blocking=True)
+    torch.cuda.current_stream(y.device).synchronize()
+    return host.numpy()
+
+
+def to_uint8_nhwc(x: torch.Tensor) -> torch.Tensor:
+    return x.float().round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def sync(device: torch.device) -> None:
+    """Make the step timings honest on CUDA, where kernels run asynchronously."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,56 @@
+"""The image way: each image is a unit and one piece, batched with others of its shape.
+
+Read: the header is checked against this machine's memory first (an image too
+big fails alone, before decoding), then the file is decoded.  Run: one uint8
+batch to the device, converted to the working dtype there, through the
+transform stages (a temporal stage passes images through), rounded back to
+uint8.  Write: encoded under a temporary name and committed.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from ..plan import Unit
+from .batcher import Batch, Piece
+from .device import download, run_stages, to_uint8_nhwc, upload
+from .way import Way
+
+
+class ImageWay(Way):
+    kind = "image"
+
+    def pieces(self, unit: Unit) -> Iterator[Piece]:
+        engine = self.engine
+        with engine.times.timing("decode", 1):
+            engine.memory_gate.check_image(unit.source)
+            image = unit.open().read(unit.source)
+        yield Piece(unit, image)
+
+    def run(self, batch: Batch) -> list[tuple[Unit, np.ndarray]]:
+        """uint8 HxWxC images of one shape -> stages -> rounded uint8 images."""
+        engine, images = self.engine, [p.image for p in batch.pieces]
+        with torch.inference_mode(), engine.times.timing("device", len(images)):
+            x = upload(images, engine.ctx.device).permute(0, 3, 1, 2).to(engine.ctx.dtype)
+            out = download(to_uint8_nhwc(run_stages(engine.middle, x)))
+        return [(p.unit, image) for p, image in zip(batch.pieces, out)]
+
+    def write(self, stream: None, items: Iterable[tuple[Unit, np.ndarray]]) -> None:
+        engine, encode = self.engine, self.engine.encode
+        for unit, image in items:
+            try:
+                with engine.times.timing("encode", 1):
+                    engine.commits.commit(unit.key,
+                                          lambda tmp: encode.write(image, tmp, unit.source.suffix))
+            except Exception as exc:  # one image that cannot be written fails alone
+                engine.fail(self, unit, encode.name, exc)
+                continue
+            engine.count(done=1, frames=1)
+            engine.progress.frames_done(1)
+            engine.progress.unit_finished(True)
+
+    def failed(self, unit: Unit, opened: bool) -> None:
+        self.engine.progress.frames_done(1)
+        self.engine.progress.unit_finished(False)

@@ -1,0 +1,89 @@
+"""What a run reports: failures, per-step busy times, the summary, and progress calls."""
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+
+@dataclass(frozen=True)
+class Failure:
+    source: Path
+    stage: str
+    reason: str
+
+
+class StageTimes:
+    """Busy seconds and frames per pipeline step, summed over threads.
+
+    Steps: decode, flow (temporal guides, on the CPU), device (the model
+    stages), smoothing, encode.  ``rates()`` is frames per busy second, which
+    says which step is the bottleneck: the slowest rate bounds the run.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seconds: dict[str, float] = {}
+        self.frames: dict[str, int] = {}
+
+    @contextmanager
+    def timing(self, step: str, frames: int) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(step, time.perf_counter() - start, frames)
+
+    def add(self, step: str, seconds: float, frames: int) -> None:
+        with self._lock:
+            self.seconds[step] = self.seconds.get(step, 0.0) + seconds
+            self.frames[step] = self.frames.get(step, 0) + frames
+
+    def rates(self) -> dict[str, float]:
+        with self._lock:
+            return {k: self.frames[k] / s for k, s in self.seconds.items() if s > 0 and self.frames[k]}
+
+
+@dataclass
+class Summary:
+    done: int = 0  # units (images, clips) finished in this run
+    skipped: int = 0  # already done by an earlier run
+    frames: int = 0  # frames written in this run (an image is one frame)
+    segments: int = 0  # video segments committed in this run (kept by an interrupted clip)
+    failures: list[Failure] = field(default_factory=list)
+    wall_s: float = 0.0
+    interrupted: bool = False
+    #: why the run stopped before the end although nothing was interrupted (a full disk)
+    fatal: str | None = None
+    times: StageTimes = field(default_factory=StageTimes)
+
+    def merge(self, other: "Summary") -> None:
+        self.done += other.done
+        self.skipped += other.skipped
+        self.frames += other.frames
+        self.segments += other.segments
+        self.failures.extend(other.failures)
+        self.wall_s += other.wall_s
+        self.interrupted = self.interrupted or other.interrupted
+        self.fatal = self.fatal or other.fatal
+        for step, seconds in other.times.seconds.items():
+            self.times.add(step, seconds, other.times.frames[step])
+
+
+class Progress:
+    """What the engine reports as it goes; the CLI draws bars from it.  Calls come from any thread."""
+
+    def add_total(self, frames: int) -> None:
+        """More frames to do than first announced (clips are probed as they start);
+        negative for frames that will not come (a clip that failed to start)."""
+
+    def clip_started(self, name: str, total: int | None, done: int) -> None: ...
+
+    def frames_done(self, n: int, clip: str | None = None) -> None: ...
+
+    def unit_finished(self, ok: bool, clip: str | None = None) -> None:
+        """A unit is over; a clip's frames not done by now (it failed, or its
+        header's frame count was off) leave the job's total."""

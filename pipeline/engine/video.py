@@ -1,0 +1,368 @@
+"""The video way: a clip is a unit, its frames are ordered pieces, committed in segments.
+
+    read (a reader thread)         run (the device thread)         write (the clip's lane)
+    decode frames, temporal  -->   consecutive frames: stages,  --> encode the segment, commit
+    guides (flow on the CPU,       then the smoothing scan in       it with its state; join all
+    ahead of the device)           order                            at the end
+
+The engine keeps up to ``workers`` clips in flight, so one clip's decoding or
+encoding never leaves the device idle.  Each frame that ends a segment is a
+cut, so a batch never crosses a segment boundary and each segment's frames are
+computed identically whether the run was interrupted before it or not: a
+resumed clip decodes from just after its last committed segment (by seeking
+where that is exact, else by counting frames from the start: see
+video_read.py), restores the smoothing state saved with it, and the final video
+is frame for frame what an uninterrupted run makes.  Memory is bounded by the
+engine's queue sizes, whatever a clip's length.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..commits import load_state
+from ..errors import MediaError
+from ..media.video import VideoInfo
+from ..media.video_write import check_frame_size
+from ..plan import Unit
+from ..threads import current as thread_budget
+from .batcher import Batch, Piece
+from .device import StageFailed, download, run_stages, sync, to_uint8_nhwc, upload
+from .way import Way
+
+if TYPE_CHECKING:
+    from ..stages.temporal_smooth import ClipState
+    from .engine import Engine
+
+
+@dataclass
+class _Clip:
+    """One clip in flight, set up by ``open`` (``smoothing.prev_out`` then belongs to the
+    device thread, ``smoothing.guider`` to the reader)."""
+
+    unit: Unit
+    info: VideoInfo
+    segment_frames: int
+    first_segment: int  # the index of the first segment this run writes
+    frames_before: int  # frames already committed by earlier runs
+    smoothing: ClipState | None  # the temporal stage's state for this clip (None without one)
+    scratch: list = field(default_factory=list)  # saved parts of the open segment, to replay
+    resume_from: object = None  # the last Segment or Scratch committed (None: from the start)
+    # the writer is due to save the open segment's frames: the device keeps the state it needs
+    want_state: threading.Event = field(default_factory=threading.Event)
+    # set by the reader once the clip's frames are all read (before the engine's unit end):
+    end_input_state: np.ndarray | None = None  # the guider's state after the last frame
+    end_pts_adjusted: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.unit.key
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """A piece's ``data``: what the writer needs beside the pixels."""
+
+    pts: int
+    duration: int | None
+    guide: object  # the temporal guide (None without a temporal stage)
+    pts_adjusted: bool  # the reader bumped some pts of the clip up to this frame
+    # the guider's state after this frame, taken at a segment's end or when the writer wants
+    # a state (after a frame it is never None, so None here means "not taken")
+    input_state: np.ndarray | None = None
+
+
+@dataclass
+class _Computed:
+    """Consecutive output frames of one clip, what ``run`` hands the clip's writer."""
+
+    frames: np.ndarray  # uint8 N x H x W x 3 (N may be 0: the end of a clip)
+    pts: list[int]
+    durations: list[int | None]
+    ends_segment: bool
+    last: bool  # the clip's end
+    pts_adjusted: bool
+    state: dict[str, np.ndarray] | None  # the state after the last frame, at a commit point
+
+
+class VideoWay(Way):
+    kind = "video"
+    ordered = True
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        middle = engine.middle
+        temporal = [i for i, s in enumerate(middle) if s.kind == "temporal"]
+        split = temporal[0] if temporal else len(middle)
+        self.before = middle[:split]  # batched model stages, before smoothing
+        self.temporal = middle[split] if temporal else None
+        self.after = middle[split + 1:]
+        self._infos: dict[str, VideoInfo] = {}
+        self._clips: dict[str, _Clip] = {}
+        self._announced: dict[str, int] = {}  # frames each clip added to the job's total
+
+    # -- admit: headers only ------------------------------------------------
+    def admit(self, units: Sequence[Unit]) -> list[Unit]:
+        """Headers only, so the job's progress bar knows its total before the first frame."""
+        engine, decode, encode = self.engine, self.engine.decode.name, self.engine.encode
+        ok = []
+        for unit in units:
+            try:
+                with engine.times.timing("probe", 0):
+                    info = unit.open().probe(unit.source)
+            except Exception as exc:  # one bad file must not end the run
+                engine.fail(self, unit, decode, exc, opened=False)
+                continue
+            try:  # frames too big for this machine's memory: refused before decoding
+                engine.memory_gate.check_size(unit.source, info.width, info.height)
+            except MediaError as exc:
+                engine.fail(self, unit, decode, exc, opened=False)
+                continue
+            try:  # a size the encoder cannot take fails now, before any frame is decoded
+                hw = (info.height, info.width)
+                for stage in engine.middle:
+                    hw = stage.output_size(*hw)
+                check_frame_size(hw[1], hw[0], encode.params.video, unit.source,
+                                 source=(info.width, info.height))
+            except Exception as exc:
+                engine.fail(self, unit, encode.name, exc, opened=False)
+                continue
+            ok.append(unit)
+            self._infos[unit.key] = info
+            done = self._resume_point(unit)[0]
+            self._announced[unit.key] = max(0, (info.frames or 0) - done)
+            engine.progress.add_total(self._announced[unit.key])
+        return ok
+
+    def _resume_point(self, unit: Unit) -> tuple[int, list, list]:
+        """(frames done, committed segments, saved parts of the open segment)."""
+        commits = self.engine.commits
+        segments = commits.segments(unit.key)
+        scratch = commits.scratches(unit.key, len(segments))
+        done = scratch[-1].frames if scratch else segments[-1].frames if segments else 0
+        return done, segments, scratch
+
+    # -- read: a reader thread ----------------------------------------------
+    def open(self, unit: Unit) -> _Clip:
+        engine, info = self.engine, self._infos[unit.key]
+        frames_before, segments, scratch = self._resume_point(unit)
+        last = scratch[-1] if scratch else segments[-1] if segments else None  # where to resume
+        state = None
+        if last is not None and last.state is not None:
+            try:
+                state = load_state(last.state)
+            except (OSError, ValueError):  # unreadable state: this clip starts over
+                engine.commits.drop_segments(unit.key)
+                frames_before, segments, scratch, last = 0, [], [], None
+        smoothing = None
+        if self.temporal is not None:
+            hw = (info.height, info.width)
+            for stage in self.before:
+                hw = stage.output_size(*hw)
+            smoothing = self.temporal.clip_state(hw, engine.ctx.device)
+            smoothing.load_state_dict(state)
+        seconds = engine.encode.params.video.segment_seconds
+        clip = _Clip(unit=unit, info=info, first_segment=len(segments), frames_before=frames_before,
+                     segment_frames=max(1, round(seconds * float(info.rate or 25))),
+                     smoothing=smoothing, scratch=scratch, resume_from=last)
+        self._clips[unit.key] = clip
+        engine.progress.clip_started(clip.name, info.frames, frames_before)
+        return clip
+
+    def pieces(self, clip: _Clip) -> Iterator[Piece]:
+        engine, unit, last = self.engine, clip.unit, clip.resume_from
+        # Resume after the committed frames: counted from the start, or found by seeking just past
+        # the last committed pts where the reader says that is exact; never by seeking once a pts
+        # up to there was bumped (see pipeline.media.video_read: a seek cannot redo the cascade).
+        adjusted = last is not None and last.pts_adjusted
+        after_pts = last.last_pts if last is not None and not adjusted else None
+        guider = clip.smoothing.guider if clip.smoothing is not None else None
+        index = clip.frames_before
+        # The decoder's threads are the worker's share of the budget (flow runs in this thread)
+        frames = unit.open().frames(clip.info, after_pts=after_pts, skip=clip.frames_before,
+                                    threads=thread_budget().opencv)
+        try:
+            while True:
+                with engine.times.timing("decode", 1):
+                    frame = next(frames, None)
+                if frame is None:
+                    break
+                guide = None
+                if guider is not None:
+                    with engine.times.timing("flow", 1):
+                        guide = guider.next(frame.rgb)
+                index += 1
+                adjusted = frame.pts_adjusted
+                ends_segment = index % clip.segment_frames == 0
+                taken = guider is not None and (ends_segment or clip.want_state.is_set())
+                yield Piece(unit, frame.rgb, ordered=True, cut=ends_segment,
+                            data=_Frame(frame.pts, frame.duration, guide, adjusted,
+                                        guider.state if taken else None))
+        finally:
+            getattr(frames, "close", lambda: None)()  # closes the container now, not at GC
+        if index == 0:
+            raise MediaError(unit.source, "no video frames could be decoded", stage="decode")
+        clip.end_input_state = guider.state if guider is not None else None
+        clip.end_pts_adjusted = adjusted
+
+    # -- run: the device thread ---------------------------------------------
+    def run(self, batch: Batch) -> list[_Computed]:
+        """Stages, then the smoothing scan, on consecutive frames of one clip."""
+        clip, pieces = self._clips[batch.unit.key], batch.pieces
+        frames: np.ndarray = np.empty((0,), np.uint8)
+        if pieces:
+            prev_out = clip.smoothing.prev_out if clip.smoothing is not None else None
+            frames, prev_out = self._stages([p.image for p in pieces],
+                                            [p.data.guide for p in pieces], prev_out)
+            if clip.smoothing is not None:
+                clip.smoothing.prev_out = prev_out  # only after the whole batch succeeded
+        tail: _Frame | None = pieces[-1].data if pieces else None
+        ends_segment = batch.last or (tail is not None and pieces[-1].cut)
+        if batch.last:
+            input_state, adjusted = clip.end_input_state, clip.end_pts_adjusted
+        else:
+            input_state, adjusted = tail.input_state, tail.pts_adjusted
+        state = None
+        if (clip.smoothing is not None and (ends_segment or clip.want_state.is_set())
+                and (batch.last or input_state is not None)):
+            state = clip.smoothing.state_dict(input_state)
+        return [_Computed(frames, [p.data.pts for p in pieces], [p.data.duration for p in pieces],
+                          ends_segment, batch.last, adjusted, state)]
+
+    def _stages(self, frames: list[np.ndarray], guides: list, prev_out: torch.Tensor | None
+                ) -> tuple[np.ndarray, torch.Tensor | None]:
+        ctx, times, n = self.engine.ctx, self.engine.times, len(frames)
+        with torch.inference_mode():
+            with times.timing("device", n):
+                try:
+                    x = upload(frames, ctx.device).permute(0, 3, 1, 2).to(ctx.dtype)
+                except Exception as exc:  # e.g. a clip whose frame size changes mid-stream
+                    raise StageFailed("device", exc) from exc
+                x = run_stages(self.before, x)
+                sync(ctx.device)
+            if self.temporal is not None:
+                with times.timing("smoothing", n):
+                    try:
+                        x, prev_out = self.temporal.scan(x, guides, prev_out)
+                    except Exception as exc:
+                        raise StageFailed(self.temporal.name, exc) from exc
+                    sync(ctx.device)
+            with times.timing("device", 0):
+                out = download(to_uint8_nhwc(run_stages(self.after, x)))
+        return out, prev_out
+
+    # -- write: the clip's lane ---------------------------------------------
+    def write(self, clip: _Clip, items: Iterable[_Computed]) -> None:
+        """Encode each batch into its segment; commit the segment at its end, and on the
+        wall-clock cadence save the frames encoded since the last commit (``_save_scratch``)."""
+        engine = self.engine
+        commits, times, key = engine.commits, engine.times, clip.unit.key
+        index, frames_total = clip.first_segment, clip.frames_before
+        writer, partial, last_pts = None, None, None
+        pending: list[tuple[np.ndarray, int, int | None]] = []  # encoded, not yet saved
+        part, last_commit = len(clip.scratch), time.monotonic()
+        # Keep the open segment's frames for a save only while it looks slow enough to need one:
+        # at GPU speed a segment closes in well under commit_every, and holding its frames would
+        # cost hundreds of MB a clip for nothing (a kill then costs at most that short segment).
+        keep, started, in_segment = True, time.monotonic(), 0
+
+        def encode(frames) -> None:
+            nonlocal writer, partial
+            if writer is None:
+                final = commits.segment_path(key, index)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                partial = commits.partial(final)
+                writer = engine.encode.open_segment(partial, clip.info, clip.unit.output_rel)
+            for rgb, pts, duration in frames:
+                writer.write(rgb, pts, duration)
+
+        try:
+            for saved in clip.scratch:  # a resumed open segment: the same frames, the same bytes
+                with times.timing("encode", 0):
+                    encode(_load_scratch(saved.path))
+            for done in items:
+                n = len(done.pts)
+                if n:
+                    frames = list(zip(done.frames, done.pts, done.durations))
+                    with times.timing("encode", n):
+                        encode(frames)
+                    in_segment += n
+                    expected = (time.monotonic() - started) / in_segment * clip.segment_frames
+                    if keep and expected < engine.commit_every / 2:
+                        keep = False  # this segment will close long before a save is due
+                    pending = pending + frames if keep else []
+                    last_pts = done.pts[-1]
+                    frames_total += n
+                    engine.count(frames=n)
+                    engine.progress.frames_done(n, clip.name)
+                if done.ends_segment and writer is not None:
+                    with times.timing("encode", 0):
+                        writer.close()
+                        writer = None
+                        commits.commit_segment(key, index, partial, frames=frames_total,
+                                               last_pts=last_pts, state=done.state,
+                                               pts_adjusted=done.pts_adjusted)
+                    engine.count(segments=1)
+                    index, part, pending, last_commit = index + 1, 0, [], time.monotonic()
+                    keep, started, in_segment = True, time.monotonic(), 0
+                    clip.want_state.clear()
+                elif keep and pending and time.monotonic() - last_commit >= engine.commit_every:
+                    if self.temporal is not None and done.state is None:
+                        clip.want_state.set()  # the device keeps the state of a coming batch
+                    else:
+                        self._save_scratch(clip, index, part, pending, frames_total, done)
+                        part, pending, last_commit = part + 1, [], time.monotonic()
+                        clip.want_state.clear()
+                if done.last:
+                    self._finish(clip)
+                    return
+        except Exception as exc:
+            engine.fail(self, clip.unit, engine.encode.name, exc)
+        finally:
+            if writer is not None:
+                writer.abort()
+                Path(partial).unlink(missing_ok=True)
+
+    def _save_scratch(self, clip: _Clip, index: int, part: int, pending: list, frames_total: int,
+                      done: _Computed) -> None:
+        """Segments close on frame counts (so a resumed clip decodes to the same frames), which
+        at a slow model can be many minutes apart; between them, the frames encoded so far are
+        saved losslessly with the state after them, so a kill costs about ``commit_every``."""
+        with self.engine.times.timing("encode", 0):
+            self.engine.commits.commit_scratch(
+                clip.unit.key, index, part, np.stack([rgb for rgb, _, _ in pending]),
+                [pts for _, pts, _ in pending], [duration for _, _, duration in pending],
+                frames_total=frames_total, pts_adjusted=done.pts_adjusted, state=done.state)
+
+    def _finish(self, clip: _Clip) -> None:
+        """All segments are committed: join them, with the audio, into the output."""
+        engine, key = self.engine, clip.unit.key
+        segments = [s.path for s in engine.commits.segments(key)]
+        with engine.times.timing("join", 0):
+            engine.commits.commit(key, lambda tmp: engine.encode.join(segments, clip.info, tmp,
+                                                                       clip.unit.output_rel),
+                                  video=True)  # its segments go once the line is written
+        # ``segments`` counts the saved work of clips still in flight: this one is whole now
+        engine.count(done=1, segments=-(len(segments) - clip.first_segment))
+        engine.progress.unit_finished(True, clip.name)
+
+    # -- failures -----------------------------------------------------------
+    def failed(self, unit: Unit, opened: bool) -> None:
+        if opened:
+            self.engine.progress.unit_finished(False, unit.key)
+        else:  # before its bar started: its frames leave the job's total
+            self.engine.progress.unit_finished(False, None)
+            if unit.key in self._announced:  # not when its header could not be read
+                self.engine.progress.add_total(-self._announced.pop(unit.key))
+
+
+def _load_scratch(path: Path) -> list[tuple[np.ndarray, int, int | None]]:
+    with np.load(path) as data:
+        return [(rgb, int(pts), None if duration < 0 else int(duration))
+                for rgb, pts, duration in zip(data["frames"], data["pts"], data["durations"])]

@@ -1,0 +1,52 @@
+"""A way: how the units of one kind are read, computed and written.  The engine schedules it.
+
+A way names no queue and starts no thread.  The engine calls, for each unit:
+
+    admit(units)         before any thread starts: probe headers, announce totals
+    open(unit)           in a reader thread: the unit's reading state (a clip's resume point)
+    pieces(stream)       in the same reader thread: the pictures for the device, in order
+    run(batch)           in the device thread: the stages on a batch; what to write
+    write(stream, items) in a writer lane: put ``run``'s results in place, report records
+    failed(unit, ...)    the unit failed (the engine already recorded it): progress only
+
+Independent ways (images) share ``workers`` writer lanes, ``write(None, items)``
+each.  An ordered way (video) gets one lane per unit, started right after
+``open``, whose ``items`` are its unit's results in order.  ``items`` ends when
+the run stops or the unit fails; a way then leaves its partial work behind (the
+rerun redoes it).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, Sequence
+
+from ..plan import Unit
+from .batcher import Batch, Piece
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+class Way:
+    kind: ClassVar[str]  # a source's ``way`` (``pipeline.sources``)
+    ordered: ClassVar[bool] = False  # a unit's pieces are batched, and written, in order
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def admit(self, units: Sequence[Unit]) -> list[Unit]:
+        return list(units)
+
+    def open(self, unit: Unit) -> Any:
+        return unit
+
+    def pieces(self, stream: Any) -> Iterator[Piece]:
+        raise NotImplementedError
+
+    def run(self, batch: Batch) -> list[Any]:
+        raise NotImplementedError
+
+    def write(self, stream: Any, items: Iterable[Any]) -> None:
+        raise NotImplementedError
+
+    def failed(self, unit: Unit, opened: bool) -> None:
+        """Progress for a unit that failed; ``opened``: after ``open`` returned."""

@@ -1,0 +1,261 @@
+"""The engine's policies: the batching policy alone, then real threads and files.
+
+Out of memory halves the batch instead of ending the run (images and clips);
+one image that breaks a batch fails alone; batches hold images of one size
+only, and a clip's frames in order, never across a segment; a stopped engine
+resumes in a fresh one to the same frames.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pipeline.build import prepare
+from pipeline.context import RunContext
+from pipeline.engine import Engine, Progress, Summary
+from pipeline.engine.batcher import Batch, Batcher, Piece
+from pipeline.ledger import Ledger
+from pipeline.plan import Unit
+from pipeline.stages import get_stage
+from pipeline.stages.base import Stage
+from tests.clips import decode_all, make_clip
+from tests.conftest import natural_image, write_job
+
+CTX = RunContext(device=torch.device("cpu"), precision="fp32", batch_size=8)
+
+
+class Recorder(Stage):
+    """Inverts colours; remembers batch shapes; fails as told."""
+
+    name = "recorder"
+
+    def __init__(self, oom_above: int = 0, poison_value: int = -1) -> None:
+        super().__init__(None, CTX)
+        self.batches: list[tuple[int, ...]] = []
+        self.oom_above, self.poison_value = oom_above, poison_value
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.batches.append(tuple(x.shape))
+        if self.oom_above and x.shape[0] > self.oom_above:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if self.poison_value >= 0 and (x[:, 0, 0, 0] == self.poison_value).any():
+            raise RuntimeError("this image breaks the stage")
+        return 255 - x
+
+
+def _units(tmp_path: Path, sizes: list[tuple[int, int]], poison_index: int = -1) -> list[Unit]:
+    units = []
+    for i, (h, w) in enumerate(sizes):
+        image = natural_image(h, w, seed=i)
+        image[0, 0, 0] = 7 if i == poison_index else 100
+        path = tmp_path / "src" / f"{i:02d}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(image).save(path)
+        units.append(Unit(source=path, output_rel=Path(f"{i:02d}.png"), source_index=0))
+    return units
+
+
+def _run(tmp_path: Path, units: list[Unit], stage: Recorder, workers: int = 2):
+    io = get_stage("encode")
+    encode = io(io.Params(), CTX)
+    decode = get_stage("decode")(get_stage("decode").Params(), CTX)
+    ledger = Ledger(tmp_path / "out", {"test": 1})
+    progress = []
+
+    class Record(Progress):
+        def unit_finished(self, ok: bool, clip: str | None = None) -> None:
+            progress.append(ok)
+
+    try:
+        summary = Engine([decode, stage, encode], CTX, ledger, workers=workers,
+                                progress=Record()).run(units)
+    finally:
+        ledger.close()
+    return summary, progress
+
+
+def test_out_of_memory_halves_the_batch_and_every_image_is_done(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("pipeline.engine.engine.IDLE_S", 2.0)  # a slow decoder still fills the batch
+    units = _units(tmp_path, [(16, 20)] * 12)
+    stage = Recorder(oom_above=2)
+    summary, progress = _run(tmp_path, units, stage, workers=1)
+    assert summary.done == 12 and not summary.failures and progress == [True] * 12
+    assert max(b[0] for b in stage.batches) > 2  # it did try bigger batches first
+    for unit in units:
+        out = np.array(Image.open(tmp_path / "out" / unit.output_rel))
+        np.testing.assert_array_equal(out, 255 - np.array(Image.open(unit.source)))
+
+
+def test_one_bad_image_fails_alone(tmp_path: Path) -> None:
+    units = _units(tmp_path, [(16, 20)] * 6, poison_index=3)
+    summary, progress = _run(tmp_path, units, Recorder(poison_value=7))
+    assert summary.done == 5
+    assert [(f.source.name, f.stage) for f in summary.failures] == [("03.png", "recorder")]
+    assert "this image breaks the stage" in summary.failures[0].reason
+    assert sorted(progress) == [False] + [True] * 5
+    assert not (tmp_path / "out" / "03.png").exists()
+
+
+def test_batches_hold_images_of_one_size(tmp_path: Path) -> None:
+    sizes = [(16, 20), (12, 12), (16, 20), (12, 12), (8, 24)] * 3
+    stage = Recorder()
+    summary, _ = _run(tmp_path, _units(tmp_path, sizes), stage)
+    assert summary.done == len(sizes)
+    assert sum(b[0] for b in stage.batches) == len(sizes)
+    assert all(b[0] <= CTX.batch_size for b in stage.batches)
+    assert {b[2:] for b in stage.batches} == {(16, 20), (12, 12), (8, 24)}
+
+
+def test_job_bar_ends_full_when_a_clip_fails_or_its_header_miscounts(monkeypatch) -> None:
+    import io
+    import sys
+
+    from pipeline.progress import Bars as _Bars
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:  # tqdm draws (and counts) only on a terminal
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    bars = _Bars("job", 2, quiet=False)  # two images
+    bars.frames_done(2)
+    bars.add_total(30)
+    bars.clip_started("a.mp4", 20, 0)  # fails after 5 of 20 frames
+    bars.clip_started("b.mp4", 10, 0)  # header said 10, 12 came
+    bars.frames_done(5, "a.mp4")
+    bars.unit_finished(False, "a.mp4")
+    bars.frames_done(12, "b.mp4")
+    bars.unit_finished(True, "b.mp4")
+    assert (bars._job.n, bars._job.total) == (19, 19)
+    bars.close()
+
+
+def test_summary_speed_reads_as_seconds_per_item_when_slow() -> None:
+    from pipeline.cli import _speed
+
+    assert _speed(72, 11.2, "frame") == "6.43 frames/s"
+    assert _speed(2, 601.4, "image") == "300.7 s/image"  # gatys: not "0.00 images/s"
+    assert _speed(0, 5.0, "image") == "0.00 images/s"
+
+
+# -- the batching policy, alone ------------------------------------------------
+def _piece(key: str, shape=(4, 4, 3), ordered: bool = False, cut: bool = False) -> Piece:
+    unit = Unit(source=Path(key), output_rel=Path(key), source_index=0,
+                kind="video" if ordered else "image")
+    return Piece(unit, np.zeros(shape, np.uint8), ordered=ordered, cut=cut)
+
+
+def _keys(batches: list[Batch]) -> list[list[str]]:
+    return [[p.unit.key for p in b.pieces] for b in batches]
+
+
+def test_independent_pieces_go_by_shape_when_the_batch_is_full() -> None:
+    batcher = Batcher(lambda shape: 3)
+    assert batcher.add(_piece("a")) == [] and batcher.add(_piece("b", (8, 8, 3))) == []
+    assert batcher.add(_piece("c")) == [] and batcher.partial and batcher.waiting == 3
+    [full] = batcher.add(_piece("d"))
+    assert _keys([full]) == [["a", "c", "d"]] and full.unit is None and not full.last
+    assert {u.key for u in full.units} == {"a", "c", "d"}
+    assert _keys(batcher.stalled()) == [["b"]] and batcher.waiting == 0
+
+
+def test_too_many_waiting_sizes_send_the_oldest_group() -> None:
+    batcher = Batcher(lambda shape: 8, max_waiting=3)
+    for i in range(3):
+        assert batcher.add(_piece(f"s{i}", (4 + i, 4, 3))) == []
+    assert _keys(batcher.add(_piece("s3", (9, 4, 3)))) == [["s0"]]
+
+
+def test_a_clips_frames_stay_in_order_and_never_cross_a_cut_or_mix_clips() -> None:
+    batcher = Batcher(lambda shape: 4)
+    assert batcher.add(_piece("x", ordered=True)) == []
+    assert batcher.add(_piece("y", ordered=True)) == []  # another clip, same shape: apart
+    [cut] = batcher.add(_piece("x", ordered=True, cut=True))  # a segment's last frame
+    assert _keys([cut]) == [["x", "x"]] and cut.unit.key == "x" and not cut.last
+    assert not batcher.partial and batcher.stalled() == []  # a clip never goes early on a stall
+    batcher.add(_piece("x", ordered=True))
+    end = batcher.end(cut.unit)
+    assert _keys([end]) == [["x"]] and end.last and end.unit.key == "x"
+    empty = batcher.end(cut.unit)  # the frames all went with a cut: the end still comes
+    assert empty.pieces == [] and empty.last
+    batcher.drop(_piece("y", ordered=True).unit)  # a failed clip's frames are forgotten
+    assert batcher.waiting == 0 and batcher.drain() == []
+
+
+def test_a_split_batch_keeps_its_order_and_only_the_final_part_is_last() -> None:
+    pieces = [_piece("x", ordered=True) for _ in range(5)]
+    parts = Batch(pieces, pieces[0].unit, last=True).split(2)
+    assert [len(p.pieces) for p in parts] == [2, 2, 1]
+    assert [p.last for p in parts] == [False, False, True]
+    assert [q for p in parts for q in p.pieces] == pieces
+
+
+# -- clips through the engine --------------------------------------------------
+def _clip_job(tmp_path: Path, output: str) -> Path:
+    if not (tmp_path / "clips" / "c.mp4").exists():
+        (tmp_path / "clips").mkdir(parents=True)
+        make_clip(tmp_path / "clips" / "c.mp4", frames=20, fps=10, audio=True)
+    return write_job(tmp_path, f"""
+        sources: [{{videos: clips/}}]
+        output: {output}
+        batch_size: 4
+        stages:
+          - decode
+          - tv_denoise: {{weight: 0.1}}
+          - temporal_smooth: {{}}
+          - encode: {{video: {{codec: libx264, preset: ultrafast, segment_seconds: 0.3}}}}
+        """, name=f"{output}.yaml")
+
+
+def _run_clip_job(job: Path, *, middle=None, stop_after_frames: int = 0) -> tuple[Summary, Path]:
+    prepared = prepare(job)
+    stages = list(prepared.stages)
+    if middle is not None:
+        stages[1:-1] = middle
+    ledger = Ledger(prepared.job.output, prepared.fingerprint,
+                    keys=[u.key for u in prepared.plan.units])
+    engine: list[Engine] = []
+
+    class StopLater(Progress):
+        frames = 0
+
+        def frames_done(self, n: int, clip: str | None = None) -> None:
+            self.frames += n
+            if stop_after_frames and self.frames >= stop_after_frames:
+                engine[0].stop()
+
+    try:
+        engine.append(Engine(stages, prepared.ctx, ledger, progress=StopLater()))
+        units = [u for u in prepared.plan.units if not ledger.is_done(u.key)]
+        summary = engine[0].run(units)
+    finally:
+        ledger.close()
+    return summary, prepared.job.output / "c.mp4"
+
+
+def test_a_stopped_engine_resumes_in_a_fresh_one_to_the_same_frames(tmp_path: Path) -> None:
+    _, whole = _run_clip_job(_clip_job(tmp_path, "whole"))
+    job = _clip_job(tmp_path, "stopped")
+    first, out = _run_clip_job(job, stop_after_frames=8)
+    assert first.interrupted and first.done == 0 and 0 < first.segments and not out.exists()
+    second, out = _run_clip_job(job)  # a fresh engine and ledger, from what is on disk
+    assert second.done == 1 and second.frames < 20  # it did not start the clip over
+    got, want = decode_all(out), decode_all(whole)
+    assert got[1] == want[1] and all(np.array_equal(a, b) for a, b in zip(got[0], want[0]))
+    lines = [json.loads(line) for line in (out.parent / ".ledger.jsonl").read_text().splitlines()[1:]]
+    indices = [r["index"] for r in lines if "segment" in r]
+    assert indices == sorted(set(indices))  # every segment committed once
+
+
+def test_out_of_memory_in_a_clip_splits_its_batches_and_changes_no_frame(tmp_path: Path) -> None:
+    whole, plain = _run_clip_job(_clip_job(tmp_path, "plain"), middle=[Recorder()])
+    stage = Recorder(oom_above=1)
+    split, out = _run_clip_job(_clip_job(tmp_path, "oom"), middle=[stage])
+    assert whole.done == split.done == 1 and not split.failures
+    assert max(b[0] for b in stage.batches) > 1 and stage.batches[-1][0] == 1
+    got, want = decode_all(out), decode_all(plain)
+    assert got[1] == want[1] and all(np.array_equal(a, b) for a, b in zip(got[0], want[0]))
