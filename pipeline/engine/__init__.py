@@ -17,16 +17,11 @@ from ..commits import Commits
 from ..context import RunContext
 from ..plan import Unit
 from ..stages.base import Stage
-from .engine import Engine
-from .images import ImageWay
+from .engine import WAYS, Engine
 from .results import Failure, Progress, StageTimes, Summary
-from .video import VideoWay
 from .way import Way
 
 __all__ = ["Engine", "Failure", "Progress", "StageTimes", "Summary", "WAYS", "Way", "run_units"]
-
-# A source's ``way`` -> how its units are processed; the engine runs them in this order.
-WAYS: dict[str, type[Way]] = {"image": ImageWay, "video": VideoWay}
 
 
 def run_units(stages: Sequence[Stage], ctx: RunContext, commits: Commits, units: Sequence[Unit], *,

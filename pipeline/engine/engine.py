@@ -38,12 +38,18 @@ from ..threads import current as thread_budget
 from ..threads import follower as load_follower
 from .batcher import Batch, Batcher
 from .device import StageFailed, reason_of
+from .images import ImageWay
 from .results import Failure, Progress, StageTimes, Summary
+from .video import VideoWay
 from .way import Way
 
 POLL_S = 0.05  # how long a blocked thread waits before checking whether the run is stopping
 IDLE_S = POLL_S  # how long the device loop waits for company before running a partial batch
 _log = logging.getLogger("stylize.threads")
+
+# A source's ``way`` -> how its units are processed; the engine runs them in this order
+# (images first: quick to finish and to show; clips then have the machine).
+WAYS: dict[str, type[Way]] = {"image": ImageWay, "video": VideoWay}
 
 _END = object()  # a queue's end: a reader is done (device queue), no more results (a lane)
 
@@ -84,6 +90,7 @@ class Engine:
         self._summary = Summary()
         self._dead: set[str] = set()  # failed units: their pieces and results are dropped
         self._lanes: dict[str, _Lane] = {}  # an ordered unit's writer lane
+        self._shared: queue.Queue | None = None  # independent results, for any writer lane
         self._load = load_follower()  # torch's share follows other processes' load (threads.py)
 
     @property
@@ -92,10 +99,8 @@ class Engine:
 
     # -- public -------------------------------------------------------------
     def run(self, units: Sequence[Unit]) -> Summary:
-        """Each way's units in turn (images first: quick to finish and to show; clips then
-        have the machine); stops early if interrupted or stopped (a full disk)."""
-        from . import WAYS
-
+        """Each way's units in turn (``WAYS``); stops early if interrupted or stopped (a full
+        disk)."""
         start = time.perf_counter()
         for kind, way in WAYS.items():
             mine = [u for u in units if u.kind == kind]
@@ -152,7 +157,7 @@ class Engine:
                                         args=(None, self._results(shared, None)),
                                         name=f"{way.kind}-write-{i}", daemon=True)
                        for i in range(self.workers)]
-        self._shared = shared
+        self._shared, self._lanes = shared, {}
         for t in readers + writers:
             t.start()
         try:
@@ -170,7 +175,6 @@ class Engine:
                 lanes = [lane.thread for lane in self._lanes.values()]
             for t in writers + lanes:
                 join(t)
-            self._lanes.clear()
 
     # -- reader threads -----------------------------------------------------
     def _read_loop(self, way: Way, todo: queue.Queue, to_device: queue.Queue) -> None:
