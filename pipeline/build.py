@@ -35,6 +35,12 @@ def fingerprint_of(ctx: RunContext, stages: Sequence[Stage]) -> dict[str, Any]:
     return {"precision": ctx.precision, "stages": [s.fingerprint() for s in stages]}
 
 
+def thread_args(job: Job, stages: Sequence[Stage]) -> dict[str, Any]:
+    """The thread budget's inputs for this job (``threads.apply`` / ``threads.budget_for``)."""
+    return {"threads": job.threads, "workers": job.workers, "encoders": job.encoders,
+            "encoder_threads": stages[-1].params.video.threads}
+
+
 def prepare(job_path: str | Path) -> Prepared:
     job = load_job(job_path)
     ctx, stages = build_stages(job)

@@ -124,12 +124,13 @@ def run_job(job: Path, *, restart: bool = False, quiet: bool = False, log_every:
             ray_workers: int | None = None) -> None:
     """``run``'s body, shared with the commands that write a job and run it (``stylize``):
     prepare, open the ledger, run, report; always ends in ``typer.Exit`` with the exit code."""
+    from .build import thread_args
     from .ledger import Ledger
 
     backend = None
     try:
         prepared = _prepare_or_exit(job)
-        threads.apply(prepared.job.threads, prepared.job.workers)  # once per run: no oversubscription
+        threads.apply(**thread_args(prepared.job, prepared.stages))  # once per run: no oversubscription
         fingerprint = prepared.fingerprint
         if ray is not None:
             backend = _start_ray(prepared, ray, ray_workers)
@@ -183,13 +184,15 @@ def validate(job: Path = JOB_ARG,
              log_level: LogLevel = LOG_LEVEL) -> None:
     """Check JOB (YAML, sources, output folder, device, weights, every clip) and print the
     plan without running it.  Exit 2: the job is invalid; 1: a clip would fail; 0: all good."""
+    from .build import thread_args
+
     _set_log_level(log_level)
     p = _prepare_or_exit(job)
     typer.echo(f"job       {p.job.name}  ({p.job.path})")
     typer.echo(f"output    {p.job.output}")
     typer.echo(f"device    {p.ctx.device}   precision {p.ctx.precision}   "
                f"batch size {p.ctx.batch_size or 'auto'}")
-    typer.echo(f"threads   {threads.budget_for(p.job.threads, p.job.workers).describe()}")
+    typer.echo(f"threads   {threads.budget_for(**thread_args(p.job, p.stages)).describe()}")
     for index, spec in enumerate(p.job.sources):
         count = sum(1 for u in p.plan.units if u.source_index == index)
         typer.echo(f"source    [{index}] {spec.kind}: {spec.pattern}  ({count} files)")

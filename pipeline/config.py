@@ -18,7 +18,7 @@ from .stages import get_stage, stage_names
 from .typed_yaml import Node, ParseContext, describe, did_you_mean, load_yaml, parse_value
 
 TOP_LEVEL_KEYS = ("name", "sources", "output", "device", "precision", "batch_size", "workers", "threads",
-                  "commit_every", "stages", "contact_sheet")
+                  "encoders", "commit_every", "stages", "contact_sheet")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -59,6 +59,7 @@ class Job:
     contact_sheet_location: Location | None = None
     threads: int | None = None  # cores the thread budget splits (pipeline/threads.py); None means auto
     commit_every: float = 60.0  # seconds of work a kill may cost, at most about (video)
+    encoders: int | None = None  # video segments encoded at once (pipeline/threads.py); None: auto
 
 
 def load_job(path: str | Path) -> Job:
@@ -90,6 +91,7 @@ def load_job(path: str | Path) -> Job:
         "batch_size": lambda: _auto_or_positive_int(top.get("batch_size"), "batch_size", ctx),
         "workers": lambda: _auto_or_positive_int(top.get("workers"), "workers", ctx),
         "threads": lambda: _auto_or_positive_int(top.get("threads"), "threads", ctx),
+        "encoders": lambda: _auto_or_positive_int(top.get("encoders"), "encoders", ctx),
         "commit_every": lambda: _positive_seconds(top.get("commit_every"), "commit_every", 60.0),
         "sources": lambda: _parse_sources(top["sources"], ctx),
         "stages": lambda: _parse_stages(top["stages"], ctx),

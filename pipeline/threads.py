@@ -23,10 +23,12 @@ cannot be read, the split is fixed: ``torch + workers * opencv <= cores``.
 
 ``workers`` are the decode/flow threads (one per clip in flight; DIS flow runs in
 them with ``opencv`` threads each, and FFmpeg's video decoder gets as many).
-Torch inter-op is 1: the pipeline runs no inter-op parallel work.  The
-encoder's own threads (``encode.video.threads``) are not ours: they are fixed so
-that output bytes do not depend on the machine.  An explicit
-``OMP_NUM_THREADS`` caps torch's count.
+Torch inter-op is 1: the pipeline runs no inter-op parallel work.  Each
+video encoder's own threads (``encode.video.threads``) are fixed, so that output
+bytes do not depend on the machine; ``encoders`` is how many segments are
+encoded at once in the whole process (the job's ``encoders:``, else the cores
+over the encoder's threads), so that one long clip can use every core for
+encoding.  An explicit ``OMP_NUM_THREADS`` caps torch's count.
 
 ``apply`` is called once at the start of a run (``cli.run_job``); ``current``
 is what was applied, or what would be for this machine; ``follower`` gives the
@@ -52,15 +54,18 @@ class Budget:
     torch: int  # torch.set_num_threads: the device loop's intra-op pool (its most, if it follows the load)
     interop: int  # torch.set_num_interop_threads
     opencv: int  # cv2.setNumThreads, per worker (DIS flow in the decode threads)
-    workers: int  # decode (+flow) threads; one encode thread per clip in flight too
+    workers: int  # decode (+flow) threads; one writer lane per clip in flight too
     follows_load: bool = False  # torch gets what other processes leave of ``torch``
+    encoders: int = 1  # video segments encoded at once, in all (each with its own threads)
+    encoder_threads: int = 2  # each encoder's (encode.video.threads), for people
 
     def describe(self) -> str:
         share = (f"torch up to {self.torch}, fewer while other processes keep cores busy"
                  if self.follows_load else f"torch {self.torch}")
         return (f"{self.cores} cores ({self.source}): {share} (+{self.interop} inter-op), "
                 f"workers {self.workers} with {self.opencv} flow and {self.opencv} decoder thread "
-                f"each; encoder threads as set in encode")
+                f"each; {self.encoders} video segment encoder{'s' if self.encoders != 1 else ''} "
+                f"at once of {self.encoder_threads} threads each")
 
 
 def affinity_cores() -> int:
@@ -97,12 +102,13 @@ def available_cores(affinity: Callable[[], int] = affinity_cores,
     return cores, "affinity" + (f", cgroup quota {limit:g}" if limit is not None else "")
 
 
-def budget_for(threads: int | None = None, workers: int | None = None, *,
+def budget_for(threads: int | None = None, workers: int | None = None,
+               encoders: int | None = None, encoder_threads: int = 2, *,
                affinity: Callable[[], int] = affinity_cores,
                quota: Callable[[], float | None] = cgroup_quota,
                environ: dict[str, str] | None = None,
                can_follow: Callable[[], bool] | None = None) -> Budget:
-    """The split for the job's ``threads`` and ``workers`` (None: auto)."""
+    """The split for the job's ``threads``, ``workers`` and ``encoders`` (None: auto)."""
     if threads is not None:
         cores, source = threads, "job 'threads'"
     else:
@@ -116,8 +122,11 @@ def budget_for(threads: int | None = None, workers: int | None = None, *,
     omp = (os.environ if environ is None else environ).get("OMP_NUM_THREADS", "")
     if omp.isdigit() and int(omp) > 0:
         torch_threads = min(torch_threads, int(omp))
+    if encoders is None:  # every core encoding when the encoder is the bottleneck
+        encoders = max(1, cores // max(1, encoder_threads))
     return Budget(cores=cores, source=source, torch=torch_threads, interop=1, opencv=opencv,
-                  workers=workers, follows_load=follows)
+                  workers=workers, follows_load=follows, encoders=encoders,
+                  encoder_threads=encoder_threads)
 
 
 def torch_share(budget: Budget, others: float) -> int:
@@ -211,12 +220,14 @@ _applied: Budget | None = None
 _follower: LoadFollower | None = None
 
 
-def apply(threads: int | None = None, workers: int | None = None) -> Budget:
-    """Set torch's and OpenCV's thread counts for this run; the engine takes ``workers``."""
+def apply(threads: int | None = None, workers: int | None = None, encoders: int | None = None,
+          encoder_threads: int = 2) -> Budget:
+    """Set torch's and OpenCV's thread counts for this run; the engine takes ``workers`` and
+    ``encoders``."""
     global _applied, _follower
     import torch
 
-    budget = budget_for(threads, workers)
+    budget = budget_for(threads, workers, encoders, encoder_threads)
     torch.set_num_threads(torch_share(budget, budget.workers * budget.opencv))  # until measured
     try:
         torch.set_num_interop_threads(budget.interop)

@@ -8,6 +8,8 @@ resumes in a fresh one to the same frames.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -211,7 +213,8 @@ def _clip_job(tmp_path: Path, output: str) -> Path:
         """, name=f"{output}.yaml")
 
 
-def _run_clip_job(job: Path, *, middle=None, stop_after_frames: int = 0) -> tuple[Summary, Path]:
+def _run_clip_job(job: Path, *, middle=None, stop_after_frames: int = 0,
+                  encoders: int | None = None) -> tuple[Summary, Path]:
     prepared = prepare(job)
     stages = list(prepared.stages)
     if middle is not None:
@@ -229,7 +232,7 @@ def _run_clip_job(job: Path, *, middle=None, stop_after_frames: int = 0) -> tupl
                 engine[0].stop()
 
     try:
-        engine.append(Engine(stages, prepared.ctx, ledger, progress=StopLater()))
+        engine.append(Engine(stages, prepared.ctx, ledger, progress=StopLater(), encoders=encoders))
         units = [u for u in prepared.plan.units if not ledger.is_done(u.key)]
         summary = engine[0].run(units)
     finally:
@@ -259,3 +262,44 @@ def test_out_of_memory_in_a_clip_splits_its_batches_and_changes_no_frame(tmp_pat
     assert max(b[0] for b in stage.batches) > 1 and stage.batches[-1][0] == 1
     got, want = decode_all(out), decode_all(plain)
     assert got[1] == want[1] and all(np.array_equal(a, b) for a, b in zip(got[0], want[0]))
+
+
+def test_segments_encoded_at_once_give_the_bytes_of_a_sequential_encode(tmp_path: Path,
+                                                                         monkeypatch) -> None:
+    from pipeline.stages.encode import Encode
+
+    real_open, lock = Encode.open_segment, threading.Lock()
+    counts = {"open": 0, "most": 0}
+
+    class SlowWriter:  # encoding is the bottleneck: segments wait for their encoders
+        def __init__(self, writer) -> None:
+            self.writer = writer
+            with lock:
+                counts["open"] += 1
+                counts["most"] = max(counts["most"], counts["open"])
+
+        def write(self, *frame) -> None:
+            time.sleep(0.03)
+            self.writer.write(*frame)
+
+        def close(self) -> None:
+            self.writer.close()
+            self._gone()
+
+        def abort(self) -> None:
+            self.writer.abort()
+            self._gone()
+
+        def _gone(self) -> None:
+            with lock:
+                counts["open"] -= 1
+
+    monkeypatch.setattr(Encode, "open_segment", lambda self, *a: SlowWriter(real_open(self, *a)))
+    one, sequential = _run_clip_job(_clip_job(tmp_path, "one"), encoders=1)
+    assert counts["most"] == 1
+    four, parallel = _run_clip_job(_clip_job(tmp_path, "four"), encoders=4)
+    assert counts["most"] >= 3, counts  # they did overlap
+    assert one.done == four.done == 1 and four.segments == one.segments
+    assert parallel.read_bytes() == sequential.read_bytes()
+    lines = [json.loads(line) for line in (parallel.parent / ".ledger.jsonl").read_text().splitlines()[1:]]
+    assert [r["index"] for r in lines if "segment" in r] == list(range(7))  # committed in order

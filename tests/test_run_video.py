@@ -136,6 +136,50 @@ def test_killed_mid_video_resumes_to_the_same_frames(tmp_path: Path, style_weigh
     assert leftovers == []
 
 
+def test_killed_while_segments_encode_at_once_resumes_to_the_same_frames(tmp_path: Path) -> None:
+    """No model and a slow preset: the encoders are the bottleneck, several segments encode
+    at once, and the SIGKILL lands while they do."""
+    make_clip(tmp_path / "clips" / "long.mp4", frames=72, size=(320, 240), fps=24, audio=True,
+              gop_size=12)
+
+    def job(output: str, encoders: int) -> Path:
+        return write_job(tmp_path, f"""
+            sources: [{{videos: clips/}}]
+            output: {output}
+            encoders: {encoders}
+            stages:
+              - decode
+              - encode: {{video: {{codec: libx264, crf: 20, preset: veryslow, segment_seconds: 0.25}}}}
+            """, name=f"{output}.yaml")
+
+    assert run_cli_here(str(job("straight", 1))).returncode == 0
+    parallel = job("out", 3)
+    proc = subprocess.Popen([sys.executable, str(REPO / "run_pipeline.py"), str(parallel), "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    most, deadline = 0, time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        encoding = len([p for p in (tmp_path / "out").rglob("*.partial")])
+        most = max(most, encoding)
+        if encoding >= 2 and any("segment" in r for r in _ledger(tmp_path / "out")):
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.communicate(timeout=120)
+    records = _ledger(tmp_path / "out")
+    assert most >= 2 and proc.returncode == -signal.SIGKILL, "the kill must land while segments encode at once"
+    committed = [r["index"] for r in records if "segment" in r]
+    assert committed == list(range(len(committed))) and not any("done" in r for r in records)
+    resumed = run_cli_here(str(parallel))
+    assert resumed.returncode == 0, resumed.stderr
+    a, a_pts = decode_all(tmp_path / "straight" / "long.mp4")
+    b, b_pts = decode_all(tmp_path / "out" / "long.mp4")
+    assert a_pts == b_pts and len(a) == 72
+    for i, (x, y) in enumerate(zip(a, b)):
+        np.testing.assert_array_equal(x, y, err_msg=f"frame {i}")
+    assert (tmp_path / "out" / "long.mp4").read_bytes() == (tmp_path / "straight" / "long.mp4").read_bytes()
+    assert [p.name for p in (tmp_path / "out").rglob("*.partial")] == []
+
+
 def _bumped(raw: list[int]) -> list[int]:
     """The reading rule: a pts not after the previous frame's becomes the previous one's + 1."""
     out: list[int] = []

@@ -109,14 +109,14 @@ class StageWorker:
     def __init__(self, job_path: str, precision: str | None = None,
                  batch_size: int | None = None) -> None:
         from .. import threads as thread_budget
-        from ..build import build_stages
+        from ..build import build_stages, thread_args
         from ..config import load_job
 
         self.job = load_job(job_path)
         self.ctx, self.stages = build_stages(self.job, precision=precision, batch_size=batch_size)
         # Auto, as on one machine: the driver sets OMP_NUM_THREADS to the actor's CPUs, which
         # caps torch's share; other actors on the node count as load like any other process.
-        self.budget = thread_budget.apply(self.job.threads, self.job.workers)
+        self.budget = thread_budget.apply(**thread_args(self.job, self.stages))
 
     def describe(self) -> dict[str, Any]:
         """What the driver checks before handing out work: device, precision, fingerprint."""

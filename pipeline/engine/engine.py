@@ -71,14 +71,15 @@ class Engine:
     """Runs units through a chain of stages: decode, transforms, encode."""
 
     def __init__(self, stages: Sequence[Stage], ctx: RunContext, commits: Commits, *,
-                 workers: int | None = None, progress: Progress | None = None,
-                 commit_every: float = 60.0) -> None:
+                 workers: int | None = None, encoders: int | None = None,
+                 progress: Progress | None = None, commit_every: float = 60.0) -> None:
         self.decode, *self.middle, self.encode = stages
         assert self.decode.kind == "decode" and self.encode.kind == "encode"
         self.ctx = ctx
         self.commits = commits  # the Ledger itself, or a Ray actor's (records to the driver)
         self.commit_every = commit_every  # seconds of work a kill may cost, at most (video)
         self.workers = workers or thread_budget().workers  # reader threads, writer lanes
+        self.encoders = encoders or thread_budget().encoders  # video segments encoded at once
         caps = [s.max_batch for s in self.middle if s.max_batch is not None]
         self.sizer = BatchSizer(ctx, cap=min(caps, default=None))
         self.progress = progress or Progress()
@@ -114,6 +115,10 @@ class Engine:
         committed stays, the next run redoes the rest."""
         self._summary.interrupted = True
         self._stop.set()
+
+    def stopping(self, unit: Unit | None = None) -> bool:
+        """The run is stopping, or ``unit`` failed: work on it should be dropped."""
+        return self._stop.is_set() or (unit is not None and self._is_dead(unit))
 
     def count(self, *, done: int = 0, frames: int = 0, segments: int = 0) -> None:
         with self._lock:

@@ -28,12 +28,14 @@ import torch
 
 from ..commits import load_state
 from ..errors import MediaError
+from ..memory import host_available_bytes
 from ..media.video import VideoInfo
 from ..media.video_write import check_frame_size
 from ..plan import Unit
 from ..threads import current as thread_budget
 from .batcher import Batch, Piece
 from .device import StageFailed, download, run_stages, sync, to_uint8_nhwc, upload
+from .segments import SegmentJob
 from .way import Way
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ class _Clip:
     smoothing: ClipState | None  # the temporal stage's state for this clip (None without one)
     scratch: list = field(default_factory=list)  # saved parts of the open segment, to replay
     resume_from: object = None  # the last Segment or Scratch committed (None: from the start)
+    encoders: int = 1  # its segments encoded at once, at most
     # the writer is due to save the open segment's frames: the device keeps the state it needs
     want_state: threading.Event = field(default_factory=threading.Event)
     # set by the reader once the clip's frames are all read (before the engine's unit end):
@@ -106,6 +109,7 @@ class VideoWay(Way):
         self._infos: dict[str, VideoInfo] = {}
         self._clips: dict[str, _Clip] = {}
         self._announced: dict[str, int] = {}  # frames each clip added to the job's total
+        self._output_hw: dict[str, tuple[int, int]] = {}  # each clip's frames as encoded
 
     # -- admit: headers only ------------------------------------------------
     def admit(self, units: Sequence[Unit]) -> list[Unit]:
@@ -135,6 +139,7 @@ class VideoWay(Way):
                 continue
             ok.append(unit)
             self._infos[unit.key] = info
+            self._output_hw[unit.key] = hw
             done = self._resume_point(unit)[0]
             self._announced[unit.key] = max(0, (info.frames or 0) - done)
             engine.progress.add_total(self._announced[unit.key])
@@ -168,12 +173,23 @@ class VideoWay(Way):
             smoothing = self.temporal.clip_state(hw, engine.ctx.device)
             smoothing.load_state_dict(state)
         seconds = engine.encode.params.video.segment_seconds
+        segment_frames = max(1, round(seconds * float(info.rate or 25)))
         clip = _Clip(unit=unit, info=info, first_segment=len(segments), frames_before=frames_before,
-                     segment_frames=max(1, round(seconds * float(info.rate or 25))),
-                     smoothing=smoothing, scratch=scratch, resume_from=last)
+                     segment_frames=segment_frames, smoothing=smoothing, scratch=scratch,
+                     resume_from=last, encoders=self._encoders_for(unit, segment_frames))
         self._clips[unit.key] = clip
         engine.progress.clip_started(clip.name, info.frames, frames_before)
         return clip
+
+    def _encoders_for(self, unit: Unit, segment_frames: int) -> int:
+        """This clip's share of the run's segment encoders (``engine.encoders``, shared by the
+        clips in flight), so that all of them hold at most a quarter of the free memory: a
+        segment waiting for its encoder holds its frames."""
+        engine = self.engine
+        share = max(1, engine.encoders // max(1, min(engine.workers, len(self._infos))))
+        h, w = self._output_hw[unit.key]
+        room = host_available_bytes() // 4 // max(1, engine.workers)
+        return max(1, min(share, room // max(1, segment_frames * h * w * 3)))
 
     def pieces(self, clip: _Clip) -> Iterator[Piece]:
         engine, unit, last = self.engine, clip.unit, clip.resume_from
@@ -259,39 +275,45 @@ class VideoWay(Way):
 
     # -- write: the clip's lane ---------------------------------------------
     def write(self, clip: _Clip, items: Iterable[_Computed]) -> None:
-        """Encode each batch into its segment; commit the segment at its end, and on the
-        wall-clock cadence save the frames encoded since the last commit (``_save_scratch``)."""
+        """Feed each batch to its segment's encoder (``segments.SegmentJob``: up to
+        ``clip.encoders`` segments encode at once, committed in order), and on the wall-clock
+        cadence save the open segment's frames so far (``_save_scratch``)."""
         engine = self.engine
-        commits, times, key = engine.commits, engine.times, clip.unit.key
-        index, frames_total = clip.first_segment, clip.frames_before
-        writer, partial, last_pts = None, None, None
-        pending: list[tuple[np.ndarray, int, int | None]] = []  # encoded, not yet saved
+        index, frames_total, last_pts = clip.first_segment, clip.frames_before, None
+        jobs: list[SegmentJob] = []  # alive, oldest first; the last one is open while ``job``
+        job: SegmentJob | None = None
+        pending: list[tuple[np.ndarray, int, int | None]] = []  # fed, not yet saved
         part, last_commit = len(clip.scratch), time.monotonic()
         # Keep the open segment's frames for a save only while it looks slow enough to need one:
         # at GPU speed a segment closes in well under commit_every, and holding its frames would
         # cost hundreds of MB a clip for nothing (a kill then costs at most that short segment).
         keep, started, in_segment = True, time.monotonic(), 0
 
-        def encode(frames) -> None:
-            nonlocal writer, partial
-            if writer is None:
-                final = commits.segment_path(key, index)
-                final.parent.mkdir(parents=True, exist_ok=True)
-                partial = commits.partial(final)
-                writer = engine.encode.open_segment(partial, clip.info, clip.unit.output_rel)
-            for rgb, pts, duration in frames:
-                writer.write(rgb, pts, duration)
+        def cancelled() -> bool:
+            return engine.stopping(clip.unit)
+
+        def open_job() -> SegmentJob:
+            while len(jobs) >= clip.encoders:  # the oldest must finish first: memory, CPU
+                if not jobs[0].wait(cancelled):
+                    raise _Cancelled
+                jobs.pop(0)
+            final = engine.commits.segment_path(clip.unit.key, index)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            new = self._segment_job(clip, index, engine.commits.partial(final), cancelled,
+                                    jobs[-1] if jobs else None)
+            jobs.append(new)
+            return new
 
         try:
             for saved in clip.scratch:  # a resumed open segment: the same frames, the same bytes
-                with times.timing("encode", 0):
-                    encode(_load_scratch(saved.path))
+                job = job or open_job()
+                job.feed(_load_scratch(saved.path))
             for done in items:
                 n = len(done.pts)
                 if n:
                     frames = list(zip(done.frames, done.pts, done.durations))
-                    with times.timing("encode", n):
-                        encode(frames)
+                    job = job or open_job()
+                    job.feed(frames)
                     in_segment += n
                     expected = (time.monotonic() - started) / in_segment * clip.segment_frames
                     if keep and expected < engine.commit_every / 2:
@@ -301,18 +323,15 @@ class VideoWay(Way):
                     frames_total += n
                     engine.count(frames=n)
                     engine.progress.frames_done(n, clip.name)
-                if done.ends_segment and writer is not None:
-                    with times.timing("encode", 0):
-                        writer.close()
-                        writer = None
-                        commits.commit_segment(key, index, partial, frames=frames_total,
-                                               last_pts=last_pts, state=done.state,
-                                               pts_adjusted=done.pts_adjusted)
-                    engine.count(segments=1)
-                    index, part, pending, last_commit = index + 1, 0, [], time.monotonic()
+                if done.ends_segment and job is not None:
+                    job.close(frames=frames_total, last_pts=last_pts, state=done.state,
+                              pts_adjusted=done.pts_adjusted)
+                    job, index = None, index + 1
+                    part, pending, last_commit = 0, [], time.monotonic()
                     keep, started, in_segment = True, time.monotonic(), 0
                     clip.want_state.clear()
-                elif keep and pending and time.monotonic() - last_commit >= engine.commit_every:
+                elif (keep and pending and time.monotonic() - last_commit >= engine.commit_every
+                      and all(j.committed.is_set() for j in jobs[:-1])):  # saves stay in order
                     if self.temporal is not None and done.state is None:
                         clip.want_state.set()  # the device keeps the state of a coming batch
                     else:
@@ -320,14 +339,33 @@ class VideoWay(Way):
                         part, pending, last_commit = part + 1, [], time.monotonic()
                         clip.want_state.clear()
                 if done.last:
-                    self._finish(clip)
+                    for j in jobs:
+                        if not j.wait(cancelled):
+                            return
+                    if all(j.committed.is_set() for j in jobs):  # else a job failed the clip
+                        self._finish(clip)
                     return
+        except _Cancelled:
+            return
         except Exception as exc:
             engine.fail(self, clip.unit, engine.encode.name, exc)
         finally:
-            if writer is not None:
-                writer.abort()
-                Path(partial).unlink(missing_ok=True)
+            for j in jobs:  # stopping or failed: they drop their files; finished: nothing to do
+                j.thread.join()
+
+    def _segment_job(self, clip: _Clip, index: int, partial: Path, cancelled,
+                     previous: SegmentJob | None) -> SegmentJob:
+        engine, key = self.engine, clip.unit.key
+
+        def commit(path: Path, **args) -> None:
+            engine.commits.commit_segment(key, index, path, **args)
+            engine.count(segments=1)
+
+        return SegmentJob(
+            index, partial, cancelled=cancelled, previous=previous, commit=commit,
+            open_writer=lambda path: engine.encode.open_segment(path, clip.info, clip.unit.output_rel),
+            fail=lambda exc: engine.fail(self, clip.unit, engine.encode.name, exc),
+            timing=lambda frames: engine.times.timing("encode", frames))
 
     def _save_scratch(self, clip: _Clip, index: int, part: int, pending: list, frames_total: int,
                       done: _Computed) -> None:
@@ -360,6 +398,10 @@ class VideoWay(Way):
             self.engine.progress.unit_finished(False, None)
             if unit.key in self._announced:  # not when its header could not be read
                 self.engine.progress.add_total(-self._announced.pop(unit.key))
+
+
+class _Cancelled(Exception):
+    """The run is stopping or the clip failed while its lane waited."""
 
 
 def _load_scratch(path: Path) -> list[tuple[np.ndarray, int, int | None]]:
