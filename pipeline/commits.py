@@ -118,14 +118,17 @@ class Commits:
         self.emit(SegmentSaved(key, index, self._rel(final), frames, last_pts, pts_adjusted,
                                self._rel(state_path) if state_path else None))
 
-    def commit_scratch(self, key: str, segment: int, part: int, frames: np.ndarray,
-                       pts: list[int], durations: list[int | None], *, frames_total: int,
-                       pts_adjusted: bool, state: dict[str, np.ndarray] | None) -> None:
-        """Save the frames encoded into open segment ``segment`` since its last part, and the
-        state after them; report both."""
+    def commit_scratch(self, key: str, segment: int, part: int,
+                       frames: np.ndarray | dict[str, np.ndarray], pts: list[int],
+                       durations: list[int | None], *, frames_total: int, pts_adjusted: bool,
+                       state: dict[str, np.ndarray] | None) -> None:
+        """Save the frames encoded into open segment ``segment`` since its last part (RGB, or
+        the decoder's planes as arrays ``y``, ``u``, ``v``), and the state after them; report
+        both."""
         folder = self.segment_path(key, segment).parent
         path = folder / f"{segment:05d}.scratch.{part:03d}.npz"
-        arrays = {"frames": frames, "pts": np.asarray(pts, np.int64),
+        arrays = {**(frames if isinstance(frames, dict) else {"frames": frames}),
+                  "pts": np.asarray(pts, np.int64),
                   "durations": np.asarray([-1 if d is None else d for d in durations], np.int64)}
         atomic_write(path, lambda tmp: save_npz(tmp, arrays), self.tag, self.check_current)
         state_path = None

@@ -214,7 +214,7 @@ def _clip_job(tmp_path: Path, output: str) -> Path:
 
 
 def _run_clip_job(job: Path, *, middle=None, stop_after_frames: int = 0,
-                  encoders: int | None = None) -> tuple[Summary, Path]:
+                  encoders: int | None = None, delay: float = 0.0) -> tuple[Summary, Path]:
     prepared = prepare(job)
     stages = list(prepared.stages)
     if middle is not None:
@@ -227,12 +227,14 @@ def _run_clip_job(job: Path, *, middle=None, stop_after_frames: int = 0,
         frames = 0
 
         def frames_done(self, n: int, clip: str | None = None) -> None:
+            time.sleep(delay)  # a slow device: the wall-clock saves come due
             self.frames += n
             if stop_after_frames and self.frames >= stop_after_frames:
                 engine[0].stop()
 
     try:
-        engine.append(Engine(stages, prepared.ctx, ledger, progress=StopLater(), encoders=encoders))
+        engine.append(Engine(stages, prepared.ctx, ledger, progress=StopLater(), encoders=encoders,
+                             commit_every=prepared.job.commit_every))
         units = [u for u in prepared.plan.units if not ledger.is_done(u.key)]
         summary = engine[0].run(units)
     finally:
@@ -303,3 +305,49 @@ def test_segments_encoded_at_once_give_the_bytes_of_a_sequential_encode(tmp_path
     assert parallel.read_bytes() == sequential.read_bytes()
     lines = [json.loads(line) for line in (parallel.parent / ".ledger.jsonl").read_text().splitlines()[1:]]
     assert [r["index"] for r in lines if "segment" in r] == list(range(7))  # committed in order
+
+
+# -- no stage: the decoder's planes go to the encoder as they are ----------------
+def _identity_job(tmp_path: Path, output: str, video: str = "") -> Path:
+    if not (tmp_path / "clips" / "c.mp4").exists():
+        (tmp_path / "clips").mkdir(parents=True)
+        make_clip(tmp_path / "clips" / "c.mp4", frames=20, fps=10, audio=True)
+    return write_job(tmp_path, f"""
+        sources: [{{videos: clips/}}]
+        output: {output}
+        commit_every: 0.001
+        stages:
+          - decode
+          - encode: {{video: {{codec: libx264, preset: ultrafast, segment_seconds: 1{video}}}}}
+        """, name=f"{output}.yaml")
+
+
+def _planes(path: Path) -> list[tuple[np.ndarray, ...]]:
+    import av
+
+    from pipeline.media.video import Planes
+
+    with av.open(str(path)) as container:
+        return [tuple(vars(Planes.of(f)).values()) for f in container.decode(video=0)]
+
+
+def test_with_no_stage_the_decoded_planes_are_encoded_unconverted(tmp_path: Path) -> None:
+    _, out = _run_clip_job(_identity_job(tmp_path, "lossless", ", crf: 0"))
+    source, written = _planes(tmp_path / "clips" / "c.mp4"), _planes(out)
+    assert len(source) == len(written) == 20
+    for a, b in zip(source, written):  # lossless x264: not a level lost to a colour round trip
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_a_stopped_pass_through_clip_resumes_from_its_saved_planes(tmp_path: Path) -> None:
+    _, whole = _run_clip_job(_identity_job(tmp_path, "whole"))
+    job = _identity_job(tmp_path, "stopped")
+    first, out = _run_clip_job(job, stop_after_frames=5, delay=0.01)
+    lines = [json.loads(line) for line in (out.parent / ".ledger.jsonl").read_text().splitlines()[1:]]
+    scratch = [r for r in lines if "scratch" in r]
+    assert first.interrupted and scratch and not any("done" in r for r in lines)
+    with np.load(out.parent / scratch[-1]["path"]) as saved:
+        assert {"y", "u", "v"} <= set(saved.files)  # the planes, not RGB
+    second, out = _run_clip_job(job)
+    assert second.done == 1 and second.frames < 20
+    assert out.read_bytes() == whole.read_bytes()

@@ -29,7 +29,7 @@ import torch
 from ..commits import load_state
 from ..errors import MediaError
 from ..memory import host_available_bytes
-from ..media.video import VideoInfo
+from ..media.video import Planes, VideoInfo
 from ..media.video_write import check_frame_size
 from ..plan import Unit
 from ..threads import current as thread_budget
@@ -110,6 +110,10 @@ class VideoWay(Way):
         self._clips: dict[str, _Clip] = {}
         self._announced: dict[str, int] = {}  # frames each clip added to the job's total
         self._output_hw: dict[str, tuple[int, int]] = {}  # each clip's frames as encoded
+        # No stage touches the pixels: frames go from the decoder to the encoder as they are
+        # (4:2:0 planes where both sides are yuv420p: no colour conversion, no float round trip)
+        self._pass_through = not self.before and self.temporal is None and not self.after
+        self._planes = self._pass_through and engine.encode.params.video.pix_fmt == "yuv420p"
 
     # -- admit: headers only ------------------------------------------------
     def admit(self, units: Sequence[Unit]) -> list[Unit]:
@@ -202,7 +206,7 @@ class VideoWay(Way):
         index = clip.frames_before
         # The decoder's threads are the worker's share of the budget (flow runs in this thread)
         frames = unit.open().frames(clip.info, after_pts=after_pts, skip=clip.frames_before,
-                                    threads=thread_budget().opencv)
+                                    threads=thread_budget().opencv, planes=self._planes)
         try:
             while True:
                 with engine.times.timing("decode", 1):
@@ -217,7 +221,8 @@ class VideoWay(Way):
                 adjusted = frame.pts_adjusted
                 ends_segment = index % clip.segment_frames == 0
                 taken = guider is not None and (ends_segment or clip.want_state.is_set())
-                yield Piece(unit, frame.rgb, ordered=True, cut=ends_segment,
+                image = frame.planes if frame.planes is not None else frame.rgb
+                yield Piece(unit, image, ordered=True, cut=ends_segment,
                             data=_Frame(frame.pts, frame.duration, guide, adjusted,
                                         guider.state if taken else None))
         finally:
@@ -254,6 +259,8 @@ class VideoWay(Way):
     def _stages(self, frames: list[np.ndarray], guides: list, prev_out: torch.Tensor | None
                 ) -> tuple[np.ndarray, torch.Tensor | None]:
         ctx, times, n = self.engine.ctx, self.engine.times, len(frames)
+        if self._pass_through:
+            return list(frames), prev_out  # no stage: what was decoded goes to the encoder
         with torch.inference_mode():
             with times.timing("device", n):
                 try:
@@ -372,9 +379,14 @@ class VideoWay(Way):
         """Segments close on frame counts (so a resumed clip decodes to the same frames), which
         at a slow model can be many minutes apart; between them, the frames encoded so far are
         saved losslessly with the state after them, so a kill costs about ``commit_every``."""
+        images = [image for image, _, _ in pending]
+        if isinstance(images[0], Planes):
+            stacked = {name: np.stack([getattr(p, name) for p in images]) for name in "yuv"}
+        else:
+            stacked = np.stack(images)
         with self.engine.times.timing("encode", 0):
             self.engine.commits.commit_scratch(
-                clip.unit.key, index, part, np.stack([rgb for rgb, _, _ in pending]),
+                clip.unit.key, index, part, stacked,
                 [pts for _, pts, _ in pending], [duration for _, _, duration in pending],
                 frames_total=frames_total, pts_adjusted=done.pts_adjusted, state=done.state)
 
@@ -404,7 +416,12 @@ class _Cancelled(Exception):
     """The run is stopping or the clip failed while its lane waited."""
 
 
-def _load_scratch(path: Path) -> list[tuple[np.ndarray, int, int | None]]:
+def _load_scratch(path: Path) -> list[tuple[np.ndarray | Planes, int, int | None]]:
+    """A scratch part's frames: RGB (``frames``), or the decoder's planes (``y``, ``u``, ``v``)."""
     with np.load(path) as data:
-        return [(rgb, int(pts), None if duration < 0 else int(duration))
-                for rgb, pts, duration in zip(data["frames"], data["pts"], data["durations"])]
+        if "frames" in data.files:
+            images = list(data["frames"])
+        else:
+            images = [Planes(y, u, v) for y, u, v in zip(data["y"], data["u"], data["v"])]
+        return [(image, int(pts), None if duration < 0 else int(duration))
+                for image, pts, duration in zip(images, data["pts"], data["durations"])]

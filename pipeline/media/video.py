@@ -9,10 +9,12 @@ from pipeline.media.video_options import (
     VideoOptionsError,
     output_suffix,
 )
-from pipeline.media.video_read import VIDEO_EXTENSIONS, DecodedFrame, VideoInfo, probe_video, read_frames
+from pipeline.media.video_read import (PASS_THROUGH_FORMATS, VIDEO_EXTENSIONS, DecodedFrame, Planes,
+                                       VideoInfo, probe_video, read_frames)
 from pipeline.media.video_write import SegmentWriter, join_segments
 
 __all__ = [
-    "CONTAINER_FORMATS", "VIDEO_EXTENSIONS", "DecodedFrame", "SegmentWriter", "VideoEncodeOptions",
+    "CONTAINER_FORMATS", "PASS_THROUGH_FORMATS", "VIDEO_EXTENSIONS", "DecodedFrame", "Planes",
+    "SegmentWriter", "VideoEncodeOptions",
     "VideoInfo", "VideoOptionsError", "join_segments", "output_suffix", "probe_video", "read_frames",
 ]

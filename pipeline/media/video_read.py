@@ -94,14 +94,41 @@ class VideoInfo:
     audio_codec: str | None
 
 
+# Sources whose decoded planes can go to the encoder as they are (``read_frames(planes=True)``)
+PASS_THROUGH_FORMATS = frozenset({"yuv420p"})
+
+
+@dataclass(frozen=True)
+class Planes:
+    """A frame's 8-bit 4:2:0 planes as decoded: Y at full size, U and V at half (rounded up).
+    Their matrix and range are the source's, as the reading rule gives them."""
+
+    y: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The picture's (H, W, 3), as an RGB frame of it would have."""
+        return (*self.y.shape, 3)
+
+    @classmethod
+    def of(cls, frame: av.VideoFrame) -> Planes:
+        """Copies of ``frame``'s planes, without their line padding."""
+        return cls(*(np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width].copy()
+                     for p in frame.planes))
+
+
 @dataclass(frozen=True)
 class DecodedFrame:
-    """One decoded frame: pts/duration in ``VideoInfo.time_base``, upright RGB pixels."""
+    """One decoded frame: pts/duration in ``VideoInfo.time_base``, upright RGB pixels (or, when
+    asked for and possible, the decoded planes as they are: ``planes``, and ``rgb`` None)."""
 
     pts: int
     duration: int | None
-    rgb: np.ndarray
+    rgb: np.ndarray | None
     pts_adjusted: bool = False  # some frame up to this one in this decode had its pts bumped
+    planes: Planes | None = None
 
 
 def _open_error(path: Path, exc: Exception) -> MediaError:
@@ -263,14 +290,15 @@ def _seek_is_exact(info: VideoInfo, after_pts: int, skip: int) -> bool:
 
 
 def read_frames(info: VideoInfo, *, after_pts: int | None = None, skip: int = 0,
-                threads: int = 0) -> Iterator[DecodedFrame]:
+                threads: int = 0, planes: bool = False) -> Iterator[DecodedFrame]:
     """Yield the frames of ``info.path`` in presentation order (see module docstring).
 
     ``threads``: the decoder's threads (0: FFmpeg's choice, every core; the run's thread
     budget passes its share, see pipeline/threads.py; frames are the same either way).
     ``after_pts``: only the frames with pts after it, found by seeking.  ``skip``: all but the
     first ``skip`` frames, counted from the start.  Both: the frames of ``skip``, found by
-    seeking to ``after_pts`` where that is exact."""
+    seeking to ``after_pts`` where that is exact.  ``planes``: frames in a
+    ``PASS_THROUGH_FORMATS`` format, unrotated, come as their planes, unconverted."""
     if after_pts is not None and skip:
         if _seek_is_exact(info, after_pts, skip):
             skip = 0  # seek, and keep the frames after after_pts
@@ -317,8 +345,12 @@ def read_frames(info: VideoInfo, *, after_pts: int | None = None, skip: int = 0,
             last_pts, last_dur = pts, duration
             if (after_pts is not None and pts <= after_pts) or decoded <= skip:
                 continue
-            yield DecodedFrame(pts=pts, duration=duration, rgb=to_rgb(frame, reformatter, info.rotation),
-                               pts_adjusted=adjusted)
+            if planes and not info.rotation and frame.format.name in PASS_THROUGH_FORMATS:
+                yield DecodedFrame(pts=pts, duration=duration, rgb=None, pts_adjusted=adjusted,
+                                   planes=Planes.of(frame))
+            else:
+                yield DecodedFrame(pts=pts, duration=duration, pts_adjusted=adjusted,
+                                   rgb=to_rgb(frame, reformatter, info.rotation))
             count += 1
         if decoded == 0 and after_pts is None:
             raise MediaError(path, "no video frames (the video stream is empty)", stage="decode",

@@ -37,7 +37,7 @@ from av.video.reformatter import VideoReformatter
 
 from pipeline.errors import MediaError, os_reason
 from pipeline.media.video_options import VideoEncodeOptions, muxer_accepts, parse_bitrate
-from pipeline.media.video_read import VideoInfo
+from pipeline.media.video_read import Planes, VideoInfo
 
 # libswscale flags for RGB -> YUV: SWS_BILINEAR | SWS_FULL_CHR_H_INT | SWS_FULL_CHR_H_INP |
 # SWS_ACCURATE_RND.  Measured at 1080p: about the cost of the default flags in this direction, and
@@ -147,9 +147,13 @@ class SegmentWriter:
             raise _encode_error(self.path, exc, f"cannot start the {self.opts.codec} encoder") from exc
         self._size = (width, height)
 
-    def write(self, rgb: np.ndarray, pts: int, duration: int | None) -> None:
-        """Encode one upright HxWx3 uint8 RGB frame with its source pts (in ``info.time_base``)."""
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+    def write(self, rgb: np.ndarray | Planes, pts: int, duration: int | None) -> None:
+        """Encode one upright HxWx3 uint8 RGB frame with its source pts (in ``info.time_base``);
+        or the source's own 4:2:0 planes (``Planes``), as they are, when ``pix_fmt`` is yuv420p."""
+        planes = rgb if isinstance(rgb, Planes) else None
+        if planes is not None and self.opts.pix_fmt != "yuv420p":
+            raise ValueError(f"planes go to a yuv420p encoder only, not {self.opts.pix_fmt}")
+        if planes is None and (rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8):
             raise ValueError(f"SegmentWriter.write wants HxWx3 uint8 RGB, got {rgb.shape} {rgb.dtype}")
         height, width = rgb.shape[:2]
         if self._out is None:
@@ -165,14 +169,12 @@ class SegmentWriter:
             duration = None
         self._last_pts = pts
         try:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            if self._is_rgb:
-                frame = self._reformatter.reformat(frame, format=self.opts.pix_fmt, interpolation=ENCODE_SWS_FLAGS)
-            else:
-                frame = self._reformatter.reformat(frame, format=self.opts.pix_fmt, dst_colorspace=self._matrix,
-                                                   dst_color_range=self._range, interpolation=ENCODE_SWS_FLAGS)
+            if planes is not None:  # the source's planes: its matrix and range, which the tags say
+                frame = _frame_of(planes)
                 for name, value in self._tags.items():
                     setattr(frame, name, value)
+            else:
+                frame = self._from_rgb(rgb)
             frame.pts = pts
             frame.time_base = self._time_base
             if duration:
@@ -182,6 +184,18 @@ class SegmentWriter:
             self.abort()
             raise _encode_error(self.path, exc, f"encoding frame {self._frames} (pts {pts}) failed") from exc
         self._frames += 1
+
+    def _from_rgb(self, rgb: np.ndarray) -> av.VideoFrame:
+        """RGB to ``pix_fmt`` through libswscale, with the source's matrix and range."""
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        if self._is_rgb:
+            return self._reformatter.reformat(frame, format=self.opts.pix_fmt,
+                                              interpolation=ENCODE_SWS_FLAGS)
+        frame = self._reformatter.reformat(frame, format=self.opts.pix_fmt, dst_colorspace=self._matrix,
+                                           dst_color_range=self._range, interpolation=ENCODE_SWS_FLAGS)
+        for name, value in self._tags.items():
+            setattr(frame, name, value)
+        return frame
 
     def close(self) -> None:
         """Flush the encoder and close the file."""
@@ -212,6 +226,16 @@ class SegmentWriter:
             self.close()
         else:
             self.abort()
+
+
+def _frame_of(planes: Planes) -> av.VideoFrame:
+    """A yuv420p frame holding ``planes`` (copied into its padded lines)."""
+    height, width = planes.y.shape
+    frame = av.VideoFrame(width, height, "yuv420p")
+    for plane, values in zip(frame.planes, (planes.y, planes.u, planes.v)):
+        lines = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        lines[:, :plane.width] = values
+    return frame
 
 
 def _rescale(value: int | None, src: Fraction, dst: Fraction) -> int | None:

@@ -78,7 +78,8 @@ class Source:
         """A video unit's header: size, rate, frames, audio."""
         raise NotImplementedError(f"'{self.key}' sources are not read as videos")
 
-    def frames(self, info: VideoInfo, *, after_pts: int | None, skip: int,
-               threads: int) -> Iterator[DecodedFrame]:
-        """A video unit's frames from a resume point (see media/video_read.py)."""
+    def frames(self, info: VideoInfo, *, after_pts: int | None, skip: int, threads: int,
+               planes: bool = False) -> Iterator[DecodedFrame]:
+        """A video unit's frames from a resume point (see media/video_read.py); ``planes``: the
+        engine can take 4:2:0 frames as their planes (``DecodedFrame.planes``), unconverted."""
         raise NotImplementedError(f"'{self.key}' sources are not read as videos")

@@ -19,9 +19,9 @@ class VideoFiles(Source):
     def probe(self, path: Path) -> VideoInfo:
         return probe_video(path)
 
-    def frames(self, info: VideoInfo, *, after_pts: int | None, skip: int,
-               threads: int) -> Iterator[DecodedFrame]:
+    def frames(self, info: VideoInfo, *, after_pts: int | None, skip: int, threads: int,
+               planes: bool = False) -> Iterator[DecodedFrame]:
         """Frames in presentation order, pts strictly increasing; to resume, all but the first
         ``skip``, found by seeking past ``after_pts`` (the last skipped frame's) where exact;
-        ``threads`` for the decoder (0: FFmpeg's choice)."""
-        return read_frames(info, after_pts=after_pts, skip=skip, threads=threads)
+        ``threads`` for the decoder (0: FFmpeg's choice); ``planes``: 4:2:0 frames unconverted."""
+        return read_frames(info, after_pts=after_pts, skip=skip, threads=threads, planes=planes)

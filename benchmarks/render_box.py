@@ -1,0 +1,313 @@
+"""The CPU side of a 1080p film job against a bare transcode with the same encoder settings.
+
+    python benchmarks/render_box.py [--clip PATH] [--seconds 4] [--repeat 2] [--preset medium]
+
+On a render box the GPU outruns the CPU side (decode, colour conversion, optical flow,
+x264), so the pipeline's speed is that of its CPU work.  With no model at all, in one
+run, alternating, on the same clip:
+
+(a) a bare transcode through PyAV: decode, then libx264 at the same crf, preset and
+    encoder threads, audio packets copied (what ``ffmpeg -i in -c:v libx264 -preset P
+    -crf C -threads T out`` does); no colour conversion, no copies;
+(b) the pipeline, ``decode`` then ``encode`` (in process: ``prepare`` + ``run_units``
+    with the thread budget applied, as ``run_pipeline.py`` does);
+(c) the pipeline with ``temporal_smooth`` (defaults) between them, still no model.
+
+It prints frames/s, (b)/(a) and (c)/(a) as ratios of wall time and of CPU time (the
+process's, every thread included), and the CPU milliseconds per frame of each step
+measured alone on the clip's first frames: decode, YUV->RGB, the engine's device round
+trip (upload, to float, back to uint8, download; on the CPU here), optical flow, the
+smoothing scan (on the CPU here), RGB->YUV, and x264 at ``medium`` and ``veryfast``.
+Then a projection for a 16-core render box, where the model, the round trip and the
+scan run on the GPU: frames/s = 16 cores / (CPU ms per frame of the CPU-side steps),
+an upper bound that assumes the steps spread over all cores (segments encode in
+parallel: ``encoders:``).
+
+The clip: ``--clip``, or made here: the first ``--seconds`` of
+``../shared/media/clips/bigbuckbunny.mp4`` scaled to 1920x1080 (Lanczos, libx264 crf 14,
+audio copied), or a synthetic moving pattern when that file is missing.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline import threads  # noqa: E402
+from pipeline.build import prepare, thread_args  # noqa: E402
+from pipeline.context import RunContext  # noqa: E402
+from pipeline.engine import run_units  # noqa: E402
+from pipeline.engine.device import download, to_uint8_nhwc, upload  # noqa: E402
+from pipeline.ledger import Ledger  # noqa: E402
+from pipeline.media.video import probe_video  # noqa: E402
+from pipeline.media.video_read import read_frames  # noqa: E402
+from pipeline.media.video_write import ENCODE_SWS_FLAGS, colour_plan  # noqa: E402
+from pipeline.stages import get_stage  # noqa: E402
+
+SHARED_CLIP = REPO.parent / "shared" / "media" / "clips" / "bigbuckbunny.mp4"
+CORES_PROJECTED = 16
+
+
+def cpu() -> float:
+    return time.process_time()
+
+
+# --------------------------------------------------------------------------- the clip
+def make_clip(dst: Path, seconds: float) -> None:
+    """1920x1080 from the shared clip (or a synthetic pattern), ``seconds`` long, with audio."""
+    if not SHARED_CLIP.is_file():
+        return make_synthetic(dst, seconds)
+    with av.open(str(SHARED_CLIP)) as inp, av.open(str(dst), "w") as out:
+        vin = inp.streams.video[0]
+        rate = vin.average_rate or Fraction(25)
+        vout = out.add_stream("libx264", rate=rate)
+        vout.width, vout.height, vout.pix_fmt = 1920, 1080, "yuv420p"
+        vout.options = {"crf": "14", "preset": "veryfast"}
+        ain = inp.streams.audio[0] if inp.streams.audio else None
+        aout = out.add_stream_from_template(ain) if ain is not None else None
+        frames = int(seconds * rate)
+        written = 0
+        for packet in inp.demux(*([vin] + ([ain] if ain is not None else []))):
+            if packet.stream is vin:
+                for frame in packet.decode():
+                    if written < frames:
+                        big = frame.reformat(1920, 1080, "yuv420p", interpolation="LANCZOS")
+                        big.pts, big.time_base = written, Fraction(1) / rate
+                        out.mux(vout.encode(big))
+                        written += 1
+            elif packet.dts is not None and float(packet.pts * packet.time_base) < seconds:
+                packet.stream = aout
+                out.mux(packet)
+        out.mux(vout.encode(None))
+
+
+def make_synthetic(dst: Path, seconds: float, rate: int = 25) -> None:
+    with av.open(str(dst), "w") as out:
+        vout = out.add_stream("libx264", rate=rate)
+        vout.width, vout.height, vout.pix_fmt = 1920, 1080, "yuv420p"
+        vout.options = {"crf": "14", "preset": "veryfast"}
+        y, x = np.mgrid[0:1080, 0:1920].astype(np.float32)
+        for i in range(int(seconds * rate)):
+            t = i / rate
+            r = 128 + 100 * np.sin(x / 90 + t * 3)
+            g = 128 + 100 * np.sin(y / 70 - t * 2)
+            b = 128 + 100 * np.sin((x + y) / 150 + t)
+            rgb = np.stack([r, g, b], -1).clip(0, 255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = i, Fraction(1, rate)
+            out.mux(vout.encode(frame))
+        out.mux(vout.encode(None))
+
+
+# --------------------------------------------------------------------------- (a), (b), (c)
+def bare_transcode(clip: Path, out: Path, args) -> tuple[int, float, float]:
+    """(frames, wall s, CPU s): decode -> libx264, audio copied, nothing else."""
+    w0, c0 = time.perf_counter(), cpu()
+    with av.open(str(clip)) as inp, av.open(str(out), "w") as dst:
+        vin = inp.streams.video[0]
+        vin.thread_type = "AUTO"
+        vin.codec_context.thread_count = args.decode_threads
+        vout = dst.add_stream("libx264", rate=vin.average_rate)
+        vout.width, vout.height, vout.pix_fmt = vin.width, vin.height, "yuv420p"
+        vout.time_base = vin.time_base
+        vout.codec_context.thread_count = args.encoder_threads
+        vout.options = {"crf": str(args.crf), "preset": args.preset}
+        ain = inp.streams.audio[0] if inp.streams.audio else None
+        aout = dst.add_stream_from_template(ain) if ain is not None else None
+        frames = 0
+        for packet in inp.demux(*([vin] + ([ain] if ain is not None else []))):
+            if packet.stream is vin:
+                for frame in packet.decode():
+                    frame.pict_type = 0  # let the encoder choose, as ffmpeg does
+                    dst.mux(vout.encode(frame))
+                    frames += 1
+            elif packet.dts is not None:
+                packet.stream = aout
+                dst.mux(packet)
+        dst.mux(vout.encode(None))
+    return frames, time.perf_counter() - w0, cpu() - c0
+
+
+def pipeline_job(folder: Path, clip: Path, out: Path, args, smooth: bool) -> Path:
+    stages: list = ["decode"]
+    if smooth:
+        stages.append({"temporal_smooth": {}})
+    stages.append({"encode": {"video": {"codec": "libx264", "crf": args.crf, "preset": args.preset,
+                                        "threads": args.encoder_threads}, "audio": "copy"}})
+    job = {"name": f"render_box{'_smooth' if smooth else ''}", "sources": [{"videos": str(clip)}],
+           "output": str(out), "device": "cpu", "stages": stages}
+    path = folder / f"{job['name']}.yaml"
+    path.write_text(yaml.safe_dump(job, sort_keys=False))
+    return path
+
+
+def run_pipeline(job: Path) -> tuple[int, float, float, dict[str, float]]:
+    """(frames, wall s, CPU s, busy seconds per step) of one in-process run."""
+    prepared = prepare(job)
+    threads.apply(**thread_args(prepared.job, prepared.stages))
+    w0, c0 = time.perf_counter(), cpu()
+    ledger = Ledger(prepared.job.output, prepared.fingerprint, restart=True)
+    try:
+        summary = run_units(prepared.stages, prepared.ctx, ledger, prepared.plan.units)
+    finally:
+        ledger.close()
+    wall, used = time.perf_counter() - w0, cpu() - c0
+    if summary.failures or not summary.frames:
+        for f in summary.failures:
+            print(f"pipeline failed: {f.source} [{f.stage}] {f.reason}", file=sys.stderr)
+        raise SystemExit(1)
+    return summary.frames, wall, used, dict(summary.times.seconds)
+
+
+# --------------------------------------------------------------------------- steps alone
+def step_costs(clip: Path, n: int, args) -> dict[str, float]:
+    """CPU ms per frame of each step, alone, on the clip's first ``n`` frames."""
+    info = probe_video(clip)
+    torch.set_num_threads(2)
+    costs: dict[str, float] = {}
+
+    def timed(name: str, fn) -> object:
+        c0 = cpu()
+        result = fn()
+        costs[name] = 1000 * (cpu() - c0) / n
+        return result
+
+    def decode_only() -> list:
+        with av.open(str(clip)) as c:
+            s = c.streams.video[0]
+            s.thread_type = "AUTO"
+            s.codec_context.thread_count = args.decode_threads
+            out = []
+            for frame in c.decode(s):
+                out.append(frame)
+                if len(out) == n:
+                    return out
+        return out
+
+    yuv = timed("decode", decode_only)
+    timed("yuv->rgb", lambda: [f for _, f in zip(range(n), read_frames(info, threads=1))])
+    rgb = [f.rgb for _, f in zip(range(n), read_frames(info, threads=1))]
+
+    def round_trip() -> list:
+        out = []
+        for frame in rgb:
+            x = upload([frame], torch.device("cpu")).permute(0, 3, 1, 2).to(torch.float32)
+            out.append(download(to_uint8_nhwc(x))[0])
+        return out
+
+    with torch.inference_mode():
+        timed("device round trip", round_trip)
+    ctx = RunContext(device=torch.device("cpu"), precision="fp32", batch_size=1)
+    smooth = get_stage("temporal_smooth")(get_stage("temporal_smooth").Params(), ctx)
+    state = smooth.clip_state((info.height, info.width), ctx.device)
+    guides = timed("flow", lambda: [state.guider.next(f) for f in rgb])
+
+    def scan() -> None:
+        prev = None
+        with torch.inference_mode():
+            for frame, guide in zip(rgb, guides):
+                x = torch.from_numpy(frame[None]).permute(0, 3, 1, 2).float()
+                _, prev = smooth.scan(x, [guide], prev)
+
+    timed("smoothing scan", scan)
+    matrix, rng, _ = colour_plan(info)
+    reformatter = av.video.reformatter.VideoReformatter()
+    timed("rgb->yuv", lambda: [reformatter.reformat(
+        av.VideoFrame.from_ndarray(f, format="rgb24"), format="yuv420p", dst_colorspace=matrix,
+        dst_color_range=rng, interpolation=ENCODE_SWS_FLAGS) for f in rgb])
+    for preset in ("medium", "veryfast"):
+        timed(f"x264 {preset}", lambda: encode_only(yuv, info, preset, args))
+    return costs
+
+
+def encode_only(frames: list, info, preset: str, args) -> None:
+    with tempfile.TemporaryDirectory() as tmp, av.open(f"{tmp}/o.mp4", "w") as out:
+        s = out.add_stream("libx264", rate=info.rate)
+        s.width, s.height, s.pix_fmt = info.width, info.height, "yuv420p"
+        s.codec_context.thread_count = args.encoder_threads
+        s.options = {"crf": str(args.crf), "preset": preset}
+        for i, frame in enumerate(frames):
+            frame.pts, frame.time_base, frame.pict_type = i, Fraction(1) / info.rate, 0
+            out.mux(s.encode(frame))
+        out.mux(s.encode(None))
+
+
+# --------------------------------------------------------------------------- main
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clip", type=Path, help="a clip to use (default: a 1080p clip made here)")
+    ap.add_argument("--seconds", type=float, default=4.0, help="length of the clip made here")
+    ap.add_argument("--repeat", type=int, default=2, help="rounds of (a), (b), (c); medians shown")
+    ap.add_argument("--preset", default="medium")
+    ap.add_argument("--crf", type=int, default=18)
+    ap.add_argument("--encoder-threads", type=int, default=2, help="x264 threads, all sides")
+    ap.add_argument("--decode-threads", type=int, default=1,
+                    help="the bare transcode's decoder threads (the pipeline's budget gives 1)")
+    ap.add_argument("--step-frames", type=int, default=24, help="frames for the steps alone")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        clip = args.clip.resolve() if args.clip else folder / "clip1080.mp4"
+        if not args.clip:
+            make_clip(clip, args.seconds)
+        info = probe_video(clip)
+        print(f"clip: {clip.name} {info.width}x{info.height}, {info.frames} frames, "
+              f"{float(info.rate):g} fps, audio {info.has_audio}; libx264 crf {args.crf} preset "
+              f"{args.preset}, {args.encoder_threads} encoder threads; {threads.affinity_cores()} cores")
+        runs: dict[str, list[tuple[int, float, float]]] = {"a": [], "b": [], "c": []}
+        steps: dict[str, dict[str, float]] = {}
+        for r in range(args.repeat):
+            runs["a"].append(bare_transcode(clip, folder / f"bare{r}.mp4", args))
+            for key, smooth in (("b", False), ("c", True)):
+                frames, wall, used, busy = run_pipeline(
+                    pipeline_job(folder, clip, folder / f"out_{key}{r}", args, smooth))
+                runs[key].append((frames, wall, used))
+                steps[key] = busy
+        med = {k: (v[0][0], statistics.median(x[1] for x in v), statistics.median(x[2] for x in v))
+               for k, v in runs.items()}
+        names = {"a": "(a) bare transcode", "b": "(b) pipeline, no model",
+                 "c": "(c) + temporal_smooth"}
+        print(f"\n{'':26s} {'frames/s':>9s} {'wall s':>8s} {'CPU s':>8s} {'wall/(a)':>9s} "
+              f"{'CPU/(a)':>8s}   (median of {args.repeat}; all walls: ...)")
+        for k, (frames, wall, used) in med.items():
+            print(f"{names[k]:26s} {frames / wall:9.2f} {wall:8.2f} {used:8.2f} "
+                  f"{wall / med['a'][1]:9.2f} {used / med['a'][2]:8.2f}   "
+                  f"({' '.join(f'{x[1]:.1f}' for x in runs[k])})")
+        print(f"\n(c) speed as a fraction of (a): {med['a'][1] / med['c'][1]:.2f} (goal >= 0.75); "
+              f"(b) wall and CPU over (a): {med['b'][1] / med['a'][1]:.2f}, "
+              f"{med['b'][2] / med['a'][2]:.2f} (goal <= 1.10)")
+        for k in ("b", "c"):
+            frames = med[k][0]
+            print(f"{names[k]} busy ms per frame by step (wall, in its thread): " + ", ".join(
+                f"{step} {1000 * s / frames:.1f}" for step, s in steps[k].items() if s > 0))
+
+        costs = step_costs(clip, args.step_frames, args)
+        print(f"\nCPU ms per frame, each step alone on {args.step_frames} frames "
+              f"({info.width}x{info.height}):")
+        for step, ms in costs.items():
+            print(f"  {step:20s} {ms:8.1f}")
+        print(f"\nprojection for a {CORES_PROJECTED}-core render box (model, round trip and scan "
+              "on the GPU; CPU steps spread over all cores):")
+        for preset in ("medium", "veryfast"):
+            base = costs["decode"] + costs["yuv->rgb"] + costs["rgb->yuv"] + costs[f"x264 {preset}"]
+            for smooth in (False, True):
+                ms = base + (costs["flow"] if smooth else 0.0)
+                print(f"  x264 {preset:9s} {'with' if smooth else 'without'} temporal_smooth: "
+                      f"{ms:6.1f} CPU ms/frame -> {CORES_PROJECTED * 1000 / ms:6.1f} frames/s")
+
+
+if __name__ == "__main__":
+    main()
