@@ -155,7 +155,8 @@ def main() -> None:
     ap.add_argument("--size", default="320x240", help="WxH")
     ap.add_argument("--strength", type=float, default=0.8)
     ap.add_argument("--preset", default="medium", choices=["ultrafast", "fast", "medium"])
-    ap.add_argument("--flow-scale", type=float, default=0.5)
+    ap.add_argument("--flow-scale", type=lambda v: v if v == "auto" else float(v), default="auto",
+                    help="the stage's flow_scale (default: its default, auto)")
     ap.add_argument("--out", type=Path, help="write strip.png (input | per-frame | smoothed | confidence)")
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.lower().split("x"))

@@ -28,7 +28,8 @@ video encoder's own threads (``encode.video.threads``) are fixed, so that output
 bytes do not depend on the machine; ``encoders`` is how many segments are
 encoded at once in the whole process (the job's ``encoders:``, else the cores
 over the encoder's threads), so that one long clip can use every core for
-encoding.  An explicit ``OMP_NUM_THREADS`` caps torch's count.
+encoding.  ``flow`` threads compute temporal_smooth's optical flow, a pair of
+frames each, ahead of the device (half the cores).  An explicit ``OMP_NUM_THREADS`` caps torch's count.
 
 ``apply`` is called once at the start of a run (``cli.run_job``); ``current``
 is what was applied, or what would be for this machine; ``follower`` gives the
@@ -57,6 +58,7 @@ class Budget:
     workers: int  # decode (+flow) threads; one writer lane per clip in flight too
     follows_load: bool = False  # torch gets what other processes leave of ``torch``
     encoders: int = 1  # video segments encoded at once, in all (each with its own threads)
+    flow: int = 1  # threads computing optical flow pairs ahead of the device (temporal_smooth)
     encoder_threads: int = 2  # each encoder's (encode.video.threads), for people
 
     def describe(self) -> str:
@@ -65,7 +67,8 @@ class Budget:
         return (f"{self.cores} cores ({self.source}): {share} (+{self.interop} inter-op), "
                 f"workers {self.workers} with {self.opencv} flow and {self.opencv} decoder thread "
                 f"each; {self.encoders} video segment encoder{'s' if self.encoders != 1 else ''} "
-                f"at once of {self.encoder_threads} threads each")
+                f"at once of {self.encoder_threads} threads each; {self.flow} optical flow "
+                f"thread{'s' if self.flow != 1 else ''}")
 
 
 def affinity_cores() -> int:
@@ -126,7 +129,7 @@ def budget_for(threads: int | None = None, workers: int | None = None,
         encoders = max(1, cores // max(1, encoder_threads))
     return Budget(cores=cores, source=source, torch=torch_threads, interop=1, opencv=opencv,
                   workers=workers, follows_load=follows, encoders=encoders,
-                  encoder_threads=encoder_threads)
+                  encoder_threads=encoder_threads, flow=max(1, cores // 2))
 
 
 def torch_share(budget: Budget, others: float) -> int:

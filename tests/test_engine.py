@@ -214,7 +214,8 @@ def _clip_job(tmp_path: Path, output: str) -> Path:
 
 
 def _run_clip_job(job: Path, *, middle=None, stop_after_frames: int = 0,
-                  encoders: int | None = None, delay: float = 0.0) -> tuple[Summary, Path]:
+                  encoders: int | None = None, delay: float = 0.0,
+                  flow_threads: int | None = None) -> tuple[Summary, Path]:
     prepared = prepare(job)
     stages = list(prepared.stages)
     if middle is not None:
@@ -234,7 +235,7 @@ def _run_clip_job(job: Path, *, middle=None, stop_after_frames: int = 0,
 
     try:
         engine.append(Engine(stages, prepared.ctx, ledger, progress=StopLater(), encoders=encoders,
-                             commit_every=prepared.job.commit_every))
+                             flow_threads=flow_threads, commit_every=prepared.job.commit_every))
         units = [u for u in prepared.plan.units if not ledger.is_done(u.key)]
         summary = engine[0].run(units)
     finally:
@@ -351,3 +352,10 @@ def test_a_stopped_pass_through_clip_resumes_from_its_saved_planes(tmp_path: Pat
     second, out = _run_clip_job(job)
     assert second.done == 1 and second.frames < 20
     assert out.read_bytes() == whole.read_bytes()
+
+
+def test_flow_in_a_pool_of_one_or_four_gives_the_same_video(tmp_path: Path) -> None:
+    one, alone = _run_clip_job(_clip_job(tmp_path, "one"), flow_threads=1)
+    four, pooled = _run_clip_job(_clip_job(tmp_path, "four"), flow_threads=4)
+    assert one.done == four.done == 1 and one.times.frames["flow"] == 20  # a guide per frame
+    assert pooled.read_bytes() == alone.read_bytes()

@@ -255,3 +255,14 @@ def test_clip_state_restored_into_a_fresh_one_continues_identically() -> None:
     tail = run(fresh, slice(5, 8))
     assert torch.equal(torch.cat([head, tail]), straight)
     assert s.clip_state((H, W), torch.device("cpu")).state_dict(None) is None  # nothing yet
+
+
+def test_the_in_place_blend_is_the_blend_bit_for_bit() -> None:
+    from pipeline.ops.warp import blend, blend_
+
+    g = torch.Generator().manual_seed(3)
+    cur, warped = torch.rand(3, 33, 47, generator=g) * 255, torch.rand(3, 33, 47, generator=g) * 255
+    conf = torch.rand(1, 33, 47, generator=g)
+    want = blend(cur, warped, conf, 0.8)
+    got = blend_(cur, warped.clone(), conf, 0.8)
+    assert torch.equal(got, want)

@@ -26,6 +26,7 @@ __all__ = ["Engine", "Failure", "Progress", "StageTimes", "Summary", "WAYS", "Wa
 
 def run_units(stages: Sequence[Stage], ctx: RunContext, commits: Commits, units: Sequence[Unit], *,
               workers: int | None = None, encoders: int | None = None,
-              progress: Progress | None = None, commit_every: float = 60.0) -> Summary:
-    return Engine(stages, ctx, commits, workers=workers, encoders=encoders, progress=progress,
-                  commit_every=commit_every).run(units)
+              flow_threads: int | None = None, progress: Progress | None = None,
+              commit_every: float = 60.0) -> Summary:
+    return Engine(stages, ctx, commits, workers=workers, encoders=encoders,
+                  flow_threads=flow_threads, progress=progress, commit_every=commit_every).run(units)

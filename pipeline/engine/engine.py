@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import queue
+from concurrent.futures import ThreadPoolExecutor
 import threading
 import time
 from dataclasses import dataclass
@@ -72,7 +73,8 @@ class Engine:
 
     def __init__(self, stages: Sequence[Stage], ctx: RunContext, commits: Commits, *,
                  workers: int | None = None, encoders: int | None = None,
-                 progress: Progress | None = None, commit_every: float = 60.0) -> None:
+                 flow_threads: int | None = None, progress: Progress | None = None,
+                 commit_every: float = 60.0) -> None:
         self.decode, *self.middle, self.encode = stages
         assert self.decode.kind == "decode" and self.encode.kind == "encode"
         self.ctx = ctx
@@ -80,6 +82,8 @@ class Engine:
         self.commit_every = commit_every  # seconds of work a kill may cost, at most (video)
         self.workers = workers or thread_budget().workers  # reader threads, writer lanes
         self.encoders = encoders or thread_budget().encoders  # video segments encoded at once
+        self.flow_threads = flow_threads or thread_budget().flow  # optical flow pairs at once
+        self._flow_pool: ThreadPoolExecutor | None = None
         caps = [s.max_batch for s in self.middle if s.max_batch is not None]
         self.sizer = BatchSizer(ctx, cap=min(caps, default=None))
         self.progress = progress or Progress()
@@ -103,12 +107,24 @@ class Engine:
         """Each way's units in turn (``WAYS``); stops early if interrupted or stopped (a full
         disk)."""
         start = time.perf_counter()
-        for kind, way in WAYS.items():
-            mine = [u for u in units if u.kind == kind]
-            if mine and not self._stop.is_set():
-                self._run_way(way(self), mine)
+        try:
+            for kind, way in WAYS.items():
+                mine = [u for u in units if u.kind == kind]
+                if mine and not self._stop.is_set():
+                    self._run_way(way(self), mine)
+        finally:
+            if self._flow_pool is not None:
+                self._flow_pool.shutdown(wait=True, cancel_futures=True)
         self._summary.wall_s = time.perf_counter() - start
         return self._summary
+
+    def flow_pool(self) -> ThreadPoolExecutor:
+        """Where a way computes what depends on its inputs only (optical flow), ahead of the
+        device: ``flow_threads`` at once."""
+        with self._lock:
+            if self._flow_pool is None:
+                self._flow_pool = ThreadPoolExecutor(self.flow_threads, thread_name_prefix="flow")
+            return self._flow_pool
 
     def stop(self) -> None:
         """Stop the run as each thread next looks (within ``POLL_S``), as Ctrl-C does: what is

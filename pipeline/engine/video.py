@@ -74,7 +74,7 @@ class _Frame:
 
     pts: int
     duration: int | None
-    guide: object  # the temporal guide (None without a temporal stage)
+    guide: object  # the temporal guide, a Future of the flow pool (None without a temporal stage)
     pts_adjusted: bool  # the reader bumped some pts of the clip up to this frame
     # the guider's state after this frame, taken at a segment's end or when the writer wants
     # a state (after a frame it is never None, so None here means "not taken")
@@ -214,9 +214,8 @@ class VideoWay(Way):
                 if frame is None:
                     break
                 guide = None
-                if guider is not None:
-                    with engine.times.timing("flow", 1):
-                        guide = guider.next(frame.rgb)
+                if guider is not None:  # the pair's flow in the pool, ahead of the device
+                    guide = engine.flow_pool().submit(self._flow, guider, *guider.advance(frame.rgb))
                 index += 1
                 adjusted = frame.pts_adjusted
                 ends_segment = index % clip.segment_frames == 0
@@ -232,6 +231,10 @@ class VideoWay(Way):
         clip.end_input_state = guider.state if guider is not None else None
         clip.end_pts_adjusted = adjusted
 
+    def _flow(self, guider, prev: np.ndarray | None, cur: np.ndarray):
+        with self.engine.times.timing("flow", 1):
+            return guider.pair(prev, cur)
+
     # -- run: the device thread ---------------------------------------------
     def run(self, batch: Batch) -> list[_Computed]:
         """Stages, then the smoothing scan, on consecutive frames of one clip."""
@@ -240,7 +243,7 @@ class VideoWay(Way):
         if pieces:
             prev_out = clip.smoothing.prev_out if clip.smoothing is not None else None
             frames, prev_out = self._stages([p.image for p in pieces],
-                                            [p.data.guide for p in pieces], prev_out)
+                                            [self._guide(p.data.guide) for p in pieces], prev_out)
             if clip.smoothing is not None:
                 clip.smoothing.prev_out = prev_out  # only after the whole batch succeeded
         tail: _Frame | None = pieces[-1].data if pieces else None
@@ -255,6 +258,15 @@ class VideoWay(Way):
             state = clip.smoothing.state_dict(input_state)
         return [_Computed(frames, [p.data.pts for p in pieces], [p.data.duration for p in pieces],
                           ends_segment, batch.last, adjusted, state)]
+
+    def _guide(self, pending):
+        """A frame's guide, once the flow pool has it."""
+        if pending is None:
+            return None
+        try:
+            return pending.result()
+        except Exception as exc:
+            raise StageFailed(self.temporal.name, exc) from exc
 
     def _stages(self, frames: list[np.ndarray], guides: list, prev_out: torch.Tensor | None
                 ) -> tuple[np.ndarray, torch.Tensor | None]:

@@ -3,7 +3,9 @@
 Numpy and OpenCV only (no torch): the engine runs this in its decode thread,
 ahead of the device.  Flow is OpenCV's DIS (T. Kroeger et al., "Fast Optical
 Flow using Dense Inverse Search", ECCV 2016) on grayscale frames downscaled by
-``scale``; confidence follows Ruder et al., "Artistic style transfer for
+``scale`` ("auto": half size up to a short side of ``AUTO_SHORT_SIDE`` px, a fixed
+working size above that: 1080p flows at 480x270, not 960x540, at a quarter of the
+cost); confidence follows Ruder et al., "Artistic style transfer for
 videos" (GCPR 2016): a photometric term times a forward-backward consistency
 check (Sundaram et al., ECCV 2010), with the constants loosened for DIS as
 measured here (DESIGN.md section 6).
@@ -14,15 +16,23 @@ cur(x)``.  All flow vectors and the consistency tolerance ``fb_beta`` are in
 *flow-resolution* pixels (the resolution DIS runs at): DIS's error is roughly
 constant in its own pixels, so the check keeps the same strictness at any
 ``scale``.  DIS output is bit-identical across runs and thread counts.
+
+A guide depends only on two consecutive input frames, so ``Guider`` splits in
+two: ``advance`` (in order, cheap: the frame at flow resolution) and ``pair``
+(the flow and its confidence for one pair, any thread, any order: the engine
+runs pairs in a pool ahead of the device, the same guides whatever its size).
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-__all__ = ["Guide", "Guider", "flow_size", "PRESETS"]
+__all__ = ["AUTO_SHORT_SIDE", "Guide", "Guider", "auto_scale", "flow_size", "PRESETS"]
+
+AUTO_SHORT_SIDE = 270  # flow_scale "auto": half size, but a short side of at most this
 
 # A flow error over this many photometric sigmas (72 levels at the default
 # 12) is an object the flow misses, not noise: measured on the demo pan (a
@@ -46,8 +56,15 @@ class Guide:
     reset: bool             # True for the first frame and at scene cuts
 
 
-def flow_size(frame_hw: tuple[int, int], scale: float) -> tuple[int, int]:
+def auto_scale(frame_hw: tuple[int, int]) -> float:
+    """``flow_scale: auto``: 0.5, or less where half size would be over ``AUTO_SHORT_SIDE``."""
+    return min(0.5, AUTO_SHORT_SIDE / max(1, min(frame_hw)))
+
+
+def flow_size(frame_hw: tuple[int, int], scale: float | str) -> tuple[int, int]:
     """(h, w) the flow is computed at: ``frame_hw * scale``, at least 8 px a side."""
+    if scale == "auto":
+        scale = auto_scale(frame_hw)
     return tuple(max(8, int(round(s * scale))) for s in frame_hw)  # type: ignore[return-value]
 
 
@@ -59,14 +76,14 @@ class Guider:
     resized with ``cv2.INTER_AREA`` to the flow resolution before anything else.
     """
 
-    def __init__(self, frame_hw: tuple[int, int], *, scale: float = 0.5, preset: str = "medium",
+    def __init__(self, frame_hw: tuple[int, int], *, scale: float | str = 0.5, preset: str = "medium",
                  photometric_sigma: float = 12.0, fb_alpha: float = 0.01, fb_beta: float = 2.0,
                  reset_below: float = 0.35, boundary_radius: int = 4,
                  boundary_jump: float = 1.0) -> None:
         if preset not in PRESETS:
             raise ValueError(f"unknown DIS preset {preset!r}; expected one of {', '.join(PRESETS)}")
-        if not 0 < scale <= 1:
-            raise ValueError(f"scale must be in (0, 1], got {scale}")
+        if scale != "auto" and not 0 < scale <= 1:
+            raise ValueError(f"scale must be in (0, 1] or 'auto', got {scale}")
         if photometric_sigma <= 0:
             raise ValueError(f"photometric_sigma must be > 0, got {photometric_sigma}")
         self.size = flow_size(frame_hw, scale)
@@ -77,7 +94,7 @@ class Guider:
         if boundary_radius < 0 or boundary_jump <= 0:
             raise ValueError("boundary_radius must be >= 0 and boundary_jump > 0")
         self.boundary_radius, self.boundary_jump = int(boundary_radius), float(boundary_jump)
-        self._dis = cv2.DISOpticalFlow_create(PRESETS[preset])
+        self._local = threading.local()  # a DIS instance per thread: they are not thread-safe
         h, w = self.size
         self._gx, self._gy = np.meshgrid(np.arange(w, dtype=np.float32),
                                          np.arange(h, dtype=np.float32))
@@ -100,15 +117,27 @@ class Guider:
 
     def next(self, rgb: np.ndarray) -> Guide:
         """The guide for frame ``rgb`` (H x W x 3 uint8, any size) given the frames before."""
+        return self.pair(*self.advance(rgb))
+
+    def advance(self, rgb: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """In order: (the previous frame, this one), both at flow resolution, for ``pair``."""
         cur = self._prepare(rgb)
         prev, self._prev = self._prev, cur
+        return prev, cur
+
+    def pair(self, prev: np.ndarray | None, cur: np.ndarray) -> Guide:
+        """The guide of ``cur`` after ``prev`` (from ``advance``; None: a clip's first frame).
+        Any thread, any order: it reads nothing that ``advance`` changes."""
         h, w = self.size
         if prev is None:
             return _guide(np.zeros((h, w, 2), np.float32), np.zeros((h, w), np.float32), True)
         g_cur = cv2.cvtColor(cur, cv2.COLOR_RGB2GRAY)
         g_prev = cv2.cvtColor(prev, cv2.COLOR_RGB2GRAY)
-        back = self._dis.calc(g_cur, g_prev, None)   # cur(x) ~ prev(x + back(x))
-        fwd = self._dis.calc(g_prev, g_cur, None)    # prev(y) ~ cur(y + fwd(y))
+        dis = getattr(self._local, "dis", None)
+        if dis is None:
+            dis = self._local.dis = cv2.DISOpticalFlow_create(PRESETS[self.preset])
+        back = dis.calc(g_cur, g_prev, None)   # cur(x) ~ prev(x + back(x))
+        fwd = dis.calc(g_prev, g_cur, None)    # prev(y) ~ cur(y + fwd(y))
         conf = self.confidence(cur, prev, back, fwd)
         if float(conf.mean()) < self.reset_below:    # scene cut: start a new shot
             return _guide(back, np.zeros_like(conf), True)

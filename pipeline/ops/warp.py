@@ -75,3 +75,10 @@ def blend(current: torch.Tensor, warped: torch.Tensor, confidence: torch.Tensor,
           strength: float) -> torch.Tensor:
     """``current + strength * confidence * (warped - current)``; confidence broadcasts."""
     return current + (strength * confidence) * (warped - current)
+
+
+def blend_(current: torch.Tensor, warped: torch.Tensor, confidence: torch.Tensor,
+           strength: float) -> torch.Tensor:
+    """``blend`` computed in ``warped``'s memory (the same operations, the same bits): at 1080p
+    on a CPU it saves two frame-sized temporaries per frame."""
+    return warped.sub_(current).mul_(strength * confidence).add_(current)
