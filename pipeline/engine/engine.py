@@ -166,7 +166,7 @@ class Engine:
         todo: queue.Queue = queue.Queue()
         for unit in way.admit(units):
             todo.put(unit)
-        to_device: queue.Queue = queue.Queue(maxsize=4 * self.workers + 16)
+        to_device: queue.Queue = queue.Queue(maxsize=way.queue_size(self.workers))
         readers = [threading.Thread(target=self._guarded(self._read_loop),
                                     args=(way, todo, to_device), name=f"{way.kind}-read-{i}",
                                     daemon=True) for i in range(self.workers)]

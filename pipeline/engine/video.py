@@ -115,6 +115,12 @@ class VideoWay(Way):
         self._pass_through = not self.before and self.temporal is None and not self.after
         self._planes = self._pass_through and engine.encode.params.video.pix_fmt == "yuv420p"
 
+    def queue_size(self, workers: int) -> int:
+        """Frames (of any clip) read ahead of the device: a few per clip in flight, so that the
+        clips advance together (a long queue lets one clip's reader fill it and finish first)
+        and memory stays small at 4K."""
+        return 2 * workers + 2
+
     # -- admit: headers only ------------------------------------------------
     def admit(self, units: Sequence[Unit]) -> list[Unit]:
         """Headers only, so the job's progress bar knows its total before the first frame."""

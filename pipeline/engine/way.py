@@ -33,6 +33,10 @@ class Way:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    def queue_size(self, workers: int) -> int:
+        """Pieces read ahead of the device, at most: the back-pressure on the readers."""
+        return 4 * workers + 16
+
     def admit(self, units: Sequence[Unit]) -> list[Unit]:
         return list(units)
 

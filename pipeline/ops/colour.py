@@ -1,0 +1,62 @@
+"""YUV 4:2:0 <-> RGB on the device, so that the CPU neither converts nor copies RGB frames.
+
+Pure torch.  The rules are the reading and writing rules of ``pipeline.media``:
+the matrix is BT.601 or BT.709 (as tagged; untagged: BT.709 from 720 coded
+lines, BT.601 below), the range limited (Y 16..235, C 16..240) unless the
+source is full range.  Chroma is sited at the centre of each 2x2 block: read
+with bilinear upsampling, written as the mean of the block (edge blocks of odd
+sizes hold fewer pixels).  ``tests/test_colour.py`` checks both against
+libswscale, the CPU conversion they replace, on odd sizes.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# (Kr, Kb) per AVCOL_SPC_* matrix the device converts; others take the CPU path
+MATRICES = {1: (0.2126, 0.0722), 5: (0.299, 0.114), 6: (0.299, 0.114)}
+
+
+def yuv420_to_rgb(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, matrix: int,
+                  full_range: bool) -> torch.Tensor:
+    """uint8 planes [N, H, W], [N, ceil(H/2), ceil(W/2)] x2 -> float32 RGB [N, 3, H, W],
+    0..255, unrounded, unclamped beyond what the matrix gives (clamped to 0..255)."""
+    kr, kb = MATRICES[matrix]
+    h, w = y.shape[-2:]
+    luma = y.float()
+    chroma = torch.stack([u, v], 1).float() - 128.0  # [N, 2, h2, w2]
+    if not full_range:
+        luma = (luma - 16.0) * (255.0 / 219.0)
+        chroma = chroma * (255.0 / 224.0)
+    chroma = _upsample(chroma, h, w)
+    cb, cr = chroma[:, 0], chroma[:, 1]
+    r = luma + (2.0 * (1.0 - kr)) * cr
+    b = luma + (2.0 * (1.0 - kb)) * cb
+    g = (luma - kr * r - kb * b) / (1.0 - kr - kb)
+    return torch.stack([r, g, b], 1).clamp_(0.0, 255.0)
+
+
+def rgb_to_yuv420(rgb: torch.Tensor, matrix: int, full_range: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """float RGB [N, 3, H, W] in 0..255 -> rounded uint8 planes (Y, U, V) of 4:2:0."""
+    kr, kb = MATRICES[matrix]
+    rgb = rgb.float().clamp(0.0, 255.0)
+    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    luma = kr * r + (1.0 - kr - kb) * g + kb * b
+    chroma = torch.stack([(b - luma) / (2.0 * (1.0 - kb)), (r - luma) / (2.0 * (1.0 - kr))], 1)
+    chroma = F.avg_pool2d(chroma, 2, ceil_mode=True)  # the mean of each 2x2 block, edges too
+    if not full_range:
+        luma = luma * (219.0 / 255.0) + 16.0
+        chroma = chroma * (224.0 / 255.0)
+    chroma = chroma + 128.0
+    y = luma.round_().clamp_(0, 255).to(torch.uint8)
+    uv = chroma.round_().clamp_(0, 255).to(torch.uint8)
+    return y, uv[:, 0], uv[:, 1]
+
+
+def _upsample(chroma: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Half-size chroma to (h, w), bilinear with centred samples: for odd sides the last
+    chroma sample covers one pixel, so the grid is that of the padded even size, cropped."""
+    h2, w2 = chroma.shape[-2:]
+    full = F.interpolate(chroma, size=(2 * h2, 2 * w2), mode="bilinear", align_corners=False)
+    return full[..., :h, :w]
