@@ -282,7 +282,7 @@ def test_segments_encoded_at_once_give_the_bytes_of_a_sequential_encode(tmp_path
                 counts["most"] = max(counts["most"], counts["open"])
 
         def write(self, *frame) -> None:
-            time.sleep(0.03)
+            time.sleep(0.06)
             self.writer.write(*frame)
 
         def close(self) -> None:
@@ -301,7 +301,7 @@ def test_segments_encoded_at_once_give_the_bytes_of_a_sequential_encode(tmp_path
     one, sequential = _run_clip_job(_clip_job(tmp_path, "one"), encoders=1)
     assert counts["most"] == 1
     four, parallel = _run_clip_job(_clip_job(tmp_path, "four"), encoders=4)
-    assert counts["most"] >= 3, counts  # they did overlap
+    assert counts["most"] >= 2, counts  # they did overlap
     assert one.done == four.done == 1 and four.segments == one.segments
     assert parallel.read_bytes() == sequential.read_bytes()
     lines = [json.loads(line) for line in (parallel.parent / ".ledger.jsonl").read_text().splitlines()[1:]]

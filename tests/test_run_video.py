@@ -139,7 +139,7 @@ def test_killed_mid_video_resumes_to_the_same_frames(tmp_path: Path, style_weigh
 def test_killed_while_segments_encode_at_once_resumes_to_the_same_frames(tmp_path: Path) -> None:
     """No model and a slow preset: the encoders are the bottleneck, several segments encode
     at once, and the SIGKILL lands while they do."""
-    make_clip(tmp_path / "clips" / "long.mp4", frames=48, size=(640, 480), fps=24, audio=True,
+    make_clip(tmp_path / "clips" / "long.mp4", frames=96, size=(640, 480), fps=24, audio=True,
               gop_size=12)
 
     def job(output: str, encoders: int) -> Path:
@@ -149,7 +149,7 @@ def test_killed_while_segments_encode_at_once_resumes_to_the_same_frames(tmp_pat
             encoders: {encoders}
             stages:
               - decode
-              - encode: {{video: {{codec: libx264, crf: 20, preset: veryslow, segment_seconds: 0.25}}}}
+              - encode: {{video: {{codec: libx264, crf: 20, preset: veryslow, segment_seconds: 0.5}}}}
             """, name=f"{output}.yaml")
 
     assert run_cli_here(str(job("straight", 1))).returncode == 0
@@ -173,7 +173,7 @@ def test_killed_while_segments_encode_at_once_resumes_to_the_same_frames(tmp_pat
     assert resumed.returncode == 0, resumed.stderr
     a, a_pts = decode_all(tmp_path / "straight" / "long.mp4")
     b, b_pts = decode_all(tmp_path / "out" / "long.mp4")
-    assert a_pts == b_pts and len(a) == 48
+    assert a_pts == b_pts and len(a) == 96
     for i, (x, y) in enumerate(zip(a, b)):
         np.testing.assert_array_equal(x, y, err_msg=f"frame {i}")
     assert (tmp_path / "out" / "long.mp4").read_bytes() == (tmp_path / "straight" / "long.mp4").read_bytes()

@@ -30,11 +30,14 @@ from ..commits import load_state
 from ..errors import MediaError
 from ..memory import host_available_bytes
 from ..media.video import Planes, VideoInfo
+from ..media.video_write import colour_plan
+from ..ops.colour import MATRICES
 from ..media.video_write import check_frame_size
 from ..plan import Unit
 from ..threads import current as thread_budget
 from .batcher import Batch, Piece
-from .device import StageFailed, download, run_stages, sync, to_uint8_nhwc, upload
+from .device import (StageFailed, download, frames_to_device, planes_from_device, run_stages, sync,
+                     to_uint8_nhwc)
 from .segments import SegmentJob
 from .way import Way
 
@@ -57,6 +60,8 @@ class _Clip:
     scratch: list = field(default_factory=list)  # saved parts of the open segment, to replay
     resume_from: object = None  # the last Segment or Scratch committed (None: from the start)
     encoders: int = 1  # its segments encoded at once, at most
+    # (matrix, full range) of its 4:2:0 frames when the device converts them (pipeline.ops.colour)
+    colour: tuple[int, bool] | None = None
     # the writer is due to save the open segment's frames: the device keeps the state it needs
     want_state: threading.Event = field(default_factory=threading.Event)
     # set by the reader once the clip's frames are all read (before the engine's unit end):
@@ -113,7 +118,10 @@ class VideoWay(Way):
         # No stage touches the pixels: frames go from the decoder to the encoder as they are
         # (4:2:0 planes where both sides are yuv420p: no colour conversion, no float round trip)
         self._pass_through = not self.before and self.temporal is None and not self.after
-        self._planes = self._pass_through and engine.encode.params.video.pix_fmt == "yuv420p"
+        # Otherwise the device converts 4:2:0 planes to RGB where nothing on the CPU needs RGB
+        # (the flow does), and makes the encoder's yuv420p planes: no colour conversion on the
+        # CPU either way, and half the bytes on the wire (pipeline/ops/colour.py).
+        self._yuv420 = engine.encode.params.video.pix_fmt == "yuv420p"
 
     def queue_size(self, workers: int) -> int:
         """Frames (of any clip) read ahead of the device: a few per clip in flight, so that the
@@ -186,7 +194,8 @@ class VideoWay(Way):
         segment_frames = max(1, round(seconds * float(info.rate or 25)))
         clip = _Clip(unit=unit, info=info, first_segment=len(segments), frames_before=frames_before,
                      segment_frames=segment_frames, smoothing=smoothing, scratch=scratch,
-                     resume_from=last, encoders=self._encoders_for(unit, segment_frames))
+                     resume_from=last, encoders=self._encoders_for(unit, segment_frames),
+                     colour=device_colour(info))
         self._clips[unit.key] = clip
         engine.progress.clip_started(clip.name, info.frames, frames_before)
         return clip
@@ -211,8 +220,12 @@ class VideoWay(Way):
         guider = clip.smoothing.guider if clip.smoothing is not None else None
         index = clip.frames_before
         # The decoder's threads are the worker's share of the budget (flow runs in this thread)
+        if self._pass_through:
+            planes = self._yuv420
+        else:
+            planes = self.temporal is None and clip.colour is not None
         frames = unit.open().frames(clip.info, after_pts=after_pts, skip=clip.frames_before,
-                                    threads=thread_budget().opencv, planes=self._planes)
+                                    threads=thread_budget().opencv, planes=planes)
         try:
             while True:
                 with engine.times.timing("decode", 1):
@@ -248,7 +261,7 @@ class VideoWay(Way):
         frames: np.ndarray = np.empty((0,), np.uint8)
         if pieces:
             prev_out = clip.smoothing.prev_out if clip.smoothing is not None else None
-            frames, prev_out = self._stages([p.image for p in pieces],
+            frames, prev_out = self._stages(clip, [p.image for p in pieces],
                                             [self._guide(p.data.guide) for p in pieces], prev_out)
             if clip.smoothing is not None:
                 clip.smoothing.prev_out = prev_out  # only after the whole batch succeeded
@@ -274,15 +287,15 @@ class VideoWay(Way):
         except Exception as exc:
             raise StageFailed(self.temporal.name, exc) from exc
 
-    def _stages(self, frames: list[np.ndarray], guides: list, prev_out: torch.Tensor | None
-                ) -> tuple[np.ndarray, torch.Tensor | None]:
+    def _stages(self, clip: _Clip, frames: list, guides: list, prev_out: torch.Tensor | None
+                ) -> tuple[list, torch.Tensor | None]:
         ctx, times, n = self.engine.ctx, self.engine.times, len(frames)
         if self._pass_through:
             return list(frames), prev_out  # no stage: what was decoded goes to the encoder
         with torch.inference_mode():
             with times.timing("device", n):
                 try:
-                    x = upload(frames, ctx.device).permute(0, 3, 1, 2).to(ctx.dtype)
+                    x = frames_to_device(frames, ctx.device, clip.colour).to(ctx.dtype)
                 except Exception as exc:  # e.g. a clip whose frame size changes mid-stream
                     raise StageFailed("device", exc) from exc
                 x = run_stages(self.before, x)
@@ -295,7 +308,11 @@ class VideoWay(Way):
                         raise StageFailed(self.temporal.name, exc) from exc
                     sync(ctx.device)
             with times.timing("device", 0):
-                out = download(to_uint8_nhwc(run_stages(self.after, x)))
+                x = run_stages(self.after, x)
+                if self._yuv420 and clip.colour is not None:  # 4:2:0 made here, not on the CPU
+                    out = planes_from_device(x, clip.colour)
+                else:
+                    out = list(download(to_uint8_nhwc(x)))
         return out, prev_out
 
     # -- write: the clip's lane ---------------------------------------------
@@ -432,6 +449,15 @@ class VideoWay(Way):
 
 class _Cancelled(Exception):
     """The run is stopping or the clip failed while its lane waited."""
+
+
+def device_colour(info: VideoInfo) -> tuple[int, bool] | None:
+    """(matrix, full range) for converting a clip's 4:2:0 frames on the device, by the reading
+    and writing rules (``colour_plan``); None for a matrix only libswscale converts."""
+    tags = colour_plan(info)[2]
+    if tags["colorspace"] not in MATRICES:
+        return None
+    return tags["colorspace"], tags["color_range"] == 2
 
 
 def _load_scratch(path: Path) -> list[tuple[np.ndarray | Planes, int, int | None]]:

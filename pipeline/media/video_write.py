@@ -142,6 +142,9 @@ class SegmentWriter:
                 for name, value in self._tags.items():
                     setattr(ctx, name, value)
             self._stream = stream
+            # The header now (as the first mux would): the file exists from the first frame,
+            # not only once the encoder's lookahead gives a packet (a watcher sees it encode).
+            self._out.start_encoding()
         except (av.FFmpegError, ValueError, OSError) as exc:
             self.abort()
             raise _encode_error(self.path, exc, f"cannot start the {self.opts.codec} encoder") from exc

@@ -44,7 +44,7 @@ def rgb_to_yuv420(rgb: torch.Tensor, matrix: int, full_range: bool
     r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
     luma = kr * r + (1.0 - kr - kb) * g + kb * b
     chroma = torch.stack([(b - luma) / (2.0 * (1.0 - kb)), (r - luma) / (2.0 * (1.0 - kr))], 1)
-    chroma = F.avg_pool2d(chroma, 2, ceil_mode=True)  # the mean of each 2x2 block, edges too
+    chroma = _downsample(chroma)
     if not full_range:
         luma = luma * (219.0 / 255.0) + 16.0
         chroma = chroma * (224.0 / 255.0)
@@ -54,9 +54,16 @@ def rgb_to_yuv420(rgb: torch.Tensor, matrix: int, full_range: bool
     return y, uv[:, 0], uv[:, 1]
 
 
+def _downsample(chroma: torch.Tensor) -> torch.Tensor:
+    """Full-size chroma [N, 2, H, W] to ceil(H/2) x ceil(W/2) with a triangle filter (at 2:1,
+    [1, 3, 3, 1] / 8 around each pair); an odd side is resized by its extent, W to ceil(W/2),
+    as libswscale does."""
+    h, w = chroma.shape[-2:]
+    return F.interpolate(chroma, size=((h + 1) // 2, (w + 1) // 2), mode="bilinear",
+                         align_corners=False, antialias=True)
+
+
 def _upsample(chroma: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Half-size chroma to (h, w), bilinear with centred samples: for odd sides the last
-    chroma sample covers one pixel, so the grid is that of the padded even size, cropped."""
-    h2, w2 = chroma.shape[-2:]
-    full = F.interpolate(chroma, size=(2 * h2, 2 * w2), mode="bilinear", align_corners=False)
-    return full[..., :h, :w]
+    """Half-size chroma to (h, w), bilinear with centred samples; an odd side by its extent,
+    ceil(W/2) to W, as libswscale does."""
+    return F.interpolate(chroma, size=(h, w), mode="bilinear", align_corners=False)
