@@ -197,20 +197,26 @@ def test_a_split_batch_keeps_its_order_and_only_the_final_part_is_last() -> None
 
 
 # -- clips through the engine --------------------------------------------------
-def _clip_job(tmp_path: Path, output: str) -> Path:
+def _job_on_a_clip(tmp_path: Path, output: str, setting: str, middle: list[str],
+                   video: str) -> Path:
+    """A job on one 20-frame clip (made once per test folder): ``setting`` a top-level line,
+    ``middle`` the stages between decode and encode, ``video`` encode's video options."""
     if not (tmp_path / "clips" / "c.mp4").exists():
         (tmp_path / "clips").mkdir(parents=True)
         make_clip(tmp_path / "clips" / "c.mp4", frames=20, fps=10, audio=True)
+    stages = "".join(f"\n          - {stage}" for stage in ["decode", *middle])
     return write_job(tmp_path, f"""
         sources: [{{videos: clips/}}]
         output: {output}
-        batch_size: 4
-        stages:
-          - decode
-          - tv_denoise: {{weight: 0.1}}
-          - temporal_smooth: {{}}
-          - encode: {{video: {{codec: libx264, preset: ultrafast, segment_seconds: 0.3}}}}
+        {setting}
+        stages:{stages}
+          - encode: {{video: {{codec: libx264, preset: ultrafast, {video}}}}}
         """, name=f"{output}.yaml")
+
+
+def _clip_job(tmp_path: Path, output: str) -> Path:
+    return _job_on_a_clip(tmp_path, output, "batch_size: 4",
+                          ["tv_denoise: {weight: 0.1}", "temporal_smooth: {}"], "segment_seconds: 0.3")
 
 
 def _run_clip_job(job: Path, *, middle=None, stop_after_frames: int = 0,
@@ -310,17 +316,7 @@ def test_segments_encoded_at_once_give_the_bytes_of_a_sequential_encode(tmp_path
 
 # -- no stage: the decoder's planes go to the encoder as they are ----------------
 def _identity_job(tmp_path: Path, output: str, video: str = "") -> Path:
-    if not (tmp_path / "clips" / "c.mp4").exists():
-        (tmp_path / "clips").mkdir(parents=True)
-        make_clip(tmp_path / "clips" / "c.mp4", frames=20, fps=10, audio=True)
-    return write_job(tmp_path, f"""
-        sources: [{{videos: clips/}}]
-        output: {output}
-        commit_every: 0.001
-        stages:
-          - decode
-          - encode: {{video: {{codec: libx264, preset: ultrafast, segment_seconds: 1{video}}}}}
-        """, name=f"{output}.yaml")
+    return _job_on_a_clip(tmp_path, output, "commit_every: 0.001", [], f"segment_seconds: 1{video}")
 
 
 def _planes(path: Path) -> list[tuple[np.ndarray, ...]]:

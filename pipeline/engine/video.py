@@ -219,7 +219,8 @@ class VideoWay(Way):
         after_pts = last.last_pts if last is not None and not adjusted else None
         guider = clip.smoothing.guider if clip.smoothing is not None else None
         index = clip.frames_before
-        # The decoder's threads are the worker's share of the budget (flow runs in this thread)
+        # The decoder's threads are the worker's share of the budget; the flow runs in the pool.
+        # Planes (unconverted 4:2:0) where the device converts them, or nothing needs converting.
         if self._pass_through:
             planes = self._yuv420
         else:
