@@ -266,3 +266,16 @@ def test_the_in_place_blend_is_the_blend_bit_for_bit() -> None:
     want = blend(cur, warped, conf, 0.8)
     got = blend_(cur, warped.clone(), conf, 0.8)
     assert torch.equal(got, want)
+
+
+def test_the_cpu_warp_through_opencv_is_grid_samples_bicubic() -> None:
+    """float32 on the CPU goes through cv2.remap; float64 through grid_sample: the same
+    kernel and border, so within a tenth of a level (on noise, the worst case)."""
+    from pipeline.ops.warp import warp
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(2, 3, 37, 53, generator=g) * 255
+    flow = torch.randn(2, 2, 37, 53, generator=g) * 4  # some samples fall outside: the border
+    fast, reference = warp(x, flow), warp(x.double(), flow.double())
+    assert fast.dtype == torch.float32 and fast.shape == x.shape
+    assert (fast.double() - reference).abs().max() < 0.1
