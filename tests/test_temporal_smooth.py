@@ -279,3 +279,13 @@ def test_the_cpu_warp_through_opencv_is_grid_samples_bicubic() -> None:
     fast, reference = warp(x, flow), warp(x.double(), flow.double())
     assert fast.dtype == torch.float32 and fast.shape == x.shape
     assert (fast.double() - reference).abs().max() < 0.1
+
+
+def test_the_cpu_flow_resize_through_opencv_is_interpolates() -> None:
+    from pipeline.ops.warp import resize_flow, resize_plane
+
+    g = torch.Generator().manual_seed(1)
+    flow, conf = torch.randn(2, 2, 27, 48, generator=g) * 3, torch.rand(2, 1, 27, 48, generator=g)
+    for size in ((108, 192), (55, 97)):  # float32 through cv2, float64 through interpolate
+        assert (resize_flow(flow, size).double() - resize_flow(flow.double(), size)).abs().max() < 1e-4
+        assert (resize_plane(conf, size).double() - resize_plane(conf.double(), size)).abs().max() < 1e-5

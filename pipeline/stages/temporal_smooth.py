@@ -122,7 +122,7 @@ class TemporalSmooth(Stage):
                 out = blend_(cur, warped, conf[i], strength).clamp_(0.0, 255.0)
             outs.append(out)
             prev = out
-        y = torch.stack(outs).to(x.dtype)
+        y = (outs[0][None] if n == 1 else torch.stack(outs)).to(x.dtype)  # one: no copy
         return join_alpha(y, alpha), prev
 
 
