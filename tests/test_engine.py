@@ -355,3 +355,32 @@ def test_flow_in_a_pool_of_one_or_four_gives_the_same_video(tmp_path: Path) -> N
     four, pooled = _run_clip_job(_clip_job(tmp_path, "four"), flow_threads=4)
     assert one.done == four.done == 1 and one.times.frames["flow"] == 20  # a guide per frame
     assert pooled.read_bytes() == alone.read_bytes()
+
+
+def test_colour_converted_on_the_device_gives_the_frames_of_libswscale(tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    """On a GPU a clip's 4:2:0 planes are converted on the device, both ways; forced here on
+    the CPU, the frames match the libswscale path's within 2 levels on average (its reading
+    call rounds about 1.3 levels dark, see tests/test_colour.py; the device does not)."""
+    from pipeline.engine.video import VideoWay
+
+    def job(output: str) -> Path:
+        return _job_on_a_clip(tmp_path, output, "batch_size: 4", ["tv_denoise: {weight: 0.05}"],
+                              "segment_seconds: 1, crf: 0")
+
+    _, cpu = _run_clip_job(job("swscale"))
+    monkeypatch.setattr(VideoWay, "device_colour", True)
+    seen = []
+    real = VideoWay._stages
+
+    def spy(self, clip, frames, *rest):
+        seen.extend(type(f).__name__ for f in frames)
+        return real(self, clip, frames, *rest)
+
+    monkeypatch.setattr(VideoWay, "_stages", spy)
+    _, device = _run_clip_job(job("device"))
+    assert set(seen) == {"Planes"} and len(seen) == 20  # every frame went up as planes
+    a, b = decode_all(cpu), decode_all(device)
+    assert a[1] == b[1] and len(a[0]) == 20
+    for x, y in zip(a[0], b[0]):
+        assert np.abs(x.astype(int) - y.astype(int)).mean() <= 2.0
