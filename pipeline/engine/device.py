@@ -55,19 +55,19 @@ def upload(images: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
     return host.to(device, non_blocking=True)
 
 
-def frames_to_device(frames: Sequence, device: torch.device,
+def frames_to_device(frames: Sequence, device: torch.device, dtype: torch.dtype,
                      colour: tuple[int, bool] | None) -> torch.Tensor:
-    """Frames of one size -> float32 RGB [N, 3, H, W] (0..255) on the device: uint8 RGB frames
-    as they are, 4:2:0 ``Planes`` converted there (``colour``: their matrix and range)."""
+    """Frames of one size -> RGB [N, 3, H, W] (0..255) in ``dtype`` on the device: uint8 RGB
+    frames as they are, 4:2:0 ``Planes`` converted there (``colour``: their matrix and range)."""
     from ..media.video import Planes
     from ..ops.colour import yuv420_to_rgb
 
     if all(isinstance(f, Planes) for f in frames):
         y, u, v = (upload([getattr(f, name) for f in frames], device) for name in "yuv")
-        return yuv420_to_rgb(y, u, v, *colour)
+        return yuv420_to_rgb(y, u, v, *colour).to(dtype)
     if any(isinstance(f, Planes) for f in frames):  # a clip that changes format mid-way
-        return torch.cat([frames_to_device([f], device, colour) for f in frames])
-    return upload(frames, device).permute(0, 3, 1, 2).float()
+        return torch.cat([frames_to_device([f], device, dtype, colour) for f in frames])
+    return upload(frames, device).permute(0, 3, 1, 2).to(dtype)  # no float32 copy on the way
 
 
 def planes_from_device(x: torch.Tensor, colour: tuple[int, bool]) -> list:

@@ -263,7 +263,9 @@ class VideoWay(Way):
     # -- run: the device thread ---------------------------------------------
     def run(self, batch: Batch) -> list[_Computed]:
         """Stages, then the smoothing scan, on consecutive frames of one clip."""
-        clip, pieces = self._clips[batch.unit.key], batch.pieces
+        clip, pieces = self._clips.get(batch.unit.key), batch.pieces
+        if clip is None:  # its lane is over (it failed or the run stopped): nothing to write
+            return []
         frames: np.ndarray = np.empty((0,), np.uint8)
         if pieces:
             prev_out = clip.smoothing.prev_out if clip.smoothing is not None else None
@@ -301,7 +303,7 @@ class VideoWay(Way):
         with torch.inference_mode():
             with times.timing("device", n):
                 try:
-                    x = frames_to_device(frames, ctx.device, clip.colour).to(ctx.dtype)
+                    x = frames_to_device(frames, ctx.device, ctx.dtype, clip.colour)
                 except Exception as exc:  # e.g. a clip whose frame size changes mid-stream
                     raise StageFailed("device", exc) from exc
                 x = run_stages(self.before, x)
@@ -400,6 +402,9 @@ class VideoWay(Way):
         finally:
             for j in jobs:  # stopping or failed: they drop their files; finished: nothing to do
                 j.thread.join()
+            # The clip is over: its smoothing state (a float frame on the device) goes with it,
+            # not at the end of a run of many clips.
+            self._clips.pop(clip.unit.key, None)
 
     def _segment_job(self, clip: _Clip, index: int, partial: Path, cancelled,
                      previous: SegmentJob | None) -> SegmentJob:
