@@ -50,7 +50,7 @@ from pipeline import threads  # noqa: E402
 from pipeline.build import prepare, thread_args  # noqa: E402
 from pipeline.context import RunContext  # noqa: E402
 from pipeline.engine import run_units  # noqa: E402
-from pipeline.engine.device import download, to_uint8_nhwc, upload  # noqa: E402
+from pipeline.engine.device import to_host_uint8, upload  # noqa: E402
 from pipeline.ledger import Ledger  # noqa: E402
 from pipeline.media.video import probe_video  # noqa: E402
 from pipeline.media.video_read import read_frames  # noqa: E402
@@ -206,7 +206,7 @@ def step_costs(clip: Path, n: int, args) -> dict[str, float]:
         out = []
         for frame in rgb:
             x = upload([frame], torch.device("cpu")).permute(0, 3, 1, 2).to(torch.float32)
-            out.append(download(to_uint8_nhwc(x))[0])
+            out.append(to_host_uint8(x, nhwc=True)[0])
         return out
 
     with torch.inference_mode():

@@ -87,3 +87,29 @@ def test_rgb_to_yuv_agrees_with_the_cpu_within_a_level(matrix: int, full: bool, 
         # within a level; 2 at most in a corner of an odd size, where the edge filters differ
         assert (diff <= 1).mean() >= 0.99 and diff.max() <= (1 if name == "y" else 2), \
             (name, diff.max(), diff.mean())
+
+
+@pytest.mark.parametrize("matrix,full", CASES)
+def test_the_flows_small_rgb_from_planes_is_the_area_resized_rgb(matrix: int, full: bool) -> None:
+    """temporal_smooth's flow takes its small RGB frames straight from decoded planes (no full
+    RGB frame): within a level of the device's conversion of the same area-resized planes, and
+    within two of the RGB frame area-resized (both steps are linear but for rounding)."""
+    import cv2
+
+    from pipeline.ops.colour import yuv420_to_rgb_small
+
+    rgb = _smooth(95, 131, seed=3)
+    planes = _cpu_planes(rgb, matrix, full)
+    for size in ((24, 33), (47, 65)):
+        got = yuv420_to_rgb_small(planes.y, planes.u, planes.v, size, matrix, full)
+        assert got.shape == (*size, 3) and got.dtype == np.uint8
+        small = [cv2.resize(p, (w, h), interpolation=cv2.INTER_AREA) for p, (h, w) in
+                 ((planes.y, size), (planes.u, ((size[0] + 1) // 2, (size[1] + 1) // 2)),
+                  (planes.v, ((size[0] + 1) // 2, (size[1] + 1) // 2)))]
+        device = yuv420_to_rgb(*(torch.from_numpy(p)[None] for p in small), matrix, full)
+        device = device[0].round().to(torch.uint8).permute(1, 2, 0).numpy()
+        assert np.abs(got.astype(int) - device).max() <= 1
+        full_rgb = yuv420_to_rgb(*_device(planes), matrix, full)[0].permute(1, 2, 0).numpy()
+        area = cv2.resize(full_rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        diff = np.abs(got.astype(np.float32) - area)
+        assert diff[2:-2, 2:-2].max() <= 3.0 and diff.mean() <= 1.5

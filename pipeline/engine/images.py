@@ -15,7 +15,7 @@ import torch
 
 from ..plan import Unit
 from .batcher import Batch, Piece
-from .device import download, run_stages, to_uint8_nhwc, upload
+from .device import frames_to_device, run_stages, to_host_uint8
 from .way import Way
 
 
@@ -33,8 +33,8 @@ class ImageWay(Way):
         """uint8 HxWxC images of one shape -> stages -> rounded uint8 images."""
         engine, images = self.engine, [p.image for p in batch.pieces]
         with torch.inference_mode(), engine.times.timing("device", len(images)):
-            x = upload(images, engine.ctx.device).permute(0, 3, 1, 2).to(engine.ctx.dtype)
-            out = download(to_uint8_nhwc(run_stages(engine.middle, x)))
+            x = frames_to_device(images, engine.ctx.device, engine.ctx.dtype, None)
+            out = to_host_uint8(run_stages(engine.middle, x), nhwc=True)
         return [(p.unit, image) for p, image in zip(batch.pieces, out)]
 
     def write(self, stream: None, items: Iterable[tuple[Unit, np.ndarray]]) -> None:

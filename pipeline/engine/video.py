@@ -31,13 +31,13 @@ from ..errors import MediaError
 from ..memory import host_available_bytes
 from ..media.video import Planes, VideoInfo
 from ..media.video_write import colour_plan
-from ..ops.colour import MATRICES
+from ..ops.colour import MATRICES, rgb_to_yuv420_float, yuv420_to_rgb_small
 from ..media.video_write import check_frame_size
 from ..plan import Unit
 from ..threads import current as thread_budget
 from .batcher import Batch, Piece
-from .device import (StageFailed, download, frames_to_device, planes_from_device, run_stages, sync,
-                     to_uint8_nhwc)
+from .device import (StageFailed, frames_to_device, planes_from_device, planes_to_device,
+                     planes_to_host, run_stages, sync, to_host_uint8)
 from .segments import SegmentJob
 from .way import Way
 
@@ -62,6 +62,7 @@ class _Clip:
     encoders: int = 1  # its segments encoded at once, at most
     # (matrix, full range) of its 4:2:0 frames when the device converts them (pipeline.ops.colour)
     colour: tuple[int, bool] | None = None
+    smooth_planes: bool = False  # temporal_smooth runs on its 4:2:0 planes (VideoWay._smooth_planes)
     # the writer is due to save the open segment's frames: the device keeps the state it needs
     want_state: threading.Event = field(default_factory=threading.Event)
     # set by the reader once the clip's frames are all read (before the engine's unit end):
@@ -103,6 +104,7 @@ class VideoWay(Way):
     kind = "video"
     ordered = True
     device_colour: bool | None = None  # convert 4:2:0 on the device; None: on CUDA only
+    smooth_planes: bool = True  # False: temporal_smooth always on RGB (to compare the two)
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
@@ -127,6 +129,12 @@ class VideoWay(Way):
         self._yuv420 = engine.encode.params.video.pix_fmt == "yuv420p"
         self._device_colour = (self.device_colour if self.device_colour is not None
                                else engine.ctx.device.type == "cuda")
+        # temporal_smooth last before a yuv420p encoder smooths the encoder's planes, not RGB:
+        # the same blend (linear, it commutes with the colour matrix), on half the pixels, and
+        # with no stage before it no RGB at all (TemporalSmooth.scan_planes).  Per clip, where
+        # the device knows the clip's matrix (``device_colour``).
+        self._smooth_planes = (self.smooth_planes and self.temporal is not None and not self.after
+                               and self._yuv420)
 
     def queue_size(self, workers: int) -> int:
         """Frames (of any clip) read ahead of the device: a few per clip in flight, so that the
@@ -197,10 +205,11 @@ class VideoWay(Way):
             smoothing.load_state_dict(state)
         seconds = engine.encode.params.video.segment_seconds
         segment_frames = max(1, round(seconds * float(info.rate or 25)))
+        colour = device_colour(info)
         clip = _Clip(unit=unit, info=info, first_segment=len(segments), frames_before=frames_before,
                      segment_frames=segment_frames, smoothing=smoothing, scratch=scratch,
                      resume_from=last, encoders=self._encoders_for(unit, segment_frames),
-                     colour=device_colour(info))
+                     colour=colour, smooth_planes=self._smooth_planes and colour is not None)
         self._clips[unit.key] = clip
         engine.progress.clip_started(clip.name, info.frames, frames_before)
         return clip
@@ -225,11 +234,13 @@ class VideoWay(Way):
         guider = clip.smoothing.guider if clip.smoothing is not None else None
         index = clip.frames_before
         # The decoder's threads are the worker's share of the budget; the flow runs in the pool.
-        # Planes (unconverted 4:2:0) where the device converts them, or nothing needs converting.
+        # Planes (unconverted 4:2:0) where the device converts them, or nothing needs RGB (the
+        # flow takes its small frames from the planes: ``_flow_input``).
         if self._pass_through:
             planes = self._yuv420
         else:
-            planes = self._device_colour and self.temporal is None and clip.colour is not None
+            planes = clip.colour is not None and (
+                self._device_colour or (clip.smooth_planes and not self.before))
         frames = unit.open().frames(clip.info, after_pts=after_pts, skip=clip.frames_before,
                                     threads=thread_budget().opencv, planes=planes)
         try:
@@ -240,7 +251,8 @@ class VideoWay(Way):
                     break
                 guide = None
                 if guider is not None:  # the pair's flow in the pool, ahead of the device
-                    guide = engine.flow_pool().submit(self._flow, guider, *guider.advance(frame.rgb))
+                    guide = engine.flow_pool().submit(
+                        self._flow, guider, *guider.advance(self._flow_input(frame, clip, guider)))
                 index += 1
                 adjusted = frame.pts_adjusted
                 ends_segment = index % clip.segment_frames == 0
@@ -255,6 +267,14 @@ class VideoWay(Way):
             raise MediaError(unit.source, "no video frames could be decoded", stage="decode")
         clip.end_input_state = guider.state if guider is not None else None
         clip.end_pts_adjusted = adjusted
+
+    @staticmethod
+    def _flow_input(frame, clip: _Clip, guider) -> np.ndarray:
+        """The RGB frame the guider takes: decoded planes converted at the flow's size."""
+        if frame.planes is None:
+            return frame.rgb
+        p = frame.planes
+        return yuv420_to_rgb_small(p.y, p.u, p.v, guider.size, *clip.colour)
 
     def _flow(self, guider, prev: np.ndarray | None, cur: np.ndarray):
         with self.engine.times.timing("flow", 1):
@@ -295,32 +315,44 @@ class VideoWay(Way):
         except Exception as exc:
             raise StageFailed(self.temporal.name, exc) from exc
 
-    def _stages(self, clip: _Clip, frames: list, guides: list, prev_out: torch.Tensor | None
-                ) -> tuple[list, torch.Tensor | None]:
+    def _stages(self, clip: _Clip, frames: list, guides: list, prev_out
+                ) -> tuple[list, object]:
         ctx, times, n = self.engine.ctx, self.engine.times, len(frames)
         if self._pass_through:
             return list(frames), prev_out  # no stage: what was decoded goes to the encoder
         with torch.inference_mode():
             with times.timing("device", n):
                 try:
-                    x = frames_to_device(frames, ctx.device, ctx.dtype, clip.colour)
+                    if clip.smooth_planes and all(isinstance(f, Planes) for f in frames):
+                        x = planes_to_device(frames, ctx.device)  # nothing before the smoothing
+                    else:
+                        x = frames_to_device(frames, ctx.device, ctx.dtype, clip.colour)
                 except Exception as exc:  # e.g. a clip whose frame size changes mid-stream
                     raise StageFailed("device", exc) from exc
-                x = run_stages(self.before, x)
+                if isinstance(x, torch.Tensor):
+                    x = run_stages(self.before, x)
+                    if clip.smooth_planes:
+                        x = rgb_to_yuv420_float(x, *clip.colour)
                 sync(ctx.device)
             if self.temporal is not None:
                 with times.timing("smoothing", n):
                     try:
-                        x, prev_out = self.temporal.scan(x, guides, prev_out)
+                        if clip.smooth_planes:
+                            *x, prev_out = self.temporal.scan_planes(*x, guides, prev_out)
+                        else:
+                            x, prev_out = self.temporal.scan(x, guides, prev_out)
                     except Exception as exc:
                         raise StageFailed(self.temporal.name, exc) from exc
                     sync(ctx.device)
             with times.timing("device", 0):
-                x = run_stages(self.after, x)
-                if self._device_colour and self._yuv420 and clip.colour is not None:  # 4:2:0 here
-                    out = planes_from_device(x, clip.colour)
+                if clip.smooth_planes:  # nothing after it (``_smooth_planes``)
+                    out = planes_to_host(*x)
                 else:
-                    out = list(download(to_uint8_nhwc(x)))
+                    x = run_stages(self.after, x)
+                    if self._device_colour and self._yuv420 and clip.colour is not None:
+                        out = planes_from_device(x, clip.colour)  # 4:2:0 here
+                    else:
+                        out = list(to_host_uint8(x, nhwc=True))
         return out, prev_out
 
     # -- write: the clip's lane ---------------------------------------------

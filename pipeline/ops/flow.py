@@ -149,12 +149,13 @@ class Guider:
         h, w = self.size
         mx, my = self._gx + back[..., 0], self._gy + back[..., 1]
         warped = cv2.remap(prev, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        err = np.abs(warped.astype(np.float32) - cur.astype(np.float32)).mean(axis=2)
+        diff = cv2.absdiff(warped, cur).astype(np.float32)
+        err = (diff[..., 0] + diff[..., 1] + diff[..., 2]) / np.float32(3)  # the mean, in order
         conf = np.exp(-np.square(err / self.sigma))
         # Forward flow at the back-projected point should undo the backward flow.
         f_at = cv2.remap(fwd, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        miss = np.square(f_at + back).sum(axis=2)
-        tol = self.fb_alpha * (np.square(back).sum(axis=2) + np.square(f_at).sum(axis=2)) + self.fb_beta
+        miss = _squared_norm(f_at + back)
+        tol = self.fb_alpha * (_squared_norm(back) + _squared_norm(f_at)) + self.fb_beta
         inside = (mx >= -0.5) & (mx <= w - 0.5) & (my >= -0.5) & (my <= h - 0.5)
         # Erode the binary mask (not the product: a 3x3 minimum of the noisy
         # photometric term would throw away half the good pixels).
@@ -197,6 +198,12 @@ class Guider:
         if rgb.shape[:2] == (h, w):
             return rgb.copy()
         return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def _squared_norm(v: np.ndarray) -> np.ndarray:
+    """|v|^2 of an h x w x 2 field (a sum over a 2-long axis is numpy's slowest reduction)."""
+    x, y = v[..., 0], v[..., 1]
+    return x * x + y * y
 
 
 def _guide(flow: np.ndarray, confidence: np.ndarray, reset: bool) -> Guide:

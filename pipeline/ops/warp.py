@@ -5,16 +5,11 @@ Flow is ``[N, 2, H, W]`` float in pixels, channel 0 = dx, 1 = dy: output pixel
 replication outside the frame.  Pixel centres sit on integers, so zero flow
 is the identity and an integer flow moves pixels exactly.
 
-On the CPU a float32 bicubic warp goes through OpenCV's ``remap`` (the same
-kernel: Keys' cubic with a = -0.75, border replicated): 113 CPU ms for a 1080p
-frame against 263 for ``grid_sample``, within 0.05 of a level of it (measured
-on noise; ``tests/test_temporal_smooth.py`` checks 0.1).  Elsewhere, and for
-other modes, ``grid_sample``.
+Pure torch, for any device.  On a CPU the smoothing runs the same arithmetic
+through OpenCV instead (``smooth_host.py``: a fraction of the cost there).
 """
 from __future__ import annotations
 
-import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -39,8 +34,6 @@ def warp(x: torch.Tensor, flow: torch.Tensor, mode: str = "bicubic") -> torch.Te
         raise ValueError(f"flow {tuple(flow.shape)} does not match x {tuple(x.shape)}")
     if x.numel() == 0:
         return x.clone()
-    if x.device.type == "cpu" and x.dtype == torch.float32 and mode == "bicubic" and x.shape[1] <= 4:
-        return _remap(x, flow)
     src = _work(x)
     f = flow.to(device=x.device, dtype=src.dtype)
     ys = torch.arange(h, device=x.device, dtype=src.dtype)
@@ -51,20 +44,6 @@ def warp(x: torch.Tensor, flow: torch.Tensor, mode: str = "bicubic") -> torch.Te
     grid = torch.stack([gx, gy], dim=-1)
     out = F.grid_sample(src, grid, mode=mode, padding_mode="border", align_corners=True)
     return out.to(x.dtype)
-
-
-def _remap(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """``warp`` on the CPU through OpenCV: each frame as H x W x C float32, maps in pixels."""
-    n, _, h, w = x.shape
-    f = flow.to(torch.float32).numpy()
-    xs, ys = np.arange(w, dtype=np.float32)[None, :], np.arange(h, dtype=np.float32)[:, None]
-    out = []
-    for i in range(n):
-        image = np.ascontiguousarray(x[i].permute(1, 2, 0).numpy())
-        moved = cv2.remap(image, xs + f[i, 0], ys + f[i, 1], cv2.INTER_CUBIC,
-                          borderMode=cv2.BORDER_REPLICATE)
-        out.append(torch.from_numpy(moved.reshape(h, w, -1)).permute(2, 0, 1))
-    return out[0][None] if n == 1 else torch.stack(out)
 
 
 def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -96,17 +75,8 @@ def resize_plane(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear, centre aligned; on the CPU in float32 through ``cv2.resize`` (the same
-    interpolation, about 10x cheaper than ``interpolate`` at 1080p), else ``interpolate``."""
-    n, c = x.shape[:2]
-    if x.device.type != "cpu" or x.dtype != torch.float32 or c > 4:
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-    out = torch.empty((n, c, *size), dtype=torch.float32)
-    for i in range(n):
-        image = np.ascontiguousarray(x[i].permute(1, 2, 0).numpy())
-        big = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-        out[i] = torch.from_numpy(big.reshape(*size, c)).permute(2, 0, 1)
-    return out
+    """Bilinear, pixel-centre aligned (as ``cv2.resize``)."""
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 def blend(current: torch.Tensor, warped: torch.Tensor, confidence: torch.Tensor,

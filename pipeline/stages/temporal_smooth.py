@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..ops.flow import Guide, Guider
+from ..ops.smooth_host import sample_map, smooth_step, weight_map
 from ..ops.warp import blend_, resize_flow, resize_plane, warp
 from ..typed_yaml import ParamError
 from .base import Stage, join_alpha, split_alpha
@@ -101,53 +102,150 @@ class TemporalSmooth(Stage):
         if x.dim() != 4 or x.shape[1] not in (3, 4):
             raise ValueError(f"temporal_smooth expects [N, 3, H, W], got {tuple(x.shape)}")
         n, _, h, w = x.shape
-        if len(guides) != n:
-            raise ValueError(f"temporal_smooth got {n} frames but {len(guides)} guides")
-        if prev_out is not None and tuple(prev_out.shape) != (3, h, w):
-            raise ValueError(f"prev_out has shape {tuple(prev_out.shape)}, expected (3, {h}, {w}): "
-                             "the frame size changed within a clip")
+        _check(n, guides, prev_out, [(3, h, w)])
         if n == 0:
             return x.clone(), prev_out
         rgb, alpha = split_alpha(x)
-        flow, conf = _upload(guides, x.device, (h, w))
+        (y,), last = self._scan_layers([rgb], guides, None if prev_out is None else [prev_out])
+        return join_alpha(y.to(x.dtype), alpha), last[0]
+
+    def scan_planes(self, y: torch.Tensor, uv: torch.Tensor, guides: Sequence[Guide],
+                    prev_out: tuple[torch.Tensor, torch.Tensor] | None
+                    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """``scan`` on 4:2:0 frames: luma ``y`` [N, 1, H, W] and chroma ``uv`` [N, 2, ceil(H/2),
+        ceil(W/2)], 0..255 (the encoder's planes, before rounding).
+
+        The same blend, plane by plane, with the flow and confidence resized to each plane:
+        the warp and the blend are linear, so they commute with the RGB->YCbCr matrix, and
+        where the frames are encoded as 4:2:0 anyway the chroma the smoothing would compute
+        at full size is averaged away.  Half the pixels of RGB, and no colour conversion
+        around it.  ``prev_out``: the last output's (luma [1, H, W], chroma [2, h, w]) float32.
+        Returns (luma, chroma, the last output's planes), float32, unrounded.
+        """
+        if y.dim() != 4 or y.shape[1] != 1 or uv.dim() != 4 or uv.shape[1] != 2:
+            raise ValueError(f"temporal_smooth expects planes [N, 1, H, W] and [N, 2, h, w], got "
+                             f"{tuple(y.shape)} and {tuple(uv.shape)}")
+        n, _, h, w = y.shape
+        if uv.shape[0] != n or tuple(uv.shape[-2:]) != ((h + 1) // 2, (w + 1) // 2):
+            raise ValueError(f"chroma {tuple(uv.shape)} is not the 4:2:0 chroma of {tuple(y.shape)}")
+        _check(n, guides, prev_out, [(1, h, w), tuple(uv.shape[1:])])
+        if n == 0:
+            return y.float(), uv.float(), prev_out
+        (y, uv), last = self._scan_layers([y, uv], guides, None if prev_out is None else list(prev_out))
+        return y, uv, (last[0], last[1])
+
+    def _scan_layers(self, layers: list[torch.Tensor], guides: Sequence[Guide],
+                     prev: list[torch.Tensor] | None, host: bool | None = None
+                     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """O_t = P_t + strength c_t (warp(O_t-1) - P_t) on each layer (a [N, C, h, w] tensor
+        of one frame size), float32.  Returns the outputs and the last output of each.
+        On a CPU (``host``) through ``ops.smooth_host``, elsewhere through torch."""
+        if host if host is not None else layers[0].device.type == "cpu":
+            return self._scan_host(layers, guides, prev)
+        guide_maps = {}
+        for layer in layers:  # the flow and confidence at each size, once
+            size = tuple(layer.shape[-2:])
+            if size not in guide_maps:
+                guide_maps[size] = _upload(guides, layer.device, size)
         strength = float(self.params.strength)
-        prev = None if prev_out is None else prev_out.to(torch.float32)
-        outs = []
+        prev = None if prev is None else [p.to(torch.float32) for p in prev]
+        outs: list[list[torch.Tensor]] = [[] for _ in layers]
         for i, guide in enumerate(guides):
-            cur = rgb[i].to(torch.float32)
-            if prev is None or guide.reset or strength == 0.0:
-                out = cur.clone()
-            else:
-                warped = warp(prev[None], flow[i:i + 1], mode="bicubic")[0]
-                out = blend_(cur, warped, conf[i], strength).clamp_(0.0, 255.0)
-            outs.append(out)
-            prev = out
-        y = (outs[0][None] if n == 1 else torch.stack(outs)).to(x.dtype)  # one: no copy
-        return join_alpha(y, alpha), prev
+            new = []
+            for k, layer in enumerate(layers):
+                cur = layer[i].to(torch.float32)
+                if prev is None or guide.reset or strength == 0.0:
+                    out = cur.clone()
+                else:
+                    flow, conf = guide_maps[tuple(layer.shape[-2:])]
+                    warped = warp(prev[k][None], flow[i:i + 1], mode="bicubic")[0]
+                    out = blend_(cur, warped, conf[i], strength).clamp_(0.0, 255.0)
+                outs[k].append(out)
+                new.append(out)
+            prev = new
+        stacked = [o[0][None] if len(o) == 1 else torch.stack(o) for o in outs]  # one: no copy
+        return stacked, prev
+
+    def _scan_host(self, layers: list[torch.Tensor], guides: Sequence[Guide],
+                   prev: list[torch.Tensor] | None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``_scan_layers`` on host memory, frames as H x W x C arrays (no torch operation: see
+        ``ops.smooth_host``); outputs are [N, C, h, w] views of them."""
+        strength = float(self.params.strength)
+        last = None if prev is None else [_hwc(p) for p in prev]
+        outs: list[list[np.ndarray]] = [[] for _ in layers]
+        for i, guide in enumerate(guides):
+            maps: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+            new = []
+            for k, layer in enumerate(layers):
+                cur = layer[i].to(torch.float32).permute(1, 2, 0).numpy()
+                size = cur.shape[:2]
+                if last is None or guide.reset or strength == 0.0:
+                    out = np.array(cur, np.float32, order="C")
+                else:
+                    if size not in maps:
+                        maps[size] = (sample_map(guide.flow, size),
+                                      weight_map(guide.confidence, size, strength))
+                    out = smooth_step(cur, last[k], *maps[size])
+                outs[k].append(out)
+                new.append(out)
+            last = new
+        stacked = [torch.from_numpy(o[0][None] if len(o) == 1 else np.stack(o)).permute(0, 3, 1, 2)
+                   for o in outs]
+        return stacked, [torch.from_numpy(o).permute(2, 0, 1) for o in last]
+
+
+def _hwc(x: torch.Tensor) -> np.ndarray:
+    """[C, H, W] on the host -> contiguous H x W x C float32 (a view where it already is)."""
+    return np.ascontiguousarray(x.to(torch.float32).permute(1, 2, 0).numpy())
+
+
+def _check(n: int, guides: Sequence[Guide], prev_out, shapes: list[tuple[int, ...]]) -> None:
+    if len(guides) != n:
+        raise ValueError(f"temporal_smooth got {n} frames but {len(guides)} guides")
+    if prev_out is None:
+        return
+    given = [prev_out] if isinstance(prev_out, torch.Tensor) else list(prev_out)
+    if [tuple(p.shape) for p in given] != shapes:
+        raise ValueError(f"prev_out has shape {[tuple(p.shape) for p in given]}, expected {shapes}: "
+                         "the frame size changed within a clip")
 
 
 class ClipState:
     """One clip's smoothing state.  The input side (``guider``) advances in the decode thread,
-    ahead of the device; the output side (``prev_out``) on the device.  So a saved state pairs
-    the device's ``prev_out`` with the guider's state as it was after the same frame
-    (``input_state``, taken in the decode thread when that frame's batch was cut)."""
+    ahead of the device; the output side (``prev_out``) on the device: the last output frame,
+    [3, H, W] RGB, or its (luma, chroma) where the clip is smoothed as 4:2:0 planes.  So a
+    saved state pairs the device's ``prev_out`` with the guider's state as it was after the
+    same frame (``input_state``, taken in the decode thread when that frame's batch was cut)."""
 
     def __init__(self, guider: Guider, device: torch.device) -> None:
         self.guider = guider
         self.device = device
-        self.prev_out: torch.Tensor | None = None  # [3, H, W] float32, the last output frame
+        self.prev_out: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None
 
     def state_dict(self, input_state: np.ndarray | None) -> dict[str, np.ndarray] | None:
         """What a resumed clip needs after the frame ``input_state`` was taken at (None before
         the first output)."""
         if self.prev_out is None:
             return None
-        return {"prev_out": self.prev_out.float().cpu().numpy(), "prev_input": input_state}
+        if isinstance(self.prev_out, torch.Tensor):
+            return {"prev_out": _host(self.prev_out), "prev_input": input_state}
+        luma, chroma = self.prev_out
+        return {"prev_luma": _host(luma), "prev_chroma": _host(chroma), "prev_input": input_state}
 
     def load_state_dict(self, state: dict[str, np.ndarray] | None) -> None:
         """Continue after a saved state (None: from a clip's start)."""
         self.guider.restore(None if state is None else state["prev_input"])
-        self.prev_out = None if state is None else torch.from_numpy(state["prev_out"]).to(self.device)
+        if state is None:
+            self.prev_out = None
+        elif "prev_out" in state:
+            self.prev_out = torch.from_numpy(state["prev_out"]).to(self.device)
+        else:
+            self.prev_out = (torch.from_numpy(state["prev_luma"]).to(self.device),
+                             torch.from_numpy(state["prev_chroma"]).to(self.device))
+
+
+def _host(x: torch.Tensor) -> np.ndarray:
+    return x.float().cpu().contiguous().numpy()
 
 
 def _upload(guides: Sequence[Guide], device: torch.device,
