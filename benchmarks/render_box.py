@@ -15,14 +15,16 @@ run, alternating, on the same clip:
 
 It prints frames/s, (b)/(a) and (c)/(a) as ratios of wall time and of CPU time (the
 process's, every thread included), and the CPU milliseconds per frame of each step
-measured alone on the clip's first frames: decode, YUV->RGB, the engine's device round
-trip (upload, to float, back to uint8, download; on the CPU here), optical flow, the
-smoothing scan (on the CPU here), RGB->YUV, and x264 at ``medium`` and ``veryfast``.
-Then a projection for a 16-core render box, where the model, the round trip, the
-scan and the colour conversions run on the GPU (YUV->RGB stays on the CPU with
-temporal_smooth, whose flow needs RGB): frames/s = 16 cores / (CPU ms per frame of
-the CPU-side steps), an upper bound that assumes the steps spread over all cores
-(segments encode in parallel: ``encoders:``).
+measured alone on the clip's first frames: decode; YUV->RGB (libswscale: with a model
+on a CPU); the engine's RGB round trip on a CPU (to float, back to uint8: with a model);
+the flow's small RGB frames made from the decoded planes, and the optical flow (two DIS
+flows and the confidence); the smoothing scan as (c) runs it (the 4:2:0 planes up,
+smoothed, rounded down, on the CPU here); RGB->YUV (libswscale); x264 at ``medium``
+and ``veryfast``.  Then a projection for a 16-core render box, where the model, the
+colour conversions and the scan run on the GPU and the frames are decoded as planes:
+frames/s = 16 cores / (CPU ms per frame of decoding, x264 and, with temporal_smooth,
+the flow and its small frames), an upper bound that assumes the steps spread over all
+cores (segments encode in parallel: ``encoders:``).
 
 The clip: ``--clip``, or made here: the first ``--seconds`` of
 ``../shared/media/clips/bigbuckbunny.mp4`` scaled to 1920x1080 (Lanczos, libx264 crf 14,
@@ -50,7 +52,10 @@ from pipeline import threads  # noqa: E402
 from pipeline.build import prepare, thread_args  # noqa: E402
 from pipeline.context import RunContext  # noqa: E402
 from pipeline.engine import run_units  # noqa: E402
-from pipeline.engine.device import to_host_uint8, upload  # noqa: E402
+from pipeline.engine.device import (frames_to_device, planes_to_device, planes_to_host,  # noqa: E402
+                                    to_host_uint8)
+from pipeline.engine.video import device_colour  # noqa: E402
+from pipeline.ops.colour import yuv420_to_rgb_small  # noqa: E402
 from pipeline.ledger import Ledger  # noqa: E402
 from pipeline.media.video import probe_video  # noqa: E402
 from pipeline.media.video_read import read_frames  # noqa: E402
@@ -201,27 +206,29 @@ def step_costs(clip: Path, n: int, args) -> dict[str, float]:
     timed("yuv->rgb", lambda: [f for _, f in zip(range(n), read_frames(info, threads=1))])
     costs["yuv->rgb"] = max(0.0, costs["yuv->rgb"] - costs["decode"])  # it decoded too
     rgb = [f.rgb for _, f in zip(range(n), read_frames(info, threads=1))]
+    planes = [f.planes for _, f in zip(range(n), read_frames(info, threads=1, planes=True))]
 
     def round_trip() -> list:
-        out = []
-        for frame in rgb:
-            x = upload([frame], torch.device("cpu")).permute(0, 3, 1, 2).to(torch.float32)
-            out.append(to_host_uint8(x, nhwc=True)[0])
-        return out
+        return [to_host_uint8(frames_to_device([f], cpu_device, torch.float32, None), nhwc=True)[0]
+                for f in rgb]
 
+    cpu_device = torch.device("cpu")
     with torch.inference_mode():
         timed("device round trip", round_trip)
-    ctx = RunContext(device=torch.device("cpu"), precision="fp32", batch_size=1)
+    ctx = RunContext(device=cpu_device, precision="fp32", batch_size=1)
     smooth = get_stage("temporal_smooth")(get_stage("temporal_smooth").Params(), ctx)
     state = smooth.clip_state((info.height, info.width), ctx.device)
-    guides = timed("flow", lambda: [state.guider.next(f) for f in rgb])
+    colour = device_colour(info)
+    small = timed("flow's small RGB", lambda: [yuv420_to_rgb_small(
+        p.y, p.u, p.v, state.guider.size, *colour) for p in planes])
+    guides = timed("flow", lambda: [state.guider.next(f) for f in small])
 
-    def scan() -> None:
+    def scan() -> None:  # as the engine on a CPU: the planes up, smoothed, rounded down
         prev = None
         with torch.inference_mode():
-            for frame, guide in zip(rgb, guides):
-                x = torch.from_numpy(frame[None]).permute(0, 3, 1, 2).float()
-                _, prev = smooth.scan(x, [guide], prev)
+            for p, guide in zip(planes, guides):
+                *x, prev = smooth.scan_planes(*planes_to_device([p], cpu_device), [guide], prev)
+                planes_to_host(*x)
 
     timed("smoothing scan", scan)
     matrix, rng, _ = colour_plan(info)
@@ -301,14 +308,14 @@ def main() -> None:
               f"({info.width}x{info.height}):")
         for step, ms in costs.items():
             print(f"  {step:20s} {ms:8.1f}")
-        print(f"\nprojection for a {CORES_PROJECTED}-core render box (the model, the round trip, "
-              "the scan and the colour conversions on the GPU, except YUV->RGB with "
-              "temporal_smooth, whose flow needs RGB on the CPU; CPU steps spread over all "
-              "cores):")
+        print(f"\nprojection for a {CORES_PROJECTED}-core render box (the model, the colour "
+              "conversions and the scan on the GPU, the frames decoded as 4:2:0 planes; on the "
+              "CPU: decoding, the flow's small RGB and the flow with temporal_smooth, x264; CPU "
+              "steps spread over all cores):")
         for preset in ("medium", "veryfast"):
             base = costs["decode"] + costs[f"x264 {preset}"]
             for smooth in (False, True):
-                ms = base + (costs["yuv->rgb"] + costs["flow"] if smooth else 0.0)
+                ms = base + (costs["flow's small RGB"] + costs["flow"] if smooth else 0.0)
                 print(f"  x264 {preset:9s} {'with' if smooth else 'without'} temporal_smooth: "
                       f"{ms:6.1f} CPU ms/frame -> {CORES_PROJECTED * 1000 / ms:6.1f} frames/s")
 

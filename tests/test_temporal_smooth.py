@@ -172,10 +172,11 @@ def test_scan_batched_equals_one_by_one_and_is_deterministic() -> None:
 
 
 def test_identity_on_images_and_guider_from_params() -> None:
-    s = stage(flow_scale=0.25, flow_preset="ultrafast")
+    s = stage(flow_scale=0.25, flow_preset="ultrafast", check_preset="medium")
     x = to_batch([frame(0)])
     assert torch.equal(s(x), x)
-    assert s.make_guider((H, W)).size == (12, 16)
+    guider = s.make_guider((H, W))
+    assert guider.size == (12, 16) and (guider.preset, guider.check_preset) == ("ultrafast", "medium")
     assert s.fingerprint()["strength"] == 0.8
 
 
@@ -198,6 +199,9 @@ def test_params_from_yaml_name_the_problem(tmp_path: Path) -> None:
         parse_value(TemporalSmoothParams, load_yaml(job), "temporal_smooth", ParseContext(job, tmp_path))
     job.write_text(yaml.safe_dump({"flow_preset": "fastest"}))
     with pytest.raises(JobError, match="fast"):
+        parse_value(TemporalSmoothParams, load_yaml(job), "temporal_smooth", ParseContext(job, tmp_path))
+    job.write_text(yaml.safe_dump({"check_preset": "slow"}))
+    with pytest.raises(JobError, match="check_preset"):
         parse_value(TemporalSmoothParams, load_yaml(job), "temporal_smooth", ParseContext(job, tmp_path))
 
 
@@ -229,7 +233,9 @@ def test_no_trail_behind_a_small_moving_object() -> None:
         behind = [(slice(26, 36), slice(20 + 5 * t - 24, 20 + 5 * t - 10)) for t in range(4, 12)]
         trails[radius] = float(np.mean([(out[t, :, ys, xs] - styl[t, :, ys, xs]).abs().mean()
                                         for t, (ys, xs) in zip(range(4, 12), behind)]))
-    assert trails[0] > 3.0, trails  # the old glow, dragged along by the sky's flow
+    # the old glow, dragged along by the sky's flow (23.6 levels with a medium forward flow, 2.4
+    # with the default fast one: its coarser flow fails the consistency check around the object)
+    assert trails[0] > 2.0, trails
     assert trails[4] < 0.3 * trails[0], trails
 
 

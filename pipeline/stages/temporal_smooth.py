@@ -39,6 +39,8 @@ class TemporalSmoothParams:
     # OpenCV DIS preset; medium: E_warp 0.27 of per-frame in benchmarks/temporal.py vs 0.33 for
     # fast, at 4.4 ms instead of 2.0 per frame for both flows at 160x120 on one CPU core
     flow_preset: Literal["ultrafast", "fast", "medium"] = "medium"
+    # the preset of the forward flow, which only the forward-backward check reads (see ops/flow.py)
+    check_preset: Literal["ultrafast", "fast", "medium"] = "fast"
     photometric_sigma: float = 12.0  # 8-bit error at which confidence falls to 1/e
     consistency: float = 0.01      # forward-backward check: relative tolerance (fb_alpha)
     consistency_px: float = 2.0    # forward-backward check: absolute, flow-resolution px^2 (fb_beta)
@@ -80,7 +82,7 @@ class TemporalSmooth(Stage):
 
     def make_guider(self, frame_hw: tuple[int, int]) -> Guider:
         p = self.params
-        return Guider(frame_hw, scale=p.flow_scale, preset=p.flow_preset,
+        return Guider(frame_hw, scale=p.flow_scale, preset=p.flow_preset, check_preset=p.check_preset,
                       photometric_sigma=p.photometric_sigma, fb_alpha=p.consistency,
                       fb_beta=p.consistency_px, reset_below=p.reset_below,
                       boundary_radius=p.boundary_radius, boundary_jump=p.boundary_jump)
