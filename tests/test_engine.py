@@ -459,3 +459,21 @@ def test_after_a_stage_the_smoothing_takes_its_rgb_as_planes(tmp_path: Path, mon
     _, rgb = _run_clip_job(_smoothing_job(tmp_path, "rgb", ["tv_denoise: {weight: 0.1}"]))
     assert not planes
     _close_videos(as_planes, rgb, mean=1.5)
+
+
+def test_the_host_conversion_to_uint8_is_torchs_round_and_clamp() -> None:
+    """On a CPU the engine rounds its float frames to bytes with OpenCV: the same bytes as
+    torch's round (half to even) and clamp, in either layout and memory format."""
+    from pipeline.engine.device import to_host_uint8
+
+    g = torch.Generator().manual_seed(0)
+    for shape in ((2, 3, 17, 23), (1, 1, 8, 9), (3, 2, 5, 7), (2, 4, 6, 6)):
+        x = torch.rand(shape, generator=g) * 400 - 60  # below 0 and above 255 too
+        x.view(-1)[::5] = torch.round(x.view(-1)[::5]) + 0.5  # ties
+        for nhwc in (False, True):
+            want = x.round().clamp(0, 255).to(torch.uint8)
+            want = (want.permute(0, 2, 3, 1) if nhwc else want).numpy()
+            for layout in (x, x.contiguous(memory_format=torch.channels_last)):
+                got = to_host_uint8(layout, nhwc)
+                assert got.dtype == np.uint8 and got.flags.c_contiguous
+                assert np.array_equal(got, want), (shape, nhwc)
