@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -477,3 +478,50 @@ def test_the_host_conversion_to_uint8_is_torchs_round_and_clamp() -> None:
                 got = to_host_uint8(layout, nhwc)
                 assert got.dtype == np.uint8 and got.flags.c_contiguous
                 assert np.array_equal(got, want), (shape, nhwc)
+
+
+@pytest.mark.parametrize("kind, options", [("10-bit", {"pix_fmt": "yuv420p10le"}),
+                                           ("rotated", {"rotation": 90})])
+def test_frames_that_are_not_8_bit_planes_are_smoothed_as_planes_too(tmp_path: Path, monkeypatch,
+                                                                     kind: str, options) -> None:
+    """A 10-bit or rotated clip is decoded to upright 8-bit RGB (the reading rules: no planes from
+    it); with the
+    smoothing last, its frames become the encoder's planes on the device and are smoothed
+    there: the video is the RGB smoothing's within rounding, upright, every frame kept."""
+    from pipeline.engine.video import VideoWay
+
+    (tmp_path / "clips").mkdir()
+    make_clip(tmp_path / "clips" / "c.mp4", frames=20, fps=10, audio=False, **options)
+    seen, planes = _spy_smoothing(monkeypatch)
+    _, as_planes = _run_clip_job(_smoothing_job(tmp_path, "planes", []))
+    assert set(seen) == {"ndarray"} and sum(planes) == 20
+    monkeypatch.setattr(VideoWay, "smooth_planes", False)
+    _, rgb = _run_clip_job(_smoothing_job(tmp_path, "rgb", []))
+    assert decode_all(as_planes)[0][0].shape == (48, 64, 3)  # made upright (tests/clips.py)
+    _close_videos(as_planes, rgb, mean=1.5)
+
+
+def test_on_a_gpu_a_stage_before_the_smoothing_gets_rgb_from_the_planes(tmp_path: Path,
+                                                                        monkeypatch) -> None:
+    """Where the device converts colour (a GPU; forced here on the CPU) the planes go up, become
+    RGB for the stage before the smoothing, and its output becomes planes again to be smoothed:
+    the video is the CPU path's within the reading call's rounding (see the test above)."""
+    from pipeline.engine import video
+
+    def job(output: str) -> Path:
+        return _smoothing_job(tmp_path, output, ["tv_denoise: {weight: 0.1}"])
+
+    _, cpu = _run_clip_job(job("swscale"))
+    monkeypatch.setattr(video.VideoWay, "device_colour", True)
+    seen, planes = _spy_smoothing(monkeypatch)
+    ran, run_stages = [], video.run_stages
+
+    def spy(stages, x):
+        ran.extend([s.name for s in stages] * len(x))
+        return run_stages(stages, x)
+
+    monkeypatch.setattr(video, "run_stages", spy)
+    _, device = _run_clip_job(job("device"))
+    assert set(seen) == {"Planes"} and sum(planes) == 20
+    assert ran.count("tv_denoise") == 20  # it ran, on every frame
+    _close_videos(device, cpu, mean=2.0)

@@ -323,8 +323,9 @@ class VideoWay(Way):
         with torch.inference_mode():
             with times.timing("device", n):
                 try:
-                    if clip.smooth_planes and all(isinstance(f, Planes) for f in frames):
-                        x = planes_to_device(frames, ctx.device)  # nothing before the smoothing
+                    if (clip.smooth_planes and not self.before
+                            and all(isinstance(f, Planes) for f in frames)):
+                        x = planes_to_device(frames, ctx.device)  # smoothed as decoded
                     else:
                         x = frames_to_device(frames, ctx.device, ctx.dtype, clip.colour)
                 except Exception as exc:  # e.g. a clip whose frame size changes mid-stream
