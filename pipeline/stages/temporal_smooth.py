@@ -9,7 +9,10 @@ transfer for videos", GCPR 2016, used here as a post-process):
 with c_t the per-pixel confidence of the flow (``pipeline.ops.flow``), and
 O_t = P_t at the first frame and at scene cuts.  Flow and confidence depend
 only on the inputs, so a ``Guider`` (``make_guider``) computes them on the CPU
-in the decode thread; ``scan`` runs the blend on the device.  A clip's state
+in the decode thread; ``scan`` runs the blend on the device, on RGB frames, and
+``scan_planes`` on the encoder's 4:2:0 planes (what the engine uses when this is
+the last stage before a yuv420p encoder); on a CPU both go through
+``pipeline.ops.smooth_host``.  A clip's state
 across calls (``ClipState``: the guider, input side, and the previous output,
 device side) is the stage's own: ``state_dict`` / ``load_state_dict`` save and
 restore it at a commit, and the engine never looks inside.
