@@ -239,27 +239,37 @@ def test_no_trail_behind_a_small_moving_object() -> None:
     assert trails[4] < 0.3 * trails[0], trails
 
 
-def test_clip_state_restored_into_a_fresh_one_continues_identically() -> None:
-    """lhotse's way: save the state mid-clip, restore it into a new object, compare the rest."""
+@pytest.mark.parametrize("planes", [False, True], ids=["rgb", "planes"])
+def test_clip_state_restored_into_a_fresh_one_continues_identically(planes: bool) -> None:
+    """lhotse's way: save the state mid-clip, restore it into a new object, compare the rest;
+    for RGB frames and for the encoder's 4:2:0 planes."""
+    from pipeline.ops.colour import rgb_to_yuv420_float
+
     s = stage(strength=0.8)
     frames = [frame(t) for t in range(8)]
     x = to_batch(frames).float()
+    y, uv = rgb_to_yuv420_float(x, 5, True)
 
-    def run(state, part: slice):
+    def run(state, part: slice) -> list[torch.Tensor]:
         guides = [state.guider.next(f) for f in frames[part]]
-        y, state.prev_out = s.scan(x[part], guides, state.prev_out)
-        return y
+        if planes:
+            *out, state.prev_out = s.scan_planes(y[part], uv[part], guides, state.prev_out)
+            return out
+        out, state.prev_out = s.scan(x[part], guides, state.prev_out)
+        return [out]
 
     whole = s.clip_state((H, W), torch.device("cpu"))
     straight = run(whole, slice(0, 8))
     first = s.clip_state((H, W), torch.device("cpu"))
     head = run(first, slice(0, 5))
     saved = first.state_dict(first.guider.state)
-    assert set(saved) == {"prev_out", "prev_input"}  # the stage's keys, which the engine never reads
+    # the stage's keys, which the engine never reads
+    assert set(saved) == {"prev_input"} | ({"prev_luma", "prev_chroma"} if planes else {"prev_out"})
     fresh = s.clip_state((H, W), torch.device("cpu"))
-    fresh.load_state_dict(saved)
+    fresh.load_state_dict({k: v.copy() for k, v in saved.items()})  # as read back from a file
     tail = run(fresh, slice(5, 8))
-    assert torch.equal(torch.cat([head, tail]), straight)
+    for start, rest, whole_clip in zip(head, tail, straight):
+        assert torch.equal(torch.cat([start, rest]), whole_clip)
     assert s.clip_state((H, W), torch.device("cpu")).state_dict(None) is None  # nothing yet
 
 
@@ -331,28 +341,3 @@ def test_planes_are_smoothed_as_the_rgb_frames_they_encode() -> None:
     assert warp_error(got_y) < 0.6 * warp_error(y)
     with pytest.raises(ValueError, match="4:2:0 chroma"):
         s.scan_planes(y, uv[..., :-1], gs, None)
-
-
-def test_a_planes_clip_state_restored_into_a_fresh_one_continues_identically() -> None:
-    from pipeline.ops.colour import rgb_to_yuv420_float
-
-    s = stage(strength=0.8)
-    frames = [frame(t) for t in range(8)]
-    y, uv = rgb_to_yuv420_float(to_batch(frames), 5, True)
-
-    def run(state, part: slice):
-        guides = [state.guider.next(f) for f in frames[part]]
-        *out, state.prev_out = s.scan_planes(y[part], uv[part], guides, state.prev_out)
-        return out
-
-    whole = s.clip_state((H, W), torch.device("cpu"))
-    straight = run(whole, slice(0, 8))
-    first = s.clip_state((H, W), torch.device("cpu"))
-    head = run(first, slice(0, 5))
-    saved = first.state_dict(first.guider.state)
-    assert set(saved) == {"prev_luma", "prev_chroma", "prev_input"}
-    fresh = s.clip_state((H, W), torch.device("cpu"))
-    fresh.load_state_dict({k: v.copy() for k, v in saved.items()})  # as read back from a file
-    tail = run(fresh, slice(5, 8))
-    for k in range(2):
-        assert torch.equal(torch.cat([head[k], tail[k]]), straight[k])
