@@ -4,7 +4,8 @@ Read: the header is checked against this machine's memory first (an image too
 big fails alone, before decoding), then the file is decoded.  Run: one uint8
 batch to the device, converted to the working dtype there, through the
 transform stages (a temporal stage passes images through), rounded back to
-uint8.  Write: encoded under a temporary name and committed.
+uint8.  Write: at the source's size and orientation where the encoder asks
+(``encode.image.size: source``), encoded under a temporary name and committed.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
+from ..media.images import ImageHeader, image_header
 from ..plan import Unit
 from .batcher import Batch, Piece
 from .device import frames_to_device, run_stages, to_host_uint8
@@ -27,23 +29,27 @@ class ImageWay(Way):
         with engine.times.timing("decode", 1):
             engine.memory_gate.check_image(unit.source)
             image = unit.open().read(unit.source)
-        yield Piece(unit, image)
+            # the source's size and orientation, where the output is written at them
+            header = image_header(unit.source) if engine.encode.params.image.needs_source_header \
+                else None
+        yield Piece(unit, image, data=header)
 
-    def run(self, batch: Batch) -> list[tuple[Unit, np.ndarray]]:
+    def run(self, batch: Batch) -> list[tuple[Unit, np.ndarray, ImageHeader | None]]:
         """uint8 HxWxC images of one shape -> stages -> rounded uint8 images."""
         engine, images = self.engine, [p.image for p in batch.pieces]
         with torch.inference_mode(), engine.times.timing("device", len(images)):
             x = frames_to_device(images, engine.ctx.device, engine.ctx.dtype, None)
             out = to_host_uint8(run_stages(engine.middle, x), nhwc=True)
-        return [(p.unit, image) for p, image in zip(batch.pieces, out)]
+        return [(p.unit, image, p.data) for p, image in zip(batch.pieces, out)]
 
-    def write(self, stream: None, items: Iterable[tuple[Unit, np.ndarray]]) -> None:
+    def write(self, stream: None, items: Iterable[tuple[Unit, np.ndarray, ImageHeader | None]]
+              ) -> None:
         engine, encode = self.engine, self.engine.encode
-        for unit, image in items:
+        for unit, image, header in items:
             try:
                 with engine.times.timing("encode", 1):
-                    engine.commits.commit(unit.key,
-                                          lambda tmp: encode.write(image, tmp, unit.source.suffix))
+                    engine.commits.commit(unit.key, lambda tmp: encode.write(
+                        image, tmp, unit.source.suffix, header))
             except Exception as exc:  # one image that cannot be written fails alone
                 engine.fail(self, unit, encode.name, exc)
                 continue

@@ -42,11 +42,15 @@ Writing rules (``write_image``):
 * jpg: quality 95 unless given.  webp: quality 95 unless given, or
   ``lossless=True`` (with libwebp's ``exact`` so colours under transparent
   pixels survive).  tiff: deflate-compressed.  png, bmp, tiff ignore quality.
-* No metadata is written (no EXIF, ICC or timestamps): same array, same bytes.
+* No metadata is written (no EXIF, ICC or timestamps): same array, same bytes;
+  except the EXIF orientation tag when asked (``orientation``: the array is then
+  as the file stores it, and a viewer turns it upright).
   The file is encoded in memory first, so a failed encode leaves no file.
   Errors raise ``MediaError(path, reason, stage="encode")``.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import io
 import warnings
@@ -118,8 +122,9 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def write_image(array: np.ndarray, path: str | Path, format: str,
-                quality: int | None = None, *, lossless: bool = False) -> None:
-    """Encode HxWx3/HxWx4 uint8 ``array`` as ``format`` into ``path`` (rules above)."""
+                quality: int | None = None, *, lossless: bool = False, orientation: int = 1) -> None:
+    """Encode HxWx3/HxWx4 uint8 ``array`` as ``format`` into ``path`` (rules above); an
+    ``orientation`` other than 1 is written as the EXIF orientation tag (``array`` as stored)."""
     path = Path(path)
     fmt = _ALIASES.get(str(format).lower(), str(format).lower())
     if fmt not in _WRITERS:
@@ -142,6 +147,14 @@ def write_image(array: np.ndarray, path: str | Path, format: str,
         options.update(lossless=bool(lossless), exact=bool(lossless))
     elif fmt == "tiff":
         options["compression"] = "tiff_adobe_deflate"
+    if orientation != 1:
+        if fmt == "bmp":
+            raise MediaError(path, "BMP has no EXIF: the orientation tag of the source cannot be "
+                                   "written", stage="encode",
+                             hint="write png, jpg, webp or tiff, or use orientation: apply")
+        exif = Image.Exif()
+        exif[0x0112] = int(orientation)
+        options["exif"] = exif
     buffer = io.BytesIO()
     try:
         Image.fromarray(np.ascontiguousarray(a)).save(buffer, format=pil_format, **options)
@@ -277,12 +290,20 @@ def _from_16bit(a: np.ndarray) -> np.ndarray:
     return ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
 
 
-def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
-    """EXIF orientation on an array, matching ImageOps.exif_transpose."""
-    ops = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
+_ORIENT = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
            5: lambda x: x.swapaxes(0, 1), 6: lambda x: np.rot90(x, -1),
            7: lambda x: x.swapaxes(0, 1)[::-1, ::-1], 8: lambda x: np.rot90(x, 1)}
-    return np.ascontiguousarray(ops.get(orientation, lambda x: x)(a))
+
+
+def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
+    """EXIF orientation on an array, matching ImageOps.exif_transpose."""
+    return np.ascontiguousarray(_ORIENT.get(orientation, lambda x: x)(a))
+
+
+def unorient(a: np.ndarray, orientation: int) -> np.ndarray:
+    """The inverse of applying EXIF ``orientation``: upright pixels back as the file stores
+    them (6 and 8 undo each other; the others undo themselves)."""
+    return _orient(a, {6: 8, 8: 6}.get(orientation, orientation))
 
 
 def _to_array(im: Image.Image) -> np.ndarray:
@@ -311,22 +332,41 @@ def _norm_suffix(suffix: str) -> str:
     return suffix if not suffix or suffix.startswith(".") else "." + suffix
 
 
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image's header says: the size ``read_image`` returns it at (upright) and its
+    EXIF orientation (1: none; 5 to 8 swap the sides)."""
+
+    width: int
+    height: int
+    orientation: int = 1
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
-    """``(width, height)`` of the array ``read_image`` would return, from the header
-    alone (no pixel is decoded; EXIF orientations 5 to 8 swap the sides).  Used to
-    judge an image's memory before decoding it.  Raises ``MediaError`` like
-    ``read_image`` for a file that cannot be opened or is over Pillow's limit."""
+    """``(width, height)`` of the array ``read_image`` would return (see ``image_header``)."""
+    header = image_header(path)
+    return header.width, header.height
+
+
+def image_header(path: str | Path) -> ImageHeader:
+    """The upright size and the EXIF orientation, from the header alone (no pixel is decoded).
+    Used to judge an image's memory before decoding it, and to write an output at its source's
+    size and orientation.  Raises ``MediaError`` like ``read_image`` for a file that cannot
+    be opened or is over Pillow's limit."""
     path = Path(path)
     try:
         with Image.open(path, formats=_PIL_FORMATS) as im:
             width, height = im.size
             try:  # quietly: read_image warns about broken EXIF when it decodes
-                swapped = int(im.getexif().get(0x0112, 1)) in (5, 6, 7, 8)
+                orientation = int(im.getexif().get(0x0112, 1))
             except Exception:
-                swapped = False
+                orientation = 1
     except Image.DecompressionBombError as exc:
         raise _bomb(path, exc) from None
     except Exception as exc:
         raise MediaError(path, f"cannot read the image header ({type(exc).__name__}: {exc})",
                          stage="decode", hint=_FIX_HINT) from None
-    return (height, width) if swapped else (width, height)
+    orientation = orientation if 1 <= orientation <= 8 else 1
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    return ImageHeader(width, height, orientation)

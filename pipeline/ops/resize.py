@@ -1,18 +1,22 @@
-"""Resizing: the target-size arithmetic and the tensor kernel.
+"""Resizing: the target-size arithmetic, the tensor kernel, and a host one for writing.
 
 ``target_size`` is pure integer maths so stages can plan output sizes (and
 batch same-sized images) before any pixel is touched.  ``resize`` is a pure
 kernel over ``[..., C, H, W]`` float tensors in the 0..255 working range.
+``resize_to`` resizes a uint8 image on the host (OpenCV), to write an output at
+its source's size after the model.
 """
 from __future__ import annotations
 
 import math
 from fractions import Fraction
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["INTERPOLATIONS", "target_size", "resize"]
+__all__ = ["INTERPOLATIONS", "target_size", "resize", "resize_to"]
 
 # Our names -> torch modes.  "nearest" maps to "nearest-exact": torch's legacy
 # "nearest" picks pixels with a half-pixel shift (it disagrees with PIL/OpenCV).
@@ -127,3 +131,16 @@ def resize(x: torch.Tensor, size: tuple[int, int], *, interpolation: str = "bicu
     if mode == "bicubic":
         out = out.clamp_(0.0, 255.0)  # cubic kernels ring past the input range
     return out.to(x.dtype).reshape(*lead, c, new_h, new_w)
+
+
+def resize_to(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """uint8 H x W x C (C <= 4) -> ``height`` x ``width``: area averaging where it shrinks on
+    both sides (no aliasing), Lanczos (8x8) otherwise; the image itself where the size is
+    already right."""
+    h, w = image.shape[:2]
+    if (h, w) == (height, width):
+        return image
+    shrink = width <= w and height <= h
+    out = cv2.resize(image, (width, height),
+                     interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LANCZOS4)
+    return out.reshape(height, width, *image.shape[2:])

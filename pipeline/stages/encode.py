@@ -12,7 +12,8 @@ from typing import Literal
 
 import numpy as np
 
-from ..media.images import output_suffix, resolve_format, write_image
+from ..media.images import ImageHeader, output_suffix, resolve_format, unorient, write_image
+from ..ops.resize import resize_to
 from ..media.video import (CONTAINER_FORMATS, SegmentWriter, VideoEncodeOptions, VideoInfo,
                            join_segments)
 from ..media.video import output_suffix as video_suffix
@@ -26,12 +27,30 @@ class ImageEncodeParams:
     format: Literal["same", "png", "jpg", "webp", "bmp", "tiff"] = "same"
     quality: int | None = None  # jpg / webp, 1..100; None: the format's default (95)
     lossless: bool = False  # webp only
+    # stages: as the stages made it; source: the source's width and height exactly (resized
+    # back after the model), so labels in pixel coordinates stay valid
+    size: Literal["stages", "source"] = "stages"
+    # apply: written upright (EXIF orientation applied, no tag); keep: as the source stores it,
+    # with its orientation tag (the model still sees it upright); auto: keep with size: source
+    orientation: Literal["auto", "apply", "keep"] = "auto"
 
     def __post_init__(self) -> None:
         if self.quality is not None and not 1 <= self.quality <= 100:
             raise ParamError("quality", f"quality must be between 1 and 100, got {self.quality}")
         if self.lossless and self.format not in ("webp", "same"):
             raise ParamError("lossless", "lossless applies to webp only")
+        if self.keeps_orientation and self.format == "bmp":
+            raise ParamError("orientation", "BMP cannot hold an EXIF orientation tag: write png, "
+                                            "jpg, webp or tiff, or set orientation: apply")
+
+    @property
+    def keeps_orientation(self) -> bool:
+        return self.orientation == "keep" or (self.orientation == "auto" and self.size == "source")
+
+    @property
+    def needs_source_header(self) -> bool:
+        """Whether writing an image needs its source's size and orientation (``ImageHeader``)."""
+        return self.size == "source" or self.keeps_orientation
 
 
 @dataclass(frozen=True)
@@ -55,11 +74,19 @@ class Encode(Stage):
             return source_rel.with_suffix(video_suffix(self.params.video, source_rel.suffix))
         return source_rel.with_suffix(output_suffix(self.params.image.format, source_rel.suffix))
 
-    def write(self, image: np.ndarray, path: Path, source_suffix: str) -> None:
-        """Write to ``path`` exactly (a temporary name chosen by the engine)."""
+    def write(self, image: np.ndarray, path: Path, source_suffix: str,
+              source: ImageHeader | None = None) -> None:
+        """Write to ``path`` exactly (a temporary name chosen by the engine).  ``source``: the
+        source's header, where ``image.needs_source_header`` (upright pixels come in)."""
         opts = self.params.image
+        orientation = 1
+        if source is not None:
+            if opts.size == "source":
+                image = resize_to(image, source.width, source.height)
+            if opts.keeps_orientation:
+                image, orientation = unorient(image, source.orientation), source.orientation
         write_image(image, path, resolve_format(opts.format, source_suffix),
-                    quality=opts.quality, lossless=opts.lossless)
+                    quality=opts.quality, lossless=opts.lossless, orientation=orientation)
 
     # -- video --------------------------------------------------------------
     def container_format(self, output: PurePath) -> str:
