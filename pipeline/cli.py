@@ -194,8 +194,10 @@ def validate(job: Path = JOB_ARG,
                f"batch size {p.ctx.batch_size or 'auto'}")
     typer.echo(f"threads   {threads.budget_for(**thread_args(p.job, p.stages)).describe()}")
     for index, spec in enumerate(p.job.sources):
-        count = sum(1 for u in p.plan.units if u.source_index == index)
-        typer.echo(f"source    [{index}] {spec.kind}: {spec.pattern}  ({count} files)")
+        count = sum(1 for u in p.plan.units if u.source_index == index and u.kind != "file")
+        carried = sum(1 for u in p.plan.units if u.source_index == index and u.kind == "file")
+        extra = f", {carried} sidecar file{'s' if carried != 1 else ''} carried" if carried else ""
+        typer.echo(f"source    [{index}] {spec.kind}: {spec.pattern}  ({count} files{extra})")
     for spec, reason in p.plan.empty_sources:
         typer.echo(f"warning   {spec.location}: {reason}")
     typer.echo("stages    " + " -> ".join(s.describe() for s in p.stages))
@@ -307,7 +309,7 @@ def _report(p: Prepared, s: Summary) -> int:
     failed = len(s.failures) + len(p.plan.empty_sources)
     videos = any(u.kind == "video" for u in p.plan.units)
     state = "interrupted" if s.interrupted else "stopped" if s.fatal else "finished"
-    speed = _speed(s.frames if videos else s.done, s.wall_s, "frame" if videos else "image")
+    speed = _speed(s.frames, s.wall_s, "frame" if videos else "image")  # an image is a frame
     # after a stop, the segments committed for clips not finished yet are kept for the rerun
     saved = (f" (and {s.segments} segment{'s' if s.segments != 1 else ''} of clips in flight saved)"
              if (s.interrupted or s.fatal) and s.segments else "")

@@ -29,6 +29,10 @@ class SourceSpec:
     path: Path  # resolved against the job's folder (may hold glob characters)
     into: str  # sub-folder under the output folder ("" for none)
     location: Location
+    # non-source files carried to the output tree byte for byte: glob patterns relative to the
+    # source's root (a pattern without '/' matches a name at any depth), and/or same_stem
+    sidecars: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()  # glob patterns relative to the root: files not taken
 
 
 @dataclass(frozen=True)
@@ -167,13 +171,14 @@ def _parse_source(i: int, item: Node, ctx: ParseContext) -> SourceSpec:
         raise JobError(f"expected a mapping like 'images: photos/', got {describe(item.value)}",
                        location=item.location, where=where)
     known = source_keys()
+    options = ("into", "sidecars", "exclude")
     kinds = [k for k in item.value if k in known]
     for key, loc in item.key_locations.items():
-        if key not in known and key != "into":
-            hint = did_you_mean(key, known + ("into",))
+        if key not in known and key not in options:
+            hint = did_you_mean(key, known + options)
             raise JobError(f"unknown key '{key}'", location=loc, where=where,
                            hint=f"{hint + ' ' if hint else ''}valid keys: "
-                                f"{', '.join(known)}, into")
+                                f"{', '.join(known + options)}")
     if len(kinds) != 1:
         raise JobError(f"each source needs exactly one of {', '.join(known)}",
                        location=item.location, where=where)
@@ -183,8 +188,29 @@ def _parse_source(i: int, item: Node, ctx: ParseContext) -> SourceSpec:
     if into and (Path(into).is_absolute() or ".." in Path(into).parts):
         raise JobError(f"'into' must be a relative folder inside the output, got '{into}'",
                        location=item.value["into"].location, where=where)
+    sidecars, exclude = (_patterns(item, key, where, ctx) for key in ("sidecars", "exclude"))
     return SourceSpec(kind=kind, pattern=pattern, path=ctx.base_dir / Path(pattern).expanduser(),
-                      into=into, location=item.location)
+                      into=into, location=item.location, sidecars=sidecars, exclude=exclude)
+
+
+def _patterns(item: Node, key: str, where: str, ctx: ParseContext) -> tuple[str, ...]:
+    """A source's list of glob patterns (``sidecars: same_stem`` alone is one too)."""
+    if key not in item.value:
+        return ()
+    node = item.value[key]
+    if isinstance(node.value, list):
+        values = tuple(parse_value(str, one, f"{where}.{key}[{i}]", ctx)
+                       for i, one in enumerate(node.value))
+    else:
+        values = (parse_value(str, node, f"{where}.{key}", ctx),)
+    for value in values:
+        parts = value.split("/")
+        if not value or value.startswith("/") or ".." in parts:
+            raise JobError(f"'{key}' pattern '{value}' must be relative to the source's folder, "
+                           "without '..'", location=node.location, where=f"{where}.{key}",
+                           hint="e.g. '*.txt' (any depth), 'labels/*.json' or 'same_stem'"
+                                if key == "sidecars" else "e.g. '**/thumbs/**'")
+    return values
 
 
 def _parse_stages(node: Node, ctx: ParseContext) -> tuple[StageSpec, ...]:

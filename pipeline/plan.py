@@ -2,7 +2,8 @@
 
 The output tree mirrors each source tree: same relative folder and stem under
 ``output/`` (plus the source's optional ``into`` folder), the suffix set by
-``encode``.  A source path that does not exist makes the job invalid; a
+``encode``; a source's ``sidecars:`` (labels, annotations) are units too, copied
+to the same relative path.  A source path that does not exist makes the job invalid; a
 folder or glob with no images (or videos) in it is reported as a failed
 source, so the rest of the job still runs.
 """
@@ -25,7 +26,8 @@ class Unit:
     source: Path
     output_rel: PurePath  # relative to the job's output folder
     source_index: int  # which entry of the job's sources found it
-    kind: str = "image"  # the engine's way for it: "image" | "video" (its source's ``way``)
+    # the engine's way for it: "image" | "video" (its source's ``way``), "file" (a sidecar, copied)
+    kind: str = "image"
     reader: Source | None = field(default=None, compare=False, repr=False)  # opens it for reading
 
     @property
@@ -36,7 +38,7 @@ class Unit:
         """The source that reads this unit (a unit made by hand, in a test, gets its way's files)."""
         if self.reader is not None:
             return self.reader
-        return get_source({"image": "images", "video": "videos"}[self.kind])(None)
+        return get_source({"image": "images", "video": "videos", "file": "images"}[self.kind])(None)
 
 
 @dataclass(frozen=True)
@@ -62,11 +64,11 @@ def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> 
     output = job.output.resolve()
     for index, (spec, source) in enumerate(zip(job.sources, sources)):
         found = source.find(exclude=output)
-        kind = source.way
         if not found:
             empty.append((spec, source.nothing_found()))
-        for path, rel in found:
-            out_rel = output_relpath(rel, kind)
+        carried = [(path, rel, "file") for path, rel in source.sidecars(found, exclude=output)]
+        for path, rel, kind in [(path, rel, source.way) for path, rel in found] + carried:
+            out_rel = rel if kind == "file" else output_relpath(rel, kind)  # sidecars: as they are
             out_rel = PurePath(spec.into) / out_rel if spec.into else out_rel
             if out_rel in claimed:
                 other, other_index = claimed[out_rel]

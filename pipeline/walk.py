@@ -91,6 +91,21 @@ def _walk(folder: Path, rel: tuple[str, ...], seen: set[tuple[int, int]],
                 continue
 
 
+def matches_any(patterns: tuple[str, ...], rel: PurePath) -> bool:
+    """Whether the relative path ``rel`` matches one of ``patterns`` (``sidecars:``,
+    ``exclude:``): glob rules per name, ``**`` for any folders; a pattern without a ``/``
+    matches a name at any depth, as in .gitignore (``*.txt``, ``thumbs``... a folder's name
+    matches every file below it)."""
+    parts = rel.parts
+    for pattern in patterns:
+        split = tuple(p for p in pattern.strip("/").split("/") if p not in ("", "."))
+        if len(split) == 1:
+            split = ("**", split[0])
+        if _matches(split, parts) or _matches(split + ("**",), parts):
+            return True
+    return False
+
+
 def _matches(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
     if not pattern:
         return not parts

@@ -39,6 +39,7 @@ from ..threads import current as thread_budget
 from ..threads import follower as load_follower
 from .batcher import Batch, Batcher
 from .device import StageFailed, reason_of
+from .files import FileWay
 from .images import ImageWay
 from .results import Failure, Progress, StageTimes, Summary
 from .video import VideoWay
@@ -50,7 +51,7 @@ _log = logging.getLogger("stylize.threads")
 
 # A source's ``way`` -> how its units are processed; the engine runs them in this order
 # (images first: quick to finish and to show; clips then have the machine).
-WAYS: dict[str, type[Way]] = {"image": ImageWay, "video": VideoWay}
+WAYS: dict[str, type[Way]] = {"image": ImageWay, "video": VideoWay, "file": FileWay}
 
 _END = object()  # a queue's end: a reader is done (device queue), no more results (a lane)
 

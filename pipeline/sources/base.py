@@ -14,7 +14,7 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, ClassVar, Iterator
 
 from ..errors import JobError
-from ..walk import PatternError, find, split_pattern
+from ..walk import PatternError, find, matches_any, split_pattern
 
 if TYPE_CHECKING:
     import numpy as np
@@ -55,14 +55,43 @@ class Source:
         keep = lambda name: Path(name).suffix.lower() in self.extensions  # noqa: E731
         skip = lambda folder: folder == exclude or exclude in folder.parents  # noqa: E731
         if pattern:
-            return find(root, keep, pattern=pattern, skip_dir=skip) if root.is_dir() else []
-        if spec.path.is_file():
-            return [(spec.path, PurePath(spec.path.name))]
-        if spec.path.is_dir():
-            return find(spec.path, keep, skip_dir=skip)
-        raise JobError(f"source '{spec.pattern}' does not exist ({spec.path})",
-                       location=spec.location, where="sources",
-                       hint="relative paths resolve against the job file's folder")
+            found = find(root, keep, pattern=pattern, skip_dir=skip) if root.is_dir() else []
+        elif spec.path.is_file():
+            found = [(spec.path, PurePath(spec.path.name))]
+        elif spec.path.is_dir():
+            found = find(spec.path, keep, skip_dir=skip)
+        else:
+            raise JobError(f"source '{spec.pattern}' does not exist ({spec.path})",
+                           location=spec.location, where="sources",
+                           hint="relative paths resolve against the job file's folder")
+        return self._not_excluded(found)
+
+    def _not_excluded(self, found: list[tuple[Path, PurePath]]) -> list[tuple[Path, PurePath]]:
+        """``found`` less what the source's ``exclude:`` patterns match (relative to the root)."""
+        if not self.spec.exclude:
+            return found
+        root = self.root()
+        return [(path, rel) for path, rel in found
+                if not matches_any(self.spec.exclude, path.relative_to(root))]
+
+    def sidecars(self, found: list[tuple[Path, PurePath]], exclude: Path
+                 ) -> list[tuple[Path, PurePath]]:
+        """The files carried beside ``found`` (this source's units), by ``sidecars:``: other
+        files under the root whose path matches a pattern, or (``same_stem``) shares a unit's
+        folder and stem; never a file this source would take as a unit; sorted."""
+        patterns = tuple(p for p in self.spec.sidecars if p != "same_stem")
+        stems = ({(rel.parent, rel.stem) for _, rel in found} if "same_stem" in self.spec.sidecars
+                 else set())
+        if not patterns and not stems:
+            return []
+        root = self.root()
+        if not root.is_dir():
+            return []
+        skip = lambda folder: folder == exclude or exclude in folder.parents  # noqa: E731
+        other = lambda name: Path(name).suffix.lower() not in self.extensions  # noqa: E731
+        carried = [(path, rel) for path, rel in find(root, other, skip_dir=skip)
+                   if (rel.parent, rel.stem) in stems or matches_any(patterns, rel)]
+        return self._not_excluded(carried)
 
     def nothing_found(self) -> str:
         """Why the source is reported as failed when ``find`` returned nothing."""
