@@ -112,16 +112,20 @@ def run(job: Path = JOB_ARG,
             None, "--ray-workers", min=1, metavar="N",
             help="Ray actors to run (default: one per GPU; on a cluster without GPUs, one per "
                  "node with its CPUs for a job with clips, one per CPU for images only; N "
-                 "actors share the CPUs evenly).")) -> None:
+                 "actors share the CPUs evenly)."),
+        report: Path = typer.Option(
+            None, "--report", metavar="FILE", dir_okay=False,
+            help="Write the run's summary as JSON to FILE at the end (counts, failures with "
+                 "file, stage and reason, per-step rates, wall time).")) -> None:
     """Run JOB, or resume it: outputs already committed are skipped."""
     _set_log_level(log_level)
     run_job(job, restart=restart, quiet=quiet, log_every=log_every, progress_json=progress_json,
-            ray=ray, ray_workers=ray_workers)
+            ray=ray, ray_workers=ray_workers, report=report)
 
 
 def run_job(job: Path, *, restart: bool = False, quiet: bool = False, log_every: float = 30.0,
             progress_json: Path | None = None, ray: str | None = None,
-            ray_workers: int | None = None) -> None:
+            ray_workers: int | None = None, report: Path | None = None) -> None:
     """``run``'s body, shared with the commands that write a job and run it (``stylize``):
     prepare, open the ledger, run, report; always ends in ``typer.Exit`` with the exit code."""
     from .build import thread_args
@@ -146,6 +150,7 @@ def run_job(job: Path, *, restart: bool = False, quiet: bool = False, log_every:
             raise typer.Exit(EXIT_FAILED if storage_error(exc) else EXIT_INVALID) from None
         try:
             summary = _run(prepared, ledger, quiet, log_every, progress_json, backend)
+            _write_manifest(prepared, ledger, fingerprint)
         finally:
             ledger.close()
     except KeyboardInterrupt:  # outside the engine's loop, which handles its own
@@ -157,7 +162,24 @@ def run_job(job: Path, *, restart: bool = False, quiet: bool = False, log_every:
     code = _report(prepared, summary)
     if prepared.job.contact_sheet and not (summary.interrupted or summary.fatal):
         _write_contact_sheet(prepared)
+    if report is not None:
+        from .manifest import write_report
+        try:
+            write_report(report, prepared, summary, code)
+        except OSError as exc:
+            typer.echo(f"warning: cannot write the report {report}: {exc.strerror or exc}", err=True)
     raise typer.Exit(code)
+
+
+def _write_manifest(p: Prepared, ledger, fingerprint: dict) -> None:
+    """``output/manifest.jsonl`` (pipeline/manifest.py); a failure to write it is a warning:
+    the outputs are in place and the next run writes it again."""
+    from .manifest import write_manifest
+    try:
+        write_manifest(p, ledger, fingerprint)
+    except OSError as exc:
+        typer.echo(f"warning: cannot write {p.job.output / 'manifest.jsonl'}: "
+                   f"{exc.strerror or exc}", err=True)
 
 
 def _write_contact_sheet(p: Prepared) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pipeline.manifest import MANIFEST
 from pipeline.models.cyclegan import ResnetGenerator
 from tests.conftest import make_photos, natural_image, run_cli_here, write_job
 
@@ -47,7 +48,8 @@ def test_bad_files_are_skipped_reported_and_the_rest_finish(tmp_path: Path, styl
     assert f"{photos / 'empty.jpg'} [decode]: empty file (0 bytes)" in result.stderr
     assert f"{photos / 'text.jpg'} [decode]:" in result.stderr
     assert f"{photos / 'truncated.png'} [decode]:" in result.stderr
-    outputs = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("."))
+    outputs = sorted(p.name for p in (tmp_path / "out").iterdir()
+                     if not p.name.startswith(".") and p.name != MANIFEST)
     assert outputs == ["deep16.png", "img000.png", "img001.png", "img002.png", "print.png"]
     assert Image.open(tmp_path / "out" / "deep16.png").mode == "RGB"
     assert {p.name: p.read_bytes() for p in photos.iterdir()} == before

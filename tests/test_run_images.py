@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from pipeline.manifest import MANIFEST
 from tests.conftest import REPO, make_photos, run_cli_here, write_job
 
 
@@ -31,8 +32,10 @@ def _job(tmp_path: Path, weights: Path, output: str = "out", extra: str = "", fm
 
 
 def _outputs(folder: Path) -> dict[str, bytes]:
+    """Every output file by path under ``folder`` (not the hidden ledger, not the manifest)."""
     return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")}
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.startswith(".") and p.name != MANIFEST}
 
 
 def test_tree_is_mirrored_and_pixels_are_the_networks(tmp_path: Path, style_weights: Path) -> None:

@@ -53,13 +53,25 @@ def _files(folder: Path) -> set[str]:
 
 def test_label_files_travel_with_the_tree_byte_for_byte(tree: Path) -> None:
     job = _job(tree, "out", '["*.txt", "*.json"]')
-    first = run_cli_here("run", str(job))
+    first = run_cli_here("run", str(job), "--report", str(tree / "report.json"))
     assert first.returncode == 1  # the corrupt image, reported; the rest done
     assert "bad.jpg" in first.stderr
     out = tree / "out"
     images = {n for n in IMAGES if "thumbs" not in n}
     carried = {"train/cat/img1.txt", "train/dog/img2.txt", "val/img3.txt", "annotations.json"}
-    assert _files(out) == {str(Path(n).with_suffix(".png")) for n in images} | carried
+    written = {str(Path(n).with_suffix(".png")) for n in images}
+    assert _files(out) == written | carried | {"manifest.jsonl"}
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert {m["output"] for m in manifest} == written  # exactly the images on disk
+    for m in manifest:
+        source = Path(m["source"])
+        assert not source.is_absolute() and (tree / source).is_file()  # from the job's folder
+        assert (m["width"], m["height"]) == IMAGES[source.relative_to("data").as_posix()]
+        assert m["variant"] is None and m["kind"] == "image" and len(m["chain"]) == 16
+    report = json.loads((tree / "report.json").read_text())
+    assert (report["state"], report["exit_code"], report["done"], report["failed"]) == \
+        ("finished", 1, len(images) + len(carried), 1)
+    assert report["failures"][0]["stage"] == "decode" and "bad.jpg" in report["failures"][0]["source"]
     for name in carried:
         assert (out / name).read_bytes() == OTHERS[name]
     for name in images:
@@ -69,7 +81,10 @@ def test_label_files_travel_with_the_tree_byte_for_byte(tree: Path) -> None:
     (out / "val/img3.txt").unlink()  # deleted by hand: redone, the rest skipped
     again = run_cli_here("run", str(job))
     assert again.returncode == 1 and (out / "val/img3.txt").read_bytes() == b""
-    assert _files(out) == {str(Path(n).with_suffix(".png")) for n in images} | carried
+    (out / "train/dog/img2.png").unlink()  # and an image: redone, listed once
+    assert run_cli_here("run", str(job)).returncode == 1
+    assert _files(out) == written | carried | {"manifest.jsonl"}
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == len(written)
 
 
 def test_same_stem_carries_what_shares_an_images_name(tree: Path) -> None:
@@ -77,7 +92,7 @@ def test_same_stem_carries_what_shares_an_images_name(tree: Path) -> None:
     assert run_cli_here("run", str(job)).returncode == 1
     out = tree / "stem"
     assert {n for n in _files(out) if not n.endswith(".png")} == {
-        "train/cat/img1.txt", "train/dog/img2.txt", "val/img3.txt", "val/img3.xml"}
+        "train/cat/img1.txt", "train/dog/img2.txt", "val/img3.txt", "val/img3.xml", "manifest.jsonl"}
 
 
 def test_patterns_match_like_gitignore_and_bad_ones_are_refused(tree: Path) -> None:

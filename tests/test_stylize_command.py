@@ -5,14 +5,17 @@ from pathlib import Path
 
 import torch
 
+from pipeline.manifest import MANIFEST
 from pipeline.models.cyclegan import ResnetGenerator
 from tests.conftest import make_photos, run_cli_here, write_job
 
 
 def _outputs(folder: Path) -> dict[str, bytes]:
-    """Every visible output file, by path under ``folder`` (the ledger and job are hidden)."""
+    """Every output file, by path under ``folder`` (the ledger and job are hidden; the manifest
+    names the sources as each job gave them)."""
     return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")}
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.startswith(".") and p.name != MANIFEST}
 
 
 def _job(tmp_path: Path, source: str, output: str, stage: str, weights: Path, size: str = "",

@@ -1,0 +1,97 @@
+"""What a run leaves for the people and tools after it: ``output/manifest.jsonl`` and a report.
+
+The manifest lists every output of the stage chain on disk, one JSON object a line, in the
+plan's order: ``source`` (relative to the job file's folder when under it), ``output``
+(relative to the output folder), ``kind`` (image or video), ``variant`` (null: one chain),
+``width`` and ``height`` (as written: read from the file's header), and ``chain`` (a short
+hash of the job's fingerprint: the stage chain with its options and weights, the
+precision).  It is rebuilt from the ledger and the files at the end of every run, so it is
+right after a resume or a deletion by hand, and it is written atomically.  Sidecar copies
+are not listed (they are the source's own files).
+
+The report (``run --report FILE.json``) is the run's summary for schedulers and dashboards:
+counts, failures with file, stage and reason, per-step rates, wall time.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .atomic import atomic_write
+
+if TYPE_CHECKING:
+    from .build import Prepared
+    from .engine.results import Summary
+    from .ledger import Ledger
+
+MANIFEST = "manifest.jsonl"
+
+
+def chain_hash(fingerprint: dict[str, Any]) -> str:
+    """A short, stable name for a job's fingerprint."""
+    text = json.dumps(fingerprint, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_manifest(p: Prepared, ledger: Ledger, fingerprint: dict[str, Any]) -> Path:
+    """``output/manifest.jsonl`` for the outputs committed so far (see above)."""
+    output, base = p.job.output, p.job.path.parent.resolve()
+    chain = chain_hash(fingerprint)
+    lines = []
+    for unit in p.plan.units:
+        if unit.kind == "file" or not ledger.is_done(unit.key):
+            continue
+        path = output / unit.key
+        size = _size(path, unit.kind)
+        if size is None:  # deleted by hand since: the next run redoes it
+            continue
+        lines.append(json.dumps({
+            "source": _relative(unit.source, base), "output": unit.key, "kind": unit.kind,
+            "variant": None, "width": size[0], "height": size[1], "chain": chain}))
+    final = output / MANIFEST
+    atomic_write(final, lambda tmp: Path(tmp).write_text("".join(line + "\n" for line in lines)))
+    return final
+
+
+def write_report(path: Path, p: Prepared, s: Summary, exit_code: int) -> None:
+    """The run's summary as one JSON object in ``path`` (written atomically)."""
+    state = "interrupted" if s.interrupted else "stopped" if s.fatal else "finished"
+    report = {
+        "job": p.job.name, "job_file": str(p.job.path), "output": str(p.job.output),
+        "state": state, "exit_code": exit_code, "wall_s": round(s.wall_s, 3),
+        "units": len(p.plan.units), "done": s.done, "skipped": s.skipped, "frames": s.frames,
+        "failed": len(s.failures) + len(p.plan.empty_sources),
+        "failures": [{"source": str(f.source), "stage": f.stage, "reason": f.reason}
+                     for f in s.failures]
+                    + [{"source": spec.pattern, "stage": "sources", "reason": reason}
+                       for spec, reason in p.plan.empty_sources],
+        "rates": {step: round(rate, 3) for step, rate in s.times.rates().items()},
+        "busy_s": {step: round(sec, 3) for step, sec in s.times.seconds.items()},
+        "fatal": s.fatal,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1) + "\n"))
+
+
+def _size(path: Path, kind: str) -> tuple[int, int] | None:
+    try:
+        if kind == "video":
+            from .media.video import probe_video
+            info = probe_video(path)
+            return info.width, info.height
+        from PIL import Image
+        with Image.open(path) as im:  # as stored (an orientation tag is the file's own)
+            return im.size
+    except Exception:
+        return None
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return Path(os.path.relpath(path.resolve(), base)).as_posix() \
+            if base in path.resolve().parents else str(path)
+    except ValueError:  # another drive
+        return str(path)
