@@ -7,6 +7,8 @@ deletes on ``--restart`` (see ledger.py): a record is not proof of ownership.
 """
 from __future__ import annotations
 
+import os
+
 from pathlib import Path, PurePath
 from typing import Iterable
 
@@ -69,14 +71,16 @@ def check_output_paths(output: Path, rels: Iterable[tuple[PurePath, Path, str]],
     file, and not inside another job's output folder (one holding its own ledger)."""
     out = output.resolve()
     items = list(rels)
-    sources = {source.resolve() for _, source, _ in items}
+    real: dict[str, str] = {}  # folder -> its real path: each folder resolved once, not per file
+    sources = {_resolve(source, real) for _, source, _ in items}
     foreign: dict[Path, bool] = {}
+    nested_of: dict[Path, Path | None] = {}
     outer = _outer_outputs(out)
     for rel, source, where in items:
         if rel.is_absolute() or ".." in rel.parts or not rel.parts:
             raise JobError(f"{where}: output path '{rel}' for '{source}' would leave the output folder",
                            location=location, where="output")
-        final = (out / rel).resolve()  # follows a symlink planted inside the output folder
+        final = _resolve(out / rel, real)  # follows a symlink planted inside the output folder
         if out not in final.parents:
             raise JobError(f"{where}: the output for '{source}' resolves to '{final}', outside "
                            f"the output folder (a symlink inside it?)", location=location,
@@ -85,7 +89,9 @@ def check_output_paths(output: Path, rels: Iterable[tuple[PurePath, Path, str]],
             raise JobError(f"{where}: the output for '{source}' would overwrite the source file "
                            f"'{final}'", location=location, where="output",
                            hint="point 'output' at a folder outside the sources")
-        nested = _foreign_output(out, final.parent, foreign)
+        if final.parent not in nested_of:  # once per output folder
+            nested_of[final.parent] = _foreign_output(out, final.parent, foreign)
+        nested = nested_of[final.parent]
         if nested is not None:
             raise JobError(f"{where}: the output for '{source}' would be written into '{nested}', "
                            f"the output folder of another job (it has its own {LEDGER_NAME})",
@@ -114,6 +120,16 @@ def check_side_file(path: Path, output: Path, source_roots: Iterable[Path], sour
             raise JobError(f"'{path}' lies in the source folder '{root}': the next run would "
                            f"read it as a source", location=location, where=where,
                            hint="write it next to the outputs, e.g. 'out/sheet.png'")
+
+
+def _resolve(path: Path, real: dict[str, str]) -> Path:
+    """``path.resolve()`` (not strict), with each folder's real path cached in ``real``: a
+    100k-file tree has a few hundred folders, and resolving costs a stat per component."""
+    folder = str(path.parent)
+    if folder not in real:
+        real[folder] = os.path.realpath(folder)
+    joined = os.path.join(real[folder], path.name)
+    return Path(os.path.realpath(joined) if os.path.islink(joined) else joined)
 
 
 def _outer_outputs(out: Path) -> list[tuple[Path, set[str]]]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import fnmatch
 import glob
 import os
+from functools import lru_cache
 from pathlib import Path, PurePath
 from typing import Callable, Iterator
 
@@ -97,13 +98,19 @@ def matches_any(patterns: tuple[str, ...], rel: PurePath) -> bool:
     matches a name at any depth, as in .gitignore (``*.txt``, ``thumbs``... a folder's name
     matches every file below it)."""
     parts = rel.parts
+    return any(_matches(split, parts) for split in _compiled(patterns))
+
+
+@lru_cache(maxsize=64)
+def _compiled(patterns: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """Each pattern as names, twice: as given (a file) and with ``**`` after it (a folder)."""
+    out = []
     for pattern in patterns:
         split = tuple(p for p in pattern.strip("/").split("/") if p not in ("", "."))
         if len(split) == 1:
             split = ("**", split[0])
-        if _matches(split, parts) or _matches(split + ("**",), parts):
-            return True
-    return False
+        out += [split, split + ("**",)]
+    return tuple(out)
 
 
 def _matches(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:

@@ -70,9 +70,8 @@ class Source:
         """``found`` less what the source's ``exclude:`` patterns match (relative to the root)."""
         if not self.spec.exclude:
             return found
-        root = self.root()
-        return [(path, rel) for path, rel in found
-                if not matches_any(self.spec.exclude, path.relative_to(root))]
+        return [(path, rel) for path, rel in found  # ``rel`` is relative to ``root()``
+                if not matches_any(self.spec.exclude, rel)]
 
     def sidecars(self, found: list[tuple[Path, PurePath]], exclude: Path
                  ) -> list[tuple[Path, PurePath]]:
