@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 PARTIAL_TAG = ".partial"
 
@@ -23,14 +23,14 @@ def partial_of(name: str) -> str | None:
     return base if sep and tag and "/" not in tag else inner
 
 
-def atomic_write(final: Path, write: Callable[[Path], None], tag: str = "",
-                 check: Callable[[], None] | None = None) -> None:
+def atomic_write(final: Path, write: Callable[[Path], Any], tag: str = "",
+                 check: Callable[[], None] | None = None) -> Any:
     """``write(tmp)``, fsync, ``check()`` (may raise to refuse), then rename over ``final``;
-    the temporary is removed on failure."""
+    the temporary is removed on failure.  Returns what ``write`` returned."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_name(final, tag)
     try:
-        write(tmp)
+        result = write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         if check is not None:
@@ -39,3 +39,4 @@ def atomic_write(final: Path, write: Callable[[Path], None], tag: str = "",
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return result

@@ -15,7 +15,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -95,13 +95,15 @@ class Commits:
         suffix = Path(key).suffix
         return self.output / SEGMENTS_DIR / key / f"{index:05d}{suffix}"
 
-    def commit(self, key: str, write: Callable[[Path], None], *, video: bool = False) -> None:
-        """``write(tmp_path)`` writes the output; it is then moved into place and reported."""
+    def commit(self, key: str, write: Callable[[Path], Any], *, video: bool = False) -> None:
+        """``write(tmp_path)`` writes the output (and may return its (width, height), recorded
+        for the manifest); it is then moved into place and reported."""
         if not is_safe_key(key):  # the plan never makes one; a last guard before writing
             raise ValueError(f"refusing to write outside the output folder: {key!r}")
         final = self.output / key
-        atomic_write(final, write, self.tag, self.check_current)
-        self.emit(Done(key, final.stat().st_size, video=video))
+        size = atomic_write(final, write, self.tag, self.check_current)
+        size = tuple(size) if isinstance(size, tuple) and len(size) == 2 else None
+        self.emit(Done(key, final.stat().st_size, video=video, size=size))
 
     def commit_segment(self, key: str, index: int, written: Path, *, frames: int, last_pts: int,
                        state: dict[str, np.ndarray] | None, pts_adjusted: bool = False) -> None:

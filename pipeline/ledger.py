@@ -84,6 +84,9 @@ class Ledger(Commits):
                      "or point 'output' at a new folder")
         # Outputs deleted by hand are redone: only files still on disk count.
         self._done = {key for key in committed if (output / key).is_file()}
+        # (width, height) of each output whose line says (images), for the manifest
+        self._sizes = {key: (r["width"], r["height"]) for key, r in committed.items()
+                       if key in self._done and "width" in r and "height" in r}
         for key in self._done & (set(segments) | set(scratches)):  # killed after the final line
             remove_segments(output, key)
             segments.pop(key, None)
@@ -98,6 +101,11 @@ class Ledger(Commits):
     # -- what to resume from ------------------------------------------------------
     def is_done(self, key: str) -> bool:
         return key in self._done
+
+    def size_of(self, key: str) -> tuple[int, int] | None:
+        """(width, height) of a done output as its line recorded it (None: not recorded)."""
+        with self._lock:
+            return self._sizes.get(key)
 
     def segments(self, key: str) -> list[Segment]:
         """The committed segments of ``key`` to resume from, in order.
@@ -142,6 +150,10 @@ class Ledger(Commits):
                 self._append(line)
             if isinstance(record, Done):
                 self._done.add(record.key)
+                if record.size is not None:
+                    self._sizes[record.key] = record.size
+                else:
+                    self._sizes.pop(record.key, None)
             elif isinstance(record, SegmentSaved):
                 earlier = self._segments.setdefault(record.key, {})
                 previous = earlier.get(record.index - 1)
@@ -207,10 +219,10 @@ class LedgerWriteError(PipelineError, OSError):
         return self.strerror
 
 
-def _read(path: Path) -> tuple[dict[str, Any] | None, dict[str, int], dict[str, dict[int, dict]],
+def _read(path: Path) -> tuple[dict[str, Any] | None, dict[str, dict], dict[str, dict[int, dict]],
                                dict[str, dict[int, dict[int, dict]]]]:
-    """(header, committed outputs and sizes, segments by key and index, scratches by key,
-    segment and part)."""
+    """(header, committed outputs' done lines by key, segments by key and index, scratches by
+    key, segment and part)."""
     if not path.is_file():
         return None, {}, {}, {}
     header, committed, segments, scratches = None, {}, {}, {}
@@ -225,7 +237,7 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, dict[str, int], dict[str, 
             if "ledger" in record and header is None:
                 header = record
             elif "done" in record and is_safe_key(record["done"]):
-                committed[record["done"]] = record.get("bytes", 0)
+                committed[record["done"]] = record
             elif "segment" in record and is_safe_key(record["segment"]):
                 segments.setdefault(record["segment"], {})[record["index"]] = record
             elif "scratch" in record and is_safe_key(record["scratch"]):
@@ -272,12 +284,13 @@ def _take_lock(path: Path):
     return f
 
 
-def _remove_outputs(output: Path, committed: dict[str, int]) -> None:
+def _remove_outputs(output: Path, committed: dict[str, dict]) -> None:
     """``--restart``: delete what this job recorded, and only that.  A record is not proof:
     a key must be a plain path inside the output folder (no symlink leading out of it), and
     the file must still have the size recorded; anything else is left alone."""
     root = output.resolve()
-    for key, size in committed.items():
+    for key, record in committed.items():
+        size = record.get("bytes", 0)
         path = output / key
         try:
             if path.is_symlink() or not path.is_file() or path.stat().st_size != size:

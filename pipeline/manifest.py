@@ -45,7 +45,7 @@ def write_manifest(p: Prepared, ledger: Ledger, fingerprint: dict[str, Any]) -> 
         if unit.kind == "file" or not ledger.is_done(unit.key):
             continue
         path = output / unit.key
-        size = _size(path, unit.kind)
+        size = ledger.size_of(unit.key) or _size(path, unit.kind)
         if size is None:  # deleted by hand since: the next run redoes it
             continue
         lines.append(json.dumps({

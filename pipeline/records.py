@@ -26,9 +26,13 @@ class Done:
     key: str
     bytes: int
     video: bool = False  # a joined clip: its segments go once the line is written
+    size: tuple[int, int] | None = None  # (width, height) as written, where the writer says
 
     def line(self) -> dict[str, Any]:
-        return {"done": self.key, "bytes": self.bytes}
+        line: dict[str, Any] = {"done": self.key, "bytes": self.bytes}
+        if self.size is not None:  # for the manifest, without reopening the file
+            line["width"], line["height"] = self.size
+        return line
 
 
 @dataclass(frozen=True)

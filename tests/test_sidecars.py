@@ -78,6 +78,8 @@ def test_label_files_travel_with_the_tree_byte_for_byte(tree: Path) -> None:
         assert Image.open((out / name).with_suffix(".png")).size == IMAGES[name]
     ledger = [json.loads(line) for line in (out / ".ledger.jsonl").read_text().splitlines()[1:]]
     assert carried <= {r["done"] for r in ledger if "done" in r}  # committed like any output
+    sizes = {r["done"]: (r["width"], r["height"]) for r in ledger if "width" in r}
+    assert sizes == {str(Path(n).with_suffix(".png")): IMAGES[n] for n in images}  # for the manifest
     (out / "val/img3.txt").unlink()  # deleted by hand: redone, the rest skipped
     again = run_cli_here("run", str(job))
     assert again.returncode == 1 and (out / "val/img3.txt").read_bytes() == b""

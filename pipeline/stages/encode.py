@@ -75,9 +75,10 @@ class Encode(Stage):
         return source_rel.with_suffix(output_suffix(self.params.image.format, source_rel.suffix))
 
     def write(self, image: np.ndarray, path: Path, source_suffix: str,
-              source: ImageHeader | None = None) -> None:
+              source: ImageHeader | None = None) -> tuple[int, int]:
         """Write to ``path`` exactly (a temporary name chosen by the engine).  ``source``: the
-        source's header, where ``image.needs_source_header`` (upright pixels come in)."""
+        source's header, where ``image.needs_source_header`` (upright pixels come in).
+        Returns the (width, height) written, as stored."""
         opts = self.params.image
         orientation = 1
         if source is not None:
@@ -87,6 +88,7 @@ class Encode(Stage):
                 image, orientation = unorient(image, source.orientation), source.orientation
         write_image(image, path, resolve_format(opts.format, source_suffix),
                     quality=opts.quality, lossless=opts.lossless, orientation=orientation)
+        return image.shape[1], image.shape[0]
 
     # -- video --------------------------------------------------------------
     def container_format(self, output: PurePath) -> str:
