@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .contact_sheet import ContactSheetOptions
+from .manifest import ManifestOptions
 from .errors import JobError, Location, Problems
 from .precisions import PRECISIONS
 from .sources import source_keys
@@ -18,7 +19,7 @@ from .stages import get_stage, stage_names
 from .typed_yaml import Node, ParseContext, describe, did_you_mean, load_yaml, parse_value
 
 TOP_LEVEL_KEYS = ("name", "sources", "output", "device", "precision", "batch_size", "workers", "threads",
-                  "encoders", "commit_every", "stages", "contact_sheet")
+                  "encoders", "commit_every", "stages", "contact_sheet", "manifest")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -64,6 +65,7 @@ class Job:
     threads: int | None = None  # cores the thread budget splits (pipeline/threads.py); None means auto
     commit_every: float = 60.0  # seconds of work a kill may cost, at most about (video)
     encoders: int | None = None  # video segments encoded at once (pipeline/threads.py); None: auto
+    manifest: ManifestOptions = ManifestOptions()  # output/manifest.jsonl, and .csv if asked
 
 
 def load_job(path: str | Path) -> Job:
@@ -102,6 +104,8 @@ def load_job(path: str | Path) -> Job:
         "contact_sheet": lambda: (parse_value(ContactSheetOptions, top["contact_sheet"],
                                               "contact_sheet", ctx)
                                   if "contact_sheet" in top else None),
+        "manifest": lambda: (parse_value(ManifestOptions, top["manifest"], "manifest", ctx)
+                             if "manifest" in top else ManifestOptions()),
     }
     for key, parse in parsers.items():
         if key in ("sources", "output", "stages") and key not in top:

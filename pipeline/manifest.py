@@ -14,9 +14,12 @@ counts, failures with file, stage and reason, per-step rates, wall time.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +31,15 @@ if TYPE_CHECKING:
     from .ledger import Ledger
 
 MANIFEST = "manifest.jsonl"
+MANIFEST_CSV = "manifest.csv"
+FIELDS = ("source", "output", "kind", "variant", "width", "height", "chain")
+
+
+@dataclass(frozen=True)
+class ManifestOptions:
+    """The job's ``manifest:`` key."""
+
+    csv: bool = False  # also output/manifest.csv: the same rows, a header line first
 
 
 def chain_hash(fingerprint: dict[str, Any]) -> str:
@@ -40,7 +52,7 @@ def write_manifest(p: Prepared, ledger: Ledger, fingerprint: dict[str, Any]) -> 
     """``output/manifest.jsonl`` for the outputs committed so far (see above)."""
     output, base = p.job.output, p.job.path.parent.resolve()
     chain = chain_hash(fingerprint)
-    lines = []
+    rows = []
     for unit in p.plan.units:
         if unit.kind == "file" or not ledger.is_done(unit.key):
             continue
@@ -48,11 +60,17 @@ def write_manifest(p: Prepared, ledger: Ledger, fingerprint: dict[str, Any]) -> 
         size = ledger.size_of(unit.key) or _size(path, unit.kind)
         if size is None:  # deleted by hand since: the next run redoes it
             continue
-        lines.append(json.dumps({
-            "source": _relative(unit.source, base), "output": unit.key, "kind": unit.kind,
-            "variant": None, "width": size[0], "height": size[1], "chain": chain}))
+        rows.append({"source": _relative(unit.source, base), "output": unit.key, "kind": unit.kind,
+                     "variant": None, "width": size[0], "height": size[1], "chain": chain})
     final = output / MANIFEST
-    atomic_write(final, lambda tmp: Path(tmp).write_text("".join(line + "\n" for line in lines)))
+    text = "".join(json.dumps(row) + "\n" for row in rows)
+    atomic_write(final, lambda tmp: Path(tmp).write_text(text))
+    if p.job.manifest.csv:  # the same rows; a null variant is an empty cell
+        table = io.StringIO()
+        writer = csv.DictWriter(table, fieldnames=FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write(output / MANIFEST_CSV, lambda tmp: Path(tmp).write_text(table.getvalue()))
     return final
 
 

@@ -1,6 +1,7 @@
 """Sidecar files (labels, annotations) carried with an image tree; exclude patterns."""
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -32,13 +33,14 @@ def tree(tmp_path_factory) -> Path:
     return root
 
 
-def _job(root: Path, name: str, sidecars: str) -> Path:
+def _job(root: Path, name: str, sidecars: str, extra: str = "") -> Path:
     return write_job(root, f"""
         sources:
           - images: data/
             sidecars: {sidecars}
             exclude: ["**/thumbs/**"]
         output: {name}
+        {extra}
         stages:
           - decode
           - resize: {{short_side: 16}}
@@ -52,7 +54,7 @@ def _files(folder: Path) -> set[str]:
 
 
 def test_label_files_travel_with_the_tree_byte_for_byte(tree: Path) -> None:
-    job = _job(tree, "out", '["*.txt", "*.json"]')
+    job = _job(tree, "out", '["*.txt", "*.json"]', "manifest: {csv: true}")
     first = run_cli_here("run", str(job), "--report", str(tree / "report.json"))
     assert first.returncode == 1  # the corrupt image, reported; the rest done
     assert "bad.jpg" in first.stderr
@@ -60,9 +62,13 @@ def test_label_files_travel_with_the_tree_byte_for_byte(tree: Path) -> None:
     images = {n for n in IMAGES if "thumbs" not in n}
     carried = {"train/cat/img1.txt", "train/dog/img2.txt", "val/img3.txt", "annotations.json"}
     written = {str(Path(n).with_suffix(".png")) for n in images}
-    assert _files(out) == written | carried | {"manifest.jsonl"}
+    assert _files(out) == written | carried | {"manifest.jsonl", "manifest.csv"}
     manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert {m["output"] for m in manifest} == written  # exactly the images on disk
+    with open(out / "manifest.csv", newline="") as f:  # the same rows, when asked
+        rows = list(csv.DictReader(f))
+    assert [(r["output"], int(r["width"]), r["variant"]) for r in rows] == \
+        [(m["output"], m["width"], "") for m in manifest]
     for m in manifest:
         source = Path(m["source"])
         assert not source.is_absolute() and (tree / source).is_file()  # from the job's folder
@@ -85,7 +91,7 @@ def test_label_files_travel_with_the_tree_byte_for_byte(tree: Path) -> None:
     assert again.returncode == 1 and (out / "val/img3.txt").read_bytes() == b""
     (out / "train/dog/img2.png").unlink()  # and an image: redone, listed once
     assert run_cli_here("run", str(job)).returncode == 1
-    assert _files(out) == written | carried | {"manifest.jsonl"}
+    assert _files(out) == written | carried | {"manifest.jsonl", "manifest.csv"}
     assert len((out / "manifest.jsonl").read_text().splitlines()) == len(written)
 
 
