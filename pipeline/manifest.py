@@ -3,11 +3,12 @@
 The manifest lists every output of the stage chain on disk, one JSON object a line, in the
 plan's order: ``source`` (relative to the job file's folder when under it), ``output``
 (relative to the output folder), ``kind`` (image or video), ``variant`` (null: one chain),
-``width`` and ``height`` (as written: read from the file's header), and ``chain`` (a short
-hash of the job's fingerprint: the stage chain with its options and weights, the
-precision).  It is rebuilt from the ledger and the files at the end of every run, so it is
-right after a resume or a deletion by hand, and it is written atomically.  Sidecar copies
-are not listed (they are the source's own files).
+``width`` and ``height`` (as written: from the output's ledger line, else its header),
+and ``chain`` (a short hash of the job's fingerprint: the stage chain with its options and
+weights, the precision).  It is rebuilt from the ledger at the end of every run, so it is
+right after a resume or a deletion by hand, and it is written atomically (``manifest:
+{csv: true}``: ``manifest.csv`` too).  Sidecar copies are not listed (they are the
+source's own files).
 
 The report (``run --report FILE.json``) is the run's summary for schedulers and dashboards:
 counts, failures with file, stage and reason, per-step rates, wall time.
