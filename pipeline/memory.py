@@ -39,7 +39,7 @@ import torch
 
 from .context import RunContext
 from .errors import MediaError
-from .media.images import image_size
+from .media.images import ImageHeader, image_header
 from .stages.base import Stage
 
 BUDGET_ENV = "STYLIZE_MEMORY_BUDGET"
@@ -237,16 +237,18 @@ class MemoryGate:
         if reason is not None:
             raise MediaError(path, reason, stage="decode")
 
-    def check_image(self, path: str | Path) -> None:
-        """``check_size`` from the image's header.  A header that cannot be read passes:
-        decoding then fails with the usual reason (Pillow's own size limit included)."""
+    def check_image(self, path: str | Path) -> ImageHeader | None:
+        """``check_size`` from the image's header, which it returns (None: unreadable; such an
+        image passes, and decoding then fails with the usual reason, Pillow's own size limit
+        included)."""
         try:
-            width, height = image_size(path)
+            header = image_header(path)
         except MediaError:
-            return
+            return None
         # Channels: 3 assumed (alpha is unknown before decoding and changes little
         # beside the networks' activations).
-        self.check_size(path, width, height)
+        self.check_size(path, header.width, header.height)
+        return header
 
     def _need(self, width: int, height: int, channels: int) -> tuple[Budget, Estimate]:
         budget = self.budget

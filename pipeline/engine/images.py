@@ -14,7 +14,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from ..media.images import ImageHeader, image_header
+from ..media.images import ImageHeader
 from ..plan import Unit
 from .batcher import Batch, Piece
 from .device import frames_to_device, run_stages, to_host_uint8
@@ -27,11 +27,12 @@ class ImageWay(Way):
     def pieces(self, unit: Unit) -> Iterator[Piece]:
         engine = self.engine
         with engine.times.timing("decode", 1):
-            engine.memory_gate.check_image(unit.source)
+            header = engine.memory_gate.check_image(unit.source)  # the header, read once
             image = unit.open().read(unit.source)
-            # the source's size and orientation, where the output is written at them
-            header = image_header(unit.source) if engine.encode.params.image.needs_source_header \
-                else None
+        if not engine.encode.params.image.needs_source_header:
+            header = None  # written as the stages make it
+        elif header is None:  # a header only the decoder could read: no orientation known
+            header = ImageHeader(image.shape[1], image.shape[0])
         yield Piece(unit, image, data=header)
 
     def run(self, batch: Batch) -> list[tuple[Unit, np.ndarray, ImageHeader | None]]:

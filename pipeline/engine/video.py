@@ -30,9 +30,8 @@ from ..commits import load_state
 from ..errors import MediaError
 from ..memory import host_available_bytes
 from ..media.video import Planes, VideoInfo
-from ..media.video_write import colour_plan
+from ..media.video_write import check_frame_size, colour_plan
 from ..ops.colour import MATRICES, rgb_to_yuv420_float, yuv420_to_rgb_small
-from ..media.video_write import check_frame_size
 from ..plan import Unit
 from ..threads import current as thread_budget
 from .batcher import Batch, Piece

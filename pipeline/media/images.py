@@ -50,10 +50,9 @@ Writing rules (``write_image``):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2

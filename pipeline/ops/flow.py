@@ -77,7 +77,8 @@ class Guider:
     """
 
     def __init__(self, frame_hw: tuple[int, int], *, scale: float | str = 0.5, preset: str = "medium",
-                 check_preset: str = "fast", photometric_sigma: float = 12.0, fb_alpha: float = 0.01, fb_beta: float = 2.0,
+                 check_preset: str = "fast", photometric_sigma: float = 12.0,
+                 fb_alpha: float = 0.01, fb_beta: float = 2.0,
                  reset_below: float = 0.35, boundary_radius: int = 4,
                  boundary_jump: float = 1.0) -> None:
         for name in (preset, check_preset):
@@ -138,7 +139,8 @@ class Guider:
         # The forward flow only feeds the consistency check, whose tolerance is loose: a cheaper
         # preset there changed nothing measurable (benchmarks/temporal.py at 320x240 and
         # 960x540: E_warp ratio 0.225 -> 0.227 and 0.121 -> 0.122, SSIM the same) and saves a
-        # third of the flow's time (1080p at 480x270: 43 ms -> 28 a pair on one core).
+        # third of the flow's time (benchmarks/render_box.py's flow step, 1080p at 480x270:
+        # 42.9 -> 27.0 CPU ms a frame).
         fwd = self._dis(self.check_preset).calc(g_prev, g_cur, None)  # prev(y) ~ cur(y + fwd(y))
         conf = self.confidence(cur, prev, back, fwd)
         if float(conf.mean()) < self.reset_below:    # scene cut: start a new shot
