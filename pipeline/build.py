@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import Job, load_job
+from .config import Job, StageSpec, load_job
 from .context import RunContext, resolve_device, resolve_precision
 from .errors import JobError, Problems, WeightsError
 from .plan import Plan, make_plan
 from .sources import get_source
 from .stages import get_stage
 from .stages.base import Stage
+from .stages.variants import Variants
 
 
 @dataclass(frozen=True)
@@ -72,15 +73,32 @@ def build_stages(job: Job, *, precision: str | None = None,
 
 
 def _check_video_only(job: Job, stages: list[Stage]) -> None:
-    temporal = [spec for spec, stage in zip(job.stages, stages) if stage.kind == "temporal"]
-    if len(temporal) > 1:
-        raise JobError("only one temporal stage per job: frames are smoothed once",
-                       location=temporal[1].location, where=temporal[1].where)
+    specs = _flat_specs(job.stages, stages)
+    for variant in job.variants or (None,):
+        temporal = [spec for spec, stage, where in specs if stage.kind == "temporal"
+                    and where in (None, variant)]
+        if len(temporal) > 1:
+            raise JobError("only one temporal stage per job (per variant): frames are smoothed once",
+                           location=temporal[1].location, where=temporal[1].where)
     if any(get_source(spec.kind).way == "video" for spec in job.sources):
         return
-    for spec, stage in zip(job.stages, stages):
+    for spec, stage, _ in specs:
         if stage.video_only:
             raise JobError(f"{spec.name} works on video frames, but this job has no video sources",
                            location=spec.location, where=spec.where,
                            hint="add a '- videos: <file, folder or glob>' source, "
                                 "or remove this stage")
+
+
+def _flat_specs(specs: Sequence[StageSpec], stages: Sequence[Stage]
+                ) -> list[tuple[StageSpec, Stage, str | None]]:
+    """(spec, stage, its variant or None) of every stage, a variant's own included."""
+    flat = []
+    for spec, stage in zip(specs, stages):
+        if isinstance(stage, Variants):
+            for branch in spec.params.branches:
+                flat += [(inner, built, branch.name)
+                         for inner, built in zip(branch.stages, stage.branches[branch.name])]
+        else:
+            flat.append((spec, stage, None))
+    return flat

@@ -216,14 +216,19 @@ def validate(job: Path = JOB_ARG,
                f"batch size {p.ctx.batch_size or 'auto'}")
     typer.echo(f"threads   {threads.budget_for(**thread_args(p.job, p.stages)).describe()}")
     for index, spec in enumerate(p.job.sources):
-        count = sum(1 for u in p.plan.units if u.source_index == index and u.kind != "file")
-        carried = sum(1 for u in p.plan.units if u.source_index == index and u.kind == "file")
+        mine = [u for u in p.plan.units if u.source_index == index]  # files, not (file, variant)
+        count = len({u.source for u in mine if u.kind != "file"})
+        carried = len({u.source for u in mine if u.kind == "file"})
         extra = f", {carried} sidecar file{'s' if carried != 1 else ''} carried" if carried else ""
         typer.echo(f"source    [{index}] {spec.kind}: {spec.pattern}  ({count} files{extra})")
     for spec, reason in p.plan.empty_sources:
         typer.echo(f"warning   {spec.location}: {reason}")
     typer.echo("stages    " + " -> ".join(s.describe() for s in p.stages))
-    typer.echo(f"units     {len(p.plan.units)}")
+    variants = p.job.variants
+    per = (f" ({len(variants)} variants: {', '.join(variants)}"
+           + (f"; each file through {p.job.pick.count}, picked by seed {p.job.pick.seed}"
+              if p.job.pick else "") + ")") if variants else ""
+    typer.echo(f"units     {len(p.plan.units)}{per}")
     clips_ok = _check_clips(p)
     if estimate:
         _print_estimate(p)
@@ -345,7 +350,8 @@ def _report(p: Prepared, s: Summary) -> int:
     for spec, reason in p.plan.empty_sources:
         typer.echo(f"  failed  {spec.location}: sources: {reason}", err=True)
     for f in s.failures:
-        typer.echo(f"  failed  {f.source} [{f.stage}]: {f.reason}", err=True)
+        variant = f" (variant {f.variant})" if f.variant else ""
+        typer.echo(f"  failed  {f.source}{variant} [{f.stage}]: {f.reason}", err=True)
     if s.fatal:
         typer.echo(f"  stopped early: {s.fatal}", err=True)
         return EXIT_FAILED

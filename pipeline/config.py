@@ -16,10 +16,11 @@ from .errors import JobError, Location, Problems
 from .precisions import PRECISIONS
 from .sources import source_keys
 from .stages import get_stage, stage_names
-from .typed_yaml import Node, ParseContext, describe, did_you_mean, load_yaml, parse_value
+from .stages.variants import Branch, VariantsParams
+from .typed_yaml import Node, ParamError, ParseContext, describe, did_you_mean, load_yaml, parse_value
 
 TOP_LEVEL_KEYS = ("name", "sources", "output", "device", "precision", "batch_size", "workers", "threads",
-                  "encoders", "commit_every", "stages", "contact_sheet", "manifest")
+                  "encoders", "commit_every", "stages", "contact_sheet", "manifest", "pick")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -42,10 +43,24 @@ class StageSpec:
     params: Any  # the stage's frozen Params dataclass
     index: int
     location: Location
+    within: str = ""  # a branch's stage: "stages[2].variants.starry"
 
     @property
     def where(self) -> str:
-        return f"stages[{self.index}] ({self.name})"
+        return f"{self.within or 'stages'}[{self.index}] ({self.name})"
+
+
+@dataclass(frozen=True)
+class PickOptions:
+    """The job's ``pick:``: each image through ``count`` of the variants, chosen per image
+    from ``seed`` and the image's key alone (see plan.py), so every run picks the same."""
+
+    count: int
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ParamError("count", f"count must be at least 1, got {self.count}")
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,13 @@ class Job:
     commit_every: float = 60.0  # seconds of work a kill may cost, at most about (video)
     encoders: int | None = None  # video segments encoded at once (pipeline/threads.py); None: auto
     manifest: ManifestOptions = ManifestOptions()  # output/manifest.jsonl, and .csv if asked
+    pick: PickOptions | None = None  # each image through some of the variants only
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The names of the ``variants`` stage's branches, in the job's order (none: ())."""
+        spec = next((s for s in self.stages if s.name == "variants"), None)
+        return tuple(b.name for b in spec.params.branches) if spec else ()
 
 
 def load_job(path: str | Path) -> Job:
@@ -106,6 +128,7 @@ def load_job(path: str | Path) -> Job:
                                   if "contact_sheet" in top else None),
         "manifest": lambda: (parse_value(ManifestOptions, top["manifest"], "manifest", ctx)
                              if "manifest" in top else ManifestOptions()),
+        "pick": lambda: parse_value(PickOptions, top["pick"], "pick", ctx) if "pick" in top else None,
     }
     for key, parse in parsers.items():
         if key in ("sources", "output", "stages") and key not in top:
@@ -113,6 +136,7 @@ def load_job(path: str | Path) -> Job:
         with problems.check():
             values[key] = parse()
     problems.raise_if_any()
+    _check_pick(values.get("pick"), values["stages"], top.get("pick"))
     sheet = values.pop("contact_sheet")
     return Job(path=path, **values, contact_sheet=sheet, output_location=top["output"].location,
                contact_sheet_location=top["contact_sheet"].location if sheet else None)
@@ -229,22 +253,100 @@ def _parse_stages(node: Node, ctx: ParseContext) -> tuple[StageSpec, ...]:
     return _with_io_stages(specs, ctx)
 
 
-def _parse_stage(i: int, item: Node, ctx: ParseContext) -> StageSpec:
-    name, options, name_loc = _stage_entry(item, i)
-    where = f"stages[{i}] ({name})"
+def _parse_stage(i: int, item: Node, ctx: ParseContext, within: str = "") -> StageSpec:
+    name, options, name_loc = _stage_entry(item, i, within)
+    where = f"{within or 'stages'}[{i}] ({name})"
     try:
         cls = get_stage(name)
     except KeyError:
         hint = did_you_mean(name, stage_names())
-        raise JobError(f"unknown stage '{name}'", location=name_loc, where=f"stages[{i}]",
+        raise JobError(f"unknown stage '{name}'", location=name_loc,
+                       where=f"{within or 'stages'}[{i}]",
                        hint=f"{hint + ' ' if hint else ''}known stages: "
                             f"{', '.join(stage_names())}") from None
+    if within and cls.kind in ("decode", "encode", "variants"):
+        raise JobError(f"{name} cannot be inside a variant: each branch is a list of the stages "
+                       "between decode and encode", location=name_loc, where=where,
+                       hint="put it in the job's own stage list")
     options = options if options is not None else Node({}, item.location)
-    params = parse_value(cls.Params, options, where, ctx)
-    return StageSpec(name=name, params=params, index=i, location=name_loc)
+    if cls.kind == "variants":
+        params = _parse_variants(options, where, f"stages[{i}].variants", ctx)
+    else:
+        params = parse_value(cls.Params, options, where, ctx)
+    return StageSpec(name=name, params=params, index=i, location=name_loc, within=within)
 
 
-def _stage_entry(item: Node, index: int) -> tuple[str, Node | None, Location]:
+def _parse_variants(node: Node, where: str, within: str, ctx: ParseContext) -> VariantsParams:
+    """``variants: {name: [stages] | {stages: [stages], strength: s}, ...}``."""
+    example = "e.g. 'variants: {starry: [{fast_style: {weights: a.safetensors}}], plain: []}'"
+    if not node.is_mapping or not node.value:
+        raise JobError(f"expected a mapping of branch names to stage lists, got "
+                       f"{describe(node.value)}", location=node.location, where=where, hint=example)
+    branches, problems = [], Problems()
+    for name, branch in node.value.items():
+        with problems.check():
+            branches.append(_parse_branch(str(name), branch, node.key_locations[name],
+                                          f"{within}.{name}", ctx))
+    problems.raise_if_any()
+    return VariantsParams(tuple(branches))
+
+
+def _parse_branch(name: str, node: Node, name_loc: Location, within: str,
+                  ctx: ParseContext) -> Branch:
+    if (not name or name.startswith(".") or any(c in name for c in '/\\:*?"<>|')
+            or name != name.strip()):
+        raise JobError(f"variant name '{name}' is not a folder name", location=name_loc,
+                       where=within, hint="its outputs go under output/<name>/: use letters, "
+                                          "digits, '-' and '_'")
+    strength, stages_node = 1.0, node
+    if node.is_mapping:
+        for key, loc in node.key_locations.items():
+            if key not in ("stages", "strength"):
+                raise JobError(f"unknown key '{key}'", location=loc, where=within,
+                               hint="a branch is a stage list, or {stages: [...], strength: 0..1}")
+        strength = parse_value(float, node.value["strength"], f"{within}.strength", ctx) \
+            if "strength" in node.value else 1.0
+        if not 0.0 <= strength <= 1.0:
+            raise JobError(f"strength must be 0..1, got {strength}",
+                           location=node.value["strength"].location, where=f"{within}.strength")
+        stages_node = node.value.get("stages", Node([], node.location))
+    if stages_node.value is None:  # 'plain:' with nothing: the trunk's frame as it is
+        stages_node = Node([], stages_node.location)
+    if not isinstance(stages_node.value, list):
+        raise JobError(f"expected a list of stages, got {describe(stages_node.value)}",
+                       location=stages_node.location, where=within,
+                       hint="e.g. [{fast_style: {weights: a.safetensors}}], or [] for the frame "
+                            "as it is")
+    specs, problems = [], Problems()
+    for j, item in enumerate(stages_node.value):
+        with problems.check():
+            specs.append(_parse_stage(j, item, ctx, within))
+    problems.raise_if_any()
+    temporal = [s for s in specs if get_stage(s.name).kind == "temporal"]
+    if temporal and strength < 1.0:
+        raise JobError("a branch with a temporal stage cannot have a strength below 1: the "
+                       "smoothing would see frames the blend then changes", location=name_loc,
+                       where=within, hint="put temporal_smooth after the variants stage")
+    return Branch(name=name, stages=tuple(specs), strength=strength)
+
+
+def _check_pick(pick: PickOptions | None, stages: tuple[StageSpec, ...],
+                node: Node | None) -> None:
+    if pick is None:
+        return
+    spec = next((s for s in stages if s.name == "variants"), None)
+    if spec is None:
+        raise JobError("'pick' chooses among variants, but the job has no variants stage",
+                       location=node.location, where="pick",
+                       hint="add '- variants: {name: [stages], ...}' to the stages, or remove pick")
+    n = len(spec.params.branches)
+    if pick.count > n:
+        raise JobError(f"pick.count is {pick.count} but there are {n} variants",
+                       location=node.location, where="pick",
+                       hint=f"count is how many of the {n} variants each image goes through")
+
+
+def _stage_entry(item: Node, index: int, within: str = "") -> tuple[str, Node | None, Location]:
     """A bare name, or a one-key mapping {name: {options}}."""
     if isinstance(item.value, str):
         return item.value, None, item.location
@@ -252,11 +354,16 @@ def _stage_entry(item: Node, index: int) -> tuple[str, Node | None, Location]:
         (name, options), = item.value.items()
         return name, options, item.key_locations[name]
     raise JobError(f"expected a stage name or a one-key mapping like 'resize: {{short_side: 512}}', "
-                   f"got {describe(item.value)}", location=item.location, where=f"stages[{index}]")
+                   f"got {describe(item.value)}", location=item.location,
+                   where=f"{within or 'stages'}[{index}]")
 
 
 def _with_io_stages(specs: list[StageSpec], ctx: ParseContext) -> tuple[StageSpec, ...]:
     """decode first and encode last; either may be left out for its defaults."""
+    fans = [spec for spec in specs if get_stage(spec.name).kind == "variants"]
+    if len(fans) > 1:
+        raise JobError("only one variants stage per job: put every branch in it",
+                       location=fans[1].location, where=fans[1].where)
     for spec in specs:
         kind = get_stage(spec.name).kind
         first, last = spec is specs[0], spec is specs[-1]

@@ -4,8 +4,8 @@ The manifest lists every output of the stage chain on disk, one JSON object a li
 plan's order: ``source`` (relative to the job file's folder when under it), ``output``
 (relative to the output folder), ``kind`` (image or video), ``variant`` (null: one chain),
 ``width`` and ``height`` (as written: from the output's ledger line, else its header),
-and ``chain`` (a short hash of the job's fingerprint: the stage chain with its options and
-weights, the precision).  It is rebuilt from the ledger at the end of every run, so it is
+and ``chain`` (a short hash of the fingerprint of the chain that made it: the stages,
+a variant's own, with their options and weights, the precision).  It is rebuilt from the ledger at the end of every run, so it is
 right after a resume or a deletion by hand, and it is written atomically (``manifest:
 {csv: true}``: ``manifest.csv`` too).  Sidecar copies are not listed (they are the
 source's own files).
@@ -52,7 +52,7 @@ def chain_hash(fingerprint: dict[str, Any]) -> str:
 def write_manifest(p: Prepared, ledger: Ledger, fingerprint: dict[str, Any]) -> Path:
     """``output/manifest.jsonl`` for the outputs committed so far (see above)."""
     output, base = p.job.output, p.job.path.parent.resolve()
-    chain = chain_hash(fingerprint)
+    chains = _chain_hashes(p, fingerprint)
     rows = []
     for unit in p.plan.units:
         if unit.kind == "file" or not ledger.is_done(unit.key):
@@ -62,7 +62,8 @@ def write_manifest(p: Prepared, ledger: Ledger, fingerprint: dict[str, Any]) -> 
         if size is None:  # deleted by hand since: the next run redoes it
             continue
         rows.append({"source": _relative(unit.source, base), "output": unit.key, "kind": unit.kind,
-                     "variant": None, "width": size[0], "height": size[1], "chain": chain})
+                     "variant": unit.variant, "width": size[0], "height": size[1],
+                     "chain": chains[unit.variant]})
     final = output / MANIFEST
     text = "".join(json.dumps(row) + "\n" for row in rows)
     atomic_write(final, lambda tmp: Path(tmp).write_text(text))
@@ -75,6 +76,19 @@ def write_manifest(p: Prepared, ledger: Ledger, fingerprint: dict[str, Any]) -> 
     return final
 
 
+def _chain_hashes(p: Prepared, fingerprint: dict[str, Any]) -> dict[str | None, str]:
+    """Each variant's chain hash (the stages before ``variants``, its branch, the ones after);
+    without variants, the job's."""
+    from .stages.variants import chain_for
+
+    if not p.job.variants:
+        return {None: chain_hash(fingerprint)}
+    decode, *middle, encode = p.stages
+    return {v: chain_hash({**fingerprint, "stages": [s.fingerprint() for s in
+                                                     (decode, *chain_for(middle, v), encode)]})
+            for v in p.job.variants}
+
+
 def write_report(path: Path, p: Prepared, s: Summary, exit_code: int) -> None:
     """The run's summary as one JSON object in ``path`` (written atomically)."""
     state = "interrupted" if s.interrupted else "stopped" if s.fatal else "finished"
@@ -83,7 +97,8 @@ def write_report(path: Path, p: Prepared, s: Summary, exit_code: int) -> None:
         "state": state, "exit_code": exit_code, "wall_s": round(s.wall_s, 3),
         "units": len(p.plan.units), "done": s.done, "skipped": s.skipped, "frames": s.frames,
         "failed": len(s.failures) + len(p.plan.empty_sources),
-        "failures": [{"source": str(f.source), "stage": f.stage, "reason": f.reason}
+        "failures": [{"source": str(f.source), "variant": f.variant, "stage": f.stage,
+                      "reason": f.reason}
                      for f in s.failures]
                     + [{"source": spec.pattern, "stage": "sources", "reason": reason}
                        for spec, reason in p.plan.empty_sources],

@@ -3,17 +3,21 @@
 The output tree mirrors each source tree: same relative folder and stem under
 ``output/`` (plus the source's optional ``into`` folder), the suffix set by
 ``encode``; a source's ``sidecars:`` (labels, annotations) are units too, copied
-to the same relative path.  A source path that does not exist makes the job invalid; a
+to the same relative path.  With a ``variants`` stage, each (file, variant) is a
+unit, under ``output/<variant>/``; ``pick:`` sends each file through some of the
+variants only (``picked``), and a sidecar that shares an image's folder and stem
+goes where that image goes (the others go under every variant).  A source path that does not exist makes the job invalid; a
 folder or glob with no images (or videos) in it is reported as a failed
 source, so the rest of the job still runs.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Callable
 
-from .config import Job, SourceSpec
+from .config import Job, PickOptions, SourceSpec
 from .errors import JobError
 from .safety import check_output_folder, check_output_paths, check_side_file, check_writable
 from .sources import Source, get_source
@@ -29,6 +33,9 @@ class Unit:
     # the engine's way for it: "image" | "video" (its source's ``way``), "file" (a sidecar, copied)
     kind: str = "image"
     reader: Source | None = field(default=None, compare=False, repr=False)  # opens it for reading
+    variant: str | None = None  # the ``variants`` branch it goes through (None: no variants)
+    # the engine's: the units one read serves (an image read once for its variants), this first
+    members: tuple[Unit, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def key(self) -> str:
@@ -47,6 +54,20 @@ class Plan:
     empty_sources: tuple[tuple[SourceSpec, str], ...]  # (source, why nothing was found)
 
 
+def picked(key: str, variants: tuple[str | None, ...], pick: PickOptions | None
+           ) -> list[str | None]:
+    """The variants the file ``key`` (its path under the output, before any variant folder)
+    goes through: all of them, or ``pick.count`` chosen by a hash of (seed, key, variant),
+    which is a uniform random choice that depends on nothing else: no order, no run, no
+    other file.  In the job's order."""
+    if pick is None or pick.count >= len(variants):
+        return list(variants)
+    rank = sorted(variants, key=lambda v: hashlib.sha256(f"{pick.seed}\0{key}\0{v}".encode())
+                  .digest())
+    chosen = set(rank[:pick.count])
+    return [v for v in variants if v in chosen]
+
+
 def source_of(spec: SourceSpec) -> Source:
     return get_source(spec.kind)(spec)
 
@@ -62,23 +83,34 @@ def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> 
     empty: list[tuple[SourceSpec, str]] = []
     claimed: dict[PurePath, tuple[Path, int]] = {}
     output = job.output.resolve()
+    variants: tuple[str | None, ...] = job.variants or (None,)
     for index, (spec, source) in enumerate(zip(job.sources, sources)):
         found = source.find(exclude=output)
         if not found:
             empty.append((spec, source.nothing_found()))
-        carried = [(path, rel, "file") for path, rel in source.sidecars(found, exclude=output)]
-        for path, rel, kind in [(path, rel, source.way) for path, rel in found] + carried:
+        into = PurePath(spec.into)
+        goes: dict[tuple[PurePath, str], set] = {}  # (folder, stem) -> the variants it went to
+        work = [(path, rel, source.way) for path, rel in found]
+        work += [(path, rel, "file") for path, rel in source.sidecars(found, exclude=output)]
+        for path, rel, kind in work:
             out_rel = rel if kind == "file" else output_relpath(rel, kind)  # sidecars: as they are
-            out_rel = PurePath(spec.into) / out_rel if spec.into else out_rel
-            if out_rel in claimed:
-                other, other_index = claimed[out_rel]
-                raise JobError(
-                    f"'{path}' and '{other}' (sources[{other_index}]) would both be written to "
-                    f"'{out_rel}'", location=spec.location, where=f"sources[{index}]",
-                    hint="give one source an 'into: <folder>' key, or rename one file")
-            claimed[out_rel] = (path, index)
-            units.append(Unit(source=path, output_rel=out_rel, source_index=index, kind=kind,
-                              reader=source))
+            out_rel = into / out_rel if spec.into else out_rel
+            if kind != "file":
+                chosen = picked((into / rel).as_posix(), variants, job.pick)
+                goes.setdefault((rel.parent, rel.stem), set()).update(chosen)
+            else:  # a label goes where its image goes; anything else under every variant
+                chosen = [v for v in variants if v in goes.get((rel.parent, rel.stem), variants)]
+            for variant in chosen:
+                out = PurePath(variant) / out_rel if variant else out_rel
+                if out in claimed:
+                    other, other_index = claimed[out]
+                    raise JobError(
+                        f"'{path}' and '{other}' (sources[{other_index}]) would both be written "
+                        f"to '{out}'", location=spec.location, where=f"sources[{index}]",
+                        hint="give one source an 'into: <folder>' key, or rename one file")
+                claimed[out] = (path, index)
+                units.append(Unit(source=path, output_rel=out, source_index=index, kind=kind,
+                                  reader=source, variant=variant))
     check_output_paths(job.output, [(u.output_rel, u.source, f"sources[{u.source_index}]")
                                     for u in units], job.output_location)
     if job.contact_sheet is not None:

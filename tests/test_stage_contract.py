@@ -15,11 +15,14 @@ import pytest
 import torch
 import yaml
 
+from pipeline.config import _parse_variants
 from pipeline.context import RunContext
+from pipeline.engine.device import run_stages
 from pipeline.media.images import write_image
 from pipeline.models.cyclegan import ResnetGenerator
 from pipeline.sources import get_source
 from pipeline.stages import get_stage, stage_names
+from pipeline.stages.variants import chain_for
 from pipeline.typed_yaml import ParseContext, load_yaml, parse_value
 from tests.conftest import lively_transformer_net, make_photos, natural_image
 
@@ -55,6 +58,9 @@ EXAMPLES = {
     "cyclegan": lambda d: {"weights": str(_cyclegan_weights(d))},
     "temporal_smooth": lambda d: {"strength": 0.7, "flow_preset": "ultrafast"},
     "gatys": lambda d: {"style": str(_style_image(d)), "steps": 3},
+    # a fan-out: its contract is each branch's flat chain (``_transform``); "soft" blends
+    "variants": lambda d: {"plain": [], "soft": {"stages": [{"tv_denoise": {"weight": 0.1}}],
+                                                 "strength": 0.5}},
 }
 
 
@@ -67,8 +73,19 @@ def _build(name: str, tmp_path: Path, ctx: RunContext = CPU):
     options = EXAMPLES[name](tmp_path)
     job = tmp_path / "params.yaml"
     job.write_text(yaml.safe_dump(options))
-    params = parse_value(cls.Params, load_yaml(job), name, ParseContext(job, tmp_path))
+    if cls.kind == "variants":  # parsed by the job parser: its branches are stage lists
+        params = _parse_variants(load_yaml(job), name, name, ParseContext(job, tmp_path))
+    else:
+        params = parse_value(cls.Params, load_yaml(job), name, ParseContext(job, tmp_path))
     return cls(params, ctx), params
+
+
+def _transform(stage):
+    """A transform stage, or a variants stage's blending branch as the chain the engine runs."""
+    if stage.kind != "variants":
+        return stage
+    chain = chain_for([stage], "soft")
+    return lambda x: run_stages(chain, x)
 
 
 def _batch(n: int, channels: int = 3, h: int = 24, w: int = 28) -> torch.Tensor:
@@ -85,7 +102,7 @@ TRANSFORMS = [n for n in EXAMPLES if n not in ("decode", "encode")]
 
 @pytest.mark.parametrize("name", TRANSFORMS)
 def test_transform_contract(name: str, tmp_path: Path) -> None:
-    stage, _ = _build(name, tmp_path)
+    stage = _transform(_build(name, tmp_path)[0])
     x = _batch(3)
     before = x.clone()
     y = stage(x)
@@ -101,7 +118,7 @@ def test_transform_contract(name: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", TRANSFORMS)
 def test_transform_keeps_bf16_and_alpha(name: str, tmp_path: Path) -> None:
-    stage, _ = _build(name, tmp_path)
+    stage = _transform(_build(name, tmp_path)[0])
     x = _batch(2, channels=4)
     y = stage(x)
     assert y.shape[1] == 4
@@ -113,7 +130,8 @@ def test_transform_keeps_bf16_and_alpha(name: str, tmp_path: Path) -> None:
     assert stage(xb).dtype == torch.bfloat16
 
 
-@pytest.mark.parametrize("name", list(EXAMPLES))
+# variants' params hold parsed stages, not YAML values: tests/test_variants.py parses them
+@pytest.mark.parametrize("name", [n for n in EXAMPLES if n != "variants"])
 def test_params_round_trip_through_yaml(name: str, tmp_path: Path) -> None:
     cls = get_stage(name)
     _, params = _build(name, tmp_path)

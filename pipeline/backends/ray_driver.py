@@ -127,6 +127,7 @@ class RayBackend:
         (ledger.output / RUN_FILE).write_text(run_id)  # under the ledger's lock: actors of an
         # older driver see another id and write nothing more (ray_worker.RemoteCommits)
         dispatch = Dispatch(units, workers=len(self.actors))
+        variant_of = {u.key: u.variant for u in units}
         ended: queue.Queue = queue.Queue()
         lock = threading.Lock()
         threads: list[threading.Thread] = []
@@ -152,7 +153,8 @@ class RayBackend:
                 call.finished.add(record.key)
             if isinstance(record, Failed):
                 with lock:
-                    summary.failures.append(Failure(Path(record.source), record.stage, record.reason))
+                    summary.failures.append(Failure(Path(record.source), record.stage, record.reason,
+                                                    variant_of.get(record.key)))
 
         def consume(call: Call, generator) -> None:
             try:

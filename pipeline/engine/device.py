@@ -21,6 +21,8 @@ def run_stages(stages: Sequence[Stage], x: torch.Tensor) -> torch.Tensor:
     for stage in stages:
         try:
             x = stage(x)
+        except StageFailed:  # from a stage that runs stages (a variant's branch): named there
+            raise
         except Exception as exc:
             raise StageFailed(stage.name, exc) from exc
         check_finite(stage.name, x)

@@ -111,8 +111,14 @@ class Engine:
         try:
             for kind, way in WAYS.items():
                 mine = [u for u in units if u.kind == kind]
-                if mine and not self._stop.is_set():
-                    self._run_way(way(self), mine)
+                # a way that fans out takes every variant's units at once (an image is read once
+                # for all its variants); another runs each variant's flat chain in turn
+                groups: dict[str | None, list[Unit]] = {}
+                for unit in mine:
+                    groups.setdefault(None if way.fans_out else unit.variant, []).append(unit)
+                for variant, group in groups.items():
+                    if not self._stop.is_set():
+                        self._run_way(way(self, variant), group)
         finally:
             if self._flow_pool is not None:
                 self._flow_pool.shutdown(wait=True, cancel_futures=True)
@@ -151,16 +157,17 @@ class Engine:
             self._stop_run(exc)
             return
         reason = reason_of(exc)
-        with self._lock:
-            if unit.key in self._dead:
-                return
-            self._dead.add(unit.key)
-            self._summary.failures.append(Failure(unit.source, stage, reason))
-        try:
-            self.commits.record_failure(str(unit.source), stage, reason, unit.key)
-        except OSError as ledger_exc:  # the ledger's disk filled up while recording it
-            self._stop_run(ledger_exc)
-        way.failed(unit, opened)
+        for one in unit.members or (unit,):  # a read of several variants fails each of them
+            with self._lock:
+                if one.key in self._dead:
+                    continue
+                self._dead.add(one.key)
+                self._summary.failures.append(Failure(one.source, stage, reason, one.variant))
+            try:
+                self.commits.record_failure(str(one.source), stage, reason, one.key)
+            except OSError as ledger_exc:  # the ledger's disk filled up while recording it
+                self._stop_run(ledger_exc)
+            way.failed(one, opened)
 
     # -- one way's units ----------------------------------------------------
     def _run_way(self, way: Way, units: Sequence[Unit]) -> None:
@@ -309,7 +316,7 @@ class Engine:
 
     # -- helpers ------------------------------------------------------------
     def _is_dead(self, unit: Unit) -> bool:
-        return unit.key in self._dead
+        return all(one.key in self._dead for one in unit.members or (unit,))
 
     def _put(self, q: queue.Queue, item: object, unit: Unit | None = None) -> bool:
         """A blocking put (the back-pressure) that gives up once the run is stopping or

@@ -4,12 +4,17 @@ Read: the header is checked against this machine's memory first (an image too
 big fails alone, before decoding), then the file is decoded.  Run: one uint8
 batch to the device, converted to the working dtype there, through the
 transform stages (a temporal stage passes images through), rounded back to
-uint8.  Write: at the source's size and orientation where the encoder asks
+uint8.  With a ``variants`` stage an image's units (one per variant) are read
+once, as one unit whose ``members`` they are: the stages before ``variants`` run
+once, then each branch on the images that go through it, and each (image,
+variant) is written, or fails, alone.  Write: at the source's size and orientation where the encoder asks
 (``encode.image.size: source``), encoded under a temporary name and committed.
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -17,12 +22,31 @@ import torch
 from ..media.images import ImageHeader
 from ..plan import Unit
 from .batcher import Batch, Piece
-from .device import frames_to_device, run_stages, to_host_uint8
+from ..stages.variants import find_variants
+from .device import StageFailed, frames_to_device, run_stages, to_host_uint8
 from .way import Way
 
 
 class ImageWay(Way):
     kind = "image"
+    fans_out = True
+
+    def __init__(self, engine, variant: str | None = None) -> None:
+        super().__init__(engine, variant)
+        self.fan = find_variants(self.middle)
+        if self.fan is not None:
+            i = self.middle.index(self.fan)
+            self.before, self.after = self.middle[:i], self.middle[i + 1:]
+
+    def admit(self, units: Sequence[Unit]) -> list[Unit]:
+        """With variants, one unit per image: the first of its variants', with all of them as
+        ``members``, so that it is read once."""
+        if self.fan is None:
+            return list(units)
+        reads: dict[tuple[Path, int], list[Unit]] = {}
+        for unit in units:
+            reads.setdefault((unit.source, unit.source_index), []).append(unit)
+        return [replace(group[0], members=tuple(group)) for group in reads.values()]
 
     def pieces(self, unit: Unit) -> Iterator[Piece]:
         engine = self.engine
@@ -40,8 +64,34 @@ class ImageWay(Way):
         engine, images = self.engine, [p.image for p in batch.pieces]
         with torch.inference_mode(), engine.times.timing("device", len(images)):
             x = frames_to_device(images, engine.ctx.device, engine.ctx.dtype, None)
-            out = to_host_uint8(run_stages(engine.middle, x), nhwc=True)
-        return [(p.unit, image, p.data) for p, image in zip(batch.pieces, out)]
+            if self.fan is None:
+                out = to_host_uint8(run_stages(self.middle, x), nhwc=True)
+                return [(p.unit, image, p.data) for p, image in zip(batch.pieces, out)]
+            return self._fan_out(batch.pieces, run_stages(self.before, x))
+
+    def _fan_out(self, pieces: list[Piece], x: torch.Tensor) -> list[tuple]:
+        """Each branch (and the stages after ``variants``) on the trunk's images that go
+        through it.  A branch that fails on several images is raised for the engine to retry
+        them one by one; on one image it fails that (image, variant) alone."""
+        results = []
+        for name in self.fan.names:
+            members = [next((m for m in p.unit.members if m.variant == name), None)
+                       for p in pieces]
+            take = [i for i, m in enumerate(members) if m is not None
+                    and not self.engine.stopping(m)]
+            if not take:
+                continue
+            try:
+                out = self.fan.run_branch(name, x[take] if len(take) < len(pieces) else x,
+                                          run_stages)
+                out = to_host_uint8(run_stages(self.after, out), nhwc=True)
+            except StageFailed as exc:
+                if len(pieces) > 1:
+                    raise
+                self.engine.fail(self, members[take[0]], exc.stage, exc.cause)
+                continue
+            results += [(members[i], image, pieces[i].data) for i, image in zip(take, out)]
+        return results
 
     def write(self, stream: None, items: Iterable[tuple[Unit, np.ndarray, ImageHeader | None]]
               ) -> None:

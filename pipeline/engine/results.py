@@ -14,6 +14,7 @@ class Failure:
     source: Path
     stage: str
     reason: str
+    variant: str | None = None  # the ``variants`` branch, in a job with variants
 
 
 class StageTimes:

@@ -105,9 +105,9 @@ class VideoWay(Way):
     device_colour: bool | None = None  # convert 4:2:0 on the device; None: on CUDA only
     smooth_planes: bool = True  # False: temporal_smooth always on RGB (to compare the two)
 
-    def __init__(self, engine: Engine) -> None:
-        super().__init__(engine)
-        middle = engine.middle
+    def __init__(self, engine: Engine, variant: str | None = None) -> None:
+        super().__init__(engine, variant)
+        middle = self.middle  # this variant's flat chain: a clip is decoded once per variant
         temporal = [i for i, s in enumerate(middle) if s.kind == "temporal"]
         split = temporal[0] if temporal else len(middle)
         self.before = middle[:split]  # batched model stages, before smoothing
@@ -160,7 +160,7 @@ class VideoWay(Way):
                 continue
             try:  # a size the encoder cannot take fails now, before any frame is decoded
                 hw = (info.height, info.width)
-                for stage in engine.middle:
+                for stage in self.middle:
                     hw = stage.output_size(*hw)
                 check_frame_size(hw[1], hw[0], encode.params.video, unit.source,
                                  source=(info.width, info.height))

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, Sequence
 
 from ..plan import Unit
+from ..stages.variants import chain_for
 from .batcher import Batch, Piece
 
 if TYPE_CHECKING:
@@ -29,9 +30,16 @@ if TYPE_CHECKING:
 class Way:
     kind: ClassVar[str]  # a source's ``way`` (``pipeline.sources``)
     ordered: ClassVar[bool] = False  # a unit's pieces are batched, and written, in order
+    # True: the way takes every variant's units at once and runs the ``variants`` stage
+    # itself; False: the engine gives it one variant's units, and ``middle`` is that
+    # variant's flat chain (``stages/variants.py::chain_for``)
+    fans_out: ClassVar[bool] = False
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, variant: str | None = None) -> None:
         self.engine = engine
+        self.variant = variant
+        self.middle = (engine.middle if variant is None or self.fans_out
+                       else chain_for(engine.middle, variant))
 
     def queue_size(self, workers: int) -> int:
         """Pieces read ahead of the device, at most: the back-pressure on the readers."""
