@@ -83,7 +83,7 @@ class Ledger(Commits):
                 hint="run again with --restart to start over (its outputs are replaced), "
                      "or point 'output' at a new folder")
         # Outputs deleted by hand are redone: only files still on disk count.
-        self._done = {key for key in committed if (output / key).is_file()}
+        self._done = on_disk(output, committed)
         # (width, height) of each output whose line says (images), for the manifest
         self._sizes = {key: (r["width"], r["height"]) for key, r in committed.items()
                        if key in self._done and "width" in r and "height" in r}
@@ -302,18 +302,37 @@ def _remove_outputs(output: Path, committed: dict[str, dict]) -> None:
         path.unlink(missing_ok=True)
 
 
+def on_disk(output: Path, keys: Iterable[str]) -> set[str]:
+    """The ``keys`` whose file is in place: each folder listed once, not a stat per key (a
+    symlink to a file counts, as ``Path.is_file`` would have it)."""
+    by_folder: dict[str, list[str]] = {}
+    for key in keys:
+        folder, _, name = key.rpartition("/")
+        by_folder.setdefault(folder, []).append(name)
+    found = set()
+    for folder, names in by_folder.items():
+        try:
+            with os.scandir(os.path.join(output, folder) if folder else output) as entries:
+                files = {e.name for e in entries if e.is_file()}
+        except OSError:  # the folder is gone (or unreadable): its outputs are redone
+            continue
+        found.update(f"{folder}/{name}" if folder else name for name in names if name in files)
+    return found
+
+
 def sweep_partials(output: Path, keys: set[str]) -> None:
     """Temporary files a killed run left beside this job's own outputs and segments; never a
     walk of the folder, which may hold another job's output folder and its work in flight.
     Each folder holding outputs is listed once (a 100k-image folder is not listed per key)."""
-    wanted: dict[Path, set[str]] = {}
+    wanted: dict[str, set[str]] = {}
+    clips = (output / SEGMENTS_DIR).is_dir()  # no segment folder: no stat per key for one
     for key in keys:
         if not is_safe_key(key):
             continue
-        final = output / key
-        wanted.setdefault(final.parent, set()).add(final.name)
+        folder, _, name = key.rpartition("/")
+        wanted.setdefault(os.path.join(output, folder) if folder else str(output), set()).add(name)
         segments = output / SEGMENTS_DIR / key
-        if segments.is_dir() and not segments.is_symlink():
+        if clips and segments.is_dir() and not segments.is_symlink():
             for path in segments.iterdir():
                 if partial_of(path.name) is not None:
                     path.unlink(missing_ok=True)

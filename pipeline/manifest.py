@@ -53,7 +53,7 @@ def write_manifest(p: Prepared, ledger: Ledger, fingerprint: dict[str, Any]) -> 
     """``output/manifest.jsonl`` for the outputs committed so far (see above)."""
     output, base = p.job.output, p.job.path.parent.resolve()
     chains = _chain_hashes(p, fingerprint)
-    rows = []
+    rows, real = [], {}
     for unit in p.plan.units:
         if unit.kind == "file" or not ledger.is_done(unit.key):
             continue
@@ -61,7 +61,8 @@ def write_manifest(p: Prepared, ledger: Ledger, fingerprint: dict[str, Any]) -> 
         size = ledger.size_of(unit.key) or _size(path, unit.kind)
         if size is None:  # deleted by hand since: the next run redoes it
             continue
-        rows.append({"source": _relative(unit.source, base), "output": unit.key, "kind": unit.kind,
+        rows.append({"source": _relative(unit.source, base, real), "output": unit.key,
+                     "kind": unit.kind,
                      "variant": unit.variant, "width": size[0], "height": size[1],
                      "chain": chains[unit.variant]})
     final = output / MANIFEST
@@ -123,9 +124,18 @@ def _size(path: Path, kind: str) -> tuple[int, int] | None:
         return None
 
 
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return Path(os.path.relpath(path.resolve(), base)).as_posix() \
-            if base in path.resolve().parents else str(path)
-    except ValueError:  # another drive
+def _relative(path: Path, base: Path, real: dict[str, str | None]) -> str:
+    """``path`` relative to ``base`` when under it (symlinks resolved), else as it is; each
+    folder resolved (and made relative) once, in ``real``, not each file."""
+    folder, name = os.path.split(path)
+    if folder not in real:
+        full, root = os.path.realpath(folder), str(base)
+        real[folder] = (Path(os.path.relpath(full, root)).as_posix()
+                        if (full + os.sep).startswith(root.rstrip(os.sep) + os.sep) else None)
+    if os.path.islink(path):  # a linked file: where it points decides
+        full = os.path.realpath(path)
+        root = str(base).rstrip(os.sep) + os.sep
+        return Path(os.path.relpath(full, base)).as_posix() if full.startswith(root) else str(path)
+    if real[folder] is None:
         return str(path)
+    return name if real[folder] == "." else f"{real[folder]}/{name}"

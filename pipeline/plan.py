@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePath
 from typing import Callable
 
@@ -37,7 +38,7 @@ class Unit:
     # the engine's: the units one read serves (an image read once for its variants), this first
     members: tuple[Unit, ...] = field(default=(), compare=False, repr=False)
 
-    @property
+    @cached_property  # asked per unit by the ledger, the manifest, the engine
     def key(self) -> str:
         return self.output_rel.as_posix()
 
@@ -81,34 +82,38 @@ def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> 
     check_writable(job.output, job.output_location)
     units: list[Unit] = []
     empty: list[tuple[SourceSpec, str]] = []
-    claimed: dict[PurePath, tuple[Path, int]] = {}
+    claimed: dict[str, tuple[Path, int]] = {}  # strings, not Paths: hashed per unit
     output = job.output.resolve()
     variants: tuple[str | None, ...] = job.variants or (None,)
     for index, (spec, source) in enumerate(zip(job.sources, sources)):
         found = source.find(exclude=output)
         if not found:
             empty.append((spec, source.nothing_found()))
-        into = PurePath(spec.into)
-        goes: dict[tuple[PurePath, str], set] = {}  # (folder, stem) -> the variants it went to
+        goes: dict[tuple[str, str], set] = {}  # (folder, stem) -> the variants it went to
         work = [(path, rel, source.way) for path, rel in found]
         work += [(path, rel, "file") for path, rel in source.sidecars(found, exclude=output)]
         for path, rel, kind in work:
             out_rel = rel if kind == "file" else output_relpath(rel, kind)  # sidecars: as they are
-            out_rel = into / out_rel if spec.into else out_rel
+            out_rel = PurePath(spec.into, out_rel) if spec.into else out_rel
+            posix = rel.as_posix()
+            folder, _, name = posix.rpartition("/")
+            stem = (folder, name.rpartition(".")[0] or name)
             if kind != "file":
-                chosen = picked((into / rel).as_posix(), variants, job.pick)
-                goes.setdefault((rel.parent, rel.stem), set()).update(chosen)
+                key = PurePath(spec.into, posix).as_posix() if spec.into else posix
+                chosen = picked(key, variants, job.pick)
+                goes.setdefault(stem, set()).update(chosen)
             else:  # a label goes where its image goes; anything else under every variant
-                chosen = [v for v in variants if v in goes.get((rel.parent, rel.stem), variants)]
+                chosen = [v for v in variants if v in goes.get(stem, variants)]
             for variant in chosen:
                 out = PurePath(variant) / out_rel if variant else out_rel
-                if out in claimed:
-                    other, other_index = claimed[out]
+                key = out.as_posix()
+                if key in claimed:
+                    other, other_index = claimed[key]
                     raise JobError(
                         f"'{path}' and '{other}' (sources[{other_index}]) would both be written "
                         f"to '{out}'", location=spec.location, where=f"sources[{index}]",
                         hint="give one source an 'into: <folder>' key, or rename one file")
-                claimed[out] = (path, index)
+                claimed[key] = (path, index)
                 units.append(Unit(source=path, output_rel=out, source_index=index, kind=kind,
                                   reader=source, variant=variant))
     check_output_paths(job.output, [(u.output_rel, u.source, f"sources[{u.source_index}]")

@@ -70,18 +70,20 @@ def check_output_paths(output: Path, rels: Iterable[tuple[PurePath, Path, str]],
     """Each output (relative path, its source, where) lands inside ``output``, on no source
     file, and not inside another job's output folder (one holding its own ledger)."""
     out = output.resolve()
+    root = str(out) + os.sep
     items = list(rels)
     real: dict[str, str] = {}  # folder -> its real path: each folder resolved once, not per file
-    sources = {_resolve(source, real) for _, source, _ in items}
+    # Strings, not Paths, per file: a 100k-file job plans in a fraction of a second
+    sources = {_real(str(source), real) for _, source, _ in items}
     foreign: dict[Path, bool] = {}
-    nested_of: dict[Path, Path | None] = {}
+    nested_of: dict[str, Path | None] = {}
     outer = _outer_outputs(out)
     for rel, source, where in items:
         if rel.is_absolute() or ".." in rel.parts or not rel.parts:
             raise JobError(f"{where}: output path '{rel}' for '{source}' would leave the output folder",
                            location=location, where="output")
-        final = _resolve(out / rel, real)  # follows a symlink planted inside the output folder
-        if out not in final.parents:
+        final = _real(os.path.join(root, rel), real)  # follows a symlink planted in the output
+        if not final.startswith(root):
             raise JobError(f"{where}: the output for '{source}' resolves to '{final}', outside "
                            f"the output folder (a symlink inside it?)", location=location,
                            where="output", hint="remove the symlink from the output folder")
@@ -89,9 +91,10 @@ def check_output_paths(output: Path, rels: Iterable[tuple[PurePath, Path, str]],
             raise JobError(f"{where}: the output for '{source}' would overwrite the source file "
                            f"'{final}'", location=location, where="output",
                            hint="point 'output' at a folder outside the sources")
-        if final.parent not in nested_of:  # once per output folder
-            nested_of[final.parent] = _foreign_output(out, final.parent, foreign)
-        nested = nested_of[final.parent]
+        parent = os.path.dirname(final)
+        if parent not in nested_of:  # once per output folder
+            nested_of[parent] = _foreign_output(out, Path(parent), foreign)
+        nested = nested_of[parent]
         if nested is not None:
             raise JobError(f"{where}: the output for '{source}' would be written into '{nested}', "
                            f"the output folder of another job (it has its own {LEDGER_NAME})",
@@ -122,14 +125,14 @@ def check_side_file(path: Path, output: Path, source_roots: Iterable[Path], sour
                            hint="write it next to the outputs, e.g. 'out/sheet.png'")
 
 
-def _resolve(path: Path, real: dict[str, str]) -> Path:
-    """``path.resolve()`` (not strict), with each folder's real path cached in ``real``: a
+def _real(path: str, real: dict[str, str]) -> str:
+    """``os.path.realpath(path)``, with each folder's real path cached in ``real``: a
     100k-file tree has a few hundred folders, and resolving costs a stat per component."""
-    folder = str(path.parent)
+    folder, name = os.path.split(path)
     if folder not in real:
         real[folder] = os.path.realpath(folder)
-    joined = os.path.join(real[folder], path.name)
-    return Path(os.path.realpath(joined) if os.path.islink(joined) else joined)
+    joined = os.path.join(real[folder], name)
+    return os.path.realpath(joined) if os.path.islink(joined) else joined
 
 
 def _outer_outputs(out: Path) -> list[tuple[Path, set[str]]]:
