@@ -75,13 +75,18 @@ class Ledger(Commits):
             for key in set(segments) | keys:
                 remove_segments(output, key)
             header, committed, segments, scratches = None, {}, {}, {}
-        if header is not None and header.get("fingerprint") != fingerprint:
+        amended = header is not None and only_branches_added_or_removed(
+            header.get("fingerprint", {}), fingerprint)
+        if header is not None and header.get("fingerprint") != fingerprint and not amended:
             self.close()
             raise JobError(
                 f"the job changed since the outputs in {output} were made: "
                 + describe_changes(header.get("fingerprint", {}), fingerprint),
                 hint="run again with --restart to start over (its outputs are replaced), "
-                     "or point 'output' at a new folder")
+                     "or point 'output' at a new folder"
+                     + ("; or, to keep the other variants' outputs, give a changed variant a "
+                        "new name (variants may be added and removed freely)"
+                        if "branches" in json.dumps(fingerprint) else ""))
         # Outputs deleted by hand are redone: only files still on disk count.
         self._done = on_disk(output, committed)
         # (width, height) of each output whose line says (images), for the manifest
@@ -97,6 +102,9 @@ class Ledger(Commits):
         if header is None:
             self.path.unlink(missing_ok=True)
             self._append({"ledger": VERSION, "fingerprint": fingerprint, "created": time.time()})
+        elif amended:  # a variant added or removed: the others' outputs stand; the last header rules
+            self._append({"ledger": VERSION, "fingerprint": fingerprint, "created": time.time(),
+                          "amends": "variants"})
 
     # -- what to resume from ------------------------------------------------------
     def is_done(self, key: str) -> bool:
@@ -234,7 +242,7 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, dict[str, dict], dict[str,
                 continue  # a line torn by a kill mid-write
             if not isinstance(record, dict):
                 continue
-            if "ledger" in record and header is None:
+            if "ledger" in record:  # the last one: a later one amends the variants
                 header = record
             elif "done" in record and is_safe_key(record["done"]):
                 committed[record["done"]] = record
@@ -344,6 +352,24 @@ def sweep_partials(output: Path, keys: set[str]) -> None:
         for entry in entries:
             if partial_of(entry.name) in names and entry.is_file(follow_symlinks=False):
                 Path(entry.path).unlink(missing_ok=True)
+
+
+def only_branches_added_or_removed(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether two fingerprints differ only by ``variants`` branches added or removed (every
+    branch in both the same, every other stage the same): the outputs of the branches in
+    both are still right, so the job goes on where it was (the new branches from scratch)."""
+    if old == new:
+        return False
+    strip = lambda fp: {**fp, "stages": [{**s, "branches": None} if s.get("stage") == "variants"  # noqa: E731
+                                         else s for s in fp.get("stages", [])]}
+    if strip(old) != strip(new):
+        return False
+    branches = [next((s["branches"] for s in fp.get("stages", []) if s.get("stage") == "variants"),
+                     None) for fp in (old, new)]
+    if None in branches:
+        return False
+    before, after = branches
+    return all(before[name] == after[name] for name in before.keys() & after.keys())
 
 
 def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:

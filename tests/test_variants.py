@@ -299,3 +299,33 @@ def test_a_clip_goes_through_each_variant_as_its_own_chain(tmp_path: Path) -> No
     assert set(out) == {"plain/c.mp4", "soft/c.mp4", "smooth/c.mp4", "manifest.jsonl"}
     assert out["smooth/c.mp4"] == (tmp_path / "alone" / "c.mp4").read_bytes()
     assert len({out["plain/c.mp4"], out["soft/c.mp4"], out["smooth/c.mp4"]}) == 3
+
+
+def test_variants_can_be_added_and_removed_but_a_changed_one_is_refused(tmp_path: Path,
+                                                                      tree: Path) -> None:
+    make_photos(tmp_path / "data", 3)
+    (tmp_path / "a.pth").write_bytes((tree / "a.pth").read_bytes())
+    one = "              plain: []"
+    two = one + "\n              styled: [{fast_style: {weights: a.pth}}]"
+    assert run_cli_here("run", str(_job(tmp_path, "out", one, sidecars="[]"))).returncode == 0
+    before = _files(tmp_path / "out")
+    added = run_cli_here("run", str(_job(tmp_path, "out", two, sidecars="[]")))
+    assert added.returncode == 0, added.stderr
+    assert "done 3, skipped 3 (already done)" in added.stderr  # plain's kept, styled's made
+    assert {k: v for k, v in _files(tmp_path / "out").items() if k.startswith("plain/")} == \
+        {k: v for k, v in before.items() if k.startswith("plain/")}
+    removed = run_cli_here("run", str(_job(tmp_path, "out", "              styled: "
+                                            "[{fast_style: {weights: a.pth}}]", sidecars="[]")))
+    assert removed.returncode == 0 and "done 0, skipped 3" in removed.stderr
+    changed = "              styled: [{fast_style: {weights: a.pth}}, {tv_denoise: {weight: 0.1}}]"
+    refused = run_cli_here("run", str(_job(tmp_path, "out", changed, sidecars="[]")))
+    assert refused.returncode == 2
+    assert "branches.styled" in refused.stderr and "give a changed variant a new name" in refused.stderr
+    # a changed stage before the variants is a change of every variant
+    trunk = write_job(tmp_path, """
+        sources: [{images: data/}]
+        output: out
+        stages: [decode, {resize: {short_side: 8}}, {variants: {styled: [{fast_style: {weights: a.pth}}]}},
+                 {encode: {image: {format: png, size: source}}}]
+        """, name="trunk.yaml")
+    assert run_cli_here("run", str(trunk)).returncode == 2
