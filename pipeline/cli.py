@@ -220,7 +220,9 @@ def validate(job: Path = JOB_ARG,
         count = len({u.source for u in mine if u.kind != "file"})
         carried = len({u.source for u in mine if u.kind == "file"})
         extra = f", {carried} sidecar file{'s' if carried != 1 else ''} carried" if carried else ""
-        typer.echo(f"source    [{index}] {spec.kind}: {spec.pattern}  ({count} files{extra})")
+        noun = "shard" if spec.kind == "shards" else "file"
+        typer.echo(f"source    [{index}] {spec.kind}: {spec.pattern}  "
+                   f"({count} {noun}{'s' if count != 1 else ''}{extra})")
     for spec, reason in p.plan.empty_sources:
         typer.echo(f"warning   {spec.location}: {reason}")
     typer.echo("stages    " + " -> ".join(s.describe() for s in p.stages))
@@ -230,9 +232,10 @@ def validate(job: Path = JOB_ARG,
               if p.job.pick else "") + ")") if variants else ""
     typer.echo(f"units     {len(p.plan.units)}{per}")
     clips_ok = _check_clips(p)
+    shards_ok = _check_shards(p)
     if estimate:
         _print_estimate(p)
-    if not clips_ok:
+    if not (clips_ok and shards_ok):
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -268,6 +271,22 @@ def _check_clips(p: Prepared) -> bool:
             typer.echo(f"problem   {unit.source}: {problem}")
         else:
             typer.echo(f"clip      {unit.source}: {report.describe()}")
+    return ok
+
+
+def _check_shards(p: Prepared) -> bool:
+    """One line per tar shard (its samples and images, from its headers, which are checked
+    whole: a corrupt or truncated shard is flagged now).  False if any would fail."""
+    from .media.shards import ShardReader
+
+    ok = True
+    for source in dict.fromkeys(u.source for u in p.plan.units if u.kind == "shard"):
+        try:  # once, whatever its variants
+            with ShardReader(source) as shard:
+                typer.echo(f"shard     {source}: {shard.describe()}")
+        except MediaError as exc:
+            ok = False
+            typer.echo(f"problem   {source}: {exc.reason}")
     return ok
 
 

@@ -96,14 +96,16 @@ class Commits:
         return self.output / SEGMENTS_DIR / key / f"{index:05d}{suffix}"
 
     def commit(self, key: str, write: Callable[[Path], Any], *, video: bool = False) -> None:
-        """``write(tmp_path)`` writes the output (and may return its (width, height), recorded
-        for the manifest); it is then moved into place and reported."""
+        """``write(tmp_path)`` writes the output (and may return its (width, height), or a tar
+        shard's list of images [source member, output member, width, height], recorded for
+        the manifest); it is then moved into place and reported."""
         if not is_safe_key(key):  # the plan never makes one; a last guard before writing
             raise ValueError(f"refusing to write outside the output folder: {key!r}")
         final = self.output / key
-        size = atomic_write(final, write, self.tag, self.check_current)
-        size = tuple(size) if isinstance(size, tuple) and len(size) == 2 else None
-        self.emit(Done(key, final.stat().st_size, video=video, size=size))
+        written = atomic_write(final, write, self.tag, self.check_current)
+        size = tuple(written) if isinstance(written, tuple) and len(written) == 2 else None
+        members = [tuple(m) for m in written] if isinstance(written, list) else None
+        self.emit(Done(key, final.stat().st_size, video=video, size=size, members=members))
 
     def commit_segment(self, key: str, index: int, written: Path, *, frames: int, last_pts: int,
                        state: dict[str, np.ndarray] | None, pts_adjusted: bool = False) -> None:

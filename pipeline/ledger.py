@@ -92,6 +92,9 @@ class Ledger(Commits):
         # (width, height) of each output whose line says (images), for the manifest
         self._sizes = {key: (r["width"], r["height"]) for key, r in committed.items()
                        if key in self._done and "width" in r and "height" in r}
+        # a tar shard's images, as its line lists them, for the manifest
+        self._members = {key: [tuple(m) for m in r["members"]] for key, r in committed.items()
+                         if key in self._done and isinstance(r.get("members"), list)}
         for key in self._done & (set(segments) | set(scratches)):  # killed after the final line
             remove_segments(output, key)
             segments.pop(key, None)
@@ -114,6 +117,11 @@ class Ledger(Commits):
         """(width, height) of a done output as its line recorded it (None: not recorded)."""
         with self._lock:
             return self._sizes.get(key)
+
+    def members_of(self, key: str) -> list[tuple[str, str, int, int]]:
+        """A done tar shard's images: (source member, output member, width, height) each."""
+        with self._lock:
+            return list(self._members.get(key, ()))
 
     def segments(self, key: str) -> list[Segment]:
         """The committed segments of ``key`` to resume from, in order.
@@ -162,6 +170,10 @@ class Ledger(Commits):
                     self._sizes[record.key] = record.size
                 else:
                     self._sizes.pop(record.key, None)
+                if record.members is not None:
+                    self._members[record.key] = record.members
+                else:
+                    self._members.pop(record.key, None)
             elif isinstance(record, SegmentSaved):
                 earlier = self._segments.setdefault(record.key, {})
                 previous = earlier.get(record.index - 1)

@@ -3,7 +3,9 @@
 The manifest lists every output of the stage chain on disk, one JSON object a line, in the
 plan's order: ``source`` (relative to the job file's folder when under it), ``output``
 (relative to the output folder), ``kind`` (image or video), ``variant`` (null: one chain),
-``width`` and ``height`` (as written: from the output's ledger line, else its header),
+``width`` and ``height`` (as written: from the output's ledger line, else its header);
+an image inside a tar shard has a row of its own, ``kind`` shard, with ``member`` (its
+name in the output shard) and ``source_member``;
 and ``chain`` (a short hash of the fingerprint of the chain that made it: the stages,
 a variant's own, with their options and weights, the precision).  It is rebuilt from the ledger at the end of every run, so it is
 right after a resume or a deletion by hand, and it is written atomically (``manifest:
@@ -33,7 +35,8 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.jsonl"
 MANIFEST_CSV = "manifest.csv"
-FIELDS = ("source", "output", "kind", "variant", "width", "height", "chain")
+FIELDS = ("source", "output", "kind", "variant", "width", "height", "chain", "member",
+          "source_member")
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,12 @@ def write_manifest(p: Prepared, ledger: Ledger, fingerprint: dict[str, Any]) -> 
     for unit in p.plan.units:
         if unit.kind == "file" or not ledger.is_done(unit.key):
             continue
+        if unit.kind == "shard":  # one row per image inside the output shard
+            rows += [{"source": _relative(unit.source, base, real), "output": unit.key,
+                      "kind": "shard", "variant": unit.variant, "width": w, "height": h,
+                      "chain": chains[unit.variant], "member": out_name, "source_member": name}
+                     for name, out_name, w, h in ledger.members_of(unit.key)]
+            continue
         path = output / unit.key
         size = ledger.size_of(unit.key) or _size(path, unit.kind)
         if size is None:  # deleted by hand since: the next run redoes it
@@ -70,7 +79,7 @@ def write_manifest(p: Prepared, ledger: Ledger, fingerprint: dict[str, Any]) -> 
     atomic_write(final, lambda tmp: Path(tmp).write_text(text))
     if p.job.manifest.csv:  # the same rows; a null variant is an empty cell
         table = io.StringIO()
-        writer = csv.DictWriter(table, fieldnames=FIELDS, lineterminator="\n")
+        writer = csv.DictWriter(table, fieldnames=FIELDS, lineterminator="\n", restval="")
         writer.writeheader()
         writer.writerows(rows)
         atomic_write(output / MANIFEST_CSV, lambda tmp: Path(tmp).write_text(table.getvalue()))

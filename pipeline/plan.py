@@ -46,7 +46,8 @@ class Unit:
         """The source that reads this unit (a unit made by hand, in a test, gets its way's files)."""
         if self.reader is not None:
             return self.reader
-        return get_source({"image": "images", "video": "videos", "file": "images"}[self.kind])(None)
+        return get_source({"image": "images", "video": "videos", "file": "images",
+                           "shard": "shards"}[self.kind])(None)
 
 
 @dataclass(frozen=True)

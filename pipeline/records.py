@@ -27,11 +27,15 @@ class Done:
     bytes: int
     video: bool = False  # a joined clip: its segments go once the line is written
     size: tuple[int, int] | None = None  # (width, height) as written, where the writer says
+    # a tar shard's images: (source member, output member, width, height) each
+    members: list[tuple[str, str, int, int]] | None = None
 
     def line(self) -> dict[str, Any]:
         line: dict[str, Any] = {"done": self.key, "bytes": self.bytes}
         if self.size is not None:  # for the manifest, without reopening the file
             line["width"], line["height"] = self.size
+        if self.members is not None:
+            line["members"] = [list(m) for m in self.members]
         return line
 
 

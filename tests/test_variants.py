@@ -329,3 +329,34 @@ def test_variants_can_be_added_and_removed_but_a_changed_one_is_refused(tmp_path
                  {encode: {image: {format: png, size: source}}}]
         """, name="trunk.yaml")
     assert run_cli_here("run", str(trunk)).returncode == 2
+
+
+def test_the_example_augment_job_runs_on_the_tree_the_repo_draws(tmp_path: Path) -> None:
+    """jobs/augment_dataset.yaml over scripts/make_augment_dataset.py's tree, as the README
+    says to run it (in a copy, so nothing is written into the repo)."""
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "weights").symlink_to(REPO / "weights")
+    job = tmp_path / "jobs" / "augment_dataset.yaml"
+    job.write_text((REPO / "jobs" / "augment_dataset.yaml").read_text())
+    drawn = subprocess.run([sys.executable, str(REPO / "scripts" / "make_augment_dataset.py"),
+                            str(tmp_path / "jobs" / "augment_data")], capture_output=True, text=True)
+    assert drawn.returncode == 0, drawn.stderr
+    result = run_cli_here("run", str(job))
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out" / "augment"
+    data = tmp_path / "jobs" / "augment_data"
+    images = sorted(p for p in data.rglob("*") if p.suffix in (".jpg", ".png") and "thumbs" not in p.parts)
+    rows = _manifest(out)
+    for variant in ("starry", "scream"):
+        for image in images:  # at its stored size (one is stored sideways, with its EXIF tag)
+            rel = image.relative_to(data).with_suffix(".png")
+            written = Image.open(out / variant / "images" / rel)
+            assert written.size == Image.open(image).size
+            label = image.with_suffix(".txt")
+            assert (out / variant / "images" / rel.with_suffix(".txt")).read_bytes() == label.read_bytes()
+        assert (out / variant / "images" / "annotations.json").read_bytes() == \
+            (data / "annotations.json").read_bytes()
+        assert sorted(p.name for p in (out / variant).glob("*.tar")) == \
+            ["train-000000.tar", "train-000001.tar"]
+    assert len([r for r in rows if r["kind"] == "image"]) == 2 * len(images)
+    assert len([r for r in rows if r["kind"] == "shard"]) == 2 * 6

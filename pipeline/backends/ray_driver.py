@@ -35,7 +35,7 @@ from ..plan import Unit
 from ..records import Done, Event, Failed, Started, Tally
 from ..sources import get_source
 from .ray_worker import RUN_FILE, StageWorker
-from .scheduling import Call, Dispatch
+from .scheduling import ALONE, Call, Dispatch
 
 
 class RayUnavailable(RuntimeError):
@@ -187,7 +187,7 @@ class RayBackend:
             for unit, deaths in dispatch.ended(call, worker_died=True):
                 apply(Failed(str(unit.source), "ray", f"its worker died {deaths} times (last: "
                              f"{_first_line(exc)}); not tried again in this run", unit.key), call)
-                progress.unit_finished(False, unit.key if unit.kind == "video" else None)
+                progress.unit_finished(False, unit.key if unit.kind in ALONE else None)
 
         try:
             while True:

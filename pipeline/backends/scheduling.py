@@ -18,6 +18,7 @@ from ..plan import Unit
 MIN_IMAGES_PER_CALL, MAX_IMAGES_PER_CALL, CALLS_PER_WORKER_OF_IMAGES = 16, 256, 4
 CALLS_PER_WORKER = 2  # one running, one queued behind it: no idle gap between calls
 DEATHS_BEFORE_FAILING = 2
+ALONE = ("video", "shard")  # the units' kinds that go to a worker one per call
 
 
 @dataclass
@@ -34,8 +35,10 @@ class Dispatch:
     def __init__(self, units: Sequence[Unit], workers: int = 1, images_per_call: int | None = None,
                  calls_per_worker: int = CALLS_PER_WORKER,
                  deaths_before_failing: int = DEATHS_BEFORE_FAILING) -> None:
-        clips = [[u] for u in units if u.kind == "video"]  # the long ones first
-        images = [u for u in units if u.kind != "video"]
+        # a clip or a tar shard is a call of its own (a shard: many images, committed whole);
+        # the long ones first
+        clips = [[u] for u in units if u.kind in ALONE]
+        images = [u for u in units if u.kind not in ALONE]
         if images_per_call is None:
             images_per_call = min(MAX_IMAGES_PER_CALL, max(
                 MIN_IMAGES_PER_CALL, -(-len(images) // (CALLS_PER_WORKER_OF_IMAGES * workers))))

@@ -6,6 +6,7 @@ bounded queues between them (the back-pressure), the stop flag, failures.
 source's *way* (``way.py``): images are independent and batched by size
 (``images.py``); a clip's frames are batched in order, smoothed sequentially and
 committed in segments (``video.py``), which encode at once (``segments.py``); a
+tar shard's images are batched in order and the shard committed whole (``shards.py``); a
 sidecar is copied (``files.py``).  No way names a concrete stage, and
 nothing here writes the ledger: ways report records through their ``Commits``
 (``pipeline.commits``), which the ledger, or a Ray driver, applies.

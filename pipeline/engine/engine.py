@@ -42,6 +42,7 @@ from .device import StageFailed, reason_of
 from .files import FileWay
 from .images import ImageWay
 from .results import Failure, Progress, StageTimes, Summary
+from .shards import ShardWay
 from .video import VideoWay
 from .way import Way
 
@@ -51,7 +52,8 @@ _log = logging.getLogger("stylize.threads")
 
 # A source's ``way`` -> how its units are processed; the engine runs them in this order
 # (images first: quick to finish and to show; clips then have the machine).
-WAYS: dict[str, type[Way]] = {"image": ImageWay, "video": VideoWay, "file": FileWay}
+WAYS: dict[str, type[Way]] = {"image": ImageWay, "video": VideoWay, "shard": ShardWay,
+                              "file": FileWay}
 
 _END = object()  # a queue's end: a reader is done (device queue), no more results (a lane)
 
@@ -168,6 +170,23 @@ class Engine:
             except OSError as ledger_exc:  # the ledger's disk filled up while recording it
                 self._stop_run(ledger_exc)
             way.failed(one, opened)
+
+    def fail_part(self, unit: Unit, part: str, stage: str, exc: BaseException) -> None:
+        """Record a failure inside ``unit`` that the unit goes on without (a tar shard's bad
+        sample, left out of the output shard): in the summary and the ledger's failure lines
+        like a failed unit, with ``part`` before the reason, but the unit is not failed.  The
+        ledger line carries no key: the unit itself is not over (a Ray driver takes a keyed
+        failure for its end)."""
+        if storage_error(exc) is not None:
+            self._stop_run(exc)
+            return
+        reason = f"{part}: {reason_of(exc)}"
+        with self._lock:
+            self._summary.failures.append(Failure(unit.source, stage, reason, unit.variant))
+        try:
+            self.commits.record_failure(str(unit.source), stage, reason)
+        except OSError as ledger_exc:
+            self._stop_run(ledger_exc)
 
     # -- one way's units ----------------------------------------------------
     def _run_way(self, way: Way, units: Sequence[Unit]) -> None:

@@ -29,6 +29,8 @@ Reading rules (``read_image``):
   decoded in full here, so a bad file fails at decode, not later in the run;
   ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` must stay False for this to hold.
 * The source file is only ever read.
+* ``decode_image`` and ``encode_image`` apply the same rules to bytes in memory (the
+  members of a tar shard), ``header_of`` is ``image_header``'s.
 
 Writing rules (``write_image``):
 
@@ -84,7 +86,23 @@ _FIX_HINT = "re-export or re-copy the file (partial copies are the usual cause),
 def read_image(path: str | Path) -> np.ndarray:
     """Decode ``path`` to uint8 HxWx3 RGB or HxWx4 RGBA by the module's rules."""
     path = Path(path)
-    data = _read_bytes(path)
+    return _decode(_read_bytes(path), path)[0]
+
+
+def decode_image(data: bytes, path: str | Path) -> tuple[np.ndarray, ImageHeader]:
+    """``read_image`` for a file already in memory (a member of a tar shard), and its header
+    (the upright size, which is the array's, and the EXIF orientation); ``path`` names it in
+    errors, and its suffix is the kind it claims to be."""
+    path = Path(path)
+    if not data:
+        raise MediaError(path, "empty file (0 bytes)", stage="decode",
+                         hint="the copy or download probably failed; fetch it again")
+    image, orientation = _decode(data, path)
+    return image, ImageHeader(image.shape[1], image.shape[0], orientation)
+
+
+def _decode(data: bytes, path: Path) -> tuple[np.ndarray, int]:
+    """The array, and the EXIF orientation it was turned upright by."""
     kind = _SUFFIX_KIND.get(path.suffix.lower())
     try:
         im = Image.open(io.BytesIO(data), formats=_PIL_FORMATS)
@@ -114,16 +132,35 @@ def read_image(path: str | Path) -> np.ndarray:
 
     orientation = _orientation(im)
     if _has_16bit_color(im, data):
-        return _orient(_read_16bit_color(path, data, im.size), orientation)
+        return _orient(_read_16bit_color(path, data, im.size), orientation), orientation
     if orientation != 1:
         im = ImageOps.exif_transpose(im)
-    return _to_array(im)
+    return _to_array(im), orientation
 
 
 def write_image(array: np.ndarray, path: str | Path, format: str,
                 quality: int | None = None, *, lossless: bool = False, orientation: int = 1) -> None:
     """Encode HxWx3/HxWx4 uint8 ``array`` as ``format`` into ``path`` (rules above); an
     ``orientation`` other than 1 is written as the EXIF orientation tag (``array`` as stored)."""
+    path = Path(path)
+    buffer = encode_image(array, format, quality, lossless=lossless, orientation=orientation,
+                          path=path)
+    try:
+        f = open(path, "wb")
+    except OSError as exc:
+        raise MediaError(path, f"cannot write: {exc.strerror or exc}", stage="encode") from None
+    try:
+        with f:
+            f.write(buffer)
+    except OSError as exc:
+        path.unlink(missing_ok=True)  # ours, and half-written
+        raise MediaError(path, f"cannot write: {exc.strerror or exc}", stage="encode") from None
+
+
+def encode_image(array: np.ndarray, format: str, quality: int | None = None, *,
+                 lossless: bool = False, orientation: int = 1, path: str | Path = "") -> bytes:
+    """``write_image``'s bytes, in memory (a member of a tar shard); ``path`` names the
+    output in errors."""
     path = Path(path)
     fmt = _ALIASES.get(str(format).lower(), str(format).lower())
     if fmt not in _WRITERS:
@@ -159,16 +196,7 @@ def write_image(array: np.ndarray, path: str | Path, format: str,
         Image.fromarray(np.ascontiguousarray(a)).save(buffer, format=pil_format, **options)
     except Exception as exc:
         raise MediaError(path, f"could not encode as {fmt} ({exc})", stage="encode") from None
-    try:
-        f = open(path, "wb")
-    except OSError as exc:
-        raise MediaError(path, f"cannot write: {exc.strerror or exc}", stage="encode") from None
-    try:
-        with f:
-            f.write(buffer.getbuffer())
-    except OSError as exc:
-        path.unlink(missing_ok=True)  # ours, and half-written
-        raise MediaError(path, f"cannot write: {exc.strerror or exc}", stage="encode") from None
+    return buffer.getvalue()
 
 
 def resolve_format(format: str, source_suffix: str) -> str:
@@ -352,9 +380,17 @@ def image_header(path: str | Path) -> ImageHeader:
     Used to judge an image's memory before decoding it, and to write an output at its source's
     size and orientation.  Raises ``MediaError`` like ``read_image`` for a file that cannot
     be opened or is over Pillow's limit."""
-    path = Path(path)
+    return _header(Path(path), Path(path))
+
+
+def header_of(data: bytes, path: str | Path) -> ImageHeader:
+    """``image_header`` of a file already in memory; ``path`` names it in errors."""
+    return _header(io.BytesIO(data), Path(path))
+
+
+def _header(source: Path | io.BytesIO, path: Path) -> ImageHeader:
     try:
-        with Image.open(path, formats=_PIL_FORMATS) as im:
+        with Image.open(source, formats=_PIL_FORMATS) as im:
             width, height = im.size
             try:  # quietly: read_image warns about broken EXIF when it decodes
                 orientation = int(im.getexif().get(0x0112, 1))

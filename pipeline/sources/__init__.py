@@ -1,4 +1,5 @@
-"""Source kinds, one module each, in one registry (like the stages): ``images``, ``videos``.
+"""Source kinds, one module each, in one registry (like the stages): ``images``, ``videos``,
+``shards``.
 
 Adding a kind: a module here with a ``Source`` subclass under ``@register_source``,
 and its import below.  The job parser takes its key, the planner its units and
@@ -9,6 +10,8 @@ from __future__ import annotations
 from .base import Source
 
 _SOURCES: dict[str, type[Source]] = {}
+# the engine's ways a source's units can take (``pipeline.engine.WAYS``; "file" is a sidecar's)
+SOURCE_WAYS = ("image", "video", "shard")
 
 
 def register_source(cls: type[Source]) -> type[Source]:
@@ -16,8 +19,9 @@ def register_source(cls: type[Source]) -> type[Source]:
     if cls.key in _SOURCES:
         raise ValueError(f"source kind '{cls.key}' is registered twice "
                          f"({_SOURCES[cls.key].__module__} and {cls.__module__})")
-    if cls.way not in ("image", "video"):
-        raise ValueError(f"source kind '{cls.key}': way must be 'image' or 'video', not {cls.way!r}")
+    if cls.way not in SOURCE_WAYS:
+        raise ValueError(f"source kind '{cls.key}': way must be one of {', '.join(SOURCE_WAYS)}, "
+                         f"not {cls.way!r}")
     _SOURCES[cls.key] = cls
     return cls
 
@@ -33,6 +37,6 @@ def source_keys() -> tuple[str, ...]:
     return tuple(_SOURCES)
 
 
-from . import images, videos  # noqa: E402,F401  (the built-in kinds register themselves)
+from . import images, videos, shards  # noqa: E402,F401,I001  (the built-in kinds register)
 
 __all__ = ["Source", "get_source", "register_source", "source_keys"]

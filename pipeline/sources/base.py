@@ -4,9 +4,10 @@ A source kind is one module in this package holding one ``Source`` subclass,
 registered with ``@register_source``; the job parser, the planner and the
 engine ask the registry, so adding a kind (tar shards, an object-store prefix,
 a generator) touches nothing else.  ``way`` says how the engine processes the
-units: ``"image"`` (each read whole with ``read``, batched by size) or
+units: ``"image"`` (each read whole with ``read``, batched by size),
 ``"video"`` (probed, then decoded frame by frame with ``frames``, committed in
-segments).
+segments) or ``"shard"`` (a tar of samples, opened with ``open_shard``, its
+images batched in order, committed whole).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 class Source:
     key: ClassVar[str]  # the job's key: ``- images: photos/``
-    way: ClassVar[str]  # "image" | "video": how the engine processes its units
+    way: ClassVar[str]  # "image" | "video" | "shard": how the engine processes its units
     extensions: ClassVar[frozenset[str]]  # the files it finds in a folder or glob (lower case)
 
     def __init__(self, spec: SourceSpec) -> None:

@@ -7,12 +7,13 @@ once all are done (``join``).  The codec work lives in ``pipeline.media``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Literal
 
 import numpy as np
 
-from ..media.images import ImageHeader, output_suffix, resolve_format, unorient, write_image
+from ..media.images import (ImageHeader, encode_image, output_suffix, resolve_format, unorient,
+                            write_image)
 from ..ops.resize import resize_to
 from ..media.video import (CONTAINER_FORMATS, SegmentWriter, VideoEncodeOptions, VideoInfo,
                            join_segments)
@@ -69,7 +70,10 @@ class Encode(Stage):
     Params = EncodeParams
 
     def output_relpath(self, source_rel: PurePath, kind: str = "image") -> PurePath:
-        """Same relative folder and stem; the suffix follows the format (or container)."""
+        """Same relative folder and stem; the suffix follows the format (or container).  A tar
+        shard keeps its name (its image members' names follow the format: ``member_name``)."""
+        if kind == "shard":
+            return source_rel
         if kind == "video":
             return source_rel.with_suffix(video_suffix(self.params.video, source_rel.suffix))
         return source_rel.with_suffix(output_suffix(self.params.image.format, source_rel.suffix))
@@ -80,15 +84,41 @@ class Encode(Stage):
         source's header, where ``image.needs_source_header`` (upright pixels come in).
         Returns the (width, height) written, as stored."""
         opts = self.params.image
+        image, orientation = self._as_stored(image, source)
+        write_image(image, path, resolve_format(opts.format, source_suffix),
+                    quality=opts.quality, lossless=opts.lossless, orientation=orientation)
+        return image.shape[1], image.shape[0]
+
+    def image_bytes(self, image: np.ndarray, name: str, source: ImageHeader | None = None
+                    ) -> tuple[bytes, tuple[int, int]]:
+        """``write``'s file in memory, for an image named ``name`` in its source (a member of a
+        tar shard: its suffix says the source's format); with the (width, height) written."""
+        opts = self.params.image
+        image, orientation = self._as_stored(image, source)
+        data = encode_image(image, resolve_format(opts.format, PurePath(name).suffix),
+                            quality=opts.quality, lossless=opts.lossless,
+                            orientation=orientation, path=name)
+        return data, (image.shape[1], image.shape[0])
+
+    def member_name(self, name: str) -> str:
+        """An image member's name in an output shard: the suffix follows the format, the rest
+        (the sample's key, the field) stays: ``a/b.left.jpg`` -> ``a/b.left.png``; a name whose
+        suffix already says the format is kept as it is (``a.JPG`` stays, not ``a.jpg``)."""
+        source = PurePosixPath(name)
+        out = self.output_relpath(source, "image")
+        return name if out.suffix.lower() == source.suffix.lower() else out.as_posix()
+
+    def _as_stored(self, image: np.ndarray, source: ImageHeader | None
+                   ) -> tuple[np.ndarray, int]:
+        """At the source's size and orientation where asked: (pixels, EXIF orientation)."""
+        opts = self.params.image
         orientation = 1
         if source is not None:
             if opts.size == "source":
                 image = resize_to(image, source.width, source.height)
             if opts.keeps_orientation:
                 image, orientation = unorient(image, source.orientation), source.orientation
-        write_image(image, path, resolve_format(opts.format, source_suffix),
-                    quality=opts.quality, lossless=opts.lossless, orientation=orientation)
-        return image.shape[1], image.shape[0]
+        return image, orientation
 
     # -- video --------------------------------------------------------------
     def container_format(self, output: PurePath) -> str:

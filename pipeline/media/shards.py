@@ -1,0 +1,195 @@
+"""WebDataset tar shards: members read in order and grouped into samples; shards written reproducibly.
+
+The ``webdataset`` package's conventions: a sample's key is a member's path up to the first
+'.' of its basename (``train/0001.left.jpg``: key ``train/0001``, field ``left.jpg``), and a
+sample's members are consecutive in the tar (a key that comes back later starts another
+sample).  Plain (uncompressed) tar only; the standard library's ``tarfile`` reads and writes.
+
+Reading (``ShardReader``): every header is read first, and the end of the archive checked:
+``tarfile`` takes a damaged header in the middle, or a file cut at a member's boundary, for
+the end of the archive and would quietly give the members before it.  So a shard whose
+members are not followed by the end-of-archive marker (a zero block) is refused as corrupt
+or truncated, before any of its work is done.  Failures raise ``MediaError(path, reason,
+stage="decode")``.
+
+Writing (``ShardWriter``): the members' names, types, contents and links, and nothing else
+from the source: every header has the same mtime, owner, group and mode, and the format is
+fixed (POSIX pax, as ``tarfile`` and ``webdataset`` write it), so the same members make the
+same bytes in every run.
+"""
+from __future__ import annotations
+
+import io
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterator
+
+from ..errors import MediaError
+from .images import IMAGE_EXTENSIONS
+
+SHARD_EXTENSIONS = frozenset({".tar"})
+FORMAT = tarfile.PAX_FORMAT
+MTIME = 0  # every output header's: the source's archiver metadata does not reach the output
+FILE_MODE, DIR_MODE = 0o644, 0o755
+_HINT = "re-copy or re-download the shard (partial copies are the usual cause), or remove it from the sources"
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of a shard: its name, its tar type, its bytes (regular files) or link."""
+
+    name: str
+    data: bytes = b""
+    type: bytes = tarfile.REGTYPE
+    linkname: str = ""
+
+    @property
+    def is_file(self) -> bool:
+        return self.type in tarfile.REGULAR_TYPES
+
+    @property
+    def is_image(self) -> bool:
+        """A regular file with an image suffix (the field's last one: ``left.jpg``)."""
+        return self.is_file and PurePosixPath(self.name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class Sample:
+    key: str
+    members: tuple[Member, ...]
+
+
+def sample_key(name: str) -> str:
+    """The member's path up to the first '.' of its basename (webdataset's ``base_plus_ext``)."""
+    folder, slash, base = name.rpartition("/")
+    return folder + slash + base.split(".", 1)[0]
+
+
+def group_samples(members: Iterator[Member]) -> Iterator[Sample]:
+    """Consecutive members with the same key, as samples, in order."""
+    key, group = None, []
+    for member in members:
+        k = sample_key(member.name)
+        if group and k != key:
+            yield Sample(key, tuple(group))
+            group = []
+        key = k
+        group.append(member)
+    if group:
+        yield Sample(key, tuple(group))
+
+
+class ShardReader:
+    """A shard open for reading: its headers read and checked whole (see above)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._tar: tarfile.TarFile | None = None
+        try:
+            self._tar = tarfile.open(self.path, "r:")  # plain tar: a compressed one is refused
+            self.infos = self._tar.getmembers()
+            self._check_end()
+        except MediaError:
+            self.close()
+            raise
+        except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+            self.close()
+            raise _error(self.path, exc) from None
+
+    @property
+    def images(self) -> int:
+        """Image members (see ``Member.is_image``), what the progress counts."""
+        return sum(1 for info in self.infos if _member(info).is_image)
+
+    def describe(self) -> str:
+        members = [_member(info) for info in self.infos]
+        samples = sum(1 for i, m in enumerate(members)
+                      if i == 0 or sample_key(m.name) != sample_key(members[i - 1].name))
+        return (f"{samples} sample{'s' if samples != 1 else ''}, {len(members)} "
+                f"member{'s' if len(members) != 1 else ''}, {self.images} "
+                f"image{'s' if self.images != 1 else ''}")
+
+    def samples(self) -> Iterator[Sample]:
+        """The samples in order, each member's bytes read as it comes."""
+        return group_samples(self._members())
+
+    def _members(self) -> Iterator[Member]:
+        for info in self.infos:
+            member = _member(info)
+            if member.is_file:
+                try:
+                    data = self._tar.extractfile(info).read()
+                except (tarfile.TarError, OSError, EOFError) as exc:
+                    raise _error(self.path, exc, f"member '{info.name}'") from None
+                if len(data) != info.size:
+                    raise MediaError(self.path, f"truncated member '{info.name}' ({len(data)} of "
+                                     f"{info.size} bytes)", stage="decode", hint=_HINT)
+                member = Member(member.name, data, member.type, member.linkname)
+            yield member
+
+    def _check_end(self) -> None:
+        """The block after the last member must be the end-of-archive marker (zeros)."""
+        tar = self._tar
+        tar.fileobj.seek(tar.offset)
+        block = tar.fileobj.read(tarfile.BLOCKSIZE)
+        if len(block) == tarfile.BLOCKSIZE and not block.strip(b"\0"):
+            return
+        after = f"after member '{self.infos[-1].name}'" if self.infos else "at its start"
+        size = tar.offset + len(block)
+        if not block:
+            reason = f"truncated tar shard: it ends {after} without the end-of-archive marker"
+        elif len(block) < tarfile.BLOCKSIZE:
+            reason = f"truncated tar shard: it ends inside the member header {after}"
+        else:
+            reason = f"corrupt tar shard: a damaged member header {after} (at byte {tar.offset})"
+        raise MediaError(self.path, f"{reason} ({size} bytes read)", stage="decode", hint=_HINT)
+
+    def close(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+            self._tar = None
+
+    def __enter__(self) -> ShardReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ShardWriter:
+    """Members into a new tar at ``path``, in the order added (headers fixed: see above)."""
+
+    def __init__(self, path: Path) -> None:
+        self._tar = tarfile.open(path, "w", format=FORMAT, encoding="utf-8")
+
+    def add(self, member: Member) -> None:
+        info = tarfile.TarInfo(member.name)
+        info.type = tarfile.REGTYPE if member.is_file else member.type  # a sparse one: written whole
+        info.linkname = member.linkname
+        info.size = len(member.data) if member.is_file else 0
+        info.mtime, info.uid, info.gid, info.uname, info.gname = MTIME, 0, 0, "", ""
+        info.mode = DIR_MODE if member.type == tarfile.DIRTYPE else FILE_MODE
+        self._tar.addfile(info, io.BytesIO(member.data) if member.is_file else None)
+
+    def close(self) -> None:
+        self._tar.close()  # the end-of-archive marker
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _member(info: tarfile.TarInfo) -> Member:
+    return Member(info.name, b"", info.type, info.linkname)
+
+
+def _error(path: Path, exc: BaseException, what: str = "") -> MediaError:
+    where = f" ({what})" if what else ""
+    if str(exc) == "unexpected end of data":
+        return MediaError(path, f"truncated tar shard{where}: it ends inside a member's data",
+                          stage="decode", hint=_HINT)
+    reason = str(exc) if isinstance(exc, tarfile.TarError) else f"{type(exc).__name__}: {exc}"
+    return MediaError(path, f"unreadable tar shard{where}: {reason}", stage="decode", hint=_HINT)
