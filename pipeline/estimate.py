@@ -19,6 +19,7 @@ import torch
 
 from .build import Prepared
 from .engine.device import run_stages, upload
+from .stages.variants import chain_for
 
 REPEATS = 3
 
@@ -36,33 +37,40 @@ def estimate(p: Prepared) -> Estimate | None:
     """None when the job has nothing to do or no unit can be read."""
     from .media.images import image_size
 
-    pixels, sample = 0, None
+    pixels: dict[str | None, int] = {}  # per variant (None: the job has none)
+    sample = None
     for unit in p.plan.units:
         try:
             if unit.kind == "image":
                 width, height = image_size(unit.source)
-                pixels += width * height
+                pixels[unit.variant] = pixels.get(unit.variant, 0) + width * height
                 if sample is None:
                     sample = (unit.source, unit.open().read(unit.source))
             else:
                 info = unit.open().probe(unit.source)
-                pixels += info.width * info.height * (info.frames or 0)
+                pixels[unit.variant] = (pixels.get(unit.variant, 0)
+                                        + info.width * info.height * (info.frames or 0))
                 if sample is None:
                     first = next(iter(unit.open().frames(info, after_pts=None, skip=0, threads=0)), None)
                     sample = (unit.source, first.rgb) if first is not None else None
         except Exception:  # noqa: BLE001 - a bad unit fails in the run, with its reason
             continue
-    if sample is None or not pixels:
+    if sample is None or not sum(pixels.values()):
         return None
     path, frame = sample
-    seconds = _time_frame(p, frame)
-    per_pixel = seconds / (frame.shape[0] * frame.shape[1])
-    return Estimate(per_pixel * pixels, per_pixel * 1e6, path, (frame.shape[1], frame.shape[0]),
-                    pixels)
+    # each variant's chain timed on the frame (the stages before ``variants`` count in each:
+    # an image shares them, so a job with variants is over-estimated a little)
+    per_pixel = {variant: _time_frame(p, frame, variant) / (frame.shape[0] * frame.shape[1])
+                 for variant in pixels}
+    total = sum(per_pixel[v] * n for v, n in pixels.items())
+    everything = sum(pixels.values())
+    return Estimate(total, total / everything * 1e6, path, (frame.shape[1], frame.shape[0]),
+                    everything)
 
 
-def _time_frame(p: Prepared, frame: np.ndarray) -> float:
-    stages = [s for s in p.stages[1:-1] if s.kind == "transform"]
+def _time_frame(p: Prepared, frame: np.ndarray, variant: str | None = None) -> float:
+    middle = list(p.stages[1:-1]) if variant is None else chain_for(p.stages[1:-1], variant)
+    stages = [s for s in middle if s.kind == "transform"]
     device = p.ctx.device
     with torch.inference_mode():
         x = upload([frame], device).permute(0, 3, 1, 2).to(p.ctx.dtype)

@@ -360,3 +360,16 @@ def test_the_example_augment_job_runs_on_the_tree_the_repo_draws(tmp_path: Path)
             ["train-000000.tar", "train-000001.tar"]
     assert len([r for r in rows if r["kind"] == "image"]) == 2 * len(images)
     assert len([r for r in rows if r["kind"] == "shard"]) == 2 * 6
+
+
+def test_the_estimate_times_each_variants_chain(tree: Path) -> None:
+    from pipeline.estimate import estimate
+
+    branches = """\
+              plain: []
+              styled: [{fast_style: {weights: a.pth}}]"""
+    e = estimate(prepare(_job(tree, "est", branches, sidecars="[]")))
+    one = sum(w * h for w, h in IMAGES.values())
+    assert e.pixels == 2 * one  # each image once per variant
+    alone = estimate(prepare(_job(tree, "est1", "              plain: []", sidecars="[]")))
+    assert e.seconds > 2 * alone.seconds  # the styled branch's network is timed, not skipped
