@@ -372,12 +372,14 @@ def only_branches_added_or_removed(old: dict[str, Any], new: dict[str, Any]) -> 
     both are still right, so the job goes on where it was (the new branches from scratch)."""
     if old == new:
         return False
-    strip = lambda fp: {**fp, "stages": [{**s, "branches": None} if s.get("stage") == "variants"  # noqa: E731
-                                         else s for s in fp.get("stages", [])]}
+    def strip(fp: dict[str, Any]) -> dict[str, Any]:
+        return {**fp, "stages": [{**s, "branches": None} if s.get("stage") == "variants" else s
+                                 for s in fp.get("stages", [])]}
+
     if strip(old) != strip(new):
         return False
-    branches = [next((s["branches"] for s in fp.get("stages", []) if s.get("stage") == "variants"),
-                     None) for fp in (old, new)]
+    branches = [next((s["branches"] for s in fp.get("stages", [])
+                      if s.get("stage") == "variants"), None) for fp in (old, new)]
     if None in branches:
         return False
     before, after = branches

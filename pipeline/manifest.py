@@ -3,12 +3,12 @@
 The manifest lists every output of the stage chain on disk, one JSON object a line, in the
 plan's order: ``source`` (relative to the job file's folder when under it), ``output``
 (relative to the output folder), ``kind`` (image or video), ``variant`` (null: one chain),
-``width`` and ``height`` (as written: from the output's ledger line, else its header);
-an image inside a tar shard has a row of its own, ``kind`` shard, with ``member`` (its
-name in the output shard) and ``source_member``;
-and ``chain`` (a short hash of the fingerprint of the chain that made it: the stages,
-a variant's own, with their options and weights, the precision).  It is rebuilt from the ledger at the end of every run, so it is
-right after a resume or a deletion by hand, and it is written atomically (``manifest:
+``width`` and ``height`` (as written: from the output's ledger line, else its header), and
+``chain`` (a short hash of the fingerprint of the chain that made it: the stages, a
+variant's own, with their options and weights, the precision).  An image inside a tar shard
+has a row of its own, ``kind`` shard, with ``member`` (its name in the output shard) and
+``source_member``.  The manifest is rebuilt from the ledger at the end of every run, so it
+is right after a resume or a deletion by hand, and it is written atomically (``manifest:
 {csv: true}``: ``manifest.csv`` too).  Sidecar copies are not listed (they are the
 source's own files).
 
@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .atomic import atomic_write
 
@@ -53,37 +52,46 @@ def chain_hash(fingerprint: dict[str, Any]) -> str:
 
 
 def write_manifest(p: Prepared, ledger: Ledger, fingerprint: dict[str, Any]) -> Path:
-    """``output/manifest.jsonl`` for the outputs committed so far (see above)."""
+    """``output/manifest.jsonl`` for the outputs committed so far (see above).  Rows are
+    streamed to the file, not gathered: a million outputs do not make a million dicts."""
+    final = p.job.output / MANIFEST
+    rows = lambda: _rows(p, ledger, fingerprint)  # noqa: E731
+    atomic_write(final, lambda tmp: _write_lines(tmp, (json.dumps(r) + "\n" for r in rows())))
+    if p.job.manifest.csv:  # the same rows; a null variant is an empty cell
+        def write_csv(tmp) -> None:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=FIELDS, lineterminator="\n", restval="")
+                writer.writeheader()
+                writer.writerows(rows())
+        atomic_write(p.job.output / MANIFEST_CSV, write_csv)
+    return final
+
+
+def _write_lines(path, lines: Iterator[str]) -> None:
+    with open(path, "w") as f:
+        f.writelines(lines)
+
+
+def _rows(p: Prepared, ledger: Ledger, fingerprint: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The manifest's rows, in the plan's order."""
     output, base = p.job.output, p.job.path.parent.resolve()
     chains = _chain_hashes(p, fingerprint)
-    rows, real = [], {}
+    real: dict[str, str | None] = {}
     for unit in p.plan.units:
         if unit.kind == "file" or not ledger.is_done(unit.key):
             continue
         if unit.kind == "shard":  # one row per image inside the output shard
-            rows += [{"source": _relative(unit.source, base, real), "output": unit.key,
-                      "kind": "shard", "variant": unit.variant, "width": w, "height": h,
-                      "chain": chains[unit.variant], "member": out_name, "source_member": name}
-                     for name, out_name, w, h in ledger.members_of(unit.key)]
+            for name, out_name, w, h in ledger.members_of(unit.key):
+                yield {"source": _relative(unit.source, base, real), "output": unit.key,
+                       "kind": "shard", "variant": unit.variant, "width": w, "height": h,
+                       "chain": chains[unit.variant], "member": out_name, "source_member": name}
             continue
-        path = output / unit.key
-        size = ledger.size_of(unit.key) or _size(path, unit.kind)
+        size = ledger.size_of(unit.key) or _size(output / unit.key, unit.kind)
         if size is None:  # deleted by hand since: the next run redoes it
             continue
-        rows.append({"source": _relative(unit.source, base, real), "output": unit.key,
-                     "kind": unit.kind,
-                     "variant": unit.variant, "width": size[0], "height": size[1],
-                     "chain": chains[unit.variant]})
-    final = output / MANIFEST
-    text = "".join(json.dumps(row) + "\n" for row in rows)
-    atomic_write(final, lambda tmp: Path(tmp).write_text(text))
-    if p.job.manifest.csv:  # the same rows; a null variant is an empty cell
-        table = io.StringIO()
-        writer = csv.DictWriter(table, fieldnames=FIELDS, lineterminator="\n", restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write(output / MANIFEST_CSV, lambda tmp: Path(tmp).write_text(table.getvalue()))
-    return final
+        yield {"source": _relative(unit.source, base, real), "output": unit.key,
+               "kind": unit.kind, "variant": unit.variant, "width": size[0], "height": size[1],
+               "chain": chains[unit.variant]}
 
 
 def _chain_hashes(p: Prepared, fingerprint: dict[str, Any]) -> dict[str | None, str]:

@@ -6,9 +6,10 @@ The output tree mirrors each source tree: same relative folder and stem under
 to the same relative path.  With a ``variants`` stage, each (file, variant) is a
 unit, under ``output/<variant>/``; ``pick:`` sends each file through some of the
 variants only (``picked``), and a sidecar that shares an image's folder and stem
-goes where that image goes (the others go under every variant).  A source path that does not exist makes the job invalid; a
-folder or glob with no images (or videos) in it is reported as a failed
-source, so the rest of the job still runs.
+goes where that image goes (the others go under every variant).  A source
+path that does not exist makes the job invalid; a folder or glob with no
+images (or videos) in it is reported as a failed source, so the rest of the
+job still runs.
 """
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ STAGE = "copy"  # the stage a failed copy is reported at
 
 class FileWay(Way):
     kind = "file"
+    fans_out = True  # no stages: every variant's copies in one pass
 
     def pieces(self, unit: Unit) -> Iterator[Piece]:
         engine = self.engine

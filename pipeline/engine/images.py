@@ -4,11 +4,13 @@ Read: the header is checked against this machine's memory first (an image too
 big fails alone, before decoding), then the file is decoded.  Run: one uint8
 batch to the device, converted to the working dtype there, through the
 transform stages (a temporal stage passes images through), rounded back to
-uint8.  With a ``variants`` stage an image's units (one per variant) are read
-once, as one unit whose ``members`` they are: the stages before ``variants`` run
-once, then each branch on the images that go through it, and each (image,
-variant) is written, or fails, alone.  Write: at the source's size and orientation where the encoder asks
+uint8.  Write: at the source's size and orientation where the encoder asks
 (``encode.image.size: source``), encoded under a temporary name and committed.
+
+With a ``variants`` stage an image's units (one per variant) are read once, as
+one unit whose ``members`` they are: the stages before ``variants`` run once,
+then each branch on the images that go through it, and each (image, variant)
+is written, or fails, alone.
 """
 from __future__ import annotations
 
@@ -21,8 +23,8 @@ import torch
 
 from ..media.images import ImageHeader
 from ..plan import Unit
-from .batcher import Batch, Piece
 from ..stages.variants import find_variants
+from .batcher import Batch, Piece
 from .device import StageFailed, frames_to_device, run_stages, to_host_uint8
 from .way import Way
 

@@ -9,6 +9,8 @@ A way names no queue and starts no thread.  The engine calls, for each unit:
     write(stream, items) in a writer lane: put ``run``'s results in place, report records
     failed(unit, ...)    the unit failed (the engine already recorded it): progress only
 
+A way is made per run of the engine over its units: with a ``variants`` stage,
+once per variant unless it ``fans_out`` (``middle``: the variant's flat chain).
 Independent ways (images) share ``workers`` writer lanes, ``write(None, items)``
 each.  An ordered way (video) gets one lane per unit, started right after
 ``open``, whose ``items`` are its unit's results in order.  ``items`` ends when

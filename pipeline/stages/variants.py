@@ -100,7 +100,8 @@ class Variants(Stage):
         for name, stages in self.branches.items():
             strength = self.strengths[name]
             shown = " -> ".join(s.describe() for s in stages) or "(as it is)"
-            parts.append(f"{name}: {shown}" + (f" at strength {strength:g}" if strength < 1 else ""))
+            blend = f" at strength {strength:g}" if strength < 1 else ""
+            parts.append(f"{name}: {shown}{blend}")
         return "variants(" + "; ".join(parts) + ")"
 
     def fingerprint(self) -> dict[str, Any]:
