@@ -210,3 +210,40 @@ def test_driver_killed_then_run_again(cluster, media: Path) -> None:
     time.sleep(2.0)  # an actor of the killed driver would have written by now
     after = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in out.rglob("*") if p.is_file()}
     assert after == before, "no late writes"
+
+
+def test_variants_and_shards_on_ray_as_in_one_process(cluster, media: Path) -> None:
+    """Each (image, variant) and (shard, variant) is a unit on the cluster as at home: the
+    same bytes, the same ledger keys, the same failures (the broken file, per variant)."""
+    from tests.test_shards import dataset_shard
+
+    (media / "shards").mkdir(exist_ok=True)
+    dataset_shard(media / "shards" / "part-0.tar", 0)
+
+    def job(output: str) -> Path:
+        return write_job(media, f"""
+            sources:
+              - images: photos/
+              - shards: shards/part-0.tar
+            output: {output}
+            stages:
+              - decode
+              - variants:
+                  plain: []
+                  styled: [{{fast_style: {{weights: weights/style.pth}}}}]
+              - encode: {{image: {{format: png}}}}
+            """, name=f"variants_{output}.yaml")
+
+    home = run_cli_here(str(job("v_ref")))
+    on_ray = run_cli_here(str(job("v_ray")), "--ray", cluster.address, "--ray-workers", "2")
+    assert home.returncode == on_ray.returncode == 1, on_ray.stderr
+    assert "done 14, skipped 0 (already done), failed 2" in on_ray.stderr, on_ray.stderr
+    assert sorted(_failure_lines(on_ray.stderr)) == sorted(_failure_lines(home.stderr))
+    ref, out = media / "v_ref", media / "v_ray"
+    files = sorted(p.relative_to(ref) for p in ref.rglob("*") if p.is_file() and
+                   not p.name.startswith("."))
+    assert len([f for f in files if f.suffix == ".png"]) == 12
+    assert [f for f in files if f.suffix == ".tar"] == [Path("plain/part-0.tar"),
+                                                         Path("styled/part-0.tar")]
+    for rel in files:
+        assert (out / rel).read_bytes() == (ref / rel).read_bytes(), rel
