@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path, PurePath
 from typing import Callable
 
@@ -25,7 +24,7 @@ from .safety import check_output_folder, check_output_paths, check_side_file, ch
 from .sources import Source, get_source
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a 100k-file job holds 100k of them
 class Unit:
     """One source file: the unit of work, of commit and of failure (videos commit in segments)."""
 
@@ -38,10 +37,11 @@ class Unit:
     variant: str | None = None  # the ``variants`` branch it goes through (None: no variants)
     # the engine's: the units one read serves (an image read once for its variants), this first
     members: tuple[Unit, ...] = field(default=(), compare=False, repr=False)
+    # ``output_rel`` as a string: the ledger's, the manifest's and the engine's name for it
+    key: str = field(init=False, compare=False, repr=False)
 
-    @cached_property  # asked per unit by the ledger, the manifest, the engine
-    def key(self) -> str:
-        return self.output_rel.as_posix()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", self.output_rel.as_posix())
 
     def open(self) -> Source:
         """The source that reads this unit (a unit made by hand, in a test, gets its way's files)."""
@@ -84,42 +84,45 @@ def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> 
     check_writable(job.output, job.output_location)
     units: list[Unit] = []
     empty: list[tuple[SourceSpec, str]] = []
-    claimed: dict[str, tuple[Path, int]] = {}  # strings, not Paths: hashed per unit
+    claimed: dict[str, int] = {}  # output key -> the source's index: strings, not Paths
     output = job.output.resolve()
     variants: tuple[str | None, ...] = job.variants or (None,)
     for index, (spec, source) in enumerate(zip(job.sources, sources)):
         found = source.find(exclude=output)
         if not found:
             empty.append((spec, source.nothing_found()))
-        goes: dict[tuple[str, str], set] = {}  # (folder, stem) -> the variants it went to
+        goes: dict[tuple[str, str], tuple] = {}  # (folder, stem) -> the variants it went to
         work = [(path, rel, source.way) for path, rel in found]
         work += [(path, rel, "file") for path, rel in source.sidecars(found, exclude=output)]
         for path, rel, kind in work:
             out_rel = rel if kind == "file" else output_relpath(rel, kind)  # sidecars: as they are
             out_rel = PurePath(spec.into, out_rel) if spec.into else out_rel
-            posix = rel.as_posix()
-            folder, _, name = posix.rpartition("/")
-            stem = (folder, name.rpartition(".")[0] or name)
-            if kind != "file":
-                key = PurePath(spec.into, posix).as_posix() if spec.into else posix
-                chosen = picked(key, variants, job.pick)
-                goes.setdefault(stem, set()).update(chosen)
-            else:  # a label goes where its image goes; anything else under every variant
-                chosen = [v for v in variants if v in goes.get(stem, variants)]
+            chosen = variants
+            if job.pick is not None:  # else every file goes under every variant (or none)
+                posix = rel.as_posix()
+                folder, _, name = posix.rpartition("/")
+                stem = (folder, name.rpartition(".")[0] or name)
+                if kind != "file":
+                    key = PurePath(spec.into, posix).as_posix() if spec.into else posix
+                    chosen = picked(key, variants, job.pick)
+                    goes[stem] = tuple(v for v in variants if v in chosen or v in goes.get(stem, ()))
+                else:  # a label goes where its image goes; anything else under every variant
+                    chosen = goes.get(stem, variants)
             for variant in chosen:
                 out = PurePath(variant) / out_rel if variant else out_rel
                 key = out.as_posix()
                 if key in claimed:
-                    other, other_index = claimed[key]
+                    other_index = claimed[key]
+                    other = next(u.source for u in units if u.key == key)
                     raise JobError(
                         f"'{path}' and '{other}' (sources[{other_index}]) would both be written "
                         f"to '{out}'", location=spec.location, where=f"sources[{index}]",
                         hint="give one source an 'into: <folder>' key, or rename one file")
-                claimed[key] = (path, index)
+                claimed[key] = index
                 units.append(Unit(source=path, output_rel=out, source_index=index, kind=kind,
                                   reader=source, variant=variant))
-    check_output_paths(job.output, [(u.output_rel, u.source, f"sources[{u.source_index}]")
-                                    for u in units], job.output_location)
+    check_output_paths(job.output, [(u.output_rel, u.source, u.source_index) for u in units],
+                       job.output_location)
     if job.contact_sheet is not None:
         check_side_file(job.contact_sheet.path, job.output, [s.root() for s in sources],
                         (u.source for u in units), job.contact_sheet_location, "contact_sheet.path")

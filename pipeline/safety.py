@@ -65,10 +65,11 @@ def check_writable(output: Path, location: Location | None) -> None:
                        hint="point 'output' at a folder this user can write")
 
 
-def check_output_paths(output: Path, rels: Iterable[tuple[PurePath, Path, str]],
+def check_output_paths(output: Path, rels: Iterable[tuple[PurePath, Path, int | str]],
                        location: Location | None) -> None:
-    """Each output (relative path, its source, where) lands inside ``output``, on no source
-    file, and not inside another job's output folder (one holding its own ledger)."""
+    """Each output (relative path, its source, its source's index or where) lands inside
+    ``output``, on no source file, and not inside another job's output folder (one holding
+    its own ledger)."""
     out = output.resolve()
     root = str(out) + os.sep
     items = list(rels)
@@ -78,7 +79,8 @@ def check_output_paths(output: Path, rels: Iterable[tuple[PurePath, Path, str]],
     foreign: dict[Path, bool] = {}
     nested_of: dict[str, Path | None] = {}
     outer = _outer_outputs(out)
-    for rel, source, where in items:
+    for rel, source, index in items:
+        where = f"sources[{index}]" if isinstance(index, int) else index
         if rel.is_absolute() or ".." in rel.parts or not rel.parts:
             raise JobError(f"{where}: output path '{rel}' for '{source}' would leave the output folder",
                            location=location, where="output")
