@@ -373,3 +373,21 @@ def test_the_estimate_times_each_variants_chain(tree: Path) -> None:
     assert e.pixels == 2 * one  # each image once per variant
     alone = estimate(prepare(_job(tree, "est1", "              plain: []", sidecars="[]")))
     assert e.seconds > 2 * alone.seconds  # the styled branch's network is timed, not skipped
+
+
+def test_with_pick_a_label_goes_where_its_image_went(tree: Path) -> None:
+    branches = """\
+              left: []
+              right: [{tv_denoise: {weight: 0.05}}]"""
+    result = run_cli_here("run", str(_job(tree, "outp", branches, "pick: {count: 1, seed: 3}")))
+    assert result.returncode == 0, result.stderr
+    files = _files(tree / "outp")
+    for name in IMAGES:
+        png = PurePath(name).with_suffix(".png").as_posix()
+        label = PurePath(name).with_suffix(".txt").as_posix()
+        went = [v for v in ("left", "right") if f"{v}/{png}" in files]
+        assert went == picked(name, ("left", "right"), PickOptions(1, 3))
+        assert [v for v in ("left", "right") if f"{v}/{label}" in files] == went
+    assert {"left/annotations.json", "right/annotations.json"} <= set(files)  # no image's own
+    sides = {picked(name, ("left", "right"), PickOptions(1, 3))[0] for name in IMAGES}
+    assert sides == {"left", "right"}  # the seed sends the images both ways: the test can fail
