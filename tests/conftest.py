@@ -40,6 +40,19 @@ def make_photos(folder: Path, n: int, size=(24, 32), seed: int = 0, ext: str = "
     return paths
 
 
+def draw_tree(folder: Path, images: dict[str, tuple[int, int]],
+              files: dict[str, bytes] | None = None) -> Path:
+    """Images ``{relative path: (width, height)}`` (seeded by their order) and other files
+    ``{relative path: bytes}`` under ``folder``, folders made as needed."""
+    for i, (name, (w, h)) in enumerate(images.items()):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(natural_image(h, w, seed=i)).save(folder / name)
+    for name, data in (files or {}).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return folder
+
+
 def lively_transformer_net(seed: int = 0):
     """A random TransformerNet whose output spans 0..255 (a fresh one is near 0)."""
     from pipeline.models.transformer_net import TransformerNet

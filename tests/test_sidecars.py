@@ -10,7 +10,7 @@ from PIL import Image
 
 from pipeline.errors import JobError
 from pipeline.walk import matches_any
-from tests.conftest import natural_image, run_cli_here, write_job
+from tests.conftest import draw_tree, run_cli_here, write_job
 
 IMAGES = {"train/cat/img1.jpg": (40, 30), "train/dog/img2.png": (33, 21), "val/img3.png": (24, 36),
           "train/thumbs/t1.png": (8, 8)}
@@ -24,11 +24,7 @@ def tree(tmp_path_factory) -> Path:
     """A class-folder tree with YOLO labels beside the images, a COCO json at the top, a
     thumbnails folder to exclude, and one corrupt image."""
     root = tmp_path_factory.mktemp("sidecars")
-    for i, (name, (w, h)) in enumerate(IMAGES.items()):
-        (root / "data" / name).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(natural_image(h, w, seed=i)).save(root / "data" / name)
-    for name, data in OTHERS.items():
-        (root / "data" / name).write_bytes(data)
+    draw_tree(root / "data", IMAGES, OTHERS)
     (root / "data" / "train/cat/bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     return root
 

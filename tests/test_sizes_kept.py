@@ -13,7 +13,7 @@ from pipeline.media.images import image_header, read_image, unorient
 from pipeline.ops.resize import resize_to
 from pipeline.stages.encode import ImageEncodeParams
 from pipeline.typed_yaml import ParamError
-from tests.conftest import natural_image, run_cli_here, write_job
+from tests.conftest import draw_tree, natural_image, run_cli_here, write_job
 
 SIZES = {"a.png": (37, 23), "b.jpg": (64, 48), "deep/c.png": (20, 52)}  # width, height
 
@@ -28,9 +28,7 @@ def _exif(orientation: int) -> Image.Exif:
 def tree(tmp_path_factory) -> Path:
     """Images of odd sizes, and a PNG stored 40x30 that a viewer shows turned (EXIF 6: 30x40)."""
     root = tmp_path_factory.mktemp("sizes")
-    for i, (name, (w, h)) in enumerate(SIZES.items()):
-        (root / "data" / name).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(natural_image(h, w, seed=i)).save(root / "data" / name)
+    draw_tree(root / "data", SIZES)
     Image.fromarray(natural_image(30, 40, seed=9)).save(root / "data" / "turned.png", exif=_exif(6))
     return root
 

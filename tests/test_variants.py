@@ -19,7 +19,8 @@ from pipeline.config import PickOptions
 from pipeline.errors import JobError
 from pipeline.ledger import Ledger
 from pipeline.plan import picked
-from tests.conftest import REPO, lively_transformer_net, make_photos, natural_image, run_cli_here, write_job
+from tests.conftest import (REPO, draw_tree, lively_transformer_net, make_photos, run_cli_here,
+                            write_job)
 
 # A class-folder tree, YOLO labels beside the images, a COCO json at the top.
 IMAGES = {"train/cat/img1.jpg": (40, 30), "train/cat/img2.png": (31, 23),
@@ -32,11 +33,7 @@ LABELS = {"train/cat/img1.txt": b"0 0.5 0.5 0.2 0.3\n", "train/cat/img2.txt": b"
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("variants")
-    for i, (name, (w, h)) in enumerate(IMAGES.items()):
-        (root / "data" / name).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(natural_image(h, w, seed=i)).save(root / "data" / name)
-    for name, data in LABELS.items():
-        (root / "data" / name).write_bytes(data)
+    draw_tree(root / "data", IMAGES, LABELS)
     torch.save(lively_transformer_net(1).state_dict(), root / "a.pth")
     torch.save(lively_transformer_net(2).state_dict(), root / "b.pth")
     broken = lively_transformer_net(3).state_dict()
