@@ -86,7 +86,8 @@ class Ledger(Commits):
                      "or point 'output' at a new folder"
                      + ("; or, to keep the other variants' outputs, give a changed variant a "
                         "new name (variants may be added and removed freely)"
-                        if "branches" in json.dumps(fingerprint) else ""))
+                        if any(s.get("stage") == "variants" for s in fingerprint.get("stages", []))
+                        else ""))
         # Outputs deleted by hand are redone: only files still on disk count.
         self._done = on_disk(output, committed)
         # (width, height) of each output whose line says (images), for the manifest
@@ -372,6 +373,7 @@ def only_branches_added_or_removed(old: dict[str, Any], new: dict[str, Any]) -> 
     both are still right, so the job goes on where it was (the new branches from scratch)."""
     if old == new:
         return False
+
     def strip(fp: dict[str, Any]) -> dict[str, Any]:
         return {**fp, "stages": [{**s, "branches": None} if s.get("stage") == "variants" else s
                                  for s in fp.get("stages", [])]}

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from .atomic import atomic_write
+from .safety import real_path
 
 if TYPE_CHECKING:
     from .build import Prepared
@@ -76,7 +77,7 @@ def _rows(p: Prepared, ledger: Ledger, fingerprint: dict[str, Any]) -> Iterator[
     """The manifest's rows, in the plan's order."""
     output, base = p.job.output, p.job.path.parent.resolve()
     chains = _chain_hashes(p, fingerprint)
-    real: dict[str, str | None] = {}
+    real: dict[str, str] = {}
     for unit in p.plan.units:
         if unit.kind == "file" or not ledger.is_done(unit.key):
             continue
@@ -141,18 +142,8 @@ def _size(path: Path, kind: str) -> tuple[int, int] | None:
         return None
 
 
-def _relative(path: Path, base: Path, real: dict[str, str | None]) -> str:
-    """``path`` relative to ``base`` when under it (symlinks resolved), else as it is; each
-    folder resolved (and made relative) once, in ``real``, not each file."""
-    folder, name = os.path.split(path)
-    if folder not in real:
-        full, root = os.path.realpath(folder), str(base)
-        real[folder] = (Path(os.path.relpath(full, root)).as_posix()
-                        if (full + os.sep).startswith(root.rstrip(os.sep) + os.sep) else None)
-    if os.path.islink(path):  # a linked file: where it points decides
-        full = os.path.realpath(path)
-        root = str(base).rstrip(os.sep) + os.sep
-        return Path(os.path.relpath(full, base)).as_posix() if full.startswith(root) else str(path)
-    if real[folder] is None:
-        return str(path)
-    return name if real[folder] == "." else f"{real[folder]}/{name}"
+def _relative(path: Path, base: Path, real: dict[str, str]) -> str:
+    """``path`` relative to ``base`` when under it (symlinks resolved, each folder once:
+    ``safety.real_path``), else as it is."""
+    full, root = real_path(str(path), real), str(base).rstrip(os.sep) + os.sep
+    return Path(full[len(root):]).as_posix() if full.startswith(root) else str(path)

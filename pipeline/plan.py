@@ -22,6 +22,7 @@ from .config import Job, PickOptions, SourceSpec
 from .errors import JobError
 from .safety import check_output_folder, check_output_paths, check_side_file, check_writable
 from .sources import Source, get_source
+from .walk import folder_and_stem
 
 
 @dataclass(frozen=True, slots=True)  # slots: a 100k-file job holds 100k of them
@@ -99,11 +100,9 @@ def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> 
             out_rel = PurePath(spec.into, out_rel) if spec.into else out_rel
             chosen = variants
             if job.pick is not None:  # else every file goes under every variant (or none)
-                posix = rel.as_posix()
-                folder, _, name = posix.rpartition("/")
-                stem = (folder, name.rpartition(".")[0] or name)
+                stem = folder_and_stem(rel)
                 if kind != "file":
-                    key = PurePath(spec.into, posix).as_posix() if spec.into else posix
+                    key = PurePath(spec.into, rel).as_posix() if spec.into else rel.as_posix()
                     chosen = picked(key, variants, job.pick)
                     goes[stem] = tuple(v for v in variants if v in chosen or v in goes.get(stem, ()))
                 else:  # a label goes where its image goes; anything else under every variant

@@ -75,7 +75,7 @@ def check_output_paths(output: Path, rels: Iterable[tuple[PurePath, Path, int | 
     items = list(rels)
     real: dict[str, str] = {}  # folder -> its real path: each folder resolved once, not per file
     # Strings, not Paths, per file: a 100k-file job plans in a fraction of a second
-    sources = {_real(str(source), real) for _, source, _ in items}
+    sources = {real_path(str(source), real) for _, source, _ in items}
     foreign: dict[Path, bool] = {}
     nested_of: dict[str, Path | None] = {}
     outer = _outer_outputs(out)
@@ -84,7 +84,7 @@ def check_output_paths(output: Path, rels: Iterable[tuple[PurePath, Path, int | 
         if rel.is_absolute() or ".." in rel.parts or not rel.parts:
             raise JobError(f"{where}: output path '{rel}' for '{source}' would leave the output folder",
                            location=location, where="output")
-        final = _real(os.path.join(root, rel), real)  # follows a symlink planted in the output
+        final = real_path(os.path.join(root, rel), real)  # follows a symlink planted inside
         if not final.startswith(root):
             raise JobError(f"{where}: the output for '{source}' resolves to '{final}', outside "
                            f"the output folder (a symlink inside it?)", location=location,
@@ -127,7 +127,7 @@ def check_side_file(path: Path, output: Path, source_roots: Iterable[Path], sour
                            hint="write it next to the outputs, e.g. 'out/sheet.png'")
 
 
-def _real(path: str, real: dict[str, str]) -> str:
+def real_path(path: str, real: dict[str, str]) -> str:
     """``os.path.realpath(path)``, with each folder's real path cached in ``real``: a
     100k-file tree has a few hundred folders, and resolving costs a stat per component."""
     folder, name = os.path.split(path)

@@ -94,6 +94,13 @@ def _walk(folder: Path, rel: tuple[str, ...], seen: set[tuple[int, int]],
                 continue
 
 
+def folder_and_stem(rel: PurePath) -> tuple[str, str]:
+    """(folder, stem) of a relative path, as strings (no Path per file): ``a/b.tar.gz`` ->
+    ``("a", "b.tar")``; a label and its image share them (``same_stem``)."""
+    folder, _, name = rel.as_posix().rpartition("/")
+    return folder, name.rpartition(".")[0] or name
+
+
 def matches_any(patterns: tuple[str, ...], rel: PurePath) -> bool:
     """Whether the relative path ``rel`` matches one of ``patterns`` (``sidecars:``,
     ``exclude:``): glob rules per name, ``**`` for any folders; a pattern without a ``/``

@@ -19,8 +19,8 @@ from pipeline.config import PickOptions
 from pipeline.errors import JobError
 from pipeline.ledger import Ledger
 from pipeline.plan import picked
-from tests.conftest import (REPO, draw_tree, lively_transformer_net, make_photos, run_cli_here,
-                            write_job)
+from tests.conftest import (REPO, draw_tree, lively_transformer_net, make_photos, natural_image,
+                            run_cli_here, write_job)
 
 # A class-folder tree, YOLO labels beside the images, a COCO json at the top.
 IMAGES = {"train/cat/img1.jpg": (40, 30), "train/cat/img2.png": (31, 23),
@@ -388,3 +388,21 @@ def test_with_pick_a_label_goes_where_its_image_went(tree: Path) -> None:
     assert {"left/annotations.json", "right/annotations.json"} <= set(files)  # no image's own
     sides = {picked(name, ("left", "right"), PickOptions(1, 3))[0] for name in IMAGES}
     assert sides == {"left", "right"}  # the seed sends the images both ways: the test can fail
+
+
+def test_strength_on_a_branch_that_resizes_blends_with_its_resized_input(tree: Path) -> None:
+    from pipeline.engine.device import run_stages
+    from pipeline.ops.resize import resize
+    from pipeline.stages.variants import chain_for
+
+    branches = "              half: {stages: [{resize: {scale: 0.5}}], strength: 0.25}"
+    p = prepare(_job(tree, "resized", branches, sidecars="[]"))
+    x = torch.from_numpy(np.stack([natural_image(24, 32, seed=1)])).permute(0, 3, 1, 2).float()
+    for dtype in (torch.float32, torch.bfloat16):
+        out = run_stages(chain_for(p.stages[2:-1], "half"), x.to(dtype))  # after the trunk
+        assert out.shape == (1, 3, 12, 16) and out.dtype == dtype
+        styled = resize(x, (12, 16), interpolation="bicubic")  # what the branch made
+        given = resize(x, (12, 16), interpolation="bilinear")  # its input, brought to its size
+        expected = 0.25 * styled + 0.75 * given
+        torch.testing.assert_close(out.float(), expected, rtol=0,
+                                   atol=2.0 if dtype == torch.bfloat16 else 1e-3)

@@ -15,7 +15,7 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, ClassVar, Iterator
 
 from ..errors import JobError
-from ..walk import PatternError, find, matches_any, split_pattern
+from ..walk import PatternError, find, folder_and_stem, matches_any, split_pattern
 
 if TYPE_CHECKING:
     import numpy as np
@@ -80,7 +80,7 @@ class Source:
         files under the root whose path matches a pattern, or (``same_stem``) shares a unit's
         folder and stem; never a file this source would take as a unit; sorted."""
         patterns = tuple(p for p in self.spec.sidecars if p != "same_stem")
-        stems = ({_stem(rel) for _, rel in found} if "same_stem" in self.spec.sidecars
+        stems = ({folder_and_stem(rel) for _, rel in found} if "same_stem" in self.spec.sidecars
                  else set())  # strings, not a PurePath per file
         if not patterns and not stems:
             return []
@@ -90,7 +90,7 @@ class Source:
         skip = lambda folder: folder == exclude or exclude in folder.parents  # noqa: E731
         other = lambda name: Path(name).suffix.lower() not in self.extensions  # noqa: E731
         carried = [(path, rel) for path, rel in find(root, other, skip_dir=skip)
-                   if _stem(rel) in stems or matches_any(patterns, rel)]
+                   if folder_and_stem(rel) in stems or matches_any(patterns, rel)]
         return self._not_excluded(carried)
 
     def nothing_found(self) -> str:
@@ -112,9 +112,3 @@ class Source:
         """A video unit's frames from a resume point (see media/video_read.py); ``planes``: the
         engine can take 4:2:0 frames as their planes (``DecodedFrame.planes``), unconverted."""
         raise NotImplementedError(f"'{self.key}' sources are not read as videos")
-
-
-def _stem(rel: PurePath) -> tuple[str, str]:
-    """(folder, stem) of a relative path, as strings: ``a/b.tar.gz`` -> ``("a", "b.tar")``."""
-    folder, _, name = rel.as_posix().rpartition("/")
-    return folder, name.rpartition(".")[0] or name

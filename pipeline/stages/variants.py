@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..context import RunContext
 from ..errors import JobError, WeightsError
+from ..ops.resize import resize
 from .base import Stage
 from .registry import get_stage, register
 
@@ -76,8 +76,7 @@ class Variants(Stage):
         if strength >= 1.0:
             return out
         if out.shape[-2:] != x.shape[-2:]:
-            x = F.interpolate(x, size=out.shape[-2:], mode="bilinear", align_corners=False,
-                              antialias=True)
+            x = resize(x, tuple(out.shape[-2:]), interpolation="bilinear")
         return torch.lerp(x.to(out.dtype), out, strength)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
