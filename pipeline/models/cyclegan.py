@@ -42,6 +42,23 @@ def _use_bias(norm: str) -> bool:
     return norm == "instance"
 
 
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` (same parameters, same keys) whose CPU forward gives the same
+    bits at any thread count.  oneDNN's kernel splits its sums by the thread count: at 3
+    threads its output differed from 1 thread's in the last bits (measured, torch 2.13 on
+    a 2-core Xeon), and the load follower changes the count mid-run, so a resumed run could
+    have written other bytes.  ATen's own kernel (``slow_conv_transpose2d``) does not, and
+    was as fast there; other devices, and autocast (training), keep torch's choice."""
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        if x.device.type != "cpu" or output_size is not None or self.groups != 1 \
+                or self.padding_mode != "zeros" or torch.is_autocast_enabled("cpu"):
+            return super().forward(x, output_size)
+        return torch.ops.aten.slow_conv_transpose2d(
+            x, self.weight, self.kernel_size, self.bias, self.stride, self.padding,
+            self.output_padding, self.dilation)
+
+
 class ResnetBlock(nn.Module):
     """pad, conv, norm, ReLU, [dropout], pad, conv, norm; plus the input."""
 
@@ -80,7 +97,7 @@ class ResnetGenerator(nn.Module):
                        make_norm(ngf * mult * 2), nn.ReLU(True)]
         layers += [ResnetBlock(ngf * 4, norm, use_dropout) for _ in range(n_blocks)]
         for mult in (4, 2):
-            layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1,
+            layers += [ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1,
                                           output_padding=1, bias=bias),
                        make_norm(ngf * mult // 2), nn.ReLU(True)]
         # The output conv always has a bias: no norm follows it.
@@ -107,13 +124,13 @@ class UnetSkipConnectionBlock(nn.Module):
         input_nc = outer_nc if input_nc is None else input_nc
         downconv = nn.Conv2d(input_nc, inner_nc, 4, stride=2, padding=1, bias=bias)
         if outermost:
-            up_conv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, 4, stride=2, padding=1)
+            up_conv = ConvTranspose2d(inner_nc * 2, outer_nc, 4, stride=2, padding=1)
             layers = [downconv, submodule, nn.ReLU(True), up_conv, nn.Tanh()]
         elif innermost:
-            up_conv = nn.ConvTranspose2d(inner_nc, outer_nc, 4, stride=2, padding=1, bias=bias)
+            up_conv = ConvTranspose2d(inner_nc, outer_nc, 4, stride=2, padding=1, bias=bias)
             layers = [nn.LeakyReLU(0.2, True), downconv, nn.ReLU(True), up_conv, make_norm(outer_nc)]
         else:
-            up_conv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, 4, stride=2, padding=1, bias=bias)
+            up_conv = ConvTranspose2d(inner_nc * 2, outer_nc, 4, stride=2, padding=1, bias=bias)
             layers = [nn.LeakyReLU(0.2, True), downconv, make_norm(inner_nc), submodule,
                       nn.ReLU(True), up_conv, make_norm(outer_nc)]
             if use_dropout:  # last, so it moves no parameter keys
