@@ -16,6 +16,7 @@ import signal
 import sys
 import warnings
 from enum import Enum
+from itertools import islice
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -141,7 +142,7 @@ def run_job(job: Path, *, restart: bool = False, quiet: bool = False, log_every:
             fingerprint = backend.fingerprint  # the precision where the work runs
         try:
             ledger = Ledger(prepared.job.output, fingerprint, restart=restart,
-                            keys=[u.key for u in prepared.plan.units])
+                            keys=(u.key for u in prepared.plan.units))
         except JobError as exc:
             _exit_invalid(exc)
         except OSError as exc:  # an output folder we cannot create or write, a full disk
@@ -186,8 +187,9 @@ def _write_contact_sheet(p: Prepared) -> None:
     from .contact_sheet import make_contact_sheet
 
     opts = p.job.contact_sheet
-    pairs = [(u.source, p.job.output / u.output_rel) for u in p.plan.units
-             if u.kind == "image" and (p.job.output / u.output_rel).is_file()][: opts.images]
+    pairs = list(islice(((u.source, p.job.output / u.output_rel) for u in p.plan.units
+                         if u.kind == "image" and (p.job.output / u.output_rel).is_file()),
+                        opts.images))
     if not pairs:
         return
     try:
@@ -215,10 +217,14 @@ def validate(job: Path = JOB_ARG,
     typer.echo(f"device    {p.ctx.device}   precision {p.ctx.precision}   "
                f"batch size {p.ctx.batch_size or 'auto'}")
     typer.echo(f"threads   {threads.budget_for(**thread_args(p.job, p.stages)).describe()}")
+    counts = [[0, 0] for _ in p.job.sources]  # (files, sidecars) per source, not (file, variant)
+    last = None
+    for u in p.plan.units:  # a file's variants come together: count where the file changes
+        if (u.source, u.source_index) != last:
+            counts[u.source_index][u.kind == "file"] += 1
+            last = (u.source, u.source_index)
     for index, spec in enumerate(p.job.sources):
-        mine = [u for u in p.plan.units if u.source_index == index]  # files, not (file, variant)
-        count = len({u.source for u in mine if u.kind != "file"})
-        carried = len({u.source for u in mine if u.kind == "file"})
+        count, carried = counts[index]
         extra = f", {carried} sidecar file{'s' if carried != 1 else ''} carried" if carried else ""
         noun = "shard" if spec.kind == "shards" else "file"
         typer.echo(f"source    [{index}] {spec.kind}: {spec.pattern}  "
@@ -319,7 +325,7 @@ def _run(p: Prepared, ledger: Ledger, quiet: bool, log_every: float = 30.0,
     from .engine import run_units
     from .progress import Bars, Reporter, Tee
 
-    pending = [u for u in p.plan.units if not ledger.is_done(u.key)]
+    pending = p.plan.units.where(lambda u: not ledger.is_done(u.key))  # a byte per unit
     skipped = len(p.plan.units) - len(pending)
     images = sum(1 for u in pending if u.kind == "image")
     # Bars on a terminal; without one (nohup, a service) tqdm is off: plain lines instead.
@@ -352,8 +358,10 @@ def _speed(count: int, seconds: float, unit: str) -> str:
 
 
 def _report(p: Prepared, s: Summary) -> int:
+    from .sources import get_source
+
     failed = len(s.failures) + len(p.plan.empty_sources)
-    videos = any(u.kind == "video" for u in p.plan.units)
+    videos = any(get_source(spec.kind).way == "video" for spec in p.job.sources)
     state = "interrupted" if s.interrupted else "stopped" if s.fatal else "finished"
     speed = _speed(s.frames, s.wall_s, "frame" if videos else "image")  # an image is a frame
     # after a stop, the segments committed for clips not finished yet are kept for the rerun

@@ -42,12 +42,15 @@ import json
 import os
 import threading
 import time
+from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from .atomic import partial_of
 from .commits import SEGMENTS_DIR, Commits, Scratch, Segment, is_safe_key, load_state, remove_segments
 from .errors import JobError, PipelineError
+from .keyset import NONE, KeySet
 from .records import Done, ScratchSaved, SegmentSaved, SegmentsDropped
 
 LEDGER_NAME = ".ledger.jsonl"
@@ -69,12 +72,11 @@ class Ledger(Commits):
         self._lock_file = _take_lock(output / LOCK_NAME)
         _repair_tail(self.path)
         header, committed, segments, scratches = _read(self.path)
-        keys = set(keys)
         if restart and header is not None:
-            _remove_outputs(output, committed)
-            for key in set(segments) | keys:
+            _remove_outputs(output, _done_records(self.path))
+            for key in segments:
                 remove_segments(output, key)
-            header, committed, segments, scratches = None, {}, {}, {}
+            header, committed, segments, scratches = None, Committed(), {}, {}
         amended = header is not None and only_branches_added_or_removed(
             header.get("fingerprint", {}), fingerprint)
         if header is not None and header.get("fingerprint") != fingerprint and not amended:
@@ -88,21 +90,20 @@ class Ledger(Commits):
                         "new name (variants may be added and removed freely)"
                         if any(s.get("stage") == "variants" for s in fingerprint.get("stages", []))
                         else ""))
-        # Outputs deleted by hand are redone: only files still on disk count.
+        # Outputs deleted by hand are redone: only files still on disk count.  Each done key
+        # holds its (width, height) as the line said (images), for the manifest.
         self._done = on_disk(output, committed)
-        # (width, height) of each output whose line says (images), for the manifest
-        self._sizes = {key: (r["width"], r["height"]) for key, r in committed.items()
-                       if key in self._done and "width" in r and "height" in r}
         # a tar shard's images, as its line lists them, for the manifest
-        self._members = {key: [tuple(m) for m in r["members"]] for key, r in committed.items()
-                         if key in self._done and isinstance(r.get("members"), list)}
-        for key in self._done & (set(segments) | set(scratches)):  # killed after the final line
+        self._members = {key: members for key, members in committed.members.items()
+                         if key in self._done}
+        for key in [k for k in (*segments, *scratches) if k in self._done]:  # killed after the final line
             remove_segments(output, key)
             segments.pop(key, None)
             scratches.pop(key, None)
         self._segments = segments
         self._scratches = scratches  # key -> segment index -> part -> record
-        sweep_partials(output, keys | set(committed) | set(segments))
+        # ``keys`` is read once, here: a 1M-output job passes a generator, not a list
+        sweep_partials(output, chain(keys, segments), also=committed, restart=restart)
         if header is None:
             self.path.unlink(missing_ok=True)
             self._append({"ledger": VERSION, "fingerprint": fingerprint, "created": time.time()})
@@ -112,12 +113,13 @@ class Ledger(Commits):
 
     # -- what to resume from ------------------------------------------------------
     def is_done(self, key: str) -> bool:
-        return key in self._done
+        with self._lock:
+            return key in self._done
 
     def size_of(self, key: str) -> tuple[int, int] | None:
         """(width, height) of a done output as its line recorded it (None: not recorded)."""
         with self._lock:
-            return self._sizes.get(key)
+            return unpack_size(self._done.get(key))
 
     def members_of(self, key: str) -> list[tuple[str, str, int, int]]:
         """A done tar shard's images: (source member, output member, width, height) each."""
@@ -166,11 +168,7 @@ class Ledger(Commits):
             if line is not None:
                 self._append(line)
             if isinstance(record, Done):
-                self._done.add(record.key)
-                if record.size is not None:
-                    self._sizes[record.key] = record.size
-                else:
-                    self._sizes.pop(record.key, None)
+                self._done.add(record.key, pack_size(record.size))
                 if record.members is not None:
                     self._members[record.key] = record.members
                 else:
@@ -240,39 +238,76 @@ class LedgerWriteError(PipelineError, OSError):
         return self.strerror
 
 
-def _read(path: Path) -> tuple[dict[str, Any] | None, dict[str, dict], dict[str, dict[int, dict]],
-                               dict[str, dict[int, dict[int, dict]]]]:
-    """(header, committed outputs' done lines by key, segments by key and index, scratches by
-    key, segment and part)."""
+@dataclass
+class Committed:
+    """What a ledger's done lines say, kept small: each key (a hash, with its packed size),
+    the folders they lie in, and a tar shard's member list (shards are few)."""
+
+    keys: KeySet = field(default_factory=KeySet)
+    folders: set[str] = field(default_factory=set)
+    members: dict[str, list[tuple]] = field(default_factory=dict)
+
+    def add(self, key: str, record: dict) -> None:
+        w, h = record.get("width"), record.get("height")
+        self.keys.add(key, pack_size((w, h)) if isinstance(w, int) and isinstance(h, int) else NONE)
+        self.folders.add(key.rpartition("/")[0])
+        if isinstance(record.get("members"), list):
+            self.members[key] = [tuple(m) for m in record["members"]]
+        else:
+            self.members.pop(key, None)
+
+
+def pack_size(size: tuple[int, int] | None) -> int:
+    """(width, height) as one int (a ``KeySet`` value); None as ``NONE``."""
+    return NONE if size is None else (size[0] << 32) | size[1]
+
+
+def unpack_size(value: int | None) -> tuple[int, int] | None:
+    return None if value is None or value == NONE else (value >> 32, value & 0xFFFFFFFF)
+
+
+def _records(path: Path) -> Iterator[dict[str, Any]]:
+    """The ledger's whole lines, parsed, one at a time (a torn or foreign line is skipped)."""
     if not path.is_file():
-        return None, {}, {}, {}
-    header, committed, segments, scratches = None, {}, {}, {}
+        return
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line torn by a kill mid-write
-            if not isinstance(record, dict):
-                continue
-            if "ledger" in record:  # the last one: a later one amends the variants
-                header = record
-            elif "done" in record and is_safe_key(record["done"]):
-                committed[record["done"]] = record
-            elif "segment" in record and is_safe_key(record["segment"]):
-                segments.setdefault(record["segment"], {})[record["index"]] = record
-            elif "scratch" in record and is_safe_key(record["scratch"]):
-                scratches.setdefault(record["scratch"], {}).setdefault(
-                    record["in_segment"], {})[record["part"]] = record
+            if isinstance(record, dict):
+                yield record
+
+
+def _done_records(path: Path) -> Iterator[dict[str, Any]]:
+    return (r for r in _records(path) if "done" in r and is_safe_key(r["done"]))
+
+
+def _read(path: Path) -> tuple[dict[str, Any] | None, Committed, dict[str, dict[int, dict]],
+                               dict[str, dict[int, dict[int, dict]]]]:
+    """(header, the committed outputs, segments by key and index, scratches by key, segment and
+    part).  Read line by line: a 1M-line ledger never sits in memory as records."""
+    header, committed, segments, scratches = None, Committed(), {}, {}
+    for record in _records(path):
+        if "ledger" in record:  # the last one: a later one amends the variants
+            header = record
+        elif "done" in record and is_safe_key(record["done"]):
+            committed.add(record["done"], record)
+        elif "segment" in record and is_safe_key(record["segment"]):
+            segments.setdefault(record["segment"], {})[record["index"]] = record
+        elif "scratch" in record and is_safe_key(record["scratch"]):
+            scratches.setdefault(record["scratch"], {}).setdefault(
+                record["in_segment"], {})[record["part"]] = record
     return header, committed, segments, scratches
 
 
-def committed_keys(path: Path) -> set[str]:
+def committed_keys(path: Path) -> KeySet:
     """The outputs a ledger file records as done (for another job's checks)."""
     try:
-        return set(_read(path)[1])
+        return _read(path)[1].keys
     except OSError:
-        return set()
+        return KeySet()
 
 
 def _repair_tail(path: Path) -> None:
@@ -305,14 +340,14 @@ def _take_lock(path: Path):
     return f
 
 
-def _remove_outputs(output: Path, committed: dict[str, dict]) -> None:
+def _remove_outputs(output: Path, records: Iterable[dict[str, Any]]) -> None:
     """``--restart``: delete what this job recorded, and only that.  A record is not proof:
     a key must be a plain path inside the output folder (no symlink leading out of it), and
     the file must still have the size recorded; anything else is left alone."""
     root = output.resolve()
-    for key, record in committed.items():
+    for record in records:
         size = record.get("bytes", 0)
-        path = output / key
+        path = output / record["done"]
         try:
             if path.is_symlink() or not path.is_file() or path.stat().st_size != size:
                 continue
@@ -323,48 +358,70 @@ def _remove_outputs(output: Path, committed: dict[str, dict]) -> None:
         path.unlink(missing_ok=True)
 
 
-def on_disk(output: Path, keys: Iterable[str]) -> set[str]:
-    """The ``keys`` whose file is in place: each folder listed once, not a stat per key (a
-    symlink to a file counts, as ``Path.is_file`` would have it)."""
-    by_folder: dict[str, list[str]] = {}
-    for key in keys:
-        folder, _, name = key.rpartition("/")
-        by_folder.setdefault(folder, []).append(name)
-    found = set()
-    for folder, names in by_folder.items():
+def on_disk(output: Path, committed: Committed) -> KeySet:
+    """The committed keys whose file is in place (with their sizes): each folder they lie in
+    listed once, not a stat per key (a symlink to a file counts, as ``Path.is_file`` would
+    have it)."""
+    found = KeySet()
+    for folder in committed.folders:
         try:
             with os.scandir(os.path.join(output, folder) if folder else output) as entries:
-                files = {e.name for e in entries if e.is_file()}
+                for entry in entries:
+                    key = f"{folder}/{entry.name}" if folder else entry.name
+                    value = committed.keys.get(key)
+                    if value is not None and entry.is_file():
+                        found.add(key, value)
         except OSError:  # the folder is gone (or unreadable): its outputs are redone
             continue
-        found.update(f"{folder}/{name}" if folder else name for name in names if name in files)
     return found
 
 
-def sweep_partials(output: Path, keys: set[str]) -> None:
-    """Temporary files a killed run left beside this job's own outputs and segments; never a
-    walk of the folder, which may hold another job's output folder and its work in flight.
-    Each folder holding outputs is listed once (a 100k-image folder is not listed per key)."""
-    wanted: dict[str, set[str]] = {}
+def sweep_partials(output: Path, keys: Iterable[str], *, also: Committed | None = None,
+                   restart: bool = False) -> None:
+    """Temporary files a killed run left beside this job's own outputs and segments (``keys``,
+    and the ``also`` committed ones); never a walk of the folder, which may hold another
+    job's output folder and its work in flight.  Each folder holding outputs is listed once
+    (a 100k-image folder is not listed per key); ``keys`` is read once.  ``restart``: each
+    key's segment folder goes too."""
+    folders: set[str] = set(also.folders) if also is not None else set()
     clips = (output / SEGMENTS_DIR).is_dir()  # no segment folder: no stat per key for one
-    for key in keys:
-        if not is_safe_key(key):
-            continue
-        folder, _, name = key.rpartition("/")
-        wanted.setdefault(os.path.join(output, folder) if folder else str(output), set()).add(name)
-        segments = output / SEGMENTS_DIR / key
-        if clips and segments.is_dir() and not segments.is_symlink():
-            for path in segments.iterdir():
-                if partial_of(path.name) is not None:
-                    path.unlink(missing_ok=True)
-    for folder, names in wanted.items():
+
+    def owned() -> Iterator[str]:
+        for key in keys:
+            if not is_safe_key(key):
+                continue
+            folders.add(key.rpartition("/")[0])
+            if clips:
+                _sweep_segments(output, key, restart)
+            yield key
+
+    mine = KeySet(owned())
+    for folder in folders:
+        path = os.path.join(output, folder) if folder else str(output)
         try:
-            entries = list(os.scandir(folder))
+            entries = list(os.scandir(path))
         except OSError:
             continue
         for entry in entries:
-            if partial_of(entry.name) in names and entry.is_file(follow_symlinks=False):
+            base = partial_of(entry.name)
+            if base is None:
+                continue
+            key = f"{folder}/{base}" if folder else base
+            if (key in mine or (also is not None and key in also.keys)) and \
+                    entry.is_file(follow_symlinks=False):
                 Path(entry.path).unlink(missing_ok=True)
+
+
+def _sweep_segments(output: Path, key: str, restart: bool) -> None:
+    """A clip's temporary segment files (its whole segment folder on ``--restart``)."""
+    if restart:
+        remove_segments(output, key)
+        return
+    segments = output / SEGMENTS_DIR / key
+    if segments.is_dir() and not segments.is_symlink():
+        for path in segments.iterdir():
+            if partial_of(path.name) is not None:
+                path.unlink(missing_ok=True)
 
 
 def only_branches_added_or_removed(old: dict[str, Any], new: dict[str, Any]) -> bool:

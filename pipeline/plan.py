@@ -10,17 +10,29 @@ goes where that image goes (the others go under every variant).  A source
 path that does not exist makes the job invalid; a folder or glob with no
 images (or videos) in it is reported as a failed source, so the rest of the
 job still runs.
+
+A plan holds no unit: each source's files are kept as compact listings
+(``Listing``, about 20 bytes a file), and ``Units`` makes the units as it is
+iterated, the same ones in the same order on every pass; the checks keep
+64-bit hashes of the outputs and sources (``keyset.py``).  So a 1M-file job
+plans, runs and resumes in tens of MiB, not the 2 GiB a tuple of units and
+their paths took (issue 13; ``benchmarks/dataset_scale.py`` measures it).
 """
 from __future__ import annotations
 
 import hashlib
+import os
+from array import array
 from dataclasses import dataclass, field
+from itertools import compress, repeat
 from pathlib import Path, PurePath
-from typing import Callable
+from typing import Callable, Iterator
 
 from .config import Job, PickOptions, SourceSpec
 from .errors import JobError
-from .safety import check_output_folder, check_output_paths, check_side_file, check_writable
+from .keyset import KeySet, duplicates_of
+from .safety import (check_output_folder, check_output_paths, check_side_file, check_writable,
+                     real_path)
 from .sources import Source, get_source
 from .walk import folder_and_stem
 
@@ -54,8 +66,150 @@ class Unit:
 
 @dataclass(frozen=True)
 class Plan:
-    units: tuple[Unit, ...]
+    units: Units
     empty_sources: tuple[tuple[SourceSpec, str], ...]  # (source, why nothing was found)
+
+
+class Listing:
+    """One source's files of one kind (its units' files, or its sidecars) in the order found,
+    as runs of names in one folder, each run one string: about 20 bytes a file, where a
+    list of (Path, PurePath) pairs took about 500 (issue 13: a 1M-file tree)."""
+
+    RUN = 4096  # names per run at most: a bounded list while one folder is read
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, str]] = []  # (folder relative to the root, names "\0"-joined)
+        self.count = 0
+        self._names: list[str] = []
+        self._folder: str | None = None
+        self._stems: tuple[str | None, set[str]] = (None, set())  # the last folder asked about
+
+    def add(self, rel: PurePath) -> None:
+        folder, _, name = rel.as_posix().rpartition("/")
+        if folder != self._folder or len(self._names) >= self.RUN:
+            self._flush()
+            self._folder = folder
+        self._names.append(name)
+        self.count += 1
+
+    def close(self) -> Listing:
+        self._flush()
+        self._in_folder: dict[str, list[str]] = {}  # folder -> its runs (a folder's runs may be apart)
+        for folder, names in self.runs:
+            self._in_folder.setdefault(folder, []).append(names)
+        return self
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        """(folder, name) per file ("" for the root folder), in the order found."""
+        for folder, names in self.runs:
+            for name in names.split("\0"):
+                yield folder, name
+
+    def names_in(self, folder: str) -> Iterator[str]:
+        for names in self._in_folder.get(folder, ()):
+            yield from names.split("\0")
+
+    def has_stem(self, folder_stem: tuple[str, str]) -> bool:
+        """Whether a file here has this (folder, stem) (``same_stem`` sidecars); the walk asks
+        folder by folder, so one folder's stems are kept at a time."""
+        folder, stem = folder_stem
+        if self._stems[0] != folder:
+            self._stems = (folder, {folder_and_stem(PurePath(name))[1]
+                                    for name in self.names_in(folder)})
+        return stem in self._stems[1]
+
+    def _flush(self) -> None:
+        if self._names:
+            self.runs.append((self._folder or "", "\0".join(self._names)))  # no name holds NUL
+        self._names = []
+
+
+@dataclass
+class SourcePlan:
+    """One source's part of the plan: what it found, and how each file becomes units."""
+
+    index: int
+    spec: SourceSpec
+    source: Source
+    files: Listing  # the source's own units' files
+    sidecars: Listing  # the files carried beside them
+    variants: tuple[str | None, ...]
+    pick: PickOptions | None
+    output_relpath: Callable[[PurePath, str], PurePath]
+    _goes: tuple[str, dict[str, set[str | None]]] | None = field(default=None, repr=False)
+
+    def units(self) -> Iterator[Unit]:
+        """The units, made as asked for: each file's variants together (one read serves them),
+        the source's files in the order found, then its sidecars."""
+        root, into, source, index = str(self.source.root()), self.spec.into, self.source, self.index
+        for kind, listing in ((source.way, self.files), ("file", self.sidecars)):
+            for folder, name in listing:
+                rel = PurePath(folder, name)
+                out_rel = rel if kind == "file" else self.output_relpath(rel, kind)  # sidecars: as they are
+                out_rel = PurePath(into, out_rel) if into else out_rel
+                path = Path(os.path.join(root, folder, name))  # what ``find`` returned
+                for variant in self._variants_of(kind, folder, name):
+                    out = PurePath(variant, out_rel) if variant else out_rel
+                    yield Unit(source=path, output_rel=out, source_index=index, kind=kind,
+                               reader=source, variant=variant)
+
+    def _variants_of(self, kind: str, folder: str, name: str) -> list[str | None]:
+        """All the variants (or none), or under ``pick`` the file's own; a sidecar that shares
+        an image's folder and stem goes where that image goes, any other under every variant."""
+        if self.pick is None:
+            return list(self.variants)
+        if kind != "file":
+            return picked(self._pick_key(folder, name), self.variants, self.pick)
+        goes = self._goes_in(folder).get(folder_and_stem(PurePath(name))[1])
+        return [v for v in self.variants if v in goes] if goes else list(self.variants)
+
+    def _goes_in(self, folder: str) -> dict[str, set[str | None]]:
+        """Stem -> the variants the folder's files of that stem go to; one folder kept at a
+        time (sidecars come folder by folder)."""
+        cached = self._goes  # one read: another pass (a thread) may replace it meanwhile
+        if cached is None or cached[0] != folder:
+            goes: dict[str, set[str | None]] = {}
+            for image in self.files.names_in(folder):
+                goes.setdefault(folder_and_stem(PurePath(image))[1], set()).update(
+                    picked(self._pick_key(folder, image), self.variants, self.pick))
+            cached = self._goes = (folder, goes)
+        return cached[1]
+
+    def _pick_key(self, folder: str, name: str) -> str:
+        """The file's path under the output, before any variant folder and suffix change."""
+        rel = f"{folder}/{name}" if folder else name
+        return f"{PurePath(self.spec.into).as_posix()}/{rel}" if self.spec.into else rel
+
+
+class Units:
+    """The plan's units in order, made one at a time as they are iterated: a 1M-file plan
+    holds its sources' listings, not a million ``Unit`` objects.  Iterate it again for a
+    second pass; ``where`` keeps some units (one byte per unit)."""
+
+    def __init__(self, sources: tuple[SourcePlan, ...], count: int,
+                 mask: bytearray | None = None) -> None:
+        self._sources, self._count, self._mask = sources, count, mask
+
+    def _all(self) -> Iterator[Unit]:
+        for plan in self._sources:
+            yield from plan.units()
+
+    def __iter__(self) -> Iterator[Unit]:
+        return self._all() if self._mask is None else compress(self._all(), self._mask)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def where(self, keep: Callable[[Unit], bool]) -> Units:
+        """The units that ``keep`` keeps, in order (``keep`` is asked once per unit, now)."""
+        mask = bytearray()
+        selected = self._mask if self._mask is not None else repeat(1)
+        for unit, selected_now in zip(self._all(), selected):
+            mask.append(1 if selected_now and keep(unit) else 0)
+        return Units(self._sources, sum(mask), mask)
 
 
 def picked(key: str, variants: tuple[str | None, ...], pick: PickOptions | None
@@ -77,52 +231,64 @@ def source_of(spec: SourceSpec) -> Source:
 
 
 def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> Plan:
-    """``output_relpath(source_rel, kind)``: where encode writes a source's output."""
+    """``output_relpath(source_rel, kind)``: where encode writes a source's output.
+
+    Each source is walked once into its listings; then two passes over the units (made as
+    they are iterated) check them: the first hashes every output (two files written to one
+    place?) and every source's real path, the second checks each output against those
+    (``check_output_paths``).  Nothing here grows by more than a few bytes a file."""
     sources = [source_of(spec) for spec in job.sources]
     check_output_folder(job.output, [(f"sources[{i}]", source.root(), spec.location)
                                      for i, (spec, source) in enumerate(zip(job.sources, sources))],
                         job.output_location)
     check_writable(job.output, job.output_location)
-    units: list[Unit] = []
     empty: list[tuple[SourceSpec, str]] = []
-    claimed: dict[str, int] = {}  # output key -> the source's index: strings, not Paths
     output = job.output.resolve()
-    variants: tuple[str | None, ...] = job.variants or (None,)
+    plans = []
     for index, (spec, source) in enumerate(zip(job.sources, sources)):
-        found = source.find(exclude=output)
-        if not found:
+        files = Listing()
+        for _path, rel in source.find(exclude=output):
+            files.add(rel)
+        if not files.close().count:
             empty.append((spec, source.nothing_found()))
-        goes: dict[tuple[str, str], tuple] = {}  # (folder, stem) -> the variants it went to
-        work = [(path, rel, source.way) for path, rel in found]
-        work += [(path, rel, "file") for path, rel in source.sidecars(found, exclude=output)]
-        for path, rel, kind in work:
-            out_rel = rel if kind == "file" else output_relpath(rel, kind)  # sidecars: as they are
-            out_rel = PurePath(spec.into, out_rel) if spec.into else out_rel
-            chosen = variants
-            if job.pick is not None:  # else every file goes under every variant (or none)
-                stem = folder_and_stem(rel)
-                if kind != "file":
-                    key = PurePath(spec.into, rel).as_posix() if spec.into else rel.as_posix()
-                    chosen = picked(key, variants, job.pick)
-                    goes[stem] = tuple(v for v in variants if v in chosen or v in goes.get(stem, ()))
-                else:  # a label goes where its image goes; anything else under every variant
-                    chosen = goes.get(stem, variants)
-            for variant in chosen:
-                out = PurePath(variant) / out_rel if variant else out_rel
-                key = out.as_posix()
-                if key in claimed:
-                    other_index = claimed[key]
-                    other = next(u.source for u in units if u.key == key)
-                    raise JobError(
-                        f"'{path}' and '{other}' (sources[{other_index}]) would both be written "
-                        f"to '{out}'", location=spec.location, where=f"sources[{index}]",
-                        hint="give one source an 'into: <folder>' key, or rename one file")
-                claimed[key] = index
-                units.append(Unit(source=path, output_rel=out, source_index=index, kind=kind,
-                                  reader=source, variant=variant))
-    check_output_paths(job.output, [(u.output_rel, u.source, u.source_index) for u in units],
-                       job.output_location)
+        sidecars = Listing()
+        for _path, rel in source.sidecars(files.has_stem, exclude=output):
+            sidecars.add(rel)
+        plans.append(SourcePlan(index, spec, source, files, sidecars.close(),
+                                job.variants or (None,), job.pick, output_relpath))
+    keys = array("q")  # each output's hash, 8 bytes a unit
+    source_paths = KeySet(_counted_sources(Units(tuple(plans), 0), keys, {}))
+    units = Units(tuple(plans), len(keys))
+    _check_no_two_write_one(job, units, duplicates_of(keys))
+    check_output_paths(job.output, ((u.output_rel, u.source, u.source_index) for u in units),
+                       source_paths, job.output_location)
     if job.contact_sheet is not None:
         check_side_file(job.contact_sheet.path, job.output, [s.root() for s in sources],
-                        (u.source for u in units), job.contact_sheet_location, "contact_sheet.path")
-    return Plan(tuple(units), tuple(empty))
+                        source_paths, job.contact_sheet_location, "contact_sheet.path")
+    return Plan(units, tuple(empty))
+
+
+def _counted_sources(units: Units, keys: array, real: dict[str, str]) -> Iterator[str]:
+    """Each unit's source's real path; each output key's hash goes into ``keys`` on the way."""
+    for unit in units:
+        keys.append(hash(unit.key))
+        yield real_path(str(unit.source), real)
+
+
+def _check_no_two_write_one(job: Job, units: Units, twice: set[int]) -> None:
+    """No two units write one output.  ``twice``: the keys' hashes seen more than once; only
+    those keys are compared as strings (two different keys may share a hash)."""
+    if not twice:
+        return
+    first: dict[str, Unit] = {}
+    for unit in units:
+        if hash(unit.key) not in twice:
+            continue
+        other = first.setdefault(unit.key, unit)
+        if other is not unit:
+            spec = job.sources[unit.source_index]
+            raise JobError(
+                f"'{unit.source}' and '{other.source}' (sources[{other.source_index}]) would both "
+                f"be written to '{unit.output_rel}'", location=spec.location,
+                where=f"sources[{unit.source_index}]",
+                hint="give one source an 'into: <folder>' key, or rename one file")

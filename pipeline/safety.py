@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from pathlib import Path, PurePath
-from typing import Iterable
+from typing import Container, Iterable
 
 from .errors import JobError, Location
 from .ledger import LEDGER_NAME, committed_keys
@@ -66,20 +66,19 @@ def check_writable(output: Path, location: Location | None) -> None:
 
 
 def check_output_paths(output: Path, rels: Iterable[tuple[PurePath, Path, int | str]],
-                       location: Location | None) -> None:
+                       sources: Container[str], location: Location | None) -> None:
     """Each output (relative path, its source, its source's index or where) lands inside
-    ``output``, on no source file, and not inside another job's output folder (one holding
-    its own ledger)."""
+    ``output``, on no source file (``sources``: their real paths, see ``real_path``), and
+    not inside another job's output folder (one holding its own ledger).  ``rels`` is
+    read once, one at a time."""
     out = output.resolve()
     root = str(out) + os.sep
-    items = list(rels)
     real: dict[str, str] = {}  # folder -> its real path: each folder resolved once, not per file
     # Strings, not Paths, per file: a 100k-file job plans in a fraction of a second
-    sources = {real_path(str(source), real) for _, source, _ in items}
     foreign: dict[Path, bool] = {}
     nested_of: dict[str, Path | None] = {}
     outer = _outer_outputs(out)
-    for rel, source, index in items:
+    for rel, source, index in rels:
         where = f"sources[{index}]" if isinstance(index, int) else index
         if rel.is_absolute() or ".." in rel.parts or not rel.parts:
             raise JobError(f"{where}: output path '{rel}' for '{source}' would leave the output folder",
@@ -109,13 +108,13 @@ def check_output_paths(output: Path, rels: Iterable[tuple[PurePath, Path, int | 
                                where="output", hint="point 'output' at a folder of its own")
 
 
-def check_side_file(path: Path, output: Path, source_roots: Iterable[Path], sources: Iterable[Path],
+def check_side_file(path: Path, output: Path, source_roots: Iterable[Path], sources: Container[str],
                     location: Location | None, where: str) -> None:
-    """A file the job writes beside its outputs (the contact sheet) is no source file, and lies
-    in no source folder unless inside the output folder (which is never read back): else it
-    would overwrite a source, or be stylized itself on the next run."""
+    """A file the job writes beside its outputs (the contact sheet) is no source file (``sources``:
+    their real paths), and lies in no source folder unless inside the output folder (which is
+    never read back): else it would overwrite a source, or be stylized itself on the next run."""
     final, out = path.resolve(), output.resolve()
-    if final in {s.resolve() for s in sources}:
+    if str(final) in sources:
         raise JobError(f"'{path}' is a source file; it would be overwritten", location=location,
                        where=where, hint="write it next to the outputs, e.g. 'out/sheet.png'")
     if out in final.parents:

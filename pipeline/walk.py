@@ -47,16 +47,17 @@ def split_pattern(path: Path) -> tuple[Path, tuple[str, ...]]:
 
 
 def find(root: Path, keep: Callable[[str], bool], *, pattern: tuple[str, ...] = (),
-         skip_dir: Callable[[Path], bool] = lambda _: False) -> list[tuple[Path, PurePath]]:
+         skip_dir: Callable[[Path], bool] = lambda _: False) -> Iterator[tuple[Path, PurePath]]:
     """Files under ``root`` whose name passes ``keep`` (and whose path below root matches
-    ``pattern``, if given), as sorted (path, path relative to root) pairs.
+    ``pattern``, if given), as (path, path relative to root) pairs sorted by relative path,
+    one at a time as the walk finds them (a 1M-file tree is never a list here).
 
     ``skip_dir(real_path)`` prunes folders (the job's own output folder)."""
     # The walk goes depth first through sorted entries: its order is already sorted by
     # relative path (sorting Paths again costs more than the walk, on 100k files)
     base = str(root)
-    return [(Path(os.path.join(base, *rel)), PurePath(*rel))
-            for rel in _walk(root, (), set(), pattern, keep, skip_dir)]
+    for rel in _walk(root, (), set(), pattern, keep, skip_dir):
+        yield Path(os.path.join(base, *rel)), PurePath(*rel)
 
 
 def _walk(folder: Path, rel: tuple[str, ...], seen: set[tuple[int, int]],

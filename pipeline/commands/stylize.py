@@ -136,7 +136,8 @@ def _sources(typed: Path, out: Path) -> list[tuple[str, Path]]:
             return folder == resolved or resolved in folder.parents
 
         found = [kind for kind, exts in kinds.items()
-                 if find(path, lambda name, e=exts: Path(name).suffix.lower() in e, skip_dir=skip)]
+                 if next(find(path, lambda name, e=exts: Path(name).suffix.lower() in e,
+                              skip_dir=skip), None) is not None]  # one file is enough
         if not found:
             _fail(f"input {typed}: no images or videos in this folder (looked for "
                   f"{', '.join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))})")

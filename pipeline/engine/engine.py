@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -111,16 +111,18 @@ class Engine:
         disk)."""
         start = time.perf_counter()
         try:
+            # One pass to see which ways and variants have units, then one pass over ``units``
+            # per (way, variant), each unit taken as it comes: a 1M-unit plan is never a list
+            groups = dict.fromkeys((u.kind, None if WAYS[u.kind].fans_out else u.variant)
+                                   for u in units)
             for kind, way in WAYS.items():
-                mine = [u for u in units if u.kind == kind]
                 # a way that fans out takes every variant's units at once (an image is read once
                 # for all its variants); another runs each variant's flat chain in turn
-                groups: dict[str | None, list[Unit]] = {}
-                for unit in mine:
-                    groups.setdefault(None if way.fans_out else unit.variant, []).append(unit)
-                for variant, group in groups.items():
+                for variant in (v for k, v in groups if k == kind):
                     if not self._stop.is_set():
-                        self._run_way(way(self, variant), group)
+                        self._run_way(way(self, variant), (
+                            u for u in units if u.kind == kind
+                            and (way.fans_out or u.variant == variant)))
         finally:
             if self._flow_pool is not None:
                 self._flow_pool.shutdown(wait=True, cancel_futures=True)
@@ -189,10 +191,8 @@ class Engine:
             self._stop_run(ledger_exc)
 
     # -- one way's units ----------------------------------------------------
-    def _run_way(self, way: Way, units: Sequence[Unit]) -> None:
-        todo: queue.Queue = queue.Queue()
-        for unit in way.admit(units):
-            todo.put(unit)
+    def _run_way(self, way: Way, units: Iterable[Unit]) -> None:
+        todo = _Todo(way.admit(units))  # the readers take units as they go: never all at once
         to_device: queue.Queue = queue.Queue(maxsize=way.queue_size(self.workers))
         readers = [threading.Thread(target=self._guarded(self._read_loop),
                                     args=(way, todo, to_device), name=f"{way.kind}-read-{i}",
@@ -225,12 +225,11 @@ class Engine:
                 join(t)
 
     # -- reader threads -----------------------------------------------------
-    def _read_loop(self, way: Way, todo: queue.Queue, to_device: queue.Queue) -> None:
+    def _read_loop(self, way: Way, todo: _Todo, to_device: queue.Queue) -> None:
         try:
             while not self._stop.is_set():
-                try:
-                    unit = todo.get_nowait()
-                except queue.Empty:
+                unit = todo.next()
+                if unit is None:
                     return
                 self._read_unit(way, unit, to_device)
         finally:
@@ -389,6 +388,19 @@ class Engine:
                 self._summary.fatal = (f"{what}; free space (or make the output folder writable) "
                                        "and run the same command again: committed outputs are kept")
         self._stop.set()
+
+
+class _Todo:
+    """The units a way's readers share, taken one at a time from an iterator (a lock makes
+    a generator safe to share between threads)."""
+
+    def __init__(self, units: Iterable[Unit]) -> None:
+        self._units = iter(units)
+        self._lock = threading.Lock()
+
+    def next(self) -> Unit | None:
+        with self._lock:
+            return next(self._units, None)
 
 
 def put_end(q, item: object, threads: Sequence[threading.Thread]) -> None:

@@ -15,8 +15,7 @@ is written, or fails, alone.
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -40,15 +39,21 @@ class ImageWay(Way):
             i = self.middle.index(self.fan)
             self.before, self.after = self.middle[:i], self.middle[i + 1:]
 
-    def admit(self, units: Sequence[Unit]) -> list[Unit]:
+    def admit(self, units: Iterable[Unit]) -> Iterator[Unit]:
         """With variants, one unit per image: the first of its variants', with all of them as
-        ``members``, so that it is read once."""
+        ``members``, so that it is read once.  An image's variants come together (the plan
+        makes them so), so units are grouped as they come, never all held."""
         if self.fan is None:
-            return list(units)
-        reads: dict[tuple[Path, int], list[Unit]] = {}
+            yield from units
+            return
+        group: list[Unit] = []
         for unit in units:
-            reads.setdefault((unit.source, unit.source_index), []).append(unit)
-        return [replace(group[0], members=tuple(group)) for group in reads.values()]
+            if group and (unit.source, unit.source_index) != (group[0].source, group[0].source_index):
+                yield replace(group[0], members=tuple(group))
+                group = []
+            group.append(unit)
+        if group:
+            yield replace(group[0], members=tuple(group))
 
     def pieces(self, unit: Unit) -> Iterator[Piece]:
         engine = self.engine

@@ -19,7 +19,7 @@ rerun redoes it).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator
 
 from ..plan import Unit
 from ..stages.variants import chain_for
@@ -47,8 +47,8 @@ class Way:
         """Pieces read ahead of the device, at most: the back-pressure on the readers."""
         return 4 * workers + 16
 
-    def admit(self, units: Sequence[Unit]) -> list[Unit]:
-        return list(units)
+    def admit(self, units: Iterable[Unit]) -> Iterable[Unit]:
+        return units
 
     def open(self, unit: Unit) -> Any:
         return unit

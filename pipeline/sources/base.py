@@ -12,7 +12,7 @@ images batched in order, committed whole).
 from __future__ import annotations
 
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, ClassVar, Iterator
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterable, Iterator
 
 from ..errors import JobError
 from ..walk import PatternError, find, folder_and_stem, matches_any, split_pattern
@@ -41,8 +41,9 @@ class Source:
             return self.spec.path  # reported with its location by ``find``
         return root.parent if root.is_file() else root
 
-    def find(self, exclude: Path) -> list[tuple[Path, PurePath]]:
-        """(file, path relative to the root), sorted; hidden entries skipped.
+    def find(self, exclude: Path) -> Iterator[tuple[Path, PurePath]]:
+        """(file, path relative to the root), sorted, one at a time; hidden entries skipped.
+        A source that does not exist raises here, before the first file.
 
         Folders and globs are walked by ``walk.find``: symlinked folders are read,
         each real folder once; ``exclude`` (the output folder) is never read back."""
@@ -56,9 +57,9 @@ class Source:
         keep = lambda name: Path(name).suffix.lower() in self.extensions  # noqa: E731
         skip = lambda folder: folder == exclude or exclude in folder.parents  # noqa: E731
         if pattern:
-            found = find(root, keep, pattern=pattern, skip_dir=skip) if root.is_dir() else []
+            found = find(root, keep, pattern=pattern, skip_dir=skip) if root.is_dir() else iter(())
         elif spec.path.is_file():
-            found = [(spec.path, PurePath(spec.path.name))]
+            found = iter([(spec.path, PurePath(spec.path.name))])
         elif spec.path.is_dir():
             found = find(spec.path, keep, skip_dir=skip)
         else:
@@ -67,30 +68,29 @@ class Source:
                            hint="relative paths resolve against the job file's folder")
         return self._not_excluded(found)
 
-    def _not_excluded(self, found: list[tuple[Path, PurePath]]) -> list[tuple[Path, PurePath]]:
+    def _not_excluded(self, found: Iterable[tuple[Path, PurePath]]
+                      ) -> Iterator[tuple[Path, PurePath]]:
         """``found`` less what the source's ``exclude:`` patterns match (relative to the root)."""
         if not self.spec.exclude:
-            return found
-        return [(path, rel) for path, rel in found  # ``rel`` is relative to ``root()``
-                if not matches_any(self.spec.exclude, rel)]
+            return iter(found)
+        return ((path, rel) for path, rel in found  # ``rel`` is relative to ``root()``
+                if not matches_any(self.spec.exclude, rel))
 
-    def sidecars(self, found: list[tuple[Path, PurePath]], exclude: Path
-                 ) -> list[tuple[Path, PurePath]]:
-        """The files carried beside ``found`` (this source's units), by ``sidecars:``: other
-        files under the root whose path matches a pattern, or (``same_stem``) shares a unit's
-        folder and stem; never a file this source would take as a unit; sorted."""
+    def sidecars(self, has_stem: Callable[[tuple[str, str]], bool], exclude: Path
+                 ) -> Iterator[tuple[Path, PurePath]]:
+        """The files carried beside this source's units, by ``sidecars:``: other files under
+        the root whose path matches a pattern, or (``same_stem``) whose (folder, stem) a unit
+        has (``has_stem``, asked of each candidate: the planner keeps the units, not this);
+        never a file this source would take as a unit; sorted, one at a time."""
         patterns = tuple(p for p in self.spec.sidecars if p != "same_stem")
-        stems = ({folder_and_stem(rel) for _, rel in found} if "same_stem" in self.spec.sidecars
-                 else set())  # strings, not a PurePath per file
-        if not patterns and not stems:
-            return []
+        same_stem = "same_stem" in self.spec.sidecars
         root = self.root()
-        if not root.is_dir():
-            return []
+        if not (patterns or same_stem) or not root.is_dir():
+            return iter(())
         skip = lambda folder: folder == exclude or exclude in folder.parents  # noqa: E731
         other = lambda name: Path(name).suffix.lower() not in self.extensions  # noqa: E731
-        carried = [(path, rel) for path, rel in find(root, other, skip_dir=skip)
-                   if folder_and_stem(rel) in stems or matches_any(patterns, rel)]
+        carried = ((path, rel) for path, rel in find(root, other, skip_dir=skip)
+                   if (same_stem and has_stem(folder_and_stem(rel))) or matches_any(patterns, rel))
         return self._not_excluded(carried)
 
     def nothing_found(self) -> str:

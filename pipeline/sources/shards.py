@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 from dataclasses import replace
 from pathlib import Path, PurePath
+from typing import Iterator
 
 from ..errors import JobError
 from ..media.shards import SHARD_EXTENSIONS, ShardReader
@@ -30,7 +31,7 @@ class TarShards(Source):
         braced = self._braced()
         return braced[0] if braced else super().root()
 
-    def find(self, exclude: Path) -> list[tuple[Path, PurePath]]:
+    def find(self, exclude: Path) -> Iterator[tuple[Path, PurePath]]:
         braced = self._braced()
         if braced is None:
             return super().find(exclude)

@@ -1,0 +1,74 @@
+"""A set of strings (output keys, source paths) held as 64-bit hashes, with an int per key.
+
+A 1M-file job asks "is this output done?", "is this path a source file?" and "does
+another file write here too?" of a million strings.  A Python set of them costs
+about 100 bytes a key (the str, its slot); here a key costs 16 bytes (its hash and
+its value in two sorted numpy arrays), and a lookup is a binary search.  Keys added
+later sit in a small dict first and are merged in bulk.
+
+The hash is Python's own ``hash(str)``: SipHash with a per-process random key, so
+the set lives in one process only (never written anywhere).  Two different keys
+share a hash with probability 2**-64 per pair: for a million done outputs, a
+pending one is taken for done about once in 2e13 jobs.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+NONE = -1  # the value of a key added without one
+MERGE_AT = 1 << 16  # keys in the dict before they join the arrays
+
+
+class KeySet:
+    def __init__(self, keys: Iterable[str] = ()) -> None:
+        self._hashes = np.unique(np.fromiter((hash(k) for k in keys), dtype=np.int64))  # sorted
+        self._values = np.full(len(self._hashes), NONE, dtype=np.int64)
+        self._recent: dict[int, int] = {}  # hash -> value, newer than the arrays
+
+    def add(self, key: str, value: int = NONE) -> None:
+        """Add ``key`` (or set its value: the last one added counts)."""
+        self._recent[hash(key)] = value
+        if len(self._recent) >= MERGE_AT:
+            self._merge()
+
+    def __contains__(self, key: object) -> bool:
+        return self._find(hash(key)) is not None
+
+    def get(self, key: str) -> int | None:
+        """The value added with ``key`` (``NONE`` if it had none); None if absent."""
+        return self._find(hash(key))
+
+    def __len__(self) -> int:
+        self._merge()
+        return len(self._hashes)
+
+    def _find(self, h: int) -> int | None:
+        value = self._recent.get(h)
+        if value is not None:
+            return value
+        i = int(np.searchsorted(self._hashes, h))
+        if i < len(self._hashes) and self._hashes[i] == h:
+            return int(self._values[i])
+        return None
+
+    def _merge(self) -> None:
+        if not self._recent:
+            return
+        new = np.fromiter(self._recent.keys(), dtype=np.int64, count=len(self._recent))
+        values = np.fromiter(self._recent.values(), dtype=np.int64, count=len(self._recent))
+        keep = ~np.isin(self._hashes, new)  # a key added again takes its new value
+        hashes = np.concatenate([self._hashes[keep], new])
+        values = np.concatenate([self._values[keep], values])
+        order = np.argsort(hashes, kind="stable")
+        self._hashes, self._values = hashes[order], values[order]
+        self._recent = {}
+
+
+def duplicates_of(hashes: Iterable[int]) -> set[int]:
+    """The hashes (of ``hash(key)``) seen more than once: the same key twice, or (rarely) two
+    keys that share a hash, so compare the strings of those few before calling them one."""
+    a = np.fromiter(hashes, dtype=np.int64)
+    a.sort()
+    return set(a[1:][a[1:] == a[:-1]].tolist())
