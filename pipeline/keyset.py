@@ -13,19 +13,57 @@ pending one is taken for done about once in 2e13 jobs.
 """
 from __future__ import annotations
 
+from array import array
+from itertools import islice
 from typing import Iterable
 
 import numpy as np
 
 NONE = -1  # the value of a key added without one
-MERGE_AT = 1 << 16  # keys in the dict before they join the arrays
+MERGE_AT = 1 << 14  # keys in the dict before they join the arrays (about 100 bytes each)
 
 
 class KeySet:
     def __init__(self, keys: Iterable[str] = ()) -> None:
-        self._hashes = np.unique(np.fromiter((hash(k) for k in keys), dtype=np.int64))  # sorted
-        self._values = np.full(len(self._hashes), NONE, dtype=np.int64)
+        hashes = array("q", (hash(k) for k in keys))  # grows by an eighth, not double
+        self._hashes = np.unique(np.frombuffer(hashes, dtype=np.int64)) if hashes else _EMPTY
+        self._values: np.ndarray | None = None  # None: every value is NONE (a plain set)
         self._recent: dict[int, int] = {}  # hash -> value, newer than the arrays
+
+    @classmethod
+    def of(cls, items: Iterable[tuple[str, int]]) -> KeySet:
+        """(key, value) pairs in bulk, the last value of a key counting: 16 bytes a pair while
+        they come (two arrays), where ``add`` one by one holds a dict entry each until merged."""
+        hashes, values = array("q"), array("q")
+        for key, value in items:
+            hashes.append(hash(key))
+            values.append(value)
+        made = cls()
+        if not hashes:
+            return made
+        h = np.frombuffer(hashes, dtype=np.int64)
+        order = np.argsort(h, kind="stable")  # equal hashes keep their order: the last is last
+        ordered = h[order]
+        order = order[np.append(ordered[1:] != ordered[:-1], True)]  # each hash's last
+        del ordered
+        made._hashes, made._values = h[order], np.frombuffer(values, dtype=np.int64)[order]
+        return made
+
+    def among(self, keys: Iterable[str]) -> KeySet:
+        """The keys of this set that ``keys`` holds too, with their values (``keys`` is read
+        once, in batches: a folder listing of a million files costs no list of them)."""
+        self._merge()
+        kept = np.zeros(len(self._hashes), dtype=bool)
+        it = iter(keys)
+        while batch := array("q", (hash(k) for k in islice(it, 4096))):
+            h = np.frombuffer(batch, dtype=np.int64)
+            i = np.minimum(np.searchsorted(self._hashes, h), max(len(self._hashes) - 1, 0))
+            if len(self._hashes):
+                kept[i[self._hashes[i] == h]] = True
+        made = KeySet()
+        made._hashes = self._hashes[kept]
+        made._values = None if self._values is None else self._values[kept]
+        return made
 
     def add(self, key: str, value: int = NONE) -> None:
         """Add ``key`` (or set its value: the last one added counts)."""
@@ -50,7 +88,7 @@ class KeySet:
             return value
         i = int(np.searchsorted(self._hashes, h))
         if i < len(self._hashes) and self._hashes[i] == h:
-            return int(self._values[i])
+            return NONE if self._values is None else int(self._values[i])
         return None
 
     def _merge(self) -> None:
@@ -60,15 +98,23 @@ class KeySet:
         values = np.fromiter(self._recent.values(), dtype=np.int64, count=len(self._recent))
         keep = ~np.isin(self._hashes, new)  # a key added again takes its new value
         hashes = np.concatenate([self._hashes[keep], new])
-        values = np.concatenate([self._values[keep], values])
+        old = (np.full(len(self._hashes), NONE, dtype=np.int64) if self._values is None
+               else self._values)
+        values = np.concatenate([old[keep], values])
         order = np.argsort(hashes, kind="stable")
         self._hashes, self._values = hashes[order], values[order]
         self._recent = {}
 
 
-def duplicates_of(hashes: Iterable[int]) -> set[int]:
-    """The hashes (of ``hash(key)``) seen more than once: the same key twice, or (rarely) two
-    keys that share a hash, so compare the strings of those few before calling them one."""
-    a = np.fromiter(hashes, dtype=np.int64)
+def duplicates_of(hashes: array) -> set[int]:
+    """The hashes (of ``hash(key)``, an ``array("q")``, sorted here in place) seen more than
+    once: the same key twice, or (rarely) two keys that share a hash, so compare the strings
+    of those few before calling them one."""
+    if not hashes:
+        return set()
+    a = np.frombuffer(hashes, dtype=np.int64)
     a.sort()
     return set(a[1:][a[1:] == a[:-1]].tolist())
+
+
+_EMPTY = np.empty(0, dtype=np.int64)

@@ -247,14 +247,24 @@ class Committed:
     folders: set[str] = field(default_factory=set)
     members: dict[str, list[tuple]] = field(default_factory=dict)
 
-    def add(self, key: str, record: dict) -> None:
-        w, h = record.get("width"), record.get("height")
-        self.keys.add(key, pack_size((w, h)) if isinstance(w, int) and isinstance(h, int) else NONE)
-        self.folders.add(key.rpartition("/")[0])
-        if isinstance(record.get("members"), list):
-            self.members[key] = [tuple(m) for m in record["members"]]
-        else:
-            self.members.pop(key, None)
+    @classmethod
+    def of(cls, records: Iterable[dict]) -> Committed:
+        """From done lines, in order (a key's last line counts)."""
+        made = cls()
+
+        def sizes() -> Iterator[tuple[str, int]]:
+            for record in records:
+                key, w, h = record["done"], record.get("width"), record.get("height")
+                made.folders.add(key.rpartition("/")[0])
+                if isinstance(record.get("members"), list):
+                    made.members[key] = [tuple(m) for m in record["members"]]
+                else:
+                    made.members.pop(key, None)
+                yield key, (pack_size((w, h)) if isinstance(w, int) and isinstance(h, int)
+                            else NONE)
+
+        made.keys = KeySet.of(sizes())
+        return made
 
 
 def pack_size(size: tuple[int, int] | None) -> int:
@@ -288,17 +298,22 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, Committed, dict[str, dict[
                                dict[str, dict[int, dict[int, dict]]]]:
     """(header, the committed outputs, segments by key and index, scratches by key, segment and
     part).  Read line by line: a 1M-line ledger never sits in memory as records."""
-    header, committed, segments, scratches = None, Committed(), {}, {}
-    for record in _records(path):
-        if "ledger" in record:  # the last one: a later one amends the variants
-            header = record
-        elif "done" in record and is_safe_key(record["done"]):
-            committed.add(record["done"], record)
-        elif "segment" in record and is_safe_key(record["segment"]):
-            segments.setdefault(record["segment"], {})[record["index"]] = record
-        elif "scratch" in record and is_safe_key(record["scratch"]):
-            scratches.setdefault(record["scratch"], {}).setdefault(
-                record["in_segment"], {})[record["part"]] = record
+    header, segments, scratches = None, {}, {}
+
+    def done_lines() -> Iterator[dict[str, Any]]:  # the rest is sorted out on the way
+        nonlocal header
+        for record in _records(path):
+            if "ledger" in record:  # the last one: a later one amends the variants
+                header = record
+            elif "done" in record and is_safe_key(record["done"]):
+                yield record
+            elif "segment" in record and is_safe_key(record["segment"]):
+                segments.setdefault(record["segment"], {})[record["index"]] = record
+            elif "scratch" in record and is_safe_key(record["scratch"]):
+                scratches.setdefault(record["scratch"], {}).setdefault(
+                    record["in_segment"], {})[record["part"]] = record
+
+    committed = Committed.of(done_lines())
     return header, committed, segments, scratches
 
 
@@ -362,54 +377,63 @@ def on_disk(output: Path, committed: Committed) -> KeySet:
     """The committed keys whose file is in place (with their sizes): each folder they lie in
     listed once, not a stat per key (a symlink to a file counts, as ``Path.is_file`` would
     have it)."""
-    found = KeySet()
-    for folder in committed.folders:
-        try:
-            with os.scandir(os.path.join(output, folder) if folder else output) as entries:
-                for entry in entries:
-                    key = f"{folder}/{entry.name}" if folder else entry.name
-                    value = committed.keys.get(key)
-                    if value is not None and entry.is_file():
-                        found.add(key, value)
-        except OSError:  # the folder is gone (or unreadable): its outputs are redone
-            continue
-    return found
+    def files() -> Iterator[str]:
+        for folder in committed.folders:
+            try:
+                with os.scandir(os.path.join(output, folder) if folder else output) as entries:
+                    for entry in entries:
+                        if entry.is_file():
+                            yield f"{folder}/{entry.name}" if folder else entry.name
+            except OSError:  # the folder is gone (or unreadable): its outputs are redone
+                continue
+
+    return committed.keys.among(files())
 
 
 def sweep_partials(output: Path, keys: Iterable[str], *, also: Committed | None = None,
                    restart: bool = False) -> None:
     """Temporary files a killed run left beside this job's own outputs and segments (``keys``,
     and the ``also`` committed ones); never a walk of the folder, which may hold another
-    job's output folder and its work in flight.  Each folder holding outputs is listed once
-    (a 100k-image folder is not listed per key); ``keys`` is read once.  ``restart``: each
-    key's segment folder goes too."""
-    folders: set[str] = set(also.folders) if also is not None else set()
+    job's output folder and its work in flight.  Each folder holding outputs is listed once,
+    when its first key comes (a 100k-image folder is not listed per key), and only its
+    temporary files are kept from the listing; ``keys`` is read once, and not kept.
+    ``restart``: each key's segment folder goes too."""
     clips = (output / SEGMENTS_DIR).is_dir()  # no segment folder: no stat per key for one
+    partials: dict[str, dict[str, list[str]]] = {}  # folder -> final name -> its temporary files
 
-    def owned() -> Iterator[str]:
-        for key in keys:
-            if not is_safe_key(key):
-                continue
-            folders.add(key.rpartition("/")[0])
+    def listed(folder: str) -> dict[str, list[str]]:
+        if folder not in partials:
+            found: dict[str, list[str]] = {}
+            try:
+                with os.scandir(os.path.join(output, folder) if folder else output) as entries:
+                    for entry in entries:
+                        base = partial_of(entry.name)
+                        if base is not None and entry.is_file(follow_symlinks=False):
+                            found.setdefault(base, []).append(entry.path)
+            except OSError:
+                pass
+            partials[folder] = found
+        return partials[folder]
+
+    def sweep(folder: str, name: str) -> None:
+        for path in listed(folder).pop(name, ()):
+            Path(path).unlink(missing_ok=True)
+
+    for key in keys:
+        if is_safe_key(key):
+            sweep(*_folder_and_name(key))
             if clips:
                 _sweep_segments(output, key, restart)
-            yield key
+    if also is not None:  # outputs recorded but not planned now (a variant removed): theirs too
+        for folder in also.folders:
+            for name in list(listed(folder)):
+                if (f"{folder}/{name}" if folder else name) in also.keys:
+                    sweep(folder, name)
 
-    mine = KeySet(owned())
-    for folder in folders:
-        path = os.path.join(output, folder) if folder else str(output)
-        try:
-            entries = list(os.scandir(path))
-        except OSError:
-            continue
-        for entry in entries:
-            base = partial_of(entry.name)
-            if base is None:
-                continue
-            key = f"{folder}/{base}" if folder else base
-            if (key in mine or (also is not None and key in also.keys)) and \
-                    entry.is_file(follow_symlinks=False):
-                Path(entry.path).unlink(missing_ok=True)
+
+def _folder_and_name(key: str) -> tuple[str, str]:
+    folder, _, name = key.rpartition("/")
+    return folder, name
 
 
 def _sweep_segments(output: Path, key: str, restart: bool) -> None:

@@ -257,7 +257,9 @@ def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> 
         plans.append(SourcePlan(index, spec, source, files, sidecars.close(),
                                 job.variants or (None,), job.pick, output_relpath))
     keys = array("q")  # each output's hash, 8 bytes a unit
-    source_paths = KeySet(_counted_sources(Units(tuple(plans), 0), keys, {}))
+    sheet = str(job.contact_sheet.path.resolve()) if job.contact_sheet is not None else None
+    source_paths = KeySet(_counted_sources(Units(tuple(plans), 0), keys,
+                                           str(job.output.resolve()) + os.sep, sheet))
     units = Units(tuple(plans), len(keys))
     _check_no_two_write_one(job, units, duplicates_of(keys))
     check_output_paths(job.output, ((u.output_rel, u.source, u.source_index) for u in units),
@@ -268,11 +270,17 @@ def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> 
     return Plan(units, tuple(empty))
 
 
-def _counted_sources(units: Units, keys: array, real: dict[str, str]) -> Iterator[str]:
-    """Each unit's source's real path; each output key's hash goes into ``keys`` on the way."""
+def _counted_sources(units: Units, keys: array, inside: str, also: str | None) -> Iterator[str]:
+    """The real paths of the sources that lie ``inside`` the output folder (the only ones an
+    output could land on: ``check_output_folder`` keeps source folders out of it, and the walk
+    skips it, so only a symlinked file gets there), or are ``also`` (the contact sheet's path);
+    each output key's hash goes into ``keys`` on the way."""
+    real: dict[str, str] = {}  # folder -> real path, resolved once per folder
     for unit in units:
         keys.append(hash(unit.key))
-        yield real_path(str(unit.source), real)
+        path = real_path(str(unit.source), real)
+        if path.startswith(inside) or path == also:
+            yield path
 
 
 def _check_no_two_write_one(job: Job, units: Units, twice: set[int]) -> None:

@@ -83,3 +83,25 @@ def test_a_workers_own_error_is_what_the_driver_reports() -> None:
     assert _first_line(Wrapped(WeightsError("/w.pth", "weights file not found"))) == \
         "/w.pth: weights file not found"
     assert _first_line(RuntimeError("one\ntwo")) == "one"
+
+
+class _Passes:
+    """A re-iterable list of units that counts how many each pass has handed out."""
+
+    def __init__(self, units: list[Unit]) -> None:
+        self.units, self.taken = units, []
+
+    def __iter__(self):
+        self.taken.append(0)
+        for unit in self.units:
+            self.taken[-1] += 1
+            yield unit
+
+
+def test_images_are_taken_as_calls_need_them_not_all_at_once() -> None:
+    units = _Passes(_units(1000, 1))
+    d = Dispatch(units, images_per_call=16)
+    calls = d.assign(["a"])  # the clip and one chunk: two calls a worker
+    assert [len(c.units) for c in calls] == [1, 16]
+    assert units.taken[:2] == [1001, 1001] and units.taken[2] == 16  # two passes to plan, then 16
+    assert sum(len(chunk) for chunk in d.todo) == 1000 - 16  # the rest, made only when asked

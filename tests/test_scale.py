@@ -5,6 +5,7 @@ tests check the behaviour those structures must keep."""
 from __future__ import annotations
 
 import gc
+from array import array
 import json
 import warnings
 from itertools import groupby
@@ -40,9 +41,9 @@ def test_a_keyset_answers_like_a_set_before_and_after_its_merges(monkeypatch) ->
 
 
 def test_duplicates_of_finds_the_hashes_seen_twice() -> None:
-    hashes = [hash(k) for k in ("a", "b", "a", "c", "c", "c")]
+    hashes = array("q", [hash(k) for k in ("a", "b", "a", "c", "c", "c")])
     assert duplicates_of(hashes) == {hash("a"), hash("c")}
-    assert duplicates_of([]) == set()
+    assert duplicates_of(array("q")) == set()
 
 
 def test_a_listing_keeps_runs_and_gives_back_every_file_in_order(monkeypatch) -> None:
@@ -174,3 +175,17 @@ def test_a_ledger_read_again_restores_what_it_recorded(tmp_path: Path, monkeypat
         second.close()
     lines = [json.loads(line) for line in (out / LEDGER_NAME).read_text().splitlines()]
     assert sum("done" in line for line in lines) == 41 and "ledger" in lines[0]
+
+
+def test_a_keyset_made_in_bulk_keeps_each_keys_last_value() -> None:
+    made = KeySet.of([("a", 1), ("b", 2), ("a", 3), ("c", keyset.NONE), ("b", 4), ("a", 5)])
+    assert (made.get("a"), made.get("b"), made.get("c"), made.get("d")) == (5, 4, keyset.NONE, None)
+    assert len(made) == 3 and len(KeySet.of([])) == 0 and "a" not in KeySet.of([])
+
+
+def test_among_keeps_the_keys_found_in_both_with_their_values() -> None:
+    made = KeySet.of([(f"k{i}", i) for i in range(10_000)])
+    both = made.among(f"k{i}" for i in range(-5, 10_000, 3))  # batches of 4096, some absent
+    assert len(both) == len(range(1, 10_000, 3))
+    assert both.get("k4") == 4 and both.get("k9997") == 9997 and "k3" not in both
+    assert len(KeySet().among(["a"])) == 0 and len(made.among([])) == 0

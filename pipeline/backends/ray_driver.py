@@ -127,7 +127,6 @@ class RayBackend:
         (ledger.output / RUN_FILE).write_text(run_id)  # under the ledger's lock: actors of an
         # older driver see another id and write nothing more (ray_worker.RemoteCommits)
         dispatch = Dispatch(units, workers=len(self.actors))
-        variant_of = {u.key: u.variant for u in units}
         ended: queue.Queue = queue.Queue()
         lock = threading.Lock()
         threads: list[threading.Thread] = []
@@ -153,8 +152,9 @@ class RayBackend:
                 call.finished.add(record.key)
             if isinstance(record, Failed):
                 with lock:
+                    variant = next((u.variant for u in call.units if u.key == record.key), None)
                     summary.failures.append(Failure(Path(record.source), record.stage, record.reason,
-                                                    variant_of.get(record.key)))
+                                                    variant))
 
         def consume(call: Call, generator) -> None:
             try:
@@ -195,7 +195,7 @@ class RayBackend:
                 if summary.fatal is None:
                     for call in dispatch.assign([a for a in self.actors if a.up and not a.dead]):
                         submit(call)
-                if not dispatch.busy and (not dispatch.todo or summary.fatal is not None):
+                if not dispatch.busy and (not dispatch.waiting or summary.fatal is not None):
                     break
                 try:
                     call, exc = ended.get(timeout=0.5)
@@ -218,7 +218,7 @@ class RayBackend:
             for thread in threads:
                 thread.join(timeout=5.0 if stopped else None)
         if not stopped:  # every call is over: what dead actors left half-written can go
-            sweep_partials(ledger.output, {u.key for u in units})
+            sweep_partials(ledger.output, (u.key for u in units))
         summary.wall_s = time.perf_counter() - start
         return summary
 

@@ -7,8 +7,10 @@ which says which units to fail; everything else it re-queues.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Hashable, Sequence
+from itertools import islice
+from typing import Hashable, Iterable, Iterator, Sequence
 
 from ..plan import Unit
 
@@ -32,29 +34,45 @@ class Call:
 
 
 class Dispatch:
-    def __init__(self, units: Sequence[Unit], workers: int = 1, images_per_call: int | None = None,
+    def __init__(self, units: Iterable[Unit], workers: int = 1, images_per_call: int | None = None,
                  calls_per_worker: int = CALLS_PER_WORKER,
                  deaths_before_failing: int = DEATHS_BEFORE_FAILING) -> None:
+        """``units``: a list, or the plan's ``Units`` (iterated three times: the clips and
+        shards, a count, then the images as calls need them: never all held at once)."""
         # a clip or a tar shard is a call of its own (a shard: many images, committed whole);
         # the long ones first
-        clips = [[u] for u in units if u.kind in ALONE]
-        images = [u for u in units if u.kind not in ALONE]
+        self._ready: deque[list[Unit]] = deque([u] for u in units if u.kind in ALONE)
+        images = sum(1 for u in units if u.kind not in ALONE)
         if images_per_call is None:
             images_per_call = min(MAX_IMAGES_PER_CALL, max(
-                MIN_IMAGES_PER_CALL, -(-len(images) // (CALLS_PER_WORKER_OF_IMAGES * workers))))
-        self.todo: list[list[Unit]] = clips + [images[i:i + images_per_call]
-                                               for i in range(0, len(images), images_per_call)]
+                MIN_IMAGES_PER_CALL, -(-images // (CALLS_PER_WORKER_OF_IMAGES * workers))))
+        self._chunks = _chunked((u for u in units if u.kind not in ALONE), images_per_call)
         self.calls_per_worker = calls_per_worker
         self.deaths_before_failing = deaths_before_failing
         self.running: dict[Hashable, int] = {}  # calls in flight per worker
         self.deaths: dict[str, int] = {}
 
+    @property
+    def waiting(self) -> bool:
+        """Some units are still to hand out."""
+        if not self._ready:
+            chunk = next(self._chunks, None)
+            if chunk is not None:
+                self._ready.append(chunk)
+        return bool(self._ready)
+
+    @property
+    def todo(self) -> list[list[Unit]]:
+        """Every call still to hand out, in order (all made now: for tests and messages)."""
+        self._ready.extend(self._chunks)
+        return list(self._ready)
+
     def assign(self, workers: Sequence[Hashable]) -> list[Call]:
         """Fill the given workers (those up) to ``calls_per_worker``, least busy first."""
         calls = []
         for worker in sorted(workers, key=lambda w: self.running.get(w, 0)):
-            while self.todo and self.running.get(worker, 0) < self.calls_per_worker:
-                calls.append(Call(worker, self.todo.pop(0)))
+            while self.running.get(worker, 0) < self.calls_per_worker and self.waiting:
+                calls.append(Call(worker, self._ready.popleft()))
                 self.running[worker] = self.running.get(worker, 0) + 1
         return calls
 
@@ -72,9 +90,16 @@ class Dispatch:
             if self.deaths[unit.key] >= self.deaths_before_failing:
                 failed.append((unit, self.deaths[unit.key]))
             else:
-                self.todo.insert(0, [unit])
+                self._ready.appendleft([unit])
         return failed
 
     @property
     def busy(self) -> bool:
         return any(self.running.values())
+
+
+def _chunked(units: Iterable[Unit], size: int) -> Iterator[list[Unit]]:
+    it = iter(units)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
