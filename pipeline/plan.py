@@ -24,13 +24,12 @@ import hashlib
 import os
 from array import array
 from dataclasses import dataclass, field
-from itertools import compress, repeat
 from pathlib import Path, PurePath
 from typing import Callable, Iterator
 
 from .config import Job, PickOptions, SourceSpec
 from .errors import JobError
-from .keyset import KeySet, duplicates_of
+from .keyset import duplicates_of
 from .safety import (check_output_folder, check_output_paths, check_side_file, check_writable,
                      real_path)
 from .sources import Source, get_source
@@ -138,20 +137,33 @@ class SourcePlan:
     output_relpath: Callable[[PurePath, str], PurePath]
     _goes: tuple[str, dict[str, set[str | None]]] | None = field(default=None, repr=False)
 
-    def units(self) -> Iterator[Unit]:
+    def units(self, selected: Iterator[int] | None = None) -> Iterator[Unit]:
         """The units, made as asked for: each file's variants together (one read serves them),
-        the source's files in the order found, then its sidecars."""
-        root, into, source, index = str(self.source.root()), self.spec.into, self.source, self.index
+        the source's files in the order found, then its sidecars.  ``selected``: one flag per
+        unit, in that order (a ``Units`` mask); only the flagged ones are made (a rerun where
+        all is done makes none)."""
+        root, source, index = self.source.root(), self.source, self.index
+        into = PurePath(self.spec.into) if self.spec.into else None
+        under = {v: PurePath(v) for v in self.variants if v}
+        # Paths are joined from each folder's, made once: parsing a whole path per unit
+        # was most of the cost of a pass over 100k units
+        folders: tuple[str, PurePath, Path] | None = None
         for kind, listing in ((source.way, self.files), ("file", self.sidecars)):
             for folder, name in listing:
-                rel = PurePath(folder, name)
+                variants = self._variants_of(kind, folder, name)
+                if selected is not None:
+                    variants = [v for v in variants if next(selected)]  # a flag for each
+                    if not variants:
+                        continue
+                if folders is None or folders[0] != folder:
+                    folders = (folder, PurePath(folder), root / folder)
+                rel = folders[1] / name
                 out_rel = rel if kind == "file" else self.output_relpath(rel, kind)  # sidecars: as they are
-                out_rel = PurePath(into, out_rel) if into else out_rel
-                path = Path(os.path.join(root, folder, name))  # what ``find`` returned
-                for variant in self._variants_of(kind, folder, name):
-                    out = PurePath(variant, out_rel) if variant else out_rel
-                    yield Unit(source=path, output_rel=out, source_index=index, kind=kind,
-                               reader=source, variant=variant)
+                out_rel = into / out_rel if into else out_rel
+                path = folders[2] / name  # what ``find`` returned: root / rel
+                for variant in variants:
+                    yield Unit(source=path, output_rel=under[variant] / out_rel if variant else out_rel,
+                               source_index=index, kind=kind, reader=source, variant=variant)
 
     def _variants_of(self, kind: str, folder: str, name: str) -> list[str | None]:
         """All the variants (or none), or under ``pick`` the file's own; a sidecar that shares
@@ -190,12 +202,10 @@ class Units:
                  mask: bytearray | None = None) -> None:
         self._sources, self._count, self._mask = sources, count, mask
 
-    def _all(self) -> Iterator[Unit]:
-        for plan in self._sources:
-            yield from plan.units()
-
     def __iter__(self) -> Iterator[Unit]:
-        return self._all() if self._mask is None else compress(self._all(), self._mask)
+        selected = None if self._mask is None else iter(self._mask)
+        for plan in self._sources:
+            yield from plan.units(selected)
 
     def __len__(self) -> int:
         return self._count
@@ -205,10 +215,12 @@ class Units:
 
     def where(self, keep: Callable[[Unit], bool]) -> Units:
         """The units that ``keep`` keeps, in order (``keep`` is asked once per unit, now)."""
-        mask = bytearray()
-        selected = self._mask if self._mask is not None else repeat(1)
-        for unit, selected_now in zip(self._all(), selected):
-            mask.append(1 if selected_now and keep(unit) else 0)
+        if self._mask is None:
+            mask = bytearray(1 if keep(unit) else 0 for unit in self)
+        else:  # a selection of a selection: the positions of this one's units
+            mask = bytearray(len(self._mask))
+            for i, unit in zip((i for i, flag in enumerate(self._mask) if flag), self):
+                mask[i] = 1 if keep(unit) else 0
         return Units(self._sources, sum(mask), mask)
 
 
@@ -258,29 +270,38 @@ def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> 
                                 job.variants or (None,), job.pick, output_relpath))
     keys = array("q")  # each output's hash, 8 bytes a unit
     sheet = str(job.contact_sheet.path.resolve()) if job.contact_sheet is not None else None
-    source_paths = KeySet(_counted_sources(Units(tuple(plans), 0), keys,
-                                           str(job.output.resolve()) + os.sep, sheet))
+    sources_inside: set[str] = set()
+    # One pass checks every output, counts the units and hashes their keys; a second, only
+    # where some source's real path lies in the output folder (see ``_seen``), checks the
+    # outputs against those sources too.
+    check_output_paths(job.output, _seen(Units(tuple(plans), 0), keys, sources_inside,
+                                         str(job.output.resolve()) + os.sep, sheet),
+                       (), job.output_location)
     units = Units(tuple(plans), len(keys))
     _check_no_two_write_one(job, units, duplicates_of(keys))
-    check_output_paths(job.output, ((u.output_rel, u.source, u.source_index) for u in units),
-                       source_paths, job.output_location)
+    if sources_inside - {sheet}:
+        check_output_paths(job.output, ((u.output_rel, u.source, u.source_index) for u in units),
+                           sources_inside, job.output_location)
     if job.contact_sheet is not None:
         check_side_file(job.contact_sheet.path, job.output, [s.root() for s in sources],
-                        source_paths, job.contact_sheet_location, "contact_sheet.path")
+                        sources_inside, job.contact_sheet_location, "contact_sheet.path")
     return Plan(units, tuple(empty))
 
 
-def _counted_sources(units: Units, keys: array, inside: str, also: str | None) -> Iterator[str]:
-    """The real paths of the sources that lie ``inside`` the output folder (the only ones an
-    output could land on: ``check_output_folder`` keeps source folders out of it, and the walk
-    skips it, so only a symlinked file gets there), or are ``also`` (the contact sheet's path);
-    each output key's hash goes into ``keys`` on the way."""
+def _seen(units: Units, keys: array, sources_inside: set[str], inside: str, also: str | None
+          ) -> Iterator[tuple[PurePath, Path, int]]:
+    """Each unit as ``check_output_paths`` takes it; on the way, its key's hash goes into
+    ``keys``, and its source's real path into ``sources_inside`` if that lies ``inside`` the
+    output folder (the only sources an output could land on: ``check_output_folder`` keeps
+    source folders out of it and the walk skips it, so only a symlinked file gets there) or
+    is ``also`` (the contact sheet's path)."""
     real: dict[str, str] = {}  # folder -> real path, resolved once per folder
     for unit in units:
         keys.append(hash(unit.key))
         path = real_path(str(unit.source), real)
         if path.startswith(inside) or path == also:
-            yield path
+            sources_inside.add(path)
+        yield unit.output_rel, unit.source, unit.source_index
 
 
 def _check_no_two_write_one(job: Job, units: Units, twice: set[int]) -> None:
