@@ -96,14 +96,21 @@ class KeySet:
             return
         new = np.fromiter(self._recent.keys(), dtype=np.int64, count=len(self._recent))
         values = np.fromiter(self._recent.values(), dtype=np.int64, count=len(self._recent))
-        keep = ~np.isin(self._hashes, new)  # a key added again takes its new value
-        hashes = np.concatenate([self._hashes[keep], new])
-        old = (np.full(len(self._hashes), NONE, dtype=np.int64) if self._values is None
-               else self._values)
-        values = np.concatenate([old[keep], values])
-        order = np.argsort(hashes, kind="stable")
-        self._hashes, self._values = hashes[order], values[order]
         self._recent = {}
+        order = np.argsort(new)
+        new, values = new[order], values[order]
+        # Into the sorted arrays where each belongs: a key already there takes its new value;
+        # one new array per merge (np.insert), where sorting old and new together made four
+        at = np.searchsorted(self._hashes, new)
+        there = np.zeros(len(new), dtype=bool)
+        inside = at < len(self._hashes)
+        there[inside] = self._hashes[at[inside]] == new[inside]
+        if self._values is None and (values != NONE).any():
+            self._values = np.full(len(self._hashes), NONE, dtype=np.int64)
+        if self._values is not None:
+            self._values[at[there]] = values[there]
+            self._values = np.insert(self._values, at[~there], values[~there])
+        self._hashes = np.insert(self._hashes, at[~there], new[~there])
 
 
 def duplicates_of(hashes: array) -> set[int]:
