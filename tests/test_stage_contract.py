@@ -54,8 +54,10 @@ EXAMPLES = {
     "encode": lambda d: {"image": {"format": "png"}},
     "resize": lambda d: {"short_side": 20, "multiple_of": 4},
     "tv_denoise": lambda d: {"weight": 0.1},
-    "fast_style": lambda d: {"weights": str(_style_weights(d))},
-    "cyclegan": lambda d: {"weights": str(_cyclegan_weights(d))},
+    # the style controls on (issue 14): blended and colour-kept, batched like the rest
+    "fast_style": lambda d: {"weights": str(_style_weights(d)), "strength": 0.6,
+                             "preserve_color": True},
+    "cyclegan": lambda d: {"weights": str(_cyclegan_weights(d)), "strength": 0.3},
     "temporal_smooth": lambda d: {"strength": 0.7, "flow_preset": "ultrafast"},
     "gatys": lambda d: {"style": str(_style_image(d)), "steps": 3},
     # a fan-out: its contract is each branch's flat chain (``_transform``); "soft" blends

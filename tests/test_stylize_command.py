@@ -161,3 +161,22 @@ def test_output_inside_the_input_folder_is_not_read_back(tmp_path: Path, style_w
         assert result.returncode == 2 and "holds the input" in result.stderr
     assert not (tmp_path / "photos" / ".stylize_job.yaml").exists()
     assert not (tmp_path / ".stylize_job.yaml").exists()
+
+
+def test_strength_and_preserve_color_go_into_the_job_and_its_outputs(
+        tmp_path: Path, style_weights: Path) -> None:
+    make_photos(tmp_path / "in", 2)
+    saved = tmp_path / "controls.yaml"
+    base = ("stylize", str(tmp_path / "in"), "--weights", str(style_weights), "-q")
+    result = run_cli_here(*base, "-o", str(tmp_path / "soft"), "--strength", "0.4",
+                          "--preserve-color", "--save-job", str(saved))
+    assert result.returncode == 0, result.stderr
+    assert "strength: 0.4, preserve_color: true}" in saved.read_text()
+    assert run_cli_here(*base, "-o", str(tmp_path / "soft"), "--strength", "0.4",
+                        "--preserve-color").returncode == 0
+    assert run_cli_here(*base, "-o", str(tmp_path / "full")).returncode == 0
+    soft, full = _outputs(tmp_path / "soft"), _outputs(tmp_path / "full")
+    assert soft.keys() == full.keys() and len(soft) == 2
+    assert all(soft[name] != full[name] for name in soft)  # the controls changed the pixels
+    refused = run_cli_here(*base, "-o", str(tmp_path / "x"), "--strength", "1.5")
+    assert refused.returncode == 2 and "--strength" in refused.stderr

@@ -55,6 +55,12 @@ def command(
     size: int = typer.Option(None, "--size", min=1, metavar="N", show_default=False,
                              help="Resize first so the shorter side is N pixels "
                                   "(resize: {short_side: N})."),
+    strength: float = typer.Option(1.0, "--strength", min=0.0, max=1.0, metavar="S",
+                                   help="0..1: the stylized picture blended with its input "
+                                        "(0: the input, 1: the style at full)."),
+    preserve_color: bool = typer.Option(False, "--preserve-color",
+                                        help="Keep the input's colours; take only the style's "
+                                             "luminance (Gatys et al. 2016)."),
     device: str = typer.Option("auto", callback=_check_device, metavar="DEVICE",
                                help="auto, cpu, cuda or cuda:N; auto picks CUDA when present."),
     precision: Precision = typer.Option("auto", help="auto: bf16 (else fp16) on CUDA, fp32 on CPU."),
@@ -82,7 +88,8 @@ def command(
     except WeightsError as exc:
         _fail(f"--weights {exc}")
     stage = "fast_style" if arch.family == "fast_style" else "cyclegan"
-    text = job_text(sources, out, _absolute(weights), stage, size, device, precision.value)
+    text = job_text(sources, out, _absolute(weights), stage, size, device, precision.value,
+                    strength=strength, preserve_color=preserve_color)
 
     if save_job is not None:
         _write(save_job, text)
@@ -97,7 +104,8 @@ def command(
 
 
 def job_text(sources: list[tuple[str, Path]], output: Path, weights: Path, stage: str,
-             size: int | None, device: str, precision: str) -> str:
+             size: int | None, device: str, precision: str, *, strength: float = 1.0,
+             preserve_color: bool = False) -> str:
     """The job file a user would write for these options (paths absolute)."""
     lines = ["# Written by `run_pipeline.py stylize`; edit it and run it with",
              "# `run_pipeline.py THIS_FILE` (see README.md, The job file).",
@@ -111,7 +119,9 @@ def job_text(sources: list[tuple[str, Path]], output: Path, weights: Path, stage
               "  - decode"]
     if size is not None:
         lines.append(f"  - resize: {{short_side: {size}}}")
-    lines += [f"  - {stage}: {{weights: {_scalar(str(weights))}}}",
+    controls = (f", strength: {strength:g}" if strength != 1.0 else "") + (
+        ", preserve_color: true" if preserve_color else "")
+    lines += [f"  - {stage}: {{weights: {_scalar(str(weights))}{controls}}}",
               "  - encode"]
     return "\n".join(lines) + "\n"
 

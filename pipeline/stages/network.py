@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
 
 from ..context import RunContext
 from ..ops.pad import crop_to, pad_to_multiple
+from ..ops.style_controls import apply_controls
+from ..typed_yaml import ParamError
 from .base import Stage, join_alpha, split_alpha
 
 
@@ -32,6 +34,12 @@ _UNET_BYTES_PER_PIXEL_PER_NGF = 6
 @dataclass(frozen=True)
 class NetworkParams:
     weights: Path
+    strength: float = 1.0  # 0..1: the stylized image blended with its input (0: the input)
+    preserve_color: bool = False  # the input's colours with the style's luminance
+
+    def __post_init__(self) -> None:
+        if isinstance(self.strength, bool) or not 0.0 <= self.strength <= 1.0:
+            raise ParamError("strength", f"strength must be in [0, 1], got {self.strength}")
 
 
 class NetworkStage(Stage):
@@ -48,7 +56,21 @@ class NetworkStage(Stage):
     def describe(self) -> str:
         arch = getattr(self.net, "arch", None)
         extra = f", {arch.describe() if hasattr(arch, 'describe') else arch}" if arch else ""
+        if self.params.strength != 1.0:
+            extra += f", strength {self.params.strength:g}"
+        if self.params.preserve_color:
+            extra += ", input colours kept"
         return f"{self.name}(weights={self.params.weights.name}{extra})"
+
+    def fingerprint(self) -> dict[str, Any]:
+        """As any stage's, less the controls at their defaults (they change nothing there):
+        outputs made before the controls existed still count."""
+        fingerprint = super().fingerprint()
+        if self.params.strength == 1.0:
+            fingerprint.pop("strength", None)
+        if not self.params.preserve_color:
+            fingerprint.pop("preserve_color", None)
+        return fingerprint
 
     def peak_bytes(self, channels: int, height: int, width: int, itemsize: int) -> int:
         m = self.size_multiple
@@ -85,7 +107,9 @@ class NetworkStage(Stage):
             # Upstream nets silently change odd sizes; pad to their multiple, crop back.
             padded, size = pad_to_multiple(rgb.to(net_dtype), self.size_multiple)
             y = self.from_net(self.net(self.to_net(padded)))
-            y = crop_to(y, size).clamp(0, 255).to(x.dtype)
+            y = crop_to(y, size).clamp(0, 255)
+            y = apply_controls(y, rgb.to(net_dtype), self.params.strength,
+                               self.params.preserve_color).to(x.dtype)
         _refuse_flat_outputs(rgb, y)
         return join_alpha(y, alpha)
 
