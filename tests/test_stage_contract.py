@@ -59,7 +59,7 @@ EXAMPLES = {
                              "preserve_color": True},
     "cyclegan": lambda d: {"weights": str(_cyclegan_weights(d)), "strength": 0.3},
     "temporal_smooth": lambda d: {"strength": 0.7, "flow_preset": "ultrafast"},
-    "gatys": lambda d: {"style": str(_style_image(d)), "steps": 3},
+    "gatys": lambda d: {"style": str(_style_image(d)), "steps": 3, "strength": 0.8},
     # a fan-out: its contract is each branch's flat chain (``_transform``); "soft" blends
     "variants": lambda d: {"plain": [], "soft": {"stages": [{"tv_denoise": {"weight": 0.1}}],
                                                  "strength": 0.5}},

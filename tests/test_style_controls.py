@@ -88,3 +88,17 @@ def test_apply_controls_is_one_formula_on_any_batch() -> None:
     expected = (content + 0.25 * (luma(styled) - luma(content))).clamp(0, 255)
     torch.testing.assert_close(out, expected, atol=1e-4, rtol=0)
     assert apply_controls(styled, content) is styled
+
+
+def test_gatys_takes_strength_too(tmp_path: Path) -> None:
+    from pipeline.media.images import write_image
+
+    style = tmp_path / "style.png"
+    write_image(natural_image(32, 32, seed=5), style, "png")
+    cls = get_stage("gatys")
+    x = _batch()[:1, :, :24, :24]
+    plain = cls(cls.Params(style=style, steps=2), CPU)
+    assert torch.equal(cls(cls.Params(style=style, steps=2, strength=0.0), CPU)(x), x)
+    half = cls(cls.Params(style=style, steps=2, strength=0.5), CPU)(x)
+    torch.testing.assert_close(half, (x + plain(x)) / 2, atol=1e-3, rtol=0)
+    assert "strength" not in plain.fingerprint()

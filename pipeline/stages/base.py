@@ -35,6 +35,8 @@ class Stage:
     #: the most images this stage should see at once (None: no limit); caps
     #: the engine's batch size, ``batch_size`` in the job included
     max_batch: ClassVar[int | None] = None
+    #: params added after outputs were made, left out of the fingerprint at these values
+    quiet_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, params: Any, ctx: RunContext) -> None:
         self.params = params
@@ -65,8 +67,14 @@ class Stage:
         return f"{self.name}({shown})" if shown else self.name
 
     def fingerprint(self) -> dict[str, Any]:
-        """The params that decide output bytes; weights by content, not path."""
-        return {"stage": self.name, **_normalize(dataclasses.asdict(self.params))}
+        """The params that decide output bytes; weights by content, not path.  A param in
+        ``quiet_defaults`` at that value is left out: it changes nothing there, so outputs
+        made before it existed still count."""
+        fingerprint = {"stage": self.name, **_normalize(dataclasses.asdict(self.params))}
+        for name, value in self.quiet_defaults.items():
+            if name in fingerprint and fingerprint[name] == value:
+                del fingerprint[name]
+        return fingerprint
 
 
 def _short(value: Any) -> str:

