@@ -26,7 +26,7 @@ import typer
 # The command modules import torch and PyAV only when a command runs, and so does this
 # module (inside the functions below): --help and --version answer in a fraction of a second.
 from . import threads
-from .commands import stylize, stylize_still, train_cyclegan, train_style
+from .commands import sheet, stylize, stylize_still, train_cyclegan, train_style
 from .errors import JobError, MediaError, storage_error
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ train_app.command("cyclegan")(train_cyclegan.command)
 app.add_typer(train_app, name="train")
 app.command("stylize-still")(stylize_still.command)
 app.command("stylize")(stylize.command)
+app.command("sheet")(sheet.command)
 
 
 def _print_version(asked: bool) -> None:
@@ -388,13 +389,16 @@ def _report(p: Prepared, s: Summary) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-_COMMANDS = {"run", "validate", "train", "stylize-still", "stylize"}
+def _commands() -> set[str]:
+    """The app's command names, as registered (a new command needs no list kept here)."""
+    return ({c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
+            | {g.name for g in app.registered_groups})
 
 
 def main(argv: list[str] | None = None) -> None:
     """``run_pipeline.py JOB.yaml`` means ``run JOB.yaml``."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and not args[0].startswith("-") and args[0] not in _COMMANDS:
+    if args and not args[0].startswith("-") and args[0] not in _commands():
         args.insert(0, "run")
     # Pillow warns of a "decompression bomb DOS attack" for any image over 89 Mpx as soon as
     # its header is read; memory.py decides what fits and says so in words: no scare line.

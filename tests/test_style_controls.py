@@ -102,3 +102,34 @@ def test_gatys_takes_strength_too(tmp_path: Path) -> None:
     half = cls(cls.Params(style=style, steps=2, strength=0.5), CPU)(x)
     torch.testing.assert_close(half, (x + plain(x)) / 2, atol=1e-3, rtol=0)
     assert "strength" not in plain.fingerprint()
+
+
+def test_sheet_shows_the_image_under_each_style_and_strength(tmp_path: Path, weights) -> None:
+    from pipeline.media.images import read_image, write_image
+    from tests.conftest import run_cli_here
+
+    photo = tmp_path / "photo.png"
+    write_image(natural_image(40, 60, seed=3), photo, "png")
+    out = tmp_path / "sheets" / "look.png"
+    result = run_cli_here("sheet", str(photo), "-w", str(weights["fast_style"]), "-w",
+                          str(weights["cyclegan"]), "--strengths", "0.5,1", "--preserve-color",
+                          "--size", "32", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    sheet = read_image(out)
+    tile_w = 48  # 40x60 at a shorter side of 32
+    rows, columns = 2, 1 + 2 * 2  # the input, two strengths, each again with colours kept
+    assert sheet.shape[0] == rows * (32 + 22) + (rows - 1) * 4
+    assert sheet.shape[1] == columns * tile_w + (columns - 1) * 4
+    # the fast_style row at strength 1 is what the stage gives (rounded), as a job would write
+    stage = _stage("fast_style", weights)
+    from pipeline.ops.resize import resize_to
+    small = resize_to(natural_image(40, 60, seed=3), 48, 32)
+    x = torch.from_numpy(small).permute(2, 0, 1)[None].float()
+    expected = stage(x)[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    at = 2 * (tile_w + 4)
+    assert np.array_equal(sheet[:32, at:at + tile_w], expected)
+    assert np.array_equal(sheet[:32, :tile_w], small)
+    bad = run_cli_here("sheet", str(photo), "-w", str(tmp_path / "nope.pth"), "-o", str(out))
+    assert bad.returncode == 2 and "nope.pth" in bad.stderr
+    bad = run_cli_here("sheet", str(photo), "--strengths", "2", "-o", str(out))
+    assert bad.returncode == 2 and "--strengths" in bad.stderr

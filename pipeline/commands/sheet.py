@@ -1,0 +1,140 @@
+"""``sheet``: one picture of an image under every style, for choosing a look.
+
+    sheet IMAGE [--weights W]... [--strengths 0.5,1] [--preserve-color] [--size N]
+          [-o sheet.png] [--device ...]
+
+One row per weights file (default: every ``.safetensors`` and ``.pth`` in the repo's
+``weights/`` folder, where the shipped models are), the input first; one column per
+strength (the stage's ``strength``), and with ``--preserve-color`` one more per
+strength with the input's colours kept.  Each tile is labelled.  The styles run
+through the same stages a job runs (``fast_style`` or ``cyclegan``, picked by what
+the file holds), so a tile is what a job with those options would write.  Exit 2
+for an image or weights file that cannot be read, naming it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+EXIT_INVALID = 2
+SHIPPED = Path(__file__).resolve().parents[2] / "weights"
+LABEL_H = 22  # px of white under each tile for its label
+
+
+def command(
+    image: Path = typer.Argument(..., show_default=False, metavar="IMAGE",
+                                 help="The picture to show under every style."),
+    weights: list[Path] = typer.Option(None, "--weights", "-w", show_default=False, metavar="W",
+                                       help="A style network or generator; repeat for more. "
+                                            "Default: every model in the repo's weights/."),
+    strengths: str = typer.Option("1", "--strengths", metavar="S,S",
+                                  help="Comma-separated strengths, one column each (0..1)."),
+    preserve_color: bool = typer.Option(False, "--preserve-color",
+                                        help="Also a column per strength with the input's "
+                                             "colours kept."),
+    size: int = typer.Option(256, "--size", min=16, max=2048, metavar="N",
+                             help="Each tile's shorter side, in pixels."),
+    output: Path = typer.Option(Path("sheet.png"), "--output", "-o", metavar="FILE",
+                                help="Where to write the sheet (PNG)."),
+    device: str = typer.Option("auto", metavar="DEVICE", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Write one picture of IMAGE under every style (and strength), labelled, for choosing."""
+    levels = _strengths(strengths)
+    models = list(weights) if weights else sorted(
+        p for p in SHIPPED.glob("*") if p.suffix in (".safetensors", ".pth"))
+    if not models:
+        _fail(f"no weights given and none in {SHIPPED}; pass --weights W")
+    for path in models:
+        if not path.is_file():
+            _fail(f"--weights {path} does not exist")
+    sheet = make_sheet(image, models, levels, preserve_color, size, device)
+    from ..atomic import atomic_write
+    from ..media.images import write_image
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(output, lambda tmp: write_image(sheet, tmp, "png"))
+    typer.echo(f"sheet: {output} ({len(models)} styles x {len(levels) * (1 + preserve_color)} "
+               f"columns)", err=True)
+
+
+def make_sheet(image: Path, models: list[Path], levels: list[float], preserve_color: bool,
+               size: int, device: str):
+    """The sheet as uint8 HxWx3: rows of (input, each column's tile) per model."""
+    import numpy as np
+    import torch
+
+    from ..context import RunContext, resolve_device
+    from ..errors import MediaError, WeightsError
+    from ..media.images import read_image
+    from ..models.checkpoints import inspect_checkpoint
+    from ..ops.resize import resize_to, target_size
+    from ..stages import get_stage
+
+    try:
+        picture = read_image(image)[..., :3]
+    except (MediaError, OSError) as exc:
+        _fail(f"IMAGE {image}: {getattr(exc, 'reason', None) or exc}")
+    h, w = target_size(*picture.shape[:2], short_side=size, multiple_of=1)
+    picture = np.ascontiguousarray(resize_to(picture, w, h))
+    ctx = RunContext(device=resolve_device(device), precision="fp32", batch_size=None)
+    x = torch.from_numpy(picture).permute(2, 0, 1)[None].float().to(ctx.device)
+    columns = [(s, False) for s in levels] + ([(s, True) for s in levels] if preserve_color else [])
+    rows = []
+    for path in models:
+        try:
+            arch, _ = inspect_checkpoint(path)
+        except WeightsError as exc:
+            _fail(f"--weights {exc}")
+        cls = get_stage("fast_style" if arch.family == "fast_style" else "cyclegan")
+        tiles = [_labelled(picture, "input")]
+        for strength, keep in columns:
+            stage = cls(cls.Params(weights=path, strength=strength, preserve_color=keep), ctx)
+            with torch.inference_mode():
+                y = stage(x)[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+            label = f"{path.stem} {strength:g}" + (" colours kept" if keep else "")
+            tiles.append(_labelled(np.ascontiguousarray(y), label))
+        rows.append(_join(tiles, axis=1))
+    return _join(rows, axis=0)
+
+
+def _labelled(tile, text: str):
+    import cv2
+    import numpy as np
+
+    strip = np.full((LABEL_H, tile.shape[1], 3), 255, np.uint8)
+    cv2.putText(strip, text, (4, LABEL_H - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                cv2.LINE_AA)
+    return np.concatenate([tile, strip], axis=0)
+
+
+def _join(parts: list, axis: int, gap: int = 4):
+    """Side by side (axis 1) or stacked (axis 0), white gaps between, padded to the largest."""
+    import numpy as np
+
+    other = 1 - axis
+    extent = max(p.shape[other] for p in parts)
+    padded = []
+    for p in parts:
+        pad = [(0, 0), (0, 0), (0, 0)]
+        pad[other] = (0, extent - p.shape[other])
+        padded.append(np.pad(p, pad, constant_values=255))
+        shape = list(padded[-1].shape)
+        shape[axis] = gap
+        padded.append(np.full(shape, 255, np.uint8))
+    return np.concatenate(padded[:-1], axis=axis)
+
+
+def _strengths(text: str) -> list[float]:
+    try:
+        levels = [float(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        _fail(f"--strengths {text!r}: expected numbers in 0..1 separated by commas, e.g. 0.5,1")
+    if not levels or any(not 0.0 <= s <= 1.0 for s in levels):
+        _fail(f"--strengths {text!r}: expected numbers in 0..1 separated by commas, e.g. 0.5,1")
+    return levels
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_INVALID)
