@@ -10,6 +10,7 @@ dataclass's ``__post_init__`` is reported at the mapping (or, for a
 from __future__ import annotations
 
 import dataclasses
+import re
 import difflib
 import types
 import typing
@@ -153,6 +154,8 @@ def _convert(node: yaml.Node, loader: yaml.SafeLoader, path: Path) -> Node:
         keys: dict[str, Location] = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node)
+            if isinstance(key, int) and not isinstance(key, bool):
+                key = str(key)  # ``style: {0: 0.5, 2: 0.5}``: typed by the hint (dict[int, float])
             if not isinstance(key, str):
                 raise JobError(f"keys must be names, got {key!r}", location=_loc(path, key_node))
             if key in values:
@@ -209,6 +212,9 @@ def expected(tp: Any) -> str:
         return " or ".join(expected(a) for a in typing.get_args(tp) if a is not type(None))
     if dataclasses.is_dataclass(tp):
         return "a mapping"
+    if origin is dict:
+        key, value = typing.get_args(tp)
+        return f"a mapping of {expected(key)} to {expected(value)}"
     return str(tp)
 
 
@@ -220,14 +226,17 @@ def parse_value(tp: Any, node: Node, where: str, ctx: ParseContext) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        mapping_error = None  # a mapping's own error, when a mapping is one of the choices
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return parse_value(arg, node, where, ctx)
-            except JobError:
-                continue
-        raise _type_error(tp, node, where)
+            except JobError as exc:
+                if node.is_mapping and (typing.get_origin(arg) is dict
+                                        or dataclasses.is_dataclass(arg)):
+                    mapping_error = exc
+        raise mapping_error or _type_error(tp, node, where)
     if origin is Literal:
         options = typing.get_args(tp)
         if value in options and type(value) is type(options[options.index(value)]):
@@ -235,6 +244,8 @@ def parse_value(tp: Any, node: Node, where: str, ctx: ParseContext) -> Any:
         hint = did_you_mean(str(value), [str(o) for o in options]) if isinstance(value, str) else ""
         raise JobError(f"{describe(value)} is not valid; expected {expected(tp)}",
                        location=node.location, where=where, hint=hint)
+    if origin is dict:
+        return _parse_dict(tp, node, where, ctx)
     if dataclasses.is_dataclass(tp):
         if value is None:  # `decode:` with nothing after it means defaults
             value = {}
@@ -258,6 +269,24 @@ def parse_value(tp: Any, node: Node, where: str, ctx: ParseContext) -> Any:
     else:
         raise TypeError(f"typed_yaml cannot parse {tp!r}")  # a bug in a Params class
     raise _type_error(tp, node, where)
+
+
+def _parse_dict(tp: Any, node: Node, where: str, ctx: ParseContext) -> dict:
+    """A mapping typed ``dict[K, V]``; K is str or int (YAML's ``0:`` keys arrive as digits)."""
+    if not node.is_mapping or not node.value:
+        raise _type_error(tp, node, where)
+    key_type, value_type = typing.get_args(tp)
+    out = {}
+    for key, child in node.value.items():
+        if key_type is int:
+            if not re.fullmatch(r"-?\d+", key):
+                raise JobError(f"key '{key}' is not valid; expected {expected(key_type)}",
+                               location=node.key_locations.get(key, node.location), where=where)
+            typed_key: Any = int(key)
+        else:
+            typed_key = key
+        out[typed_key] = parse_value(value_type, child, f"{where}.{key}", ctx)
+    return out
 
 
 def _type_error(tp: Any, node: Node, where: str) -> JobError:

@@ -65,10 +65,11 @@ class Architecture:
     use_dropout: bool = False
     n_blocks: int | None = None
     num_downs: int | None = None
+    styles: int = 1  # fast_style: (scale, shift) sets in its norms (conditional instance norm)
 
     def describe(self) -> str:
         if self.family == "fast_style":
-            return "fast_style TransformerNet"
+            return "fast_style TransformerNet" + (f", {self.styles} styles" if self.styles > 1 else "")
         if self.family == "cyclegan_resnet":
             text = f"cyclegan resnet_{self.n_blocks}blocks"
         else:
@@ -82,7 +83,7 @@ class Architecture:
 
     def build(self) -> nn.Module:
         if self.family == "fast_style":
-            return TransformerNet()
+            return TransformerNet(self.styles)
         if self.family == "cyclegan_resnet":
             return ResnetGenerator(self.input_nc, self.output_nc, self.ngf, self.norm,
                                    self.use_dropout, self.n_blocks)
@@ -410,8 +411,9 @@ def inspect_checkpoint(path: str | Path, families: tuple[str, ...] | None = None
         what, todo = FAMILIES[family]
         raise WeightsError(path, f"this looks like {what}, not {expected}", hint=todo)
     try:
-        if family == "fast_style":
-            arch = Architecture("fast_style")
+        if family == "fast_style":  # [styles, C] norm weights: a multi-style network
+            norm = sd["in1.weight"]
+            arch = Architecture("fast_style", styles=norm.shape[0] if norm.ndim == 2 else 1)
         elif family == "cyclegan_resnet":
             arch = _infer_resnet(sd)
         else:

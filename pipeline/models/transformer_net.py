@@ -12,6 +12,8 @@ PyTorch versions wrote).  Input and output are RGB in 0..255, not 0..1.
 """
 from __future__ import annotations
 
+from typing import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,16 +33,43 @@ class ConvLayer(nn.Module):
         return self.conv2d(self.reflection_pad(x))
 
 
+class ConditionalInstanceNorm2d(nn.Module):
+    """Instance norm with a (scale, shift) per style: Dumoulin, Shlens, Kudlur, "A Learned
+    Representation for Artistic Style", ICLR 2017.  ``weight`` and ``bias`` are
+    [styles, channels] (a single-style net's are [channels], under the same names, so
+    the keys stay ``in1.weight`` ...); ``mix`` (not saved) weighs the styles: one-hot picks
+    one, anything else interpolates their parameters."""
+
+    def __init__(self, channels: int, styles: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(styles, channels))
+        self.bias = nn.Parameter(torch.zeros(styles, channels))
+        self.register_buffer("mix", F.one_hot(torch.tensor(0), styles).float(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mix = self.mix.to(self.weight.dtype)
+        # the same kernel as nn.InstanceNorm2d's: one style gives a single-style net's bits
+        return F.instance_norm(x, weight=mix @ self.weight, bias=mix @ self.bias, eps=self.eps)
+
+
+def instance_norm(channels: int, styles: int) -> nn.Module:
+    """Upstream's affine instance norm for one style; a conditional one for several."""
+    if styles == 1:
+        return nn.InstanceNorm2d(channels, affine=True)
+    return ConditionalInstanceNorm2d(channels, styles)
+
+
 class ResidualBlock(nn.Module):
     """Two 3x3 convolutions with instance norm and an identity shortcut
     (He et al. 2016), with no ReLU after the addition, as in the paper."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, styles: int = 1) -> None:
         super().__init__()
         self.conv1 = ConvLayer(channels, channels, kernel_size=3, stride=1)
-        self.in1 = nn.InstanceNorm2d(channels, affine=True)
+        self.in1 = instance_norm(channels, styles)
         self.conv2 = ConvLayer(channels, channels, kernel_size=3, stride=1)
-        self.in2 = nn.InstanceNorm2d(channels, affine=True)
+        self.in2 = instance_norm(channels, styles)
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,25 +105,49 @@ class TransformerNet(nn.Module):
     #: Two stride-2 convolutions: sides divisible by 4 come back unchanged.
     size_multiple = 4
 
-    def __init__(self) -> None:
+    def __init__(self, styles: int = 1) -> None:
+        """``styles`` > 1: conditional instance norm, one (scale, shift) per style."""
         super().__init__()
+        if styles < 1:
+            raise ValueError(f"styles must be >= 1, got {styles}")
+        self.styles = styles
         self.conv1 = ConvLayer(3, 32, kernel_size=9, stride=1)
-        self.in1 = nn.InstanceNorm2d(32, affine=True)
+        self.in1 = instance_norm(32, styles)
         self.conv2 = ConvLayer(32, 64, kernel_size=3, stride=2)
-        self.in2 = nn.InstanceNorm2d(64, affine=True)
+        self.in2 = instance_norm(64, styles)
         self.conv3 = ConvLayer(64, 128, kernel_size=3, stride=2)
-        self.in3 = nn.InstanceNorm2d(128, affine=True)
-        self.res1 = ResidualBlock(128)
-        self.res2 = ResidualBlock(128)
-        self.res3 = ResidualBlock(128)
-        self.res4 = ResidualBlock(128)
-        self.res5 = ResidualBlock(128)
+        self.in3 = instance_norm(128, styles)
+        self.res1 = ResidualBlock(128, styles)
+        self.res2 = ResidualBlock(128, styles)
+        self.res3 = ResidualBlock(128, styles)
+        self.res4 = ResidualBlock(128, styles)
+        self.res5 = ResidualBlock(128, styles)
         self.deconv1 = UpsampleConvLayer(128, 64, kernel_size=3, stride=1, upsample=2)
-        self.in4 = nn.InstanceNorm2d(64, affine=True)
+        self.in4 = instance_norm(64, styles)
         self.deconv2 = UpsampleConvLayer(64, 32, kernel_size=3, stride=1, upsample=2)
-        self.in5 = nn.InstanceNorm2d(32, affine=True)
+        self.in5 = instance_norm(32, styles)
         self.deconv3 = ConvLayer(32, 3, kernel_size=9, stride=1)
         self.relu = nn.ReLU()
+
+    def set_style(self, style: int | Mapping[int, float]) -> None:
+        """Paint in style ``style`` (an index), or a blend ``{index: weight}`` of styles
+        (weights >= 0, scaled to sum 1: their normalization parameters interpolated)."""
+        weights = {style: 1.0} if isinstance(style, int) else dict(style)
+        bad = [i for i in weights if not 0 <= i < self.styles]
+        if bad:
+            raise ValueError(f"style {bad[0]} is not one of this network's {self.styles} "
+                             f"(0..{self.styles - 1})")
+        if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+            raise ValueError(f"a blend's weights must be >= 0 and not all 0, got {weights}")
+        if self.styles == 1:
+            return
+        mix = torch.zeros(self.styles)
+        total = sum(weights.values())
+        for index, weight in weights.items():
+            mix[index] = weight / total
+        for module in self.modules():
+            if isinstance(module, ConditionalInstanceNorm2d):
+                module.mix.copy_(mix.to(module.mix.device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.relu(self.in1(self.conv1(x)))
