@@ -30,7 +30,10 @@ def command(
     content: Path = typer.Argument(..., show_default=False, metavar="CONTENT_DIR",
                                    help="Folder of content images (searched recursively); "
                                         "unreadable or too-small files are skipped and listed."),
-    style: Path = typer.Option(..., "--style", show_default=False, help="The style image."),
+    style: list[Path] = typer.Option(..., "--style", show_default=False,
+                                     help="The style image; repeat it to train one network "
+                                          "for several styles (conditional instance norm: "
+                                          "the fast_style stage's style: N picks one)."),
     out: Path = typer.Option(..., "--out", show_default=False,
                              help="Where to write the trained weights (.safetensors). Losses, "
                                   "samples and checkpoints go to OUT's stem + '_train/' beside it."),
@@ -102,7 +105,8 @@ def command(
         layer_weights = None if style_layer_weights.strip() == "auto" else \
             tuple(_number("--style-layer-weights", w) for w in style_layer_weights.split(","))
         opts = StyleTrainOptions(
-            content=content, style=style, out=out, image_size=image_size, style_size=style_size,
+            content=content, style=tuple(style), out=out, image_size=image_size,
+            style_size=style_size,
             batch_size=batch_size, steps=steps, lr=lr, content_weight=content_weight,
             style_weight=style_weight, tv_weight=tv_weight, content_layer=content_layer,
             style_layers=tuple(s.strip() for s in style_layers.split(",") if s.strip()),

@@ -40,16 +40,17 @@ class FastStyle(NetworkStage):
 
     def __init__(self, params: FastStyleParams, ctx) -> None:
         super().__init__(params, ctx)
-        if params.style is not None:
+        self.style = getattr(params, "style", None)  # plain NetworkParams: style 0
+        if self.style is not None:
             try:
-                self.net.set_style(params.style)
+                self.net.set_style(self.style)
             except ValueError as exc:
                 raise WeightsError(params.weights, str(exc),
                                    hint="name one of the network's styles by its index") from None
 
     def describe(self) -> str:
         text = super().describe()
-        return text if self.params.style is None else f"{text[:-1]}, style {self.params.style})"
+        return text if self.style is None else f"{text[:-1]}, style {self.style})"
 
     def to_net(self, rgb: torch.Tensor) -> torch.Tensor:
         return rgb

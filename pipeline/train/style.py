@@ -80,7 +80,7 @@ class StyleTrainOptions:
     """
 
     content: Path
-    style: Path
+    style: Path | tuple[Path, ...]  # several: one network for all (conditional instance norm)
     out: Path
     image_size: int = 256
     style_size: int | None = None
@@ -104,8 +104,13 @@ class StyleTrainOptions:
     export_pth: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("content", "style", "out"):
+        for name in ("content", "out"):
             object.__setattr__(self, name, Path(getattr(self, name)))
+        styles = self.style if isinstance(self.style, (list, tuple)) else (self.style,)
+        if not styles:
+            raise ValueError("style must name at least one image")
+        styles = tuple(Path(p) for p in styles)
+        object.__setattr__(self, "style", styles[0] if len(styles) == 1 else styles)
         layers = self.style_layers
         if isinstance(layers, str):  # "relu1_1,relu2_1" would otherwise become characters
             layers = [t.strip() for t in layers.split(",") if t.strip()]
@@ -137,6 +142,11 @@ class StyleTrainOptions:
         if self.out.suffix.lower() != ".safetensors":
             raise ValueError(f"out must end in .safetensors, got {self.out.name!r} "
                              "(export_pth adds a .pth beside it)")
+
+    @property
+    def styles(self) -> tuple[Path, ...]:
+        """The style images, in the order of the network's style indices."""
+        return self.style if isinstance(self.style, tuple) else (self.style,)
 
     @property
     def run_dir(self) -> Path:
@@ -179,15 +189,18 @@ def train_style(opts: StyleTrainOptions, on_step: Callable[[StepReport], None] |
         raise JobError(f"{run_dir} already holds a training run (up to step {_step_of(latest)})",
                        where="train style",
                        hint="pass --resume to continue it, or delete that folder or pick another --out")
-    style_img = _load_style(opts.style, opts.resolved_style_size)  # MediaError names the file
-    style_sha = file_sha256(Path(opts.style))
+    style_imgs = [_load_style(p, opts.resolved_style_size) for p in opts.styles]  # MediaError names it
+    style_sha = ",".join(file_sha256(p) for p in opts.styles)
     vgg = load_perceptual(opts.vgg, taps=tuple(dict.fromkeys((opts.content_layer,
                                                               *opts.style_layers))))
     vgg = vgg.to(device).eval().requires_grad_(False)
+    targets, layer_weights = [], []  # per style
     with torch.no_grad():
-        feats = vgg(style_img.to(device))
-        target = {k: gram_matrix(feats[k]) for k in opts.style_layers}
-    layer_weights = _layer_weights(opts, target)
+        for style_img in style_imgs:
+            feats = vgg(style_img.to(device))
+            targets.append({k: gram_matrix(feats[k]) for k in opts.style_layers})
+            layer_weights.append(_layer_weights(opts, targets[-1]))
+    styles = len(opts.styles)
 
     # Samples written into a run folder inside the content folder must not
     # become training data (nor change the data fingerprint on resume).
@@ -199,7 +212,7 @@ def train_style(opts: StyleTrainOptions, on_step: Callable[[StepReport], None] |
 
     with torch.random.fork_rng(devices=[]):  # init is a function of the seed alone
         torch.manual_seed(opts.seed)
-        model = TransformerNet()
+        model = TransformerNet(styles)
     model = model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -226,6 +239,8 @@ def train_style(opts: StyleTrainOptions, on_step: Callable[[StepReport], None] |
     while step < opts.steps:
         t0 = time.perf_counter()
         x = crops.batch(step, opts.batch_size).to(device).float()
+        k = step % styles  # the styles in turn: a function of the step, so resume is exact
+        model.set_style(k)
         with torch.autocast(**autocast):
             y = model(x)
             fy = vgg(y)
@@ -233,7 +248,7 @@ def train_style(opts: StyleTrainOptions, on_step: Callable[[StepReport], None] |
                 fx = vgg(x)[opts.content_layer]
         fy = {k: v.float() for k, v in fy.items()}  # losses and Grams in fp32
         c = opts.content_weight * content_loss(fy[opts.content_layer], fx.float())
-        s = opts.style_weight * style_loss(fy, target, layer_weights)
+        s = opts.style_weight * style_loss(fy, targets[k], layer_weights[k])
         tv = opts.tv_weight * tv_loss(y.float()) if opts.tv_weight else torch.zeros((), device=device)
         total = c + s + tv
         optimizer.zero_grad(set_to_none=True)
@@ -258,7 +273,7 @@ def train_style(opts: StyleTrainOptions, on_step: Callable[[StepReport], None] |
             window = _LogWindow()
         if step % opts.sample_every == 0 or last:
             _write_sample(model, sample_x, device, autocast,
-                          run_dir / "samples" / f"step_{step:07d}.png")
+                          run_dir / "samples" / f"step_{step:07d}.png", styles)
         if step % opts.checkpoint_every == 0 or last:
             _save_checkpoint(ckpt_dir, step, model, optimizer, scaler, fingerprint, elapsed, window)
         if on_step is not None:
@@ -378,34 +393,40 @@ def _append_log(path: Path, step: int, values: list[float], seconds: float) -> N
         csv.writer(f).writerow([step, *(f"{v:.6g}" for v in values), f"{seconds:.3f}"])
 
 
-def _write_sample(model, x: torch.Tensor, device, autocast: dict, path: Path) -> None:
-    """Rows of content | output, 2 px white gaps, as PNG."""
-    with torch.no_grad(), torch.autocast(**autocast):
-        y = model(x.to(device).float())
-    y = y.float().clamp(0, 255).round().to(torch.uint8).cpu()
+def _write_sample(model, x: torch.Tensor, device, autocast: dict, path: Path,
+                  styles: int = 1) -> None:
+    """Rows of content | output (one per style), 2 px white gaps, as PNG."""
+    ys = []
+    for k in range(styles):
+        model.set_style(k)
+        with torch.no_grad(), torch.autocast(**autocast):
+            ys.append(model(x.to(device).float()).float().clamp(0, 255).round()
+                      .to(torch.uint8).cpu())
     n, _, s, _ = x.shape
-    grid = np.full((n * (s + 2) - 2, 2 * s + 2, 3), 255, np.uint8)
+    grid = np.full((n * (s + 2) - 2, (1 + styles) * (s + 2) - 2, 3), 255, np.uint8)
     for i in range(n):
         top = i * (s + 2)
-        grid[top:top + s, :s] = x[i].permute(1, 2, 0).numpy()
-        grid[top:top + s, s + 2:] = y[i].permute(1, 2, 0).numpy()
+        for j, image in enumerate([x[i], *(y[i] for y in ys)]):
+            grid[top:top + s, j * (s + 2):j * (s + 2) + s] = image.permute(1, 2, 0).numpy()
     atomic_write(path, lambda tmp: write_image(grid, tmp, "png"))
 
 
 def _save_model(model, opts: StyleTrainOptions, style_sha: str, data_size: int,
-                precision: str, layer_weights: dict[str, float]) -> None:
+                precision: str, layer_weights: list[dict[str, float]]) -> None:
     from safetensors.torch import save_file
 
     sd = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {
         "architecture": "TransformerNet", "family": "fast_style",
         "paper": "Johnson et al. 2016, Perceptual Losses for Real-Time Style Transfer",
-        "style_image": opts.style.name, "style_sha256": style_sha,
+        "style_image": ",".join(p.name for p in opts.styles), "style_sha256": style_sha,
+        "styles": str(len(opts.styles)),
         "style_size": str(opts.resolved_style_size),
         "content_weight": repr(opts.content_weight), "style_weight": repr(opts.style_weight),
         "tv_weight": repr(opts.tv_weight), "content_layer": opts.content_layer,
         "style_layers": ",".join(opts.style_layers),
-        "style_layer_weights": ",".join(f"{layer_weights[k]:.6g}" for k in opts.style_layers),
+        "style_layer_weights": ";".join(",".join(f"{w[k]:.6g}" for k in opts.style_layers)
+                                        for w in layer_weights),
         "steps": str(opts.steps),
         "image_size": str(opts.image_size), "batch_size": str(opts.batch_size),
         "lr": repr(opts.lr), "data_size": str(data_size), "seed": str(opts.seed),
