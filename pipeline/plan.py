@@ -245,10 +245,10 @@ def source_of(spec: SourceSpec) -> Source:
 def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> Plan:
     """``output_relpath(source_rel, kind)``: where encode writes a source's output.
 
-    Each source is walked once into its listings; then two passes over the units (made as
-    they are iterated) check them: the first hashes every output (two files written to one
-    place?) and every source's real path, the second checks each output against those
-    (``check_output_paths``).  Nothing here grows by more than a few bytes a file."""
+    Each source is walked once into its listings; then one pass over the units (made as
+    they are iterated) checks every output (``check_output_paths``), counts the units and
+    hashes their keys (two files written to one place?).  Nothing here grows by more than a
+    few bytes a file."""
     sources = [source_of(spec) for spec in job.sources]
     check_output_folder(job.output, [(f"sources[{i}]", source.root(), spec.location)
                                      for i, (spec, source) in enumerate(zip(job.sources, sources))],
@@ -279,7 +279,7 @@ def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> 
                        (), job.output_location)
     units = Units(tuple(plans), len(keys))
     _check_no_two_write_one(job, units, duplicates_of(keys))
-    if sources_inside - {sheet}:
+    if sources_inside:
         check_output_paths(job.output, ((u.output_rel, u.source, u.source_index) for u in units),
                            sources_inside, job.output_location)
     if job.contact_sheet is not None:
