@@ -369,7 +369,7 @@ def test_unknown_layout(tmp_path):
 
 def test_shape_mismatch_lists_keys(tmp_path):
     sd = dict(TransformerNet().state_dict())
-    sd["conv1.conv2d.weight"] = torch.zeros(16, 3, 9, 9)
+    sd["conv1.conv2d.weight"] = torch.zeros(32, 3, 7, 7)  # a 7x7 first layer: not ours
     del sd["in5.bias"]
     err = _refuses(_save(sd, tmp_path / "odd.pth"), match="does not fit")
     assert "conv1.conv2d.weight" in err.reason and "in5.bias" in err.reason

@@ -27,6 +27,7 @@ from pipeline.context import RunContext
 from pipeline.errors import JobError, MediaError
 from pipeline.media.images import read_image
 from pipeline.models.checkpoints import load_fast_style, read_safetensors_metadata
+from pipeline.models.transformer_net import TransformerNet
 from pipeline.train.data import RandomCrops, scan_images
 from pipeline.train.style import StyleTrainOptions, train_style
 
@@ -341,3 +342,26 @@ def test_several_styles_resume_exactly(data, tmp_path: Path) -> None:
                                   **{**FAST, "steps": 3, "resume": True}))
     a, b = load_fast_style(whole).state_dict(), load_fast_style(split).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_light_network_trains_and_is_known_by_its_shapes(data, tmp_path: Path) -> None:
+    """issue 14 item 5: ``width`` 16 gives the light TransformerNet, same keys, smaller
+    shapes; the checkpoint says which, and the stage runs it."""
+    out = tmp_path / "light.safetensors"
+    train_style(_opts(data, out, steps=2, width=16))
+    assert read_safetensors_metadata(out)["width"] == "16"
+    net = load_fast_style(out)
+    assert net.width == 16 and net.conv1.conv2d.weight.shape == (16, 3, 9, 9)
+    assert set(net.state_dict()) == set(TransformerNet().state_dict())  # the same key names
+    full = sum(p.numel() for p in TransformerNet().parameters())
+    assert sum(p.numel() for p in net.parameters()) < full / 3
+
+    import pipeline.stages  # noqa: F401  (registers the stages)
+    from pipeline.models.checkpoints import inspect_checkpoint
+    from pipeline.stages.registry import get_stage
+
+    assert "width 16" in inspect_checkpoint(out)[0].describe()
+    cls = get_stage("fast_style")
+    x = torch.from_numpy(natural_image(30, 42, seed=1)).permute(2, 0, 1)[None].float()
+    y = cls(cls.Params(weights=out), RunContext(torch.device("cpu"), "fp32", None))(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()

@@ -66,10 +66,12 @@ class Architecture:
     n_blocks: int | None = None
     num_downs: int | None = None
     styles: int = 1  # fast_style: (scale, shift) sets in its norms (conditional instance norm)
+    width: int = 32  # fast_style: the first layer's channels (16: the light network)
 
     def describe(self) -> str:
         if self.family == "fast_style":
-            return "fast_style TransformerNet" + (f", {self.styles} styles" if self.styles > 1 else "")
+            return ("fast_style TransformerNet" + (f", width {self.width}" if self.width != 32 else "")
+                    + (f", {self.styles} styles" if self.styles > 1 else ""))
         if self.family == "cyclegan_resnet":
             text = f"cyclegan resnet_{self.n_blocks}blocks"
         else:
@@ -83,7 +85,7 @@ class Architecture:
 
     def build(self) -> nn.Module:
         if self.family == "fast_style":
-            return TransformerNet(self.styles)
+            return TransformerNet(self.styles, self.width)
         if self.family == "cyclegan_resnet":
             return ResnetGenerator(self.input_nc, self.output_nc, self.ngf, self.norm,
                                    self.use_dropout, self.n_blocks)
@@ -413,7 +415,8 @@ def inspect_checkpoint(path: str | Path, families: tuple[str, ...] | None = None
     try:
         if family == "fast_style":  # [styles, C] norm weights: a multi-style network
             norm = sd["in1.weight"]
-            arch = Architecture("fast_style", styles=norm.shape[0] if norm.ndim == 2 else 1)
+            arch = Architecture("fast_style", styles=norm.shape[0] if norm.ndim == 2 else 1,
+                                width=sd["conv1.conv2d.weight"].shape[0])
         elif family == "cyclegan_resnet":
             arch = _infer_resnet(sd)
         else:

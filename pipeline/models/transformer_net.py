@@ -105,28 +105,32 @@ class TransformerNet(nn.Module):
     #: Two stride-2 convolutions: sides divisible by 4 come back unchanged.
     size_multiple = 4
 
-    def __init__(self, styles: int = 1) -> None:
-        """``styles`` > 1: conditional instance norm, one (scale, shift) per style."""
+    def __init__(self, styles: int = 1, width: int = 32) -> None:
+        """``styles`` > 1: conditional instance norm, one (scale, shift) per style.
+        ``width``: the first layer's channels (32, Johnson's; the others are 2x and 4x it):
+        16 is the light network for CPUs, about a quarter of the arithmetic, under the same
+        key names (the checkpoint's shapes say which)."""
         super().__init__()
-        if styles < 1:
-            raise ValueError(f"styles must be >= 1, got {styles}")
-        self.styles = styles
-        self.conv1 = ConvLayer(3, 32, kernel_size=9, stride=1)
-        self.in1 = instance_norm(32, styles)
-        self.conv2 = ConvLayer(32, 64, kernel_size=3, stride=2)
-        self.in2 = instance_norm(64, styles)
-        self.conv3 = ConvLayer(64, 128, kernel_size=3, stride=2)
-        self.in3 = instance_norm(128, styles)
-        self.res1 = ResidualBlock(128, styles)
-        self.res2 = ResidualBlock(128, styles)
-        self.res3 = ResidualBlock(128, styles)
-        self.res4 = ResidualBlock(128, styles)
-        self.res5 = ResidualBlock(128, styles)
-        self.deconv1 = UpsampleConvLayer(128, 64, kernel_size=3, stride=1, upsample=2)
-        self.in4 = instance_norm(64, styles)
-        self.deconv2 = UpsampleConvLayer(64, 32, kernel_size=3, stride=1, upsample=2)
-        self.in5 = instance_norm(32, styles)
-        self.deconv3 = ConvLayer(32, 3, kernel_size=9, stride=1)
+        if styles < 1 or width < 1:
+            raise ValueError(f"styles and width must be >= 1, got {styles} and {width}")
+        self.styles, self.width = styles, width
+        c1, c2, c3 = width, 2 * width, 4 * width
+        self.conv1 = ConvLayer(3, c1, kernel_size=9, stride=1)
+        self.in1 = instance_norm(c1, styles)
+        self.conv2 = ConvLayer(c1, c2, kernel_size=3, stride=2)
+        self.in2 = instance_norm(c2, styles)
+        self.conv3 = ConvLayer(c2, c3, kernel_size=3, stride=2)
+        self.in3 = instance_norm(c3, styles)
+        self.res1 = ResidualBlock(c3, styles)
+        self.res2 = ResidualBlock(c3, styles)
+        self.res3 = ResidualBlock(c3, styles)
+        self.res4 = ResidualBlock(c3, styles)
+        self.res5 = ResidualBlock(c3, styles)
+        self.deconv1 = UpsampleConvLayer(c3, c2, kernel_size=3, stride=1, upsample=2)
+        self.in4 = instance_norm(c2, styles)
+        self.deconv2 = UpsampleConvLayer(c2, c1, kernel_size=3, stride=1, upsample=2)
+        self.in5 = instance_norm(c1, styles)
+        self.deconv3 = ConvLayer(c1, 3, kernel_size=9, stride=1)
         self.relu = nn.ReLU()
 
     def set_style(self, style: int | Mapping[int, float]) -> None:

@@ -83,6 +83,7 @@ class StyleTrainOptions:
     style: Path | tuple[Path, ...]  # several: one network for all (conditional instance norm)
     out: Path
     image_size: int = 256
+    width: int = 32  # the network's first-layer channels: 32 Johnson's, 16 the light one for CPUs
     style_size: int | None = None
     batch_size: int = 4
     steps: int = 2000
@@ -115,7 +116,7 @@ class StyleTrainOptions:
         if isinstance(layers, str):  # "relu1_1,relu2_1" would otherwise become characters
             layers = [t.strip() for t in layers.split(",") if t.strip()]
         object.__setattr__(self, "style_layers", tuple(layers))
-        for name in ("image_size", "batch_size", "steps", "log_every", "sample_every",
+        for name in ("image_size", "width", "batch_size", "steps", "log_every", "sample_every",
                      "checkpoint_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -212,7 +213,7 @@ def train_style(opts: StyleTrainOptions, on_step: Callable[[StepReport], None] |
 
     with torch.random.fork_rng(devices=[]):  # init is a function of the seed alone
         torch.manual_seed(opts.seed)
-        model = TransformerNet(styles)
+        model = TransformerNet(styles, opts.width)
     model = model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -312,9 +313,11 @@ def _fingerprint(opts: StyleTrainOptions, precision: str, style_sha: str,
     """The options a checkpoint is only valid for (steps, cadences and device are not)."""
     names = "\n".join(p.relative_to(opts.content).as_posix() for p in paths)
     data = f"{len(paths)} images ({hashlib.sha256(names.encode()).hexdigest()[:12]})"
-    keep = ("image_size", "batch_size", "lr", "content_weight", "style_weight", "tv_weight",
+    keep = ("image_size", "width", "batch_size", "lr", "content_weight", "style_weight", "tv_weight",
             "content_layer", "style_layers", "style_layer_weights", "vgg", "seed")
     fp = {k: str(v) for k, v in asdict(opts).items() if k in keep}
+    if opts.width == 32:  # Johnson's: runs checkpointed before the option existed resume
+        del fp["width"]
     fp.update(style_size=str(opts.resolved_style_size), style_sha256=style_sha, data=data,
               precision=precision)
     return fp
@@ -420,7 +423,7 @@ def _save_model(model, opts: StyleTrainOptions, style_sha: str, data_size: int,
         "architecture": "TransformerNet", "family": "fast_style",
         "paper": "Johnson et al. 2016, Perceptual Losses for Real-Time Style Transfer",
         "style_image": ",".join(p.name for p in opts.styles), "style_sha256": style_sha,
-        "styles": str(len(opts.styles)),
+        "styles": str(len(opts.styles)), "width": str(opts.width),
         "style_size": str(opts.resolved_style_size),
         "content_weight": repr(opts.content_weight), "style_weight": repr(opts.style_weight),
         "tv_weight": repr(opts.tv_weight), "content_layer": opts.content_layer,
