@@ -63,7 +63,6 @@ class NetworkStage(Stage):
             extra += ", input colours kept"
         return f"{self.name}(weights={self.params.weights.name}{extra})"
 
-
     def peak_bytes(self, channels: int, height: int, width: int, itemsize: int) -> int:
         m = self.size_multiple
         padded = (-(-height // m) * m) * (-(-width // m) * m)
