@@ -33,7 +33,7 @@ from .keyset import duplicates_of
 from .safety import (check_output_folder, check_output_paths, check_side_file, check_writable,
                      real_path)
 from .sources import Source, get_source
-from .walk import folder_and_stem
+from .walk import stem_of
 
 
 @dataclass(frozen=True, slots=True)  # slots: a 100k-file job holds 100k of them
@@ -113,7 +113,7 @@ class Listing:
         folder by folder, so one folder's stems are kept at a time."""
         folder, stem = folder_stem
         if self._stems[0] != folder:
-            self._stems = (folder, {folder_and_stem(PurePath(name))[1]
+            self._stems = (folder, {stem_of(name)
                                     for name in self.names_in(folder)})
         return stem in self._stems[1]
 
@@ -172,7 +172,7 @@ class SourcePlan:
             return list(self.variants)
         if kind != "file":
             return picked(self._pick_key(folder, name), self.variants, self.pick)
-        goes = self._goes_in(folder).get(folder_and_stem(PurePath(name))[1])
+        goes = self._goes_in(folder).get(stem_of(name))
         return [v for v in self.variants if v in goes] if goes else list(self.variants)
 
     def _goes_in(self, folder: str) -> dict[str, set[str | None]]:
@@ -182,7 +182,7 @@ class SourcePlan:
         if cached is None or cached[0] != folder:
             goes: dict[str, set[str | None]] = {}
             for image in self.files.names_in(folder):
-                goes.setdefault(folder_and_stem(PurePath(image))[1], set()).update(
+                goes.setdefault(stem_of(image), set()).update(
                     picked(self._pick_key(folder, image), self.variants, self.pick))
             cached = self._goes = (folder, goes)
         return cached[1]

@@ -21,6 +21,7 @@ import torch
 
 from .models.vgg import load_perceptual
 from .ops.resize import resize, target_size
+from .ops.style_controls import apply_controls
 from .train.losses import content_loss, gram_matrix, style_loss, tv_loss
 
 __all__ = ["stylize_still", "optimize_pixels", "scale_style", "check_side",
@@ -177,8 +178,8 @@ def optimize_pixels(c: torch.Tensor, s: torch.Tensor, net: torch.nn.Module, *, s
             on_step(len(losses) - 2, losses[-1])
 
     out = x.detach().clamp(0.0, 255.0)
-    if preserve_color:
-        out = _keep_chroma(out, c)
+    if preserve_color:  # Gatys et al. 2016's cheap variant: the result's luminance afterwards
+        out = apply_controls(out, c.detach(), preserve_color=True)
     return out, losses
 
 
@@ -206,22 +207,3 @@ def _check_image(name: str, a: np.ndarray) -> None:
 def _to_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).to(device).permute(2, 0, 1)[None] \
         .float().contiguous()
-
-
-# Full-range BT.601 (JPEG) YCbCr: an exact linear inverse pair.
-_RGB_TO_YCC = torch.tensor([[0.299, 0.587, 0.114],
-                            [-0.168736, -0.331264, 0.5],
-                            [0.5, -0.418688, -0.081312]])
-
-
-def _keep_chroma(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
-    """Luminance of ``stylized`` with the chrominance (Cb, Cr) of ``content``.
-
-    Gatys et al. (arXiv:1606.05897) transfer style on luminance only; taking
-    the result's luminance afterwards is the cheap variant of that.  No
-    offsets are needed: they cancel between the forward and inverse transforms.
-    """
-    m = _RGB_TO_YCC.to(stylized)
-    y = torch.einsum("ij,njhw->nihw", m, stylized)[:, :1]
-    cbcr = torch.einsum("ij,njhw->nihw", m, content)[:, 1:]
-    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(m), torch.cat([y, cbcr], 1)).clamp(0, 255)

@@ -10,8 +10,8 @@ dataclass's ``__post_init__`` is reported at the mapping (or, for a
 from __future__ import annotations
 
 import dataclasses
-import re
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field

@@ -99,7 +99,12 @@ def folder_and_stem(rel: PurePath) -> tuple[str, str]:
     """(folder, stem) of a relative path, as strings (no Path per file): ``a/b.tar.gz`` ->
     ``("a", "b.tar")``; a label and its image share them (``same_stem``)."""
     folder, _, name = rel.as_posix().rpartition("/")
-    return folder, name.rpartition(".")[0] or name
+    return folder, stem_of(name)
+
+
+def stem_of(name: str) -> str:
+    """A file name less its last suffix, as a string: ``b.tar.gz`` -> ``b.tar``."""
+    return name.rpartition(".")[0] or name
 
 
 def matches_any(patterns: tuple[str, ...], rel: PurePath) -> bool:

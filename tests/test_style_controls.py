@@ -128,6 +128,10 @@ def test_sheet_shows_the_image_under_each_style_and_strength(tmp_path: Path, wei
     expected = stage(x)[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
     at = 2 * (tile_w + 4)
     assert np.array_equal(sheet[:32, at:at + tile_w], expected)
+    kept = _stage("fast_style", weights, strength=0.5, preserve_color=True)(x)  # column 3
+    kept = kept[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    at = 3 * (tile_w + 4)
+    assert np.array_equal(sheet[:32, at:at + tile_w], kept)
     assert np.array_equal(sheet[:32, :tile_w], small)
     bad = run_cli_here("sheet", str(photo), "-w", str(tmp_path / "nope.pth"), "-o", str(out))
     assert bad.returncode == 2 and "nope.pth" in bad.stderr

@@ -69,6 +69,7 @@ def make_sheet(image: Path, models: list[Path], levels: list[float], preserve_co
     from ..media.images import read_image
     from ..models.checkpoints import inspect_checkpoint
     from ..ops.resize import resize_to, target_size
+    from ..ops.style_controls import apply_controls
     from ..stages import get_stage
 
     try:
@@ -87,11 +88,13 @@ def make_sheet(image: Path, models: list[Path], levels: list[float], preserve_co
         except WeightsError as exc:
             _fail(f"--weights {exc}")
         cls = get_stage("fast_style" if arch.family == "fast_style" else "cyclegan")
+        stage = cls(cls.Params(weights=path), ctx)  # loaded once, run once per model
+        with torch.inference_mode():
+            styled = stage(x)
         tiles = [_labelled(picture, "input")]
-        for strength, keep in columns:
-            stage = cls(cls.Params(weights=path, strength=strength, preserve_color=keep), ctx)
-            with torch.inference_mode():
-                y = stage(x)[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        for strength, keep in columns:  # what the stage does with these controls, on its output
+            y = apply_controls(styled, x, strength, keep)[0]
+            y = y.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
             label = f"{path.stem} {strength:g}" + (" colours kept" if keep else "")
             tiles.append(_labelled(np.ascontiguousarray(y), label))
         rows.append(_join(tiles, axis=1))

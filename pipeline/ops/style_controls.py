@@ -7,7 +7,8 @@ RGB channel is Y plus a function of (Cb, Cr) alone, so keeping the input's Cb an
 and taking the stylized Y is adding the luma difference to each input channel.
 ``strength``: the stylized image blended with its input, value by value in the
 RGB the stages see (0..255, the file's sRGB values): 0 is the input, 1 the style.
-Both are element-wise, on the device, over the whole batch.
+Both are element-wise, on the device, over the whole batch.  The style stages and
+``stylize-still`` (its ``preserve_color``) use this one kernel.
 """
 from __future__ import annotations
 

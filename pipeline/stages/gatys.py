@@ -111,5 +111,5 @@ class Gatys(Stage):
                 c, s, self.net, steps=p.steps, content_weight=p.content_weight,
                 style_weight=p.style_weight, tv_weight=p.tv_weight, init=p.init,
                 preserve_color=p.preserve_color, seed=p.seed)
-        # preserve_color is the optimization's own (its luminance-only transfer)
+        # preserve_color was applied in optimize_pixels, by the same kernel
         return apply_controls(out.detach(), c.detach(), p.strength)
