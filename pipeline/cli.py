@@ -4,6 +4,7 @@
     python run_pipeline.py validate JOB.yaml    check it and print the plan
     python run_pipeline.py train style ...      train a fast style net (Johnson et al.)
     python run_pipeline.py train cyclegan ...   train CycleGAN generators (Zhu et al.)
+    python run_pipeline.py train arbitrary ...  train an AdaIN decoder: any painting as the style
     python run_pipeline.py stylize-still ...    optimise one still (Gatys et al.)
     python run_pipeline.py stylize IN... --weights W -o OUT   the same run, no job file to write
 
@@ -26,7 +27,8 @@ import typer
 # The command modules import torch and PyAV only when a command runs, and so does this
 # module (inside the functions below): --help and --version answer in a fraction of a second.
 from . import threads
-from .commands import sheet, stylize, stylize_still, train_cyclegan, train_style
+from .commands import (sheet, stylize, stylize_still, train_arbitrary, train_cyclegan,
+                       train_style)
 from .errors import JobError, MediaError, storage_error
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 train_app = typer.Typer(no_args_is_help=True, help="Train the models the pipeline runs.")
 train_app.command("style")(train_style.command)
 train_app.command("cyclegan")(train_cyclegan.command)
+train_app.command("arbitrary")(train_arbitrary.command)
 app.add_typer(train_app, name="train")
 app.command("stylize-still")(stylize_still.command)
 app.command("stylize")(stylize.command)

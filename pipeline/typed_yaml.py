@@ -272,7 +272,8 @@ def parse_value(tp: Any, node: Node, where: str, ctx: ParseContext) -> Any:
 
 
 def _parse_dict(tp: Any, node: Node, where: str, ctx: ParseContext) -> dict:
-    """A mapping typed ``dict[K, V]``; K is str or int (YAML's ``0:`` keys arrive as digits)."""
+    """A mapping typed ``dict[K, V]``; K is str, int (YAML's ``0:`` keys arrive as digits) or
+    Path (resolved against the job's folder, like any path)."""
     if not node.is_mapping or not node.value:
         raise _type_error(tp, node, where)
     key_type, value_type = typing.get_args(tp)
@@ -283,6 +284,8 @@ def _parse_dict(tp: Any, node: Node, where: str, ctx: ParseContext) -> dict:
                 raise JobError(f"key '{key}' is not valid; expected {expected(key_type)}",
                                location=node.key_locations.get(key, node.location), where=where)
             typed_key: Any = int(key)
+        elif key_type is Path:
+            typed_key = (ctx.base_dir / Path(key).expanduser()).resolve()
         else:
             typed_key = key
         out[typed_key] = parse_value(value_type, child, f"{where}.{key}", ctx)

@@ -106,3 +106,21 @@ def run_cli_here(*args: str) -> subprocess.CompletedProcess:
     finally:
         signal.signal(signal.SIGTERM, sigterm)
     return subprocess.CompletedProcess(["run_pipeline.py", *args], code, out.getvalue(), err.getvalue())
+
+
+def adain_decoder_file(path: Path, seed: int = 0) -> Path:
+    """A random AdaIN decoder saved as ``train arbitrary`` saves one (safetensors with the
+    encoder it was trained for), so the ``arbitrary_style`` stage loads it."""
+    from safetensors.torch import save_file
+
+    from pipeline.models.adain import AdaINDecoder
+    from pipeline.models.checkpoints import ADAIN_ENCODER
+
+    torch.manual_seed(seed)
+    sd = {k: v.contiguous() for k, v in AdaINDecoder().state_dict().items()}
+    with torch.no_grad():  # outputs about 0.5 +- 0.3, as a trained decoder's [0, 1] would be
+        sd["28.weight"] = sd["28.weight"] * 20
+        sd["28.bias"] = torch.full_like(sd["28.bias"], 0.5)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(path), metadata={"family": "adain_decoder", "encoder": ADAIN_ENCODER})
+    return path

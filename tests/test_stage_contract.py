@@ -24,7 +24,7 @@ from pipeline.sources import get_source
 from pipeline.stages import get_stage, stage_names
 from pipeline.stages.variants import chain_for
 from pipeline.typed_yaml import ParseContext, load_yaml, parse_value
-from tests.conftest import lively_transformer_net, make_photos, natural_image
+from tests.conftest import adain_decoder_file, lively_transformer_net, make_photos, natural_image
 
 CPU = RunContext(device=torch.device("cpu"), precision="fp32", batch_size=None)
 
@@ -42,9 +42,9 @@ def _style_weights(folder: Path) -> Path:
     return path
 
 
-def _style_image(folder: Path) -> Path:
-    path = folder / "style.png"
-    write_image(natural_image(40, 36, seed=9)[:, ::-1], path, "png")
+def _style_image(folder: Path, seed: int = 9) -> Path:
+    path = folder / f"style{seed}.png"
+    write_image(natural_image(40, 36, seed=seed)[:, ::-1], path, "png")
     return path
 
 
@@ -58,6 +58,10 @@ EXAMPLES = {
     "fast_style": lambda d: {"weights": str(_style_weights(d)), "strength": 0.6,
                              "preserve_color": True},
     "cyclegan": lambda d: {"weights": str(_cyclegan_weights(d)), "strength": 0.3},
+    # a blend of two paintings (Path keys), alpha, and the controls
+    "arbitrary_style": lambda d: {"weights": str(adain_decoder_file(d / "adain.safetensors")),
+                                  "style": {str(_style_image(d)): 0.6, str(_style_image(d, 2)): 0.4},
+                                  "alpha": 0.8, "strength": 0.9, "preserve_color": True},
     "temporal_smooth": lambda d: {"strength": 0.7, "flow_preset": "ultrafast"},
     "gatys": lambda d: {"style": str(_style_image(d)), "steps": 3, "strength": 0.8},
     # a fan-out: its contract is each branch's flat chain (``_transform``); "soft" blends
@@ -147,7 +151,7 @@ def test_params_round_trip_through_yaml(name: str, tmp_path: Path) -> None:
 
 def _plain(value):
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if v is not None}
+        return {_plain(k): _plain(v) for k, v in value.items() if v is not None}
     return str(value) if isinstance(value, Path) else value
 
 

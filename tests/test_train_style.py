@@ -365,3 +365,21 @@ def test_the_light_network_trains_and_is_known_by_its_shapes(data, tmp_path: Pat
     x = torch.from_numpy(natural_image(30, 42, seed=1)).permute(2, 0, 1)[None].float()
     y = cls(cls.Params(weights=out), RunContext(torch.device("cpu"), "fp32", None))(x)
     assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+def test_init_fine_tunes_from_given_weights_and_refuses_another_shape(data, tmp_path: Path) -> None:
+    """``--init``: training starts from a checkpoint (how the shipped Starry Night was retrained
+    on smooth skies), recorded in the metadata; a network of another width is refused."""
+    from pipeline.errors import WeightsError
+    from tests.conftest import lively_transformer_net
+
+    start = tmp_path / "start.pth"
+    torch.save(lively_transformer_net(3).state_dict(), start)
+    out = tmp_path / "tuned.safetensors"
+    train_style(_opts(data, out, steps=1, lr=1e-4, init=start))
+    tuned, begun = load_fast_style(out).state_dict(), lively_transformer_net(3).state_dict()
+    # one Adam step moves each weight by about lr at most; a fresh init is nowhere near
+    assert max(float((tuned[k] - begun[k]).abs().max()) for k in tuned) < 2e-4
+    assert read_safetensors_metadata(out)["init"] == "start.pth"
+    with pytest.raises(WeightsError, match="width 32 with 1 style.*this run trains width 16"):
+        train_style(_opts(data, tmp_path / "light.safetensors", steps=1, width=16, init=start))

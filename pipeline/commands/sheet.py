@@ -1,15 +1,18 @@
 """``sheet``: one picture of an image under every style, for choosing a look.
 
-    sheet IMAGE [--weights W]... [--strengths 0.5,1] [--preserve-color] [--size N]
-          [-o sheet.png] [--device ...]
+    sheet IMAGE [--weights W]... [--style-image P]... [--strengths 0.5,1] [--preserve-color]
+          [--size N] [-o sheet.png] [--device ...]
 
-One row per weights file (default: every ``.safetensors`` and ``.pth`` in the repo's
+One row per style (default: every ``.safetensors`` and ``.pth`` in the repo's
 ``weights/`` folder, where the shipped models are), the input first; one column per
 strength (the stage's ``strength``), and with ``--preserve-color`` one more per
-strength with the input's colours kept.  Each tile is labelled.  The styles run
-through the same stages a job runs (``fast_style`` or ``cyclegan``, picked by what
-the file holds), so a tile is what a job with those options would write.  Exit 2
-for an image or weights file that cannot be read, naming it.
+strength with the input's colours kept.  A multi-style network gives a row per style
+and one for the even blend of all; an AdaIN decoder a row per ``--style-image``
+(and their even blend when there are several; without any it is left out, said so).
+Each tile is labelled.  The styles run through the same stages a job runs
+(``fast_style``, ``cyclegan`` or ``arbitrary_style``, picked by what the file
+holds), so a tile is what a job with those options would write.  Exit 2 for an
+image or weights file that cannot be read, naming it.
 """
 from __future__ import annotations
 
@@ -28,6 +31,10 @@ def command(
     weights: list[Path] = typer.Option(None, "--weights", "-w", show_default=False, metavar="W",
                                        help="A style network or generator; repeat for more. "
                                             "Default: every model in the repo's weights/."),
+    style_image: list[Path] = typer.Option(None, "--style-image", show_default=False,
+                                           metavar="P",
+                                           help="A painting for the AdaIN decoders (any picture); "
+                                                "repeat for more."),
     strengths: str = typer.Option("1", "--strengths", metavar="S,S",
                                   help="Comma-separated strengths, one column each (0..1)."),
     preserve_color: bool = typer.Option(False, "--preserve-color",
@@ -48,7 +55,10 @@ def command(
     for path in models:
         if not path.is_file():
             _fail(f"--weights {path} does not exist")
-    sheet = make_sheet(image, models, levels, preserve_color, size, device)
+    for path in style_image or []:
+        if not path.is_file():
+            _fail(f"--style-image {path} does not exist")
+    sheet = make_sheet(image, models, levels, preserve_color, size, device, style_image or [])
     from ..atomic import atomic_write
     from ..media.images import write_image
 
@@ -59,8 +69,8 @@ def command(
 
 
 def make_sheet(image: Path, models: list[Path], levels: list[float], preserve_color: bool,
-               size: int, device: str):
-    """The sheet as uint8 HxWx3: rows of (input, each column's tile) per model."""
+               size: int, device: str, paintings: list[Path] = ()):
+    """The sheet as uint8 HxWx3: rows of (input, each column's tile) per style."""
     import numpy as np
     import torch
 
@@ -70,7 +80,6 @@ def make_sheet(image: Path, models: list[Path], levels: list[float], preserve_co
     from ..models.checkpoints import inspect_checkpoint
     from ..ops.resize import resize_to, target_size
     from ..ops.style_controls import apply_controls
-    from ..stages import get_stage
 
     try:
         picture = read_image(image)[..., :3]
@@ -84,21 +93,54 @@ def make_sheet(image: Path, models: list[Path], levels: list[float], preserve_co
     rows = []
     for path in models:
         try:
-            arch, _ = inspect_checkpoint(path)
+            arch, _ = inspect_checkpoint(
+                path, ("fast_style", "cyclegan_resnet", "cyclegan_unet", "adain_decoder"))
         except WeightsError as exc:
             _fail(f"--weights {exc}")
-        cls = get_stage("fast_style" if arch.family == "fast_style" else "cyclegan")
-        stage = cls(cls.Params(weights=path), ctx)  # loaded once, run once per model
-        with torch.inference_mode():
-            styled = stage(x)
-        tiles = [_labelled(picture, "input")]
-        for strength, keep in columns:  # what the stage does with these controls, on its output
-            y = apply_controls(styled, x, strength, keep)[0]
-            y = y.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-            label = f"{path.stem} {strength:g}" + (" colours kept" if keep else "")
-            tiles.append(_labelled(np.ascontiguousarray(y), label))
-        rows.append(_join(tiles, axis=1))
+        for name, stage in _styles(path, arch, paintings, ctx):
+            with torch.inference_mode():
+                styled = stage(x)
+            tiles = [_labelled(picture, "input")]
+            for strength, keep in columns:  # what the stage does with these controls, on its output
+                y = apply_controls(styled, x, strength, keep)[0]
+                y = y.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+                label = f"{name} {strength:g}" + (" colours kept" if keep else "")
+                tiles.append(_labelled(np.ascontiguousarray(y), label))
+            rows.append(_join(tiles, axis=1))
+    if not rows:
+        _fail("nothing to show: the AdaIN decoders need --style-image P")
     return _join(rows, axis=0)
+
+
+def _styles(path: Path, arch, paintings: list[Path], ctx):
+    """(label, stage) for each row a weights file gives (each loaded once)."""
+    from ..errors import WeightsError
+    from ..stages import get_stage
+
+    if arch.family == "adain_decoder":
+        if not paintings:
+            typer.echo(f"sheet: {path.name} is an AdaIN decoder and no --style-image was given; "
+                       "left out", err=True)
+            return
+        cls = get_stage("arbitrary_style")
+        blends = [({p: 1.0}, f"{path.stem}: {p.stem}") for p in paintings]
+        if len(paintings) > 1:
+            blends.append(({p: 1.0 for p in paintings}, f"{path.stem}: even blend"))
+        for style, label in blends:
+            try:
+                yield label, cls(cls.Params(weights=path, style=style), ctx)
+            except WeightsError as exc:
+                _fail(f"--style-image {exc}")
+        return
+    if arch.family == "fast_style" and arch.styles > 1:
+        cls = get_stage("fast_style")
+        stage = cls(cls.Params(weights=path), ctx)
+        for style in [*range(arch.styles), {i: 1.0 for i in range(arch.styles)}]:
+            stage.net.set_style(style)  # one network, its norms switched
+            yield f"{path.stem} style {style if isinstance(style, int) else 'blend'}", stage
+        return
+    cls = get_stage("fast_style" if arch.family == "fast_style" else "cyclegan")
+    yield path.stem, cls(cls.Params(weights=path), ctx)
 
 
 def _labelled(tile, text: str):

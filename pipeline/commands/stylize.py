@@ -2,6 +2,7 @@
 
     stylize INPUT... --weights W -o OUT [--size N] [--device ...] [--precision ...]
             [--save-job FILE] [--restart] [-q]
+    stylize INPUT... --style-image PAINTING [--style-image P2 ...] [--alpha A] -o OUT ...
 
 It writes the job a user would write (absolute paths) and runs it through
 ``cli.run_job``, the body of ``run``: one code path.  The job is kept as
@@ -27,6 +28,7 @@ from ..precisions import Precision
 
 EXIT_OK, EXIT_INVALID = 0, 2
 JOB_NAME = ".stylize_job.yaml"  # hidden: never taken for a source or an output
+SHIPPED_DECODER = Path(__file__).resolve().parents[2] / "weights" / "arbitrary.safetensors"
 
 # Written out so that --help does not import torch; config._DEVICE says the same.
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -45,10 +47,18 @@ def command(
     inputs: list[Path] = typer.Argument(..., show_default=False, metavar="INPUT",
                                         help="Image files, video files (mp4, mov, mkv, webm, avi, "
                                              "m4v) or folders (searched recursively for both)."),
-    weights: Path = typer.Option(..., "--weights", "-w", show_default=False, metavar="W",
-                                 help="A fast_neural_style checkpoint or a CycleGAN/pix2pix "
-                                      "generator (.pth, .pt, .safetensors); the stage follows "
-                                      "from what the file holds."),
+    weights: Path = typer.Option(None, "--weights", "-w", show_default=False, metavar="W",
+                                 help="A fast_neural_style checkpoint, a CycleGAN/pix2pix "
+                                      "generator or an AdaIN decoder (.pth, .pt, .safetensors); "
+                                      "the stage follows from what the file holds.  With "
+                                      "--style-image it defaults to the shipped AdaIN decoder."),
+    style_image: list[Path] = typer.Option(None, "--style-image", show_default=False,
+                                           metavar="PAINTING",
+                                           help="Any picture as the style (arbitrary_style, "
+                                                "AdaIN): no training; repeat it for an even blend."),
+    alpha: float = typer.Option(1.0, "--alpha", min=0.0, max=1.0, metavar="A",
+                                help="With --style-image: 0 the input's own features, 1 the "
+                                     "painting's statistics in full."),
     output: Path = typer.Option(..., "--output", "-o", show_default=False, metavar="OUT",
                                 help="The output folder: it mirrors the inputs, and holds the "
                                      "ledger and the job (.stylize_job.yaml) for resuming."),
@@ -81,15 +91,30 @@ def command(
         if out.resolve() == path.resolve() or out.resolve() in path.resolve().parents:
             _fail(f"--output {output} holds the input {path}; pick a folder outside it "
                   f"(a folder inside an input folder is fine)")
+    if weights is None:
+        if not style_image:
+            _fail("give --weights W (a style network or generator), or --style-image PAINTING")
+        weights = SHIPPED_DECODER
     if not weights.exists():
         _fail(f"--weights {weights} does not exist")
     try:
-        arch, _state = inspect_checkpoint(weights)  # its errors show the path as typed
+        arch, _state = inspect_checkpoint(  # its errors show the path as typed
+            weights, ("fast_style", "cyclegan_resnet", "cyclegan_unet", "adain_decoder"))
     except WeightsError as exc:
         _fail(f"--weights {exc}")
-    stage = "fast_style" if arch.family == "fast_style" else "cyclegan"
+    stage = {"fast_style": "fast_style", "adain_decoder": "arbitrary_style"}.get(arch.family,
+                                                                                 "cyclegan")
+    if stage == "arbitrary_style" and not style_image:
+        _fail(f"--weights {weights} is an AdaIN decoder: give the style as --style-image PAINTING")
+    if style_image and stage != "arbitrary_style":
+        _fail(f"--style-image needs an AdaIN decoder as --weights; {weights} is "
+              f"{arch.describe()} (leave --weights out to use the shipped decoder)")
+    for painting in style_image or []:
+        if not painting.is_file():
+            _fail(f"--style-image {painting} does not exist")
     text = job_text(sources, out, _absolute(weights), stage, size, device, precision.value,
-                    strength=strength, preserve_color=preserve_color)
+                    strength=strength, preserve_color=preserve_color,
+                    styles=[_absolute(p) for p in style_image or []], alpha=alpha)
 
     if save_job is not None:
         _write(save_job, text)
@@ -105,7 +130,7 @@ def command(
 
 def job_text(sources: list[tuple[str, Path]], output: Path, weights: Path, stage: str,
              size: int | None, device: str, precision: str, *, strength: float = 1.0,
-             preserve_color: bool = False) -> str:
+             preserve_color: bool = False, styles: list[Path] = (), alpha: float = 1.0) -> str:
     """The job file a user would write for these options (paths absolute)."""
     lines = ["# Written by `run_pipeline.py stylize`; edit it and run it with",
              "# `run_pipeline.py THIS_FILE` (see README.md, The job file).",
@@ -121,6 +146,10 @@ def job_text(sources: list[tuple[str, Path]], output: Path, weights: Path, stage
         lines.append(f"  - resize: {{short_side: {size}}}")
     controls = (f", strength: {strength:g}" if strength != 1.0 else "") + (
         ", preserve_color: true" if preserve_color else "")
+    if styles:  # arbitrary_style: one painting, or an even blend
+        style = _scalar(str(styles[0])) if len(styles) == 1 else \
+            "{" + ", ".join(f"{_scalar(str(p))}: {1 / len(styles):.6g}" for p in styles) + "}"
+        controls = f", style: {style}" + (f", alpha: {alpha:g}" if alpha != 1.0 else "") + controls
     lines += [f"  - {stage}: {{weights: {_scalar(str(weights))}{controls}}}",
               "  - encode"]
     return "\n".join(lines) + "\n"

@@ -80,6 +80,10 @@ def command(
     export_pth: bool = typer.Option(False, "--export-pth",
                                     help="Also write OUT with .pth: a pytorch/examples "
                                          "fast_neural_style state dict."),
+    init: Path = typer.Option(None, "--init", show_default=False,
+                              help="Start from these weights (a fast_style checkpoint of the same "
+                                   "--width and style count) instead of a random network: "
+                                   "fine-tuning."),
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue from the latest checkpoint, exactly; refused if "
                                      "options that matter changed."),
@@ -117,7 +121,7 @@ def command(
             style_layer_weights=layer_weights,
             vgg=vgg, device=device, precision=precision, seed=seed, log_every=log_every,
             sample_every=sample_every, checkpoint_every=checkpoint_every, resume=resume,
-            export_pth=export_pth)
+            export_pth=export_pth, init=init)
         path = train_style(opts, on_step, on_skipped=on_skipped)
     except (PipelineError, ValueError, OSError, FloatingPointError) as exc:
         typer.echo(f"error: {exc}", err=True)

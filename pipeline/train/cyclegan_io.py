@@ -27,33 +27,33 @@ CHECKPOINT = "checkpoint.pt"
 LOSSES = "losses.csv"
 FORMAT = "pipeline.train.cyclegan/1"
 LOSS_NAMES = ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B")
-CSV_FIELDS = ("step", *LOSS_NAMES, "lr", "seconds")
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    atomic_write(path, lambda tmp: torch.save({"format": FORMAT, **state}, tmp))
+def save_checkpoint(path: Path, state: dict[str, Any], fmt: str = FORMAT) -> None:
+    atomic_write(path, lambda tmp: torch.save({"format": fmt, **state}, tmp))
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path, fmt: str = FORMAT, what: str = "CycleGAN") -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise WeightsError(path, f"cannot read the training checkpoint ({first})",
                            hint="delete it to start over, or restore it from a backup") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise WeightsError(path, "not a CycleGAN training checkpoint written by this trainer",
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise WeightsError(path, f"not a {what} training checkpoint written by this trainer",
                            hint="point --out at the folder of the run you want to continue")
     return state
 
 
-def check_same_run(path: Path, saved: dict[str, Any], now: dict[str, Any]) -> None:
+def check_same_run(path: Path, saved: dict[str, Any], now: dict[str, Any],
+                   where: str = "train cyclegan") -> None:
     """Refuse to continue a run whose data or math would differ, naming what."""
     changes = [f"{key} was {saved.get(key)!r}, now {value!r}"
                for key, value in now.items() if saved.get(key) != value]
     if changes:
         raise JobError(f"cannot resume the run in {path.parent}: " + "; ".join(changes),
-                       where="train cyclegan",
+                       where=where,
                        hint="resume with the saved values, or start a new run with another --out")
 
 
@@ -108,15 +108,15 @@ class LossLog:
     """
 
     def __init__(self, path: Path, every: int, resume_at: int | None,
-                 state: dict[str, Any] | None = None) -> None:
-        self.path, self.every = path, every
-        self.sums = list((state or {}).get("sums", [0.0] * len(LOSS_NAMES)))
+                 state: dict[str, Any] | None = None, names: tuple[str, ...] = LOSS_NAMES) -> None:
+        self.path, self.every, self.names = path, every, names
+        self.sums = list((state or {}).get("sums", [0.0] * len(names)))
         self.count = int((state or {}).get("count", 0))
         rows = self._rows_up_to(resume_at) if resume_at is not None else []
         def write(tmp: Path) -> None:
             with open(tmp, "w", newline="") as f:
                 w = csv.writer(f)
-                w.writerow(CSV_FIELDS)
+                w.writerow(("step", *names, "lr", "seconds"))
                 w.writerows(rows)
         atomic_write(path, write)
 
@@ -129,7 +129,7 @@ class LossLog:
 
     def add(self, step: int, losses: dict[str, float], lr: float, seconds: float,
             last: bool) -> None:
-        self.sums = [s + losses[n] for s, n in zip(self.sums, LOSS_NAMES)]
+        self.sums = [s + losses[n] for s, n in zip(self.sums, self.names)]
         self.count += 1
         if step % self.every and not last:
             return
@@ -137,7 +137,7 @@ class LossLog:
                f"{seconds:.1f}"]
         with open(self.path, "a", newline="") as f:
             csv.writer(f).writerow(row)
-        self.sums, self.count = [0.0] * len(LOSS_NAMES), 0
+        self.sums, self.count = [0.0] * len(self.names), 0
 
     def state_dict(self) -> dict[str, Any]:
         return {"sums": list(self.sums), "count": self.count}

