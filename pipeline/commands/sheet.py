@@ -77,7 +77,7 @@ def make_sheet(image: Path, models: list[Path], levels: list[float], preserve_co
     from ..context import RunContext, resolve_device
     from ..errors import MediaError, WeightsError
     from ..media.images import read_image
-    from ..models.checkpoints import inspect_checkpoint
+    from ..models.checkpoints import RUNS_IN, inspect_checkpoint
     from ..ops.resize import resize_to, target_size
     from ..ops.style_controls import apply_controls
 
@@ -93,8 +93,7 @@ def make_sheet(image: Path, models: list[Path], levels: list[float], preserve_co
     rows = []
     for path in models:
         try:
-            arch, _ = inspect_checkpoint(
-                path, ("fast_style", "cyclegan_resnet", "cyclegan_unet", "adain_decoder"))
+            arch, _ = inspect_checkpoint(path, tuple(RUNS_IN))
         except WeightsError as exc:
             _fail(f"--weights {exc}")
         for name, stage in _styles(path, arch, paintings, ctx):
@@ -115,6 +114,7 @@ def make_sheet(image: Path, models: list[Path], levels: list[float], preserve_co
 def _styles(path: Path, arch, paintings: list[Path], ctx):
     """(label, stage) for each row a weights file gives (each loaded once)."""
     from ..errors import WeightsError
+    from ..models.checkpoints import RUNS_IN
     from ..stages import get_stage
 
     if arch.family == "adain_decoder":
@@ -139,7 +139,7 @@ def _styles(path: Path, arch, paintings: list[Path], ctx):
             stage.net.set_style(style)  # one network, its norms switched
             yield f"{path.stem} style {style if isinstance(style, int) else 'blend'}", stage
         return
-    cls = get_stage("fast_style" if arch.family == "fast_style" else "cyclegan")
+    cls = get_stage(RUNS_IN[arch.family])
     yield path.stem, cls(cls.Params(weights=path), ctx)
 
 

