@@ -31,7 +31,7 @@ from torch import nn
 from ..ops.adain import adain, mean_std
 
 __all__ = ["AdaINDecoder", "AdaINEncoder", "LAYER_SCALES", "STYLE_LAYERS", "CONTENT_LAYER",
-           "stylize_features", "style_statistics"]
+           "AdaINStylizer", "stylize_features", "style_statistics"]
 
 LAYER_SCALES = {"relu1_1": 1 / 32, "relu2_1": 1 / 128, "relu3_1": 1 / 128, "relu4_1": 1 / 512}
 STYLE_LAYERS = tuple(LAYER_SCALES)  # the paper's: relu1_1, relu2_1, relu3_1, relu4_1
@@ -87,6 +87,28 @@ class AdaINEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {k: v * LAYER_SCALES[k] for k, v in self.net(x).items()}
+
+
+class AdaINStylizer(nn.Module):
+    """Encoder, AdaIN to fixed statistics, decoder: RGB 0..255 in, RGB [0, 1] out.
+    ``stats``: ``(mean, std, weight)`` per painting, computed once (``style_statistics``)."""
+
+    size_multiple = 8
+
+    def __init__(self, encoder: AdaINEncoder, decoder: nn.Module, stats: list, alpha: float) -> None:
+        super().__init__()
+        self.encoder, self.decoder, self.alpha = encoder, decoder, alpha
+        self.arch = decoder.arch
+        for i, (mean, std, _) in enumerate(stats):
+            self.register_buffer(f"mean{i}", mean)
+            self.register_buffer(f"std{i}", std)
+        self.weights = [w for _, _, w in stats]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.encoder(x)[CONTENT_LAYER]
+        stats = [(getattr(self, f"mean{i}"), getattr(self, f"std{i}"), w)
+                 for i, w in enumerate(self.weights)]
+        return self.decoder(stylize_features(f, stats, self.alpha))
 
 
 def stylize_features(content: torch.Tensor, styles: list[tuple[torch.Tensor, torch.Tensor, float]],

@@ -19,12 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..context import RunContext
 from ..errors import MediaError, WeightsError
 from ..media.images import read_image
-from ..models.adain import AdaINEncoder, stylize_features, style_statistics
+from ..models.adain import AdaINEncoder, AdaINStylizer, style_statistics
 from ..models.checkpoints import load_adain_decoder
 from ..ops.resize import resize, target_size
 from ..typed_yaml import ParamError
@@ -63,27 +62,6 @@ class ArbitraryStyleParams:
         return self.style if isinstance(self.style, dict) else {self.style: 1.0}
 
 
-class _Stylizer(nn.Module):
-    """Encoder, AdaIN to fixed statistics, decoder: RGB 0..255 in, RGB [0, 1] out."""
-
-    size_multiple = 8
-
-    def __init__(self, encoder: AdaINEncoder, decoder: nn.Module, stats: list, alpha: float) -> None:
-        super().__init__()
-        self.encoder, self.decoder, self.alpha = encoder, decoder, alpha
-        self.arch = decoder.arch
-        for i, (mean, std, _) in enumerate(stats):
-            self.register_buffer(f"mean{i}", mean)
-            self.register_buffer(f"std{i}", std)
-        self.weights = [w for _, _, w in stats]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.encoder(x)["relu4_1"]
-        stats = [(getattr(self, f"mean{i}"), getattr(self, f"std{i}"), w)
-                 for i, w in enumerate(self.weights)]
-        return self.decoder(stylize_features(f, stats, self.alpha))
-
-
 @register
 class ArbitraryStyle(NetworkStage):
     name = "arbitrary_style"
@@ -98,8 +76,8 @@ class ArbitraryStyle(NetworkStage):
         for path, weight in params.styles.items():
             mean, std = style_statistics(encoder, self._painting(path, ctx))
             stats.append((mean.float(), std.float(), float(weight)))
-        self.net = _Stylizer(encoder, self.net, stats, params.alpha)
-        self.size_multiple = _Stylizer.size_multiple
+        self.net = AdaINStylizer(encoder, self.net, stats, params.alpha)
+        self.size_multiple = AdaINStylizer.size_multiple
 
     def _painting(self, path: Path, ctx: RunContext) -> torch.Tensor:
         try:
