@@ -29,7 +29,7 @@ from pipeline.media.images import read_image
 from pipeline.models.checkpoints import load_fast_style, read_safetensors_metadata
 from pipeline.models.transformer_net import TransformerNet
 from pipeline.train.data import RandomCrops, scan_images
-from pipeline.train.style import StyleTrainOptions, train_style
+from pipeline.train.style import StyleTrainOptions, _start_from, train_style
 
 FAST = dict(image_size=32, batch_size=2, style_layers=("relu1_1", "relu2_1", "relu3_1"),
             content_layer="relu2_2", device="cpu", log_every=1)
@@ -55,7 +55,6 @@ def data(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _opts(data, out: Path, **kw) -> StyleTrainOptions:
-    content, style = data
     return StyleTrainOptions(content=content, style=style, out=out, **{**FAST, **kw})
 
 
@@ -182,7 +181,7 @@ _KILLED_RUN = """
 import os, signal
 from pathlib import Path
 import torch
-from pipeline.train.style import StyleTrainOptions, train_style
+from pipeline.train.style import StyleTrainOptions, _start_from, train_style
 torch.set_num_threads(1)
 opts = StyleTrainOptions(**{opts!r})
 def on_step(r):
@@ -263,7 +262,6 @@ def test_command_defaults_mirror_the_options() -> None:
 
 
 def test_command_reports_skipped_files_and_trains(data, tmp_path: Path) -> None:
-    content, style = data
     (content / "broken.jpg").write_bytes(b"")
     make_photos(content / "small", 1, size=(16, 16))
     out = tmp_path / "m.safetensors"
@@ -281,7 +279,6 @@ def test_command_reports_skipped_files_and_trains(data, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("case", ["empty folder", "bad size", "bad weights"])
 def test_command_errors_exit_2(data, tmp_path: Path, case: str) -> None:
-    content, style = data
     if case == "empty folder":
         content = tmp_path / "nothing"
         content.mkdir()
@@ -300,7 +297,6 @@ def test_several_styles_train_one_network_that_paints_each(data, tmp_path: Path)
     """issue 14 item 2: ``--style`` twice gives one conditional-instance-norm network; the
     styles take turns by step (so resume stays a function of the step), each one's loss
     against its own Gram targets, and the checkpoint runs in the stage with style: N."""
-    content, style = data
     second = tmp_path / "second.png"
     Image.fromarray(natural_image(48, 64, seed=7)).save(second)
     out = tmp_path / "two.safetensors"
@@ -329,7 +325,6 @@ def test_several_styles_train_one_network_that_paints_each(data, tmp_path: Path)
 
 
 def test_several_styles_resume_exactly(data, tmp_path: Path) -> None:
-    content, style = data
     second = tmp_path / "second.png"
     Image.fromarray(natural_image(48, 64, seed=7)).save(second)
     whole = tmp_path / "whole.safetensors"
@@ -383,3 +378,22 @@ def test_init_fine_tunes_from_given_weights_and_refuses_another_shape(data, tmp_
     assert read_safetensors_metadata(out)["init"] == "start.pth"
     with pytest.raises(WeightsError, match="width 32 with 1 style.*this run trains width 16"):
         train_style(_opts(data, tmp_path / "light.safetensors", steps=1, width=16, init=start))
+    # a single-style network starts a two-style one: every style begins as that one
+    two = TransformerNet(2).eval()
+    _start_from(two, start)
+    net = lively_transformer_net(3)
+    x = torch.rand(1, 3, 32, 32) * 255
+    with torch.no_grad():
+        for k in range(2):
+            two.set_style(k)
+            assert torch.equal(two(x), net(x))
+    with pytest.raises(WeightsError, match="with 2 style"):
+        _start_from(TransformerNet(3), _save_two(two, tmp_path))
+
+
+def _save_two(net: TransformerNet, folder: Path) -> Path:
+    from safetensors.torch import save_file
+
+    path = folder / "two.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    return path

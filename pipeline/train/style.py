@@ -301,15 +301,23 @@ def _load_style(path: Path, long_side: int) -> torch.Tensor:
 
 
 def _start_from(model: TransformerNet, path: Path) -> None:
-    """Fine-tuning: the weights of ``path``, which must have this run's width and styles."""
+    """Fine-tuning: the weights of ``path``, of this run's width.  A single-style network
+    may start a multi-style one: its (scale, shift) goes to every style, and the styles
+    then part (Dumoulin et al. 2017: the convolutions are shared by all styles, so a
+    trained one spares learning them again)."""
     net = load_fast_style(path)  # WeightsError names the file
-    if (net.arch.width, net.arch.styles) != (model.width, model.styles):
+    styles = net.arch.styles
+    if net.arch.width != model.width or styles not in (1, model.styles):
         raise WeightsError(path, f"--init holds a network of width {net.arch.width} with "
-                                 f"{net.arch.styles} style(s); this run trains width "
+                                 f"{styles} style(s); this run trains width "
                                  f"{model.width} with {model.styles}",
-                           hint="pass the same --width and as many --style images as it has")
+                           hint="pass the same --width, and a single-style network or one "
+                                "with as many styles as --style images")
+    own = model.state_dict()
+    state = {k: v.expand_as(own[k]).clone() if v.shape != own[k].shape else v
+             for k, v in net.state_dict().items()}
     with torch.no_grad():
-        model.load_state_dict(net.state_dict())
+        model.load_state_dict(state)
 
 
 def _layer_weights(opts: StyleTrainOptions, target: dict[str, torch.Tensor]) -> dict[str, float]:
