@@ -55,6 +55,7 @@ def data(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _opts(data, out: Path, **kw) -> StyleTrainOptions:
+    content, style = data
     return StyleTrainOptions(content=content, style=style, out=out, **{**FAST, **kw})
 
 
@@ -262,6 +263,7 @@ def test_command_defaults_mirror_the_options() -> None:
 
 
 def test_command_reports_skipped_files_and_trains(data, tmp_path: Path) -> None:
+    content, style = data
     (content / "broken.jpg").write_bytes(b"")
     make_photos(content / "small", 1, size=(16, 16))
     out = tmp_path / "m.safetensors"
@@ -279,6 +281,7 @@ def test_command_reports_skipped_files_and_trains(data, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("case", ["empty folder", "bad size", "bad weights"])
 def test_command_errors_exit_2(data, tmp_path: Path, case: str) -> None:
+    content, style = data
     if case == "empty folder":
         content = tmp_path / "nothing"
         content.mkdir()
@@ -297,6 +300,7 @@ def test_several_styles_train_one_network_that_paints_each(data, tmp_path: Path)
     """issue 14 item 2: ``--style`` twice gives one conditional-instance-norm network; the
     styles take turns by step (so resume stays a function of the step), each one's loss
     against its own Gram targets, and the checkpoint runs in the stage with style: N."""
+    content, style = data
     second = tmp_path / "second.png"
     Image.fromarray(natural_image(48, 64, seed=7)).save(second)
     out = tmp_path / "two.safetensors"
@@ -325,6 +329,7 @@ def test_several_styles_train_one_network_that_paints_each(data, tmp_path: Path)
 
 
 def test_several_styles_resume_exactly(data, tmp_path: Path) -> None:
+    content, style = data
     second = tmp_path / "second.png"
     Image.fromarray(natural_image(48, 64, seed=7)).save(second)
     whole = tmp_path / "whole.safetensors"
