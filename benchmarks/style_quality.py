@@ -124,7 +124,7 @@ def _stages(weights: Path, styles_dir: Path, ctx):
     from pipeline.models.checkpoints import inspect_checkpoint
 
     arch, _ = inspect_checkpoint(weights, ("fast_style", "adain_decoder"))
-    stem = weights.stem if weights.parent == REPO / "weights" else str(weights)
+    stem = weights.stem if weights.resolve().parent == REPO / "weights" else str(weights)
     if arch.family == "adain_decoder":
         cls = get_stage("arbitrary_style")
         for painting in sorted(styles_dir.glob("*.jpg")) + sorted(styles_dir.glob("*.png")):

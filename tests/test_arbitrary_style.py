@@ -302,3 +302,29 @@ def test_sheet_gives_a_row_per_painting_and_per_style_of_a_multi_style_net(asset
     assert read_image(out).shape[0] == rows * (32 + LABEL_H) + (rows - 1) * 4
     alone = run_cli_here("sheet", str(photo), "-w", str(assets["decoder"]), "-o", str(out))
     assert alone.returncode == 2 and "no --style-image" in alone.stderr
+
+
+def _script(name: str):
+    import importlib.util
+    import sys
+
+    from tests.conftest import REPO
+    sys.path.insert(0, str(REPO / "scripts"))  # make_smooth_content imports make_demo_inputs
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_training_picture_scripts_draw_the_same_pictures_every_time(tmp_path) -> None:
+    """The shipped models' provenance names these scripts: they must redraw the same data."""
+    styles, smooth = _script("make_procedural_styles"), _script("make_smooth_content")
+    for run in ("a", "b"):
+        styles.main(tmp_path / run / "styles", count=4, size=48, seed=0)
+        smooth.main(tmp_path / run / "smooth", count=2, size=40)
+    names = sorted(p.relative_to(tmp_path / "a").as_posix() for p in (tmp_path / "a").rglob("*.png"))
+    assert names == ["smooth/backdrop_1001.png", "smooth/landscape_1000.png", "styles/dots_003.png",
+                     "styles/marble_002.png", "styles/mosaic_001.png", "styles/strokes_000.png"]
+    for name in names:
+        a, b = read_image(tmp_path / "a" / name), read_image(tmp_path / "b" / name)
+        assert np.array_equal(a, b) and a.std() > 5  # the same, and not blank
