@@ -64,7 +64,7 @@ def command(
 
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(output, lambda tmp: write_image(sheet, tmp, "png"))
-    typer.echo(f"sheet: {output} ({len(models)} styles x {len(levels) * (1 + preserve_color)} "
+    typer.echo(f"sheet: {output} ({len(models)} weights file(s) x {len(levels) * (1 + preserve_color)} "
                f"columns)", err=True)
 
 
