@@ -328,3 +328,18 @@ def test_the_training_picture_scripts_draw_the_same_pictures_every_time(tmp_path
     for name in names:
         a, b = read_image(tmp_path / "a" / name), read_image(tmp_path / "b" / name)
         assert np.array_equal(a, b) and a.std() > 5  # the same, and not blank
+
+
+def test_the_stage_paints_what_training_decoded(data, tmp_path) -> None:
+    """The stage and the trainer are one computation: a style crop as the painting (at its own
+    size), a content crop as the frame, give the trainer's decoded image, bit for bit."""
+    out = train_arbitrary(_opts(data, tmp_path / "one.safetensors", steps=1))
+    trainer = ArbitraryTrainer(_opts(data, out), torch.device("cpu"), "fp32")
+    trainer.decoder.load_state_dict(load_file(str(out)))
+    content = RandomCrops(scan_images(data["content"])[0], 32, seed=1).batch(0, 1)
+    style = RandomCrops(scan_images(data["style"])[0], 32, seed=2).batch(0, 1)
+    with torch.no_grad():
+        _, decoded = trainer.losses(content, style)
+    write_image(style[0].permute(1, 2, 0).numpy().copy(), tmp_path / "crop.png", "png")
+    y = _stage(weights=out, style=tmp_path / "crop.png", style_size=32)(content.float())
+    assert torch.equal(y, decoded.clamp(0, 255))

@@ -51,7 +51,7 @@ def command(
                                  help="A fast_neural_style checkpoint, a CycleGAN/pix2pix "
                                       "generator or an AdaIN decoder (.pth, .pt, .safetensors); "
                                       "the stage follows from what the file holds.  With "
-                                      "--style-image it defaults to the shipped AdaIN decoder."),
+                                      "--style-image it defaults to weights/arbitrary.safetensors."),
     style_image: list[Path] = typer.Option(None, "--style-image", show_default=False,
                                            metavar="PAINTING",
                                            help="Any picture as the style (arbitrary_style, "
@@ -94,6 +94,10 @@ def command(
     if weights is None:
         if not style_image:
             _fail("give --weights W (a style network or generator), or --style-image PAINTING")
+        if not SHIPPED_DECODER.is_file():
+            _fail(f"--style-image needs an AdaIN decoder: none is shipped in {SHIPPED_DECODER.parent} "
+                  "yet; train one with `run_pipeline.py train arbitrary CONTENT_DIR STYLE_DIR "
+                  "--out D.safetensors` and pass it as --weights D.safetensors")
         weights = SHIPPED_DECODER
     if not weights.exists():
         _fail(f"--weights {weights} does not exist")
@@ -106,7 +110,7 @@ def command(
         _fail(f"--weights {weights} is an AdaIN decoder: give the style as --style-image PAINTING")
     if style_image and stage != "arbitrary_style":
         _fail(f"--style-image needs an AdaIN decoder as --weights; {weights} is "
-              f"{arch.describe()} (leave --weights out to use the shipped decoder)")
+              f"{arch.describe()}")
     for painting in style_image or []:
         if not painting.is_file():
             _fail(f"--style-image {painting} does not exist")

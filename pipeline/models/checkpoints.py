@@ -479,7 +479,7 @@ def load_adain_decoder(path: str | Path) -> nn.Module:
                                  f"trained on, and this pipeline's encoder is {ADAIN_ENCODER} "
                                  "(pytorch-AdaIN's decoder.pth was trained on vgg_normalised.pth)",
                            hint="train a decoder with `run_pipeline.py train arbitrary CONTENT_DIR "
-                                "STYLE_DIR`, or use the shipped weights/arbitrary.safetensors")
+                                "STYLE_DIR` and use that")
     return _load_into(path, arch, sd)
 
 
