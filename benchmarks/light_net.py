@@ -1,10 +1,12 @@
 """The light TransformerNet (``train style --width 16``) against Johnson's (width 32) on a CPU.
 
     python benchmarks/light_net.py [--size 512] [--threads 2] [--repeats 5] [--widths 32,16,12]
+    python benchmarks/light_net.py --weights weights/starry_night.safetensors weights/starry_night_light.safetensors
 
-Times one image through each network (random weights: the arithmetic does not depend
-on them), the median of ``--repeats`` after a warm-up, in the same process, and prints
-each and the ratios to the first, with the parameter counts.
+Times one image through each network (random weights of each width: the arithmetic does
+not depend on them; or the given weights files, loaded as the fast_style stage loads
+them), the median of ``--repeats`` after a warm-up, in the same process, and prints each
+and the ratios to the first, with the parameter counts.
 """
 from __future__ import annotations
 
@@ -38,20 +40,25 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--widths", default="32,16,12", help="the first is the baseline")
+    ap.add_argument("--weights", type=Path, nargs="*", help="time these files instead; the first "
+                                                             "is the baseline")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     x = torch.rand(1, 3, args.size, args.size) * 255
+    if args.weights:
+        from pipeline.models.checkpoints import load_fast_style
+        nets = {p.name: load_fast_style(p) for p in args.weights}
+    else:
+        nets = {f"width {w}": TransformerNet(width=int(w)).eval() for w in args.widths.split(",")}
     results = {}
-    widths = [int(w) for w in args.widths.split(",")]
-    for width in widths:
-        net = TransformerNet(width=width).eval()
-        results[width] = seconds(net, x, args.repeats)
+    for name, net in nets.items():
+        results[name] = seconds(net, x, args.repeats)
         params = sum(p.numel() for p in net.parameters())
-        print(f"width {width}: {results[width] * 1000:7.1f} ms per {args.size}x{args.size} image "
+        print(f"{name}: {results[name] * 1000:7.1f} ms per {args.size}x{args.size} image "
               f"({params / 1e6:.2f} M parameters, {args.threads} threads)")
-    for width in widths[1:]:
-        print(f"width {width} is {results[widths[0]] / results[width]:.2f}x faster than width "
-              f"{widths[0]}")
+    first, *rest = nets
+    for name in rest:
+        print(f"{name} is {results[first] / results[name]:.2f}x faster than {first}")
 
 
 if __name__ == "__main__":
