@@ -1,18 +1,15 @@
 """``run_pipeline.py train arbitrary``: train an AdaIN decoder (Huang & Belongie 2017).
 
-Thin: parses options into ``ArbitraryTrainOptions``, shows progress, reports
-skipped files, and turns errors into ``error: ...`` with exit code 2.
+Thin: parses options into ``ArbitraryTrainOptions``; progress, skipped files and
+errors as every train command shows them (``training_run``).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
-from tqdm import tqdm
 
-from ..errors import PipelineError
-
-EXIT_INVALID, EXIT_INTERRUPTED = 2, 130
+from .training_run import TrainingRun
 
 # Mirrors ArbitraryTrainOptions' defaults (a test checks); the trainer is imported only when
 # the command runs, so --help stays fast.
@@ -69,39 +66,16 @@ def command(
     """Train an AdaIN decoder (Huang & Belongie 2017): any painting becomes a style."""
     from ..train.arbitrary import ArbitraryTrainOptions, train_arbitrary
 
-    bar: tqdm | None = None
-
-    def on_skipped(skipped: list[tuple[Path, str]]) -> None:
-        if skipped:
-            typer.echo(f"skipped {len(skipped)} file(s):", err=True)
-        for path, reason in skipped:
-            typer.echo(f"  skipped  {path}: {reason}", err=True)
-
-    def on_step(info) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=info.steps, initial=info.start_step, unit="step",
-                       desc="train arbitrary", disable=quiet or None, dynamic_ncols=True)
-        bar.set_postfix(content=f"{info.losses['content']:.3g}", style=f"{info.losses['style']:.3g}",
-                        refresh=False)
-        bar.update(1)
-
-    try:
+    run = TrainingRun("train arbitrary", quiet)
+    with run.reporting_errors():
         opts = ArbitraryTrainOptions(
             content=content, style=style, out=out, image_size=image_size, batch_size=batch_size,
             steps=steps, lr=lr, lr_decay=lr_decay, content_weight=content_weight,
             style_weight=style_weight, adversarial_weight=adversarial_weight, d_lr=d_lr, vgg=vgg,
             device=device, precision=precision, seed=seed, log_every=log_every,
             sample_every=sample_every, checkpoint_every=checkpoint_every, resume=resume)
-        path = train_arbitrary(opts, on_step, on_skipped=on_skipped)
-    except (PipelineError, ValueError, OSError, FloatingPointError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted; run the same command with --resume to continue from the "
-                   "last checkpoint", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    finally:
-        if bar is not None:
-            bar.close()
+        path = train_arbitrary(
+            opts, lambda i: run.step(i.steps, i.start_step, content=i.losses["content"],
+                                     style=i.losses["style"]),
+            on_skipped=run.skipped)
     typer.echo(f"wrote {path} (losses, samples and the checkpoint in {opts.run_dir})", err=True)

@@ -1,18 +1,15 @@
 """``run_pipeline.py train style``: train a fast style network (Johnson et al. 2016).
 
-Thin: parses options into ``StyleTrainOptions``, shows progress, reports
-skipped files, and turns errors into ``error: ...`` with exit code 2.
+Thin: parses options into ``StyleTrainOptions``; progress, skipped files and
+errors as every train command shows them (``training_run``).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
-from tqdm import tqdm
 
-from ..errors import PipelineError
-
-EXIT_INVALID, EXIT_INTERRUPTED = 2, 130
+from .training_run import TrainingRun
 
 
 # Mirrors StyleTrainOptions' defaults (a test checks); the module itself is
@@ -81,9 +78,9 @@ def command(
                                     help="Also write OUT with .pth: a pytorch/examples "
                                          "fast_neural_style state dict."),
     init: Path = typer.Option(None, "--init", show_default=False,
-                              help="Start from these weights (a fast_style checkpoint of the same "
-                                   "--width and style count) instead of a random network: "
-                                   "fine-tuning."),
+                              help="Start from these weights instead of a random network "
+                                   "(fine-tuning): a fast_style checkpoint of the same --width, "
+                                   "with one style or as many as --style images."),
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue from the latest checkpoint, exactly; refused if "
                                      "options that matter changed."),
@@ -92,24 +89,8 @@ def command(
     """Train a fast style network (Johnson et al. 2016) on CONTENT_DIR for --style."""
     from ..train.style import StyleTrainOptions, train_style
 
-    bar: tqdm | None = None
-
-    def on_skipped(skipped: list[tuple[Path, str]]) -> None:
-        if skipped:
-            typer.echo(f"skipped {len(skipped)} file(s):", err=True)
-        for path, reason in skipped:
-            typer.echo(f"  skipped  {path}: {reason}", err=True)
-
-    def on_step(r) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=r.steps, initial=r.start_step, unit="step", desc="train style",
-                       disable=quiet or None, dynamic_ncols=True)
-        bar.set_postfix(content=f"{r.content:.3g}", style=f"{r.style:.3g}",
-                        total=f"{r.total:.3g}", refresh=False)
-        bar.update(1)
-
-    try:
+    run = TrainingRun("train style", quiet)
+    with run.reporting_errors():
         layer_weights = None if style_layer_weights.strip() == "auto" else \
             tuple(_number("--style-layer-weights", w) for w in style_layer_weights.split(","))
         opts = StyleTrainOptions(
@@ -122,17 +103,9 @@ def command(
             vgg=vgg, device=device, precision=precision, seed=seed, log_every=log_every,
             sample_every=sample_every, checkpoint_every=checkpoint_every, resume=resume,
             export_pth=export_pth, init=init)
-        path = train_style(opts, on_step, on_skipped=on_skipped)
-    except (PipelineError, ValueError, OSError, FloatingPointError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted; run the same command with --resume to continue from the "
-                   "last checkpoint", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    finally:
-        if bar is not None:
-            bar.close()
+        path = train_style(opts, lambda r: run.step(r.steps, r.start_step, content=r.content,
+                                                    style=r.style, total=r.total),
+                           on_skipped=run.skipped)
     typer.echo(f"wrote {path} (losses, samples and checkpoints in {opts.run_dir})", err=True)
 
 
