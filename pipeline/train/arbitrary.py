@@ -50,6 +50,7 @@ from ..models.checkpoints import ADAIN_ENCODER
 from ..models.cyclegan import NLayerDiscriminator
 from ..ops.adain import adain, mean_std
 from . import cyclegan_io as io
+from . import option_checks as checks
 from .data import RandomCrops, scan_images
 from .gan import init_normal, lsgan_loss
 
@@ -84,21 +85,14 @@ class ArbitraryTrainOptions:
     def __post_init__(self) -> None:
         for name in ("content", "style", "out"):
             object.__setattr__(self, name, Path(getattr(self, name)))
-        for name in ("image_size", "batch_size", "steps", "log_every", "sample_every",
-                     "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        checks.positive_ints(self, "image_size", "batch_size", "steps", "log_every",
+                             "sample_every", "checkpoint_every")
         if self.image_size % AdaINDecoder.size_multiple:
             raise ValueError(f"image_size must be a multiple of {AdaINDecoder.size_multiple} "
                              f"(the encoder's three poolings), got {self.image_size}")
-        for name in ("lr", "lr_decay", "content_weight", "style_weight", "adversarial_weight",
-                     "d_lr"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if self.precision not in ("auto", *DTYPES):
-            raise ValueError(f"precision must be auto, {', '.join(DTYPES)}; got {self.precision!r}")
+        checks.non_negative_numbers(self, "lr", "lr_decay", "content_weight", "style_weight",
+                                    "adversarial_weight", "d_lr")
+        checks.precision(self.precision)
         if self.out.suffix.lower() != ".safetensors":
             raise ValueError(f"out must end in .safetensors, got {self.out.name!r}")
 

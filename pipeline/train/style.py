@@ -43,6 +43,7 @@ from ..models.transformer_net import TransformerNet
 from ..models.vgg import load_perceptual
 from ..ops.resize import resize, target_size
 from ..stages.base import file_sha256
+from . import option_checks as checks
 from .data import RandomCrops, scan_images, to_rgb
 from .losses import content_loss, gram_matrix, style_loss, tv_loss
 
@@ -120,20 +121,14 @@ class StyleTrainOptions:
         if isinstance(layers, str):  # "relu1_1,relu2_1" would otherwise become characters
             layers = [t.strip() for t in layers.split(",") if t.strip()]
         object.__setattr__(self, "style_layers", tuple(layers))
-        for name in ("image_size", "width", "batch_size", "steps", "log_every", "sample_every",
-                     "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        checks.positive_ints(self, "image_size", "width", "batch_size", "steps", "log_every",
+                             "sample_every", "checkpoint_every")
         if self.image_size % TransformerNet.size_multiple:
             raise ValueError(f"image_size must be a multiple of {TransformerNet.size_multiple} "
                              f"(the network's two stride-2 layers), got {self.image_size}")
         if self.style_size is not None and self.style_size <= 0:
             raise ValueError(f"style_size must be positive, got {self.style_size}")
-        for name in ("lr", "content_weight", "style_weight", "tv_weight"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        checks.non_negative_numbers(self, "lr", "content_weight", "style_weight", "tv_weight")
         if not self.style_layers:
             raise ValueError("style_layers must name at least one VGG layer")
         if self.style_layer_weights is not None:
@@ -142,8 +137,7 @@ class StyleTrainOptions:
             if len(self.style_layer_weights) != len(self.style_layers):
                 raise ValueError(f"style_layer_weights has {len(self.style_layer_weights)} values "
                                  f"for {len(self.style_layers)} style_layers")
-        if self.precision not in ("auto", *DTYPES):
-            raise ValueError(f"precision must be auto, {', '.join(DTYPES)}; got {self.precision!r}")
+        checks.precision(self.precision)
         if self.out.suffix.lower() != ".safetensors":
             raise ValueError(f"out must end in .safetensors, got {self.out.name!r} "
                              "(export_pth adds a .pth beside it)")
