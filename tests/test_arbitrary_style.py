@@ -193,8 +193,9 @@ def _opts(data, out: Path, **kw) -> ArbitraryTrainOptions:
     return ArbitraryTrainOptions(**{**base, **kw})
 
 
-def test_a_few_steps_lower_the_loss_on_a_fixed_batch(data, tmp_path) -> None:
-    opts = _opts(data, tmp_path / "d.safetensors")
+@pytest.mark.parametrize("identity_weight", [0.0, 1.0])
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch(data, tmp_path, identity_weight) -> None:
+    opts = _opts(data, tmp_path / "d.safetensors", identity_weight=identity_weight)
     trainer = ArbitraryTrainer(opts, torch.device("cpu"), "fp32")
     content = RandomCrops(scan_images(opts.content)[0], 32, seed=7).batch(0, 2)
     style = RandomCrops(scan_images(opts.style)[0], 32, seed=8).batch(0, 2)
@@ -205,8 +206,9 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(data, tmp_path) -> None:
 
     start = total()
     for step in range(6):
-        trainer.train_step(content, style, step)
+        losses = trainer.train_step(content, style, step)
     assert total() < 0.9 * start
+    assert (losses["identity"] > 0) == (identity_weight > 0)  # logged only when it is trained
 
 
 def test_resume_is_exact_with_the_critic_and_the_decoder_runs_in_the_stage(data, tmp_path, assets) -> None:
@@ -223,12 +225,35 @@ def test_resume_is_exact_with_the_critic_and_the_decoder_runs_in_the_stage(data,
     def rows(name: str) -> list[list[str]]:  # without the seconds column
         lines = (tmp_path / name / "losses.csv").read_text().splitlines()
         return [line.split(",")[:-1] for line in lines]
-    assert rows("whole_train")[0] == ["step", "content", "style", "adversarial", "D", "total", "lr"]
+    assert rows("whole_train")[0] == ["step", "content", "style", "identity", "adversarial", "D",
+                                      "total", "lr"]
     assert len(rows("whole_train")) == 5 and rows("half_train") == rows("whole_train")
     assert sorted(p.name for p in (tmp_path / "whole_train" / "samples").iterdir()) == \
         ["step_0000002.png", "step_0000004.png"]
     y = _stage(weights=whole, style=assets["a"])(_x())
     assert y.shape == (2, 3, 24, 36) and float(y.std()) > 0
+
+
+def test_an_autoencoder_phase_then_a_run_that_starts_from_its_decoder(data, tmp_path) -> None:
+    first = train_arbitrary(_opts(data, tmp_path / "ae.safetensors", content_weight=0.0,
+                                  style_weight=0.0, identity_weight=1.0))
+    rows = [line.split(",") for line in
+            (tmp_path / "ae_train" / "losses.csv").read_text().splitlines()[1:]]
+    assert all(r[1] == "0" and r[2] == "0" and float(r[3]) > 0 for r in rows)  # identity only
+    later = _opts(data, tmp_path / "d.safetensors", init=first, steps=2)
+    trainer = ArbitraryTrainer(later, torch.device("cpu"), "fp32")
+    start = load_file(str(first))
+    assert all(torch.equal(v, start[k]) for k, v in trainer.decoder.state_dict().items())
+    train_arbitrary(later)
+    first.write_bytes(adain_decoder_file(tmp_path / "other.safetensors").read_bytes())
+    with pytest.raises(JobError, match="init_sha256 was"):  # another init: not the same run
+        train_arbitrary(dataclasses.replace(later, steps=4, resume=True))
+    not_a_decoder = tmp_path / "x.safetensors"
+    not_a_decoder.write_bytes(b"junk")
+    with pytest.raises(WeightsError, match="x.safetensors"):
+        ArbitraryTrainer(dataclasses.replace(later, init=not_a_decoder), torch.device("cpu"), "fp32")
+    with pytest.raises(ValueError, match="nothing would train"):
+        _opts(data, tmp_path / "z.safetensors", content_weight=0.0, style_weight=0.0)
 
 
 def test_the_command_trains_reports_skipped_files_and_refuses_bad_options(data, tmp_path) -> None:

