@@ -159,9 +159,10 @@ class ArbitraryTrainer:
         return torch.autocast(self.device.type, dtype=DTYPES[self.precision],
                               enabled=self.precision != "fp32")
 
-    def losses(self, content: torch.Tensor, style: torch.Tensor,
-               ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """The weighted terms for one batch (uint8 crops) and the decoded images (0..255)."""
+    def losses(self, content: torch.Tensor, style: torch.Tensor, *, picture: bool = False,
+               ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """The weighted terms for one batch (uint8 crops) and the decoded images (0..255;
+        None in an autoencoder phase unless ``picture``: nothing there needs them)."""
         o = self.opts
         c, s = (x.to(self.device).float() for x in (content, style))
         with self._autocast():
@@ -169,8 +170,10 @@ class ArbitraryTrainer:
                 fc = self.encoder(c)[CONTENT_LAYER]
                 fs = self.encoder(s)
                 t = adain(fc.float(), *mean_std(fs[CONTENT_LAYER]))
-            with torch.set_grad_enabled(torch.is_grad_enabled() and o.decodes_styles):
-                g = self.decoder(t) * 255.0  # also the samples' picture
+            g = None
+            if o.decodes_styles or picture:
+                with torch.set_grad_enabled(torch.is_grad_enabled() and o.decodes_styles):
+                    g = self.decoder(t) * 255.0
         zero = torch.zeros((), device=self.device)
         terms = {"content": zero, "style": zero}
         if o.decodes_styles:  # else an autoencoder phase: no VGG pass on the output
@@ -227,7 +230,7 @@ class ArbitraryTrainer:
     def sample_grid(self, content: torch.Tensor, style: torch.Tensor) -> np.ndarray:
         """Rows of content | style | output, 2 px white gaps."""
         with torch.no_grad():
-            _, g = self.losses(content, style)
+            _, g = self.losses(content, style, picture=True)
         out = g.float().clamp(0, 255).round().to(torch.uint8).cpu()
         n, _, size, _ = content.shape
         grid = np.full((n * (size + 2) - 2, 3 * (size + 2) - 2, 3), 255, np.uint8)
