@@ -165,13 +165,14 @@ class ArbitraryTrainer:
         None in an autoencoder phase unless ``picture``: nothing there needs them)."""
         o = self.opts
         c, s = (x.to(self.device).float() for x in (content, style))
+        g = None
         with self._autocast():
             with torch.no_grad():
                 fc = self.encoder(c)[CONTENT_LAYER]
-                fs = self.encoder(s)
-                t = adain(fc.float(), *mean_std(fs[CONTENT_LAYER]))
-            g = None
-            if o.decodes_styles or picture:
+            if o.decodes_styles or picture:  # an autoencoder phase needs neither
+                with torch.no_grad():
+                    fs = self.encoder(s)
+                    t = adain(fc.float(), *mean_std(fs[CONTENT_LAYER]))
                 with torch.set_grad_enabled(torch.is_grad_enabled() and o.decodes_styles):
                     g = self.decoder(t) * 255.0
         zero = torch.zeros((), device=self.device)
