@@ -19,7 +19,10 @@ from pipeline.models.checkpoints import (
     Architecture, clean_state_dict, detect_family, inspect_checkpoint, load_cyclegan,
     load_fast_style, read_safetensors_metadata, read_state_dict,
 )
+from pipeline.models.adain import AdaINDecoder
 from pipeline.models.cyclegan import NLayerDiscriminator, ResnetGenerator, UnetGenerator
+from pipeline.models.families import detect_families, families, get_family, register_family
+from pipeline.models.pytorch_gan import GeneratorResNet, GeneratorUNet
 from pipeline.models.transformer_net import TransformerNet
 from pipeline.models.vgg import VGG, load_perceptual, load_vgg
 from tests.conftest import lively_transformer_net, make_photos, run_cli_here, write_job
@@ -243,6 +246,31 @@ def test_detect_family():
     assert detect_family({"features.0.weight": torch.zeros(64, 3, 3, 3)}) == "vgg"
     assert detect_family({"block1_conv1_W_q": torch.zeros(3, dtype=torch.uint8)}) == "vgg"
     assert detect_family({"fc.weight": torch.zeros(2, 2)}) is None
+
+
+# One small state dict per registered family: a new family must add its own here.
+FAMILY_EXAMPLES = {
+    "fast_style": lambda: TransformerNet().state_dict(),
+    "cyclegan_resnet": lambda: ResnetGenerator(ngf=4, n_blocks=1).state_dict(),
+    "cyclegan_unet": lambda: UnetGenerator(num_downs=5, ngf=2).state_dict(),
+    "pytorch_gan_resnet": lambda: GeneratorResNet(n_blocks=1, ngf=4).state_dict(),
+    "pytorch_gan_unet": lambda: GeneratorUNet((4, 8, 8)).state_dict(),
+    "adain_decoder": lambda: AdaINDecoder().state_dict(),
+    "patchgan_discriminator": lambda: NLayerDiscriminator(ndf=4).state_dict(),
+    "vgg": lambda: {"features.0.weight": torch.zeros(64, 3, 3, 3)},
+    "adain_vgg": lambda: {"0.weight": torch.zeros(3, 3, 1, 1), "2.weight": torch.zeros(64, 3, 3, 3)},
+}
+
+
+def test_every_family_recognises_its_own_example_alone():
+    assert set(FAMILY_EXAMPLES) == {f.name for f in families()}
+    for name, example in FAMILY_EXAMPLES.items():
+        assert detect_families(example()) == [name]
+
+
+def test_family_table_refuses_a_duplicate():
+    with pytest.raises(ValueError, match="'fast_style' is registered twice"):
+        register_family(get_family("fast_style"))
 
 
 # ----------------------------------------------------------------- refusals

@@ -77,7 +77,7 @@ def make_sheet(image: Path, models: list[Path], levels: list[float], preserve_co
     from ..context import RunContext, resolve_device
     from ..errors import MediaError, WeightsError
     from ..media.images import read_image
-    from ..models.checkpoints import RUNS_IN, inspect_checkpoint
+    from ..models.checkpoints import inspect_checkpoint, stylizer_families
     from ..ops.resize import resize_to, target_size
     from ..ops.style_controls import apply_controls
 
@@ -93,7 +93,7 @@ def make_sheet(image: Path, models: list[Path], levels: list[float], preserve_co
     rows = []
     for path in models:
         try:
-            arch, _ = inspect_checkpoint(path, tuple(RUNS_IN))
+            arch, _ = inspect_checkpoint(path, stylizer_families())
         except WeightsError as exc:
             _fail(f"--weights {exc}")
         for name, stage in _styles(path, arch, paintings, ctx):
@@ -114,7 +114,7 @@ def make_sheet(image: Path, models: list[Path], levels: list[float], preserve_co
 def _styles(path: Path, arch, paintings: list[Path], ctx):
     """(label, stage) for each row a weights file gives (each loaded once)."""
     from ..errors import WeightsError
-    from ..models.checkpoints import RUNS_IN
+    from ..models.families import get_family
     from ..stages import get_stage
 
     if arch.family == "adain_decoder":
@@ -139,7 +139,7 @@ def _styles(path: Path, arch, paintings: list[Path], ctx):
             stage.net.set_style(style)  # one network, its norms switched
             yield f"{path.stem} style {style if isinstance(style, int) else 'blend'}", stage
         return
-    cls = get_stage(RUNS_IN[arch.family])
+    cls = get_stage(get_family(arch.family).runs_in)
     yield path.stem, cls(cls.Params(weights=path), ctx)
 
 

