@@ -179,6 +179,14 @@ def test_pad_reflect_content_and_no_op_copy():
     assert same.data_ptr() != batch().data_ptr()
 
 
+def test_pad_to_a_least_side():
+    x = batch(h=5, w=70)
+    padded, size = pad_to_multiple(x, 16, min_side=64)
+    assert padded.shape[-2:] == (64, 80) and size == (5, 70)  # 5 -> 64 (least), 70 -> 80 (multiple)
+    assert torch.equal(crop_to(padded, size), x)
+    assert pad_to_multiple(batch(h=64, w=64), 16, min_side=64)[0].shape[-2:] == (64, 64)
+
+
 def test_pad_empty_batch_and_unbatched():
     padded, size = pad_to_multiple(batch(n=0, h=5, w=6), 4)
     assert padded.shape == (0, 3, 8, 8) and size == (5, 6)

@@ -118,7 +118,7 @@ class GeneratorUNet(nn.Module):
         super().__init__()
         if len(downs) < 2:
             raise ValueError(f"a U-Net needs at least 2 levels, got {len(downs)}")
-        self.levels = len(downs)
+        self.levels, self.norm = len(downs), norm
         cin = in_channels
         for i, cout in enumerate(downs, 1):
             setattr(self, f"down{i}", UNetDown(cin, cout, norm if i > 1 else None))
@@ -134,6 +134,13 @@ class GeneratorUNet(nn.Module):
     def size_multiple(self) -> int:
         """Each level halves the sides; skips only concatenate at equal sizes."""
         return 2 ** self.levels
+
+    @property
+    def min_side(self) -> int:
+        """InstanceNorm needs more than one pixel, and the deepest level has one: at least
+        2x2 there (upstream trains at 256, where it is 4x4).  BatchNorm in eval uses its
+        running statistics and takes any size."""
+        return 2 ** (self.levels + 1) if self.norm == "instance" else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []

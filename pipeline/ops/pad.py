@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["pad_to_multiple", "crop_to"]
+__all__ = ["pad_to_multiple", "padded_side", "crop_to"]
 
 _MODES = ("reflect", "replicate", "constant")
 
@@ -26,9 +26,10 @@ def _pad_axis(x: torch.Tensor, amount: int, axis: int, mode: str) -> torch.Tenso
     return F.pad(x, pad, mode=mode)
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "reflect"
+def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "reflect", min_side: int = 0
                     ) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad ``[..., C, H, W]`` bottom/right up to multiples of ``multiple``.
+    """Pad ``[..., C, H, W]`` bottom/right up to multiples of ``multiple``, and to at least
+    ``min_side`` (a network whose deepest map must keep more than one pixel).
 
     Returns ``(padded, (h, w))`` where ``(h, w)`` is the original size to hand
     to :func:`crop_to`.  ``mode`` is "reflect" (default: no hard edge for
@@ -42,7 +43,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "reflect"
     if x.dim() < 3:
         raise ValueError(f"pad_to_multiple expects [..., C, H, W], got shape {tuple(x.shape)}")
     *lead, c, h, w = x.shape
-    pad_h, pad_w = -h % multiple, -w % multiple
+    pad_h, pad_w = padded_side(h, multiple, min_side) - h, padded_side(w, multiple, min_side) - w
     if pad_h == 0 and pad_w == 0:
         return x.clone(), (h, w)
     if h == 0 or w == 0:
@@ -52,6 +53,11 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "reflect"
     out = _pad_axis(out, pad_h, -2, mode)
     out = _pad_axis(out, pad_w, -1, mode)
     return out.reshape(*lead, c, h + pad_h, w + pad_w), (h, w)
+
+
+def padded_side(side: int, multiple: int, min_side: int = 0) -> int:
+    """What ``pad_to_multiple`` makes of one side."""
+    return max(-(-side // multiple) * multiple, -(-min_side // multiple) * multiple)
 
 
 def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

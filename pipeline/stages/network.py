@@ -10,7 +10,7 @@ from torch import nn
 
 from ..context import RunContext
 from ..models.families import UNKNOWN_BYTES_PER_PIXEL, get_family
-from ..ops.pad import crop_to, pad_to_multiple
+from ..ops.pad import crop_to, pad_to_multiple, padded_side
 from ..ops.style_controls import apply_controls
 from ..typed_yaml import ParamError
 from .base import Stage, join_alpha, split_alpha
@@ -38,6 +38,7 @@ class NetworkStage(Stage):
         net = type(self).loader(params.weights)  # WeightsError names the file
         self.net = net.to(device=ctx.device, dtype=ctx.dtype)
         self.size_multiple = int(getattr(net, "size_multiple", 4))
+        self.min_side = int(getattr(net, "min_side", 0))
 
     def describe(self) -> str:
         arch = getattr(self.net, "arch", None)
@@ -49,8 +50,8 @@ class NetworkStage(Stage):
         return f"{self.name}(weights={self.params.weights.name}{extra})"
 
     def peak_bytes(self, channels: int, height: int, width: int, itemsize: int) -> int:
-        m = self.size_multiple
-        padded = (-(-height // m) * m) * (-(-width // m) * m)
+        m, least = self.size_multiple, self.min_side
+        padded = padded_side(height, m, least) * padded_side(width, m, least)
         return channels * height * width * itemsize + int(padded * self.bytes_per_pixel() * itemsize / 4)
 
     def bytes_per_pixel(self) -> float:
@@ -75,7 +76,8 @@ class NetworkStage(Stage):
         net_dtype = next(self.net.parameters()).dtype
         with torch.inference_mode():
             # Upstream nets silently change odd sizes; pad to their multiple, crop back.
-            padded, size = pad_to_multiple(rgb.to(net_dtype), self.size_multiple)
+            padded, size = pad_to_multiple(rgb.to(net_dtype), self.size_multiple,
+                                           min_side=self.min_side)
             y = self.from_net(self.net(self.to_net(padded)))
             y = crop_to(y, size).clamp(0, 255)
             y = apply_controls(y, rgb.to(net_dtype), self.params.strength,
