@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import Job, StageSpec, load_job
+from .config import Job, SourceSpec, StageSpec, load_job
 from .context import RunContext, resolve_device, resolve_precision
 from .errors import JobError, Problems, WeightsError
 from .plan import Plan, make_plan
@@ -28,12 +28,23 @@ class Prepared:
 
     @property
     def fingerprint(self) -> dict[str, Any]:
-        return fingerprint_of(self.ctx, self.stages)
+        return fingerprint_of(self.ctx, self.stages, self.job.sources)
 
 
-def fingerprint_of(ctx: RunContext, stages: Sequence[Stage]) -> dict[str, Any]:
-    """What decides the output bytes; sources may be added without a restart."""
-    return {"precision": ctx.precision, "stages": [s.fingerprint() for s in stages]}
+def fingerprint_of(ctx: RunContext, stages: Sequence[Stage],
+                   sources: Sequence[SourceSpec] = ()) -> dict[str, Any]:
+    """What decides the output bytes; sources may be added without a restart.  Sources that
+    make their images (``generate:``) add what decides them, by output folder, under
+    "generated" (absent without such a source, so other jobs' ledgers read as before)."""
+    fp: dict[str, Any] = {"precision": ctx.precision, "stages": [s.fingerprint() for s in stages]}
+    generated = {}
+    for spec in sources:
+        made = get_source(spec.kind)(spec).fingerprint()
+        if made is not None:
+            generated[spec.into or "."] = made
+    if generated:
+        fp["generated"] = generated
+    return fp
 
 
 def thread_args(job: Job, stages: Sequence[Stage]) -> dict[str, Any]:

@@ -5,6 +5,7 @@
     python run_pipeline.py train style ...      train a fast style net (Johnson et al.)
     python run_pipeline.py train cyclegan ...   train CycleGAN generators (Zhu et al.)
     python run_pipeline.py train arbitrary ...  train an AdaIN decoder: any painting as the style
+    python run_pipeline.py train gan ...        train a generator from noise (DCGAN, MLP GAN)
     python run_pipeline.py stylize-still ...    optimise one still (Gatys et al.)
     python run_pipeline.py stylize IN... --weights W -o OUT   the same run, no job file to write
 
@@ -28,7 +29,7 @@ import typer
 # module (inside the functions below): --help and --version answer in a fraction of a second.
 from . import threads
 from .commands import (sheet, stylize, stylize_still, train_arbitrary, train_cyclegan,
-                       train_style)
+                       train_gan, train_style)
 from .errors import JobError, MediaError, storage_error
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ train_app = typer.Typer(no_args_is_help=True, help="Train the models the pipelin
 train_app.command("style")(train_style.command)
 train_app.command("cyclegan")(train_cyclegan.command)
 train_app.command("arbitrary")(train_arbitrary.command)
+train_app.command("gan")(train_gan.command)
 app.add_typer(train_app, name="train")
 app.command("stylize-still")(stylize_still.command)
 app.command("stylize")(stylize.command)
@@ -213,6 +215,7 @@ def validate(job: Path = JOB_ARG,
     """Check JOB (YAML, sources, output folder, device, weights, every clip) and print the
     plan without running it.  Exit 2: the job is invalid; 1: a clip would fail; 0: all good."""
     from .build import thread_args
+    from .plan import source_of
 
     _set_log_level(log_level)
     p = _prepare_or_exit(job)
@@ -230,9 +233,10 @@ def validate(job: Path = JOB_ARG,
     for index, spec in enumerate(p.job.sources):
         count, carried = counts[index]
         extra = f", {carried} sidecar file{'s' if carried != 1 else ''} carried" if carried else ""
-        noun = "shard" if spec.kind == "shards" else "file"
+        noun = "shard" if spec.kind == "shards" else "image" if spec.options is not None else "file"
+        about = source_of(spec).describe()
         typer.echo(f"source    [{index}] {spec.kind}: {spec.pattern}  "
-                   f"({count} {noun}{'s' if count != 1 else ''}{extra})")
+                   f"({count} {noun}{'s' if count != 1 else ''}{extra}{', ' + about if about else ''})")
     for spec, reason in p.plan.empty_sources:
         typer.echo(f"warning   {spec.location}: {reason}")
     typer.echo("stages    " + " -> ".join(s.describe() for s in p.stages))

@@ -14,10 +14,11 @@ from .contact_sheet import ContactSheetOptions
 from .manifest import ManifestOptions
 from .errors import JobError, Location, Problems
 from .precisions import PRECISIONS
-from .sources import source_keys
+from .sources import get_source, source_keys
 from .stages import get_stage, stage_names
 from .stages.variants import Branch, VariantsParams
-from .typed_yaml import Node, ParamError, ParseContext, describe, did_you_mean, load_yaml, parse_value
+from .typed_yaml import (Node, ParamError, ParseContext, describe, did_you_mean, load_yaml,
+                         parse_dataclass, parse_value)
 
 TOP_LEVEL_KEYS = ("name", "sources", "output", "device", "precision", "batch_size", "workers", "threads",
                   "encoders", "commit_every", "stages", "contact_sheet", "manifest", "pick")
@@ -35,6 +36,7 @@ class SourceSpec:
     # source's root (a pattern without '/' matches a name at any depth), and/or same_stem
     sidecars: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()  # glob patterns relative to the root: files not taken
+    options: Any = None  # a kind with ``Options`` (``generate:``): its typed mapping
 
 
 @dataclass(frozen=True)
@@ -211,14 +213,29 @@ def _parse_source(i: int, item: Node, ctx: ParseContext) -> SourceSpec:
         raise JobError(f"each source needs exactly one of {', '.join(known)}",
                        location=item.location, where=where)
     kind = kinds[0]
-    pattern = parse_value(str, item.value[kind], f"{where}.{kind}", ctx)
+    options = None
+    if get_source(kind).Options is not None:  # a mapping of options, not a path
+        options = parse_dataclass(get_source(kind).Options, item.value[kind], f"{where}.{kind}", ctx)
+        for key in ("sidecars", "exclude"):
+            if key in item.value:
+                raise JobError(f"'{key}' does not apply to a '{kind}' source (it reads no folder)",
+                               location=item.key_locations[key], where=where)
+        pattern = str(options.path)
+    else:
+        pattern = parse_value(str, item.value[kind], f"{where}.{kind}", ctx)
     into = parse_value(str, item.value["into"], f"{where}.into", ctx) if "into" in item.value else ""
+    if options is not None and getattr(options, "into", ""):
+        if into:
+            raise JobError(f"'into' is given twice, in '{kind}' and beside it", location=item.location,
+                           where=where, hint="keep one")
+        into = options.into
     if into and (Path(into).is_absolute() or ".." in Path(into).parts):
         raise JobError(f"'into' must be a relative folder inside the output, got '{into}'",
                        location=item.value["into"].location, where=where)
     sidecars, exclude = (_patterns(item, key, where, ctx) for key in ("sidecars", "exclude"))
     return SourceSpec(kind=kind, pattern=pattern, path=ctx.base_dir / Path(pattern).expanduser(),
-                      into=into, location=item.location, sidecars=sidecars, exclude=exclude)
+                      into=into, location=item.location, sidecars=sidecars, exclude=exclude,
+                      options=options)
 
 
 def _patterns(item: Node, key: str, where: str, ctx: ParseContext) -> tuple[str, ...]:

@@ -77,9 +77,8 @@ class Ledger(Commits):
             for key in segments:
                 remove_segments(output, key)
             header, committed, segments, scratches = None, Committed(), {}, {}
-        amended = header is not None and only_branches_added_or_removed(
-            header.get("fingerprint", {}), fingerprint)
-        if header is not None and header.get("fingerprint") != fingerprint and not amended:
+        amends = header is not None and amendment(header.get("fingerprint", {}), fingerprint)
+        if header is not None and header.get("fingerprint") != fingerprint and not amends:
             self.close()
             raise JobError(
                 f"the job changed since the outputs in {output} were made: "
@@ -107,9 +106,10 @@ class Ledger(Commits):
         if header is None:
             self.path.unlink(missing_ok=True)
             self._append({"ledger": VERSION, "fingerprint": fingerprint, "created": time.time()})
-        elif amended:  # a variant added or removed: the others' outputs stand; the last header rules
+        elif amends:  # a variant or generator added or removed: the others' outputs stand;
+            # the last header rules
             self._append({"ledger": VERSION, "fingerprint": fingerprint, "created": time.time(),
-                          "amends": "variants"})
+                          "amends": amends})
 
     # -- what to resume from ------------------------------------------------------
     def is_done(self, key: str) -> bool:
@@ -446,6 +446,29 @@ def _sweep_segments(output: Path, key: str, restart: bool) -> None:
         for path in segments.iterdir():
             if partial_of(path.name) is not None:
                 path.unlink(missing_ok=True)
+
+
+def amendment(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """What a changed fingerprint may change without a restart: "variants" (branches added or
+    removed), "generate" (``generate:`` sources added or removed, the others unchanged), or
+    None (anything else: refused)."""
+    if only_branches_added_or_removed(old, new):
+        return "variants"
+    if only_generators_added_or_removed(old, new):
+        return "generate"
+    return None
+
+
+def only_generators_added_or_removed(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether two fingerprints differ only by ``generate:`` sources (by output folder) added
+    or removed, those in both unchanged: like adding a folder of images to a job."""
+    if old == new:
+        return False
+    rest = lambda fp: {k: v for k, v in fp.items() if k != "generated"}  # noqa: E731
+    if rest(old) != rest(new):
+        return False
+    before, after = old.get("generated", {}), new.get("generated", {})
+    return all(before[key] == after[key] for key in before.keys() & after.keys())
 
 
 def only_branches_added_or_removed(old: dict[str, Any], new: dict[str, Any]) -> bool:

@@ -22,7 +22,8 @@ from pipeline.models.checkpoints import (
 from pipeline.models.adain import AdaINDecoder
 from pipeline.models.cyclegan import NLayerDiscriminator, ResnetGenerator, UnetGenerator
 from pipeline.models.families import detect_families, families, get_family, register_family
-from pipeline.models.pytorch_gan import GeneratorResNet, GeneratorUNet
+from pipeline.models.pytorch_gan import (DCGANDiscriminator, DCGANGenerator, GeneratorResNet,
+                                         GeneratorUNet, MLPDiscriminator, MLPGenerator)
 from pipeline.models.transformer_net import TransformerNet
 from pipeline.models.vgg import VGG, load_perceptual, load_vgg
 from tests.conftest import lively_transformer_net, make_photos, run_cli_here, write_job
@@ -255,6 +256,9 @@ FAMILY_EXAMPLES = {
     "cyclegan_unet": lambda: UnetGenerator(num_downs=5, ngf=2).state_dict(),
     "pytorch_gan_resnet": lambda: GeneratorResNet(n_blocks=1, ngf=4).state_dict(),
     "pytorch_gan_unet": lambda: GeneratorUNet((4, 8, 8)).state_dict(),
+    "gan_mlp": lambda: MLPGenerator(16, (1, 8, 8)).state_dict(),
+    "dcgan": lambda: DCGANGenerator(16, 8, 3).state_dict(),
+    "gan_discriminator": lambda: DCGANDiscriminator(8, 3).state_dict(),
     "adain_decoder": lambda: AdaINDecoder().state_dict(),
     "patchgan_discriminator": lambda: NLayerDiscriminator(ndf=4).state_dict(),
     "vgg": lambda: {"features.0.weight": torch.zeros(64, 3, 3, 3)},
@@ -266,6 +270,7 @@ def test_every_family_recognises_its_own_example_alone():
     assert set(FAMILY_EXAMPLES) == {f.name for f in families()}
     for name, example in FAMILY_EXAMPLES.items():
         assert detect_families(example()) == [name]
+    assert detect_families(MLPDiscriminator((1, 8, 8)).state_dict()) == ["gan_discriminator"]
 
 
 def test_family_table_refuses_a_duplicate():

@@ -69,7 +69,7 @@ def test_the_registry_refuses_duplicates_and_names_the_known_kinds() -> None:
     with pytest.raises(ValueError, match="way must be"):
         register_source(type("Odd", (Source,), {"key": "odd", "way": "audio",
                                                  "extensions": frozenset()}))
-    with pytest.raises(KeyError, match="known: images, shards, videos"):
+    with pytest.raises(KeyError, match="known: generate, images, shards, videos"):
         get_source("tarballs")
 
 

@@ -87,7 +87,8 @@ class RayBackend:
         described = self._up(first)
         self.precision = described["precision"]
         self.fingerprint = fingerprint_of(prepared.ctx.__class__(
-            prepared.ctx.device, self.precision, prepared.ctx.batch_size), prepared.stages)
+            prepared.ctx.device, self.precision, prepared.ctx.batch_size), prepared.stages,
+            prepared.job.sources)
         self.actors = [first] + [self._new_actor(self.precision) for _ in range(workers - 1)]
         for actor in self.actors[1:]:  # all up, and all building the same stages, before any work
             self._check(self._up(actor))

@@ -126,7 +126,7 @@ class StageWorker:
 
         return {"device": str(self.ctx.device), "precision": self.ctx.precision,
                 "batch_size": self.ctx.batch_size, "node": ray.get_runtime_context().get_node_id(),
-                "fingerprint": fingerprint_of(self.ctx, self.stages)}
+                "fingerprint": fingerprint_of(self.ctx, self.stages, self.job.sources)}
 
     def process(self, units: list, resume: dict, run_id: str, tag: str,
                 fingerprint: dict) -> Iterator[list]:
@@ -135,7 +135,7 @@ class StageWorker:
         from ..build import fingerprint_of
         from ..engine import run_units
 
-        if fingerprint_of(self.ctx, self.stages) != fingerprint:
+        if fingerprint_of(self.ctx, self.stages, self.job.sources) != fingerprint:
             raise RuntimeError("this worker's stages differ from the driver's (another weights "
                                "file or precision on this node): refusing to run")
         records: queue.Queue = queue.Queue()

@@ -30,7 +30,7 @@ from .transformer_net import TransformerNet
 
 __all__ = ["Architecture", "StateDict", "read_state_dict", "read_safetensors_metadata",
            "clean_state_dict", "detect_family", "inspect_checkpoint", "load_fast_style",
-           "load_cyclegan", "load_adain_decoder", "check_finite", "describe_mismatch",
+           "load_cyclegan", "load_adain_decoder", "load_generator", "check_finite", "describe_mismatch",
            "stylizer_families", "ADAIN_ENCODER"]
 
 # Wrapper keys, in order of preference: EMA weights are what trainers ship for
@@ -322,6 +322,8 @@ def inspect_checkpoint(path: str | Path, families: tuple[str, ...] | None = None
         found = get_family(family)
         raise WeightsError(path, f"this looks like {found.what}, not {expected}", hint=found.todo)
     found = get_family(family)
+    if found.fix_keys is not None:
+        sd = found.fix_keys(sd)
     try:
         arch = found.infer(sd)
         arch.build()  # rejects impossible values (num_downs < 5, bad shapes) here
@@ -341,6 +343,13 @@ def load_cyclegan(path: str | Path) -> nn.Module:
     """A frozen CycleGAN generator in eval mode (RGB [-1, 1] in and out): junyanz's ResNet or
     U-Net, or PyTorch-GAN's (``pipeline.models.pytorch_gan``)."""
     arch, sd = inspect_checkpoint(path, runs_in("cyclegan"), "a CycleGAN/pix2pix generator")
+    return _load_into(Path(path), arch, sd)
+
+
+def load_generator(path: str | Path) -> nn.Module:
+    """A frozen generator from noise in eval mode (``gan_mlp`` or ``dcgan``: z in, an image
+    in [-1, 1] out), with ``latent_dim`` and ``image_shape``."""
+    arch, sd = inspect_checkpoint(path, runs_in("generate"), "a generator from noise (GAN/DCGAN)")
     return _load_into(Path(path), arch, sd)
 
 

@@ -14,6 +14,7 @@ state dict is recognised by that family alone (detection does not depend on tabl
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -23,7 +24,7 @@ from torch import nn
 
 from .adain import AdaINDecoder
 from .cyclegan import ResnetGenerator, UnetGenerator
-from .pytorch_gan import GeneratorResNet, GeneratorUNet
+from .pytorch_gan import DCGANGenerator, GeneratorResNet, GeneratorUNet, MLPGenerator
 from .transformer_net import TransformerNet
 
 StateDict = dict[str, torch.Tensor]
@@ -48,6 +49,8 @@ class Architecture:
     styles: int = 1  # fast_style: (scale, shift) sets in its norms (conditional instance norm)
     width: int = 32  # fast_style: the first layer's channels (16: the light network)
     channels: tuple[int, ...] = ()  # pytorch_gan_unet: down1..downN output channels
+    latent_dim: int | None = None  # generators from noise: the length of z
+    image_shape: tuple[int, int, int] | None = None  # generators from noise: (C, H, W)
 
     def describe(self) -> str:
         return get_family(self.family).describe(self)
@@ -67,6 +70,7 @@ class Family:
     describe: Callable[[Architecture], str] | None = None
     runs_in: str | None = None  # the stage that runs it
     bytes_per_pixel: Callable[[Architecture], float] | None = None  # fp32, per padded pixel
+    fix_keys: Callable[[StateDict], StateDict] | None = None  # older key names -> today's
 
 
 _FAMILIES: dict[str, Family] = {}
@@ -251,6 +255,57 @@ register_family(Family(
     runs_in="arbitrary_style"))
 
 
+# --------------------------------------------------------------------------- from noise
+
+def _mlp_image_shape(values: int) -> tuple[int, int, int]:
+    """C*H*W -> (C, H, W) for square images: 1 channel if it is a square, 3 if a third of it
+    is (never both: 3 s^2 is no square)."""
+    for channels in (1, 3):
+        side = math.isqrt(values // channels)
+        if values % channels == 0 and side * side * channels == values:
+            return channels, side, side
+    raise ValueError(f"its output of {values} values is not a square 1- or 3-channel image")
+
+
+def _gan_mlp_arch(sd: StateDict) -> Architecture:
+    return Architecture("gan_mlp", latent_dim=sd["model.0.weight"].shape[1],
+                        image_shape=_mlp_image_shape(sd["model.11.weight"].shape[0]))
+
+
+register_family(Family(
+    "gan_mlp", "a PyTorch-GAN GAN generator (an MLP from noise)",
+    "use it in a `generate:` source",
+    detect=lambda sd: ("model.0.weight" in sd and sd["model.0.weight"].dim() == 2
+                       and "model.11.weight" in sd and "model.3.running_mean" in sd),
+    infer=_gan_mlp_arch,
+    build=lambda a: MLPGenerator(a.latent_dim, a.image_shape),
+    describe=lambda a: (f"GAN MLP generator, z {a.latent_dim}, "
+                        f"{a.image_shape[1]}x{a.image_shape[2]}x{a.image_shape[0]}"),
+    runs_in="generate"))
+
+
+def _dcgan_arch(sd: StateDict) -> Architecture:
+    linear = sd["l1.0.weight"]
+    side = math.isqrt(linear.shape[0] // 128)
+    if side * side * 128 != linear.shape[0]:
+        raise ValueError(f"l1 gives {linear.shape[0]} values, not 128 x a square")
+    channels = sd["conv_blocks.9.weight"].shape[0]
+    return Architecture("dcgan", latent_dim=linear.shape[1], image_shape=(channels, 4 * side, 4 * side))
+
+
+register_family(Family(
+    "dcgan", "a PyTorch-GAN DCGAN generator", "use it in a `generate:` source",
+    detect=lambda sd: "l1.0.weight" in sd and ("conv_blocks.0.weight" in sd
+                                               or "conv_model.0.weight" in sd),
+    infer=_dcgan_arch,
+    build=lambda a: DCGANGenerator(a.latent_dim, a.image_shape[1], a.image_shape[0]),
+    describe=lambda a: (f"DCGAN generator, z {a.latent_dim}, "
+                        f"{a.image_shape[1]}x{a.image_shape[2]}x{a.image_shape[0]}"),
+    runs_in="generate",
+    fix_keys=lambda sd: {k.replace("conv_model.", "conv_blocks.", 1) if k.startswith("conv_model.")
+                         else k: v for k, v in sd.items()}))
+
+
 # --------------------------------------------------------------------------- recognised only
 
 def _is_patchgan(sd: StateDict) -> bool:
@@ -265,6 +320,19 @@ register_family(Family(
     "patchgan_discriminator", "a PatchGAN discriminator (latest_net_D*.pth, D_A_*.pth)",
     "a discriminator only scores images; use the generator file (latest_net_G*.pth, G_AB_*.pth)",
     detect=_is_patchgan))
+
+def _is_gan_discriminator(sd: StateDict) -> bool:
+    if "adv_layer.0.weight" in sd:  # DCGAN's (and its relatives')
+        return True
+    first, last = sd.get("model.0.weight"), sd.get("model.4.weight")
+    return (first is not None and first.dim() == 2 and last is not None
+            and last.shape[0] == 1 and "model.6.weight" not in sd)  # the GAN's MLP
+
+
+register_family(Family(
+    "gan_discriminator", "a GAN discriminator (PyTorch-GAN's gan/dcgan D)",
+    "a discriminator only scores images; use the generator's file in a `generate:` source",
+    detect=_is_gan_discriminator))
 
 register_family(Family(
     "vgg", "a VGG classifier (the perceptual-loss network used in training)",

@@ -22,8 +22,27 @@ junyanz's in ways that change the state-dict keys, so they get their own classes
   of levels are read from the keys (upstream: 6 downs, 64..512).
 
 Both take RGB in [-1, 1] (upstream normalises with mean 0.5, std 0.5) and end in Tanh.
+
+And the collection's generators from noise, which the ``generate:`` source runs and
+``train gan`` trains (so our files and theirs are one family each):
+
+* ``MLPGenerator`` (``implementations/gan``): z (100-d) -> Linear 128, 256, 512, 1024,
+  each but the first followed by ``BatchNorm1d(c, 0.8)`` (eps 0.8, as upstream passes it)
+  and LeakyReLU 0.2 -> Linear to C*H*W -> Tanh, reshaped to ``(C, H, W)``.
+* ``DCGANGenerator`` (``implementations/dcgan``): z -> ``l1`` Linear to 128 x (S/4)^2,
+  reshaped -> ``conv_blocks``: BatchNorm2d(128) (eps 1e-5), Upsample x2, conv 3x3 128,
+  BatchNorm2d(128, 0.8), LeakyReLU, Upsample x2, conv 3x3 64, BatchNorm2d(64, 0.8),
+  LeakyReLU, conv 3x3 to C, Tanh.  (Older copies name ``conv_blocks`` ``conv_model``; the
+  loader renames it.)
+
+Their discriminators are here for training: upstream ends them in ``Sigmoid`` and trains
+with ``BCELoss``; these return the logit and the trainer uses ``BCEWithLogitsLoss``, the
+same loss computed without the overflow of log(sigmoid) (the Sigmoid has no parameters,
+so the keys are the same).
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -151,3 +170,83 @@ class GeneratorUNet(nn.Module):
         for i in range(1, self.levels):
             x = getattr(self, f"up{i}")(x, skips.pop())
         return self.final(x)
+
+
+# ----------------------------------------------------------------- generators from noise
+
+class MLPGenerator(nn.Module):
+    def __init__(self, latent_dim: int = 100, image_shape: tuple[int, int, int] = (1, 28, 28)) -> None:
+        super().__init__()
+        self.latent_dim, self.image_shape = latent_dim, tuple(image_shape)
+        layers: list[nn.Module] = [nn.Linear(latent_dim, 128), nn.LeakyReLU(0.2, inplace=True)]
+        for cin, cout in ((128, 256), (256, 512), (512, 1024)):
+            layers += [nn.Linear(cin, cout), nn.BatchNorm1d(cout, PIX2PIX_BATCHNORM_EPS),
+                       nn.LeakyReLU(0.2, inplace=True)]
+        layers += [nn.Linear(1024, math.prod(self.image_shape)), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model(z).view(z.shape[0], *self.image_shape)
+
+
+class DCGANGenerator(nn.Module):
+    def __init__(self, latent_dim: int = 100, image_size: int = 32, channels: int = 3) -> None:
+        super().__init__()
+        if image_size % 4 or image_size < 4:
+            raise ValueError(f"image_size must be a multiple of 4, got {image_size}")
+        self.latent_dim, self.image_shape = latent_dim, (channels, image_size, image_size)
+        self.init_size = image_size // 4
+        self.l1 = nn.Sequential(nn.Linear(latent_dim, 128 * self.init_size ** 2))
+        self.conv_blocks = nn.Sequential(
+            nn.BatchNorm2d(128),
+            nn.Upsample(scale_factor=2), nn.Conv2d(128, 128, 3, padding=1),
+            nn.BatchNorm2d(128, PIX2PIX_BATCHNORM_EPS), nn.LeakyReLU(0.2, inplace=True),
+            nn.Upsample(scale_factor=2), nn.Conv2d(128, 64, 3, padding=1),
+            nn.BatchNorm2d(64, PIX2PIX_BATCHNORM_EPS), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(64, channels, 3, padding=1), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.l1(z).view(z.shape[0], 128, self.init_size, self.init_size)
+        return self.conv_blocks(x)
+
+
+class MLPDiscriminator(nn.Module):
+    def __init__(self, image_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.model = nn.Sequential(
+            nn.Linear(math.prod(image_shape), 512), nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(512, 256), nn.LeakyReLU(0.2, inplace=True), nn.Linear(256, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.flatten(1))
+
+
+class DCGANDiscriminator(nn.Module):
+    """Four stride-2 3x3 convs (16, 32, 64, 128 channels; LeakyReLU 0.2, Dropout2d 0.25),
+    then one Linear to a logit: PyTorch-GAN's dcgan discriminator without its BatchNorms.
+
+    Only the generator's layout has to match published files; this network is ours, and
+    upstream's BatchNorms were measured to stall training here (16 px, batch 8 to 16,
+    60 steps: the loss never left ln 2, accuracy at chance): real and fake batches go
+    through it apart, so each is normalised by its own statistics, and where the last map
+    is 1x1 the logits' batch mean is then the same constant for both, so no mean
+    difference can be learned; their eps of 0.8 (``BatchNorm2d(c, 0.8)``: surely meant as
+    the momentum) also shrinks activations about 5x a layer from the N(0, 0.02) init.
+    Without them, and with He initialisation for LeakyReLU 0.2 (``train gan`` applies it:
+    PyTorch's default left the features at std 0.02 and the logits at 0.005 at 16 px, He's
+    at 0.25 and 0.26), both nets move from the first steps.
+    """
+
+    def __init__(self, image_size: int = 32, channels: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = channels
+        for cout in (16, 32, 64, 128):
+            layers += [nn.Conv2d(cin, cout, 3, 2, 1), nn.LeakyReLU(0.2, inplace=True), nn.Dropout2d(0.25)]
+            cin = cout
+        self.model = nn.Sequential(*layers)
+        side = -(-image_size // 16)  # each stride-2 conv with padding 1 rounds up
+        self.adv_layer = nn.Sequential(nn.Linear(128 * side ** 2, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.adv_layer(self.model(x).flatten(1))

@@ -1,5 +1,5 @@
 """Source kinds, one module each, in one registry (like the stages): ``images``, ``videos``,
-``shards``.
+``shards``, ``generate``.
 
 Adding a kind: a module here with a ``Source`` subclass under ``@register_source``,
 and its import below.  The job parser takes its key, the planner its units and
@@ -37,6 +37,6 @@ def source_keys() -> tuple[str, ...]:
     return tuple(_SOURCES)
 
 
-from . import images, videos, shards  # noqa: E402,F401,I001  (the built-in kinds register)
+from . import images, videos, shards, generate  # noqa: E402,F401,I001  (the built-in kinds register)
 
 __all__ = ["Source", "get_source", "register_source", "source_keys"]

@@ -3,7 +3,9 @@
 A source kind is one module in this package holding one ``Source`` subclass,
 registered with ``@register_source``; the job parser, the planner and the
 engine ask the registry, so adding a kind (tar shards, an object-store prefix,
-a generator) touches nothing else.  ``way`` says how the engine processes the
+a generator) touches nothing else.  A kind whose units are not files
+(``generate:``) overrides ``find`` and ``read`` and names its units by a path under
+its ``root()`` that need not exist.  ``way`` says how the engine processes the
 units: ``"image"`` (each read whole with ``read``, batched by size),
 ``"video"`` (probed, then decoded frame by frame with ``frames``, committed in
 segments) or ``"shard"`` (a tar of samples, opened with ``open_shard``, its
@@ -28,9 +30,22 @@ class Source:
     key: ClassVar[str]  # the job's key: ``- images: photos/``
     way: ClassVar[str]  # "image" | "video" | "shard": how the engine processes its units
     extensions: ClassVar[frozenset[str]]  # the files it finds in a folder or glob (lower case)
+    #: a frozen dataclass when the job gives this kind a mapping of options instead of a path
+    #: (``- generate: {weights: g.safetensors, count: 100}``); it must have a ``path``
+    Options: ClassVar[type | None] = None
 
     def __init__(self, spec: SourceSpec) -> None:
         self.spec = spec
+
+    def describe(self) -> str:
+        """More about the source for ``validate``'s plan ('' for files)."""
+        return ""
+
+    def fingerprint(self) -> dict | None:
+        """What, beside the stages, decides this source's output bytes (the job's fingerprint
+        holds it, so a change is refused like a changed stage); None for files, whose units
+        are their own content."""
+        return None
 
     # -- planning -------------------------------------------------------------
     def root(self) -> Path:

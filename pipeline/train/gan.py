@@ -29,11 +29,16 @@ def lsgan_loss(prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
     return F.mse_loss(prediction, target)
 
 
-def init_normal(net: nn.Module, generator: torch.Generator, gain: float = 0.02) -> nn.Module:
+def init_normal(net: nn.Module, generator: torch.Generator, gain: float = 0.02, *,
+                linear: bool = True) -> nn.Module:
     """Upstream's 'normal' init, drawn from ``generator`` so it is reproducible
-    without touching the global RNG."""
+    without touching the global RNG.  ``linear=False`` leaves ``nn.Linear`` layers at
+    PyTorch's default, as PyTorch-GAN's DCGAN does (its ``weights_init_normal`` matches
+    only Conv and BatchNorm2d): a discriminator whose last Linear also starts at N(0, 0.02),
+    after convolutions that do too, begins with logits so near 0 that neither net learns."""
+    kinds = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear) if linear else (nn.Conv2d, nn.ConvTranspose2d)
     for module in net.modules():
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        if isinstance(module, kinds):
             nn.init.normal_(module.weight, 0.0, gain, generator=generator)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
