@@ -50,9 +50,12 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory) -> Path:
-    """Six photos and one broken file, a clip of 12 segments with audio, the weights, and the
-    one-process run of the job (``ref/``) that every Ray run is compared with."""
+    """Six photos and one broken file, a clip of 12 segments with audio, the weights, a
+    generator from noise (three images made on the workers), and the one-process run of the
+    job (``ref/``) that every Ray run is compared with."""
     import torch
+
+    from pipeline.models.pytorch_gan import DCGANGenerator
 
     root = tmp_path_factory.mktemp("ray_media")
     make_photos(root / "photos", 6, subdirs=2)
@@ -61,6 +64,8 @@ def media(tmp_path_factory) -> Path:
     make_clip(root / "clips" / "shot.mp4", frames=72, size=(96, 64), fps=24, audio=True, gop_size=12)
     (root / "weights").mkdir()
     torch.save(lively_transformer_net().state_dict(), root / "weights" / "style.pth")
+    torch.manual_seed(0)
+    torch.save(DCGANGenerator(8, 16, 3).state_dict(), root / "weights" / "G.pth")
     ref = run_cli_here(str(_job(root, "ref")))
     assert ref.returncode == 1 and "failed 1" in ref.stderr, ref.stderr  # the broken file
     return root
@@ -71,6 +76,7 @@ def _job(root: Path, output: str) -> Path:
         sources:
           - images: photos/
           - videos: clips/
+          - generate: {{weights: weights/G.pth, count: 3, seed: 1, into: synthetic}}
         output: {output}
         stages:
           - decode
@@ -94,7 +100,7 @@ def _ledger(folder: Path) -> list[dict]:
 def _same_as_reference(root: Path, output: str) -> None:
     ref, out = root / "ref", root / output
     images = sorted(p.relative_to(ref) for p in ref.rglob("*.png"))
-    assert len(images) == 6
+    assert len(images) == 9 and len([p for p in images if p.parts[0] == "synthetic"]) == 3
     for rel in images:
         assert (out / rel).read_bytes() == (ref / rel).read_bytes(), rel
     a, a_pts = decode_all(ref / "shot.mp4")
@@ -137,13 +143,13 @@ def _records(folder: Path, kind: str) -> list[dict]:
 def test_same_outputs_and_failures_as_one_machine(cluster, media: Path) -> None:
     result = run_cli_here(str(_job(media, "ray")), "--ray", cluster.address, "--ray-workers", "2")
     assert result.returncode == 1, result.stderr  # the broken file, as in one process
-    assert "done 7, skipped 0 (already done), failed 1" in result.stderr
+    assert "done 10, skipped 0 (already done), failed 1" in result.stderr
     reference = run_cli_here(str(_job(media, "ref")))  # everything skipped; the failure again
     assert _failure_lines(result.stderr) == _failure_lines(reference.stderr) != []
     assert "per stage: decode" in result.stderr
     _same_as_reference(media, "ray")
     again = run_cli_here(str(_job(media, "ray")), "--ray", cluster.address)
-    assert "done 0, skipped 7 (already done), failed 1" in again.stderr, again.stderr
+    assert "done 0, skipped 10 (already done), failed 1" in again.stderr, again.stderr
 
 
 def test_an_actor_killed_mid_clip_resumes_from_its_last_segment(cluster, media: Path) -> None:

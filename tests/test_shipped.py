@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from pipeline.models.checkpoints import load_adain_decoder, load_fast_style
+from pipeline.models.checkpoints import load_adain_decoder, load_fast_style, load_generator
 from tests.conftest import REPO, run_cli
 
 JOBS = sorted((REPO / "jobs").glob("*.yaml"))
@@ -50,6 +50,11 @@ def test_shipped_weights_load_and_say_how_they_were_made(weights: Path) -> None:
         assert load_adain_decoder(weights).size_multiple == 8
         keys = ("architecture", "encoder", "style_images", "content_images", "steps",
                 "content_weight", "style_weight")
+    elif meta.get("family") in ("dcgan", "gan_mlp"):  # a generator from noise: a source
+        net = load_generator(weights)
+        assert f"{'x'.join(map(str, net.arch.image_shape))}" == meta["image_shape"]
+        keys = ("architecture", "latent_dim", "image_shape", "images_folder", "images", "steps",
+                "seed", "data")
     else:
         assert load_fast_style(weights).size_multiple == 4
         keys = ("architecture", "style_image", "style_sha256", "steps", "content_weight",
