@@ -29,8 +29,8 @@ from pipeline.context import RunContext
 from pipeline.stages import get_stage
 
 CTX = RunContext(device=torch.device("cpu"), precision="fp32", batch_size=1)
-CASES = ("fast_style", "arbitrary_style", "cyclegan_resnet", "cyclegan_unet", "tv_denoise",
-         "gatys", "resize")
+CASES = ("fast_style", "arbitrary_style", "cyclegan_resnet", "cyclegan_unet", "pytorch_gan_resnet",
+         "pytorch_gan_unet", "tv_denoise", "gatys", "resize")
 GATYS_STEPS = 3
 
 
@@ -49,6 +49,12 @@ def build(case: str, folder: Path):
         cls = get_stage("arbitrary_style")
         return cls(cls.Params(weights=adain_decoder_file(folder / "d.safetensors"),
                               style=folder / "p.png"), CTX)
+    if case.startswith("pytorch_gan"):  # PyTorch-GAN's generators, upstream's widths
+        from pipeline.models.pytorch_gan import GeneratorResNet, GeneratorUNet
+        net = GeneratorResNet(n_blocks=9) if case == "pytorch_gan_resnet" else GeneratorUNet()
+        torch.save(net.state_dict(), folder / "g.pth")
+        cls = get_stage("cyclegan")
+        return cls(cls.Params(weights=folder / "g.pth"), CTX)
     if case.startswith("cyclegan"):
         from pipeline.models.cyclegan import ResnetGenerator, UnetGenerator
         net = ResnetGenerator(ngf=64, n_blocks=9) if case == "cyclegan_resnet" \

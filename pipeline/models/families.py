@@ -133,15 +133,21 @@ def _cyclegan_tail(arch: Architecture) -> str:
 #   fast_style           512^2: 1023 B/px, 768^2: 975, 1024^2: 974
 #   cyclegan resnet_9 ngf=64    512^2: 1037, 768^2: 912, 1024^2: 920 (14.4 per ngf)
 #   cyclegan unet_256 ngf=64    512^2: 318, 1024^2: 368 (5.8 per ngf)
+# and PyTorch-GAN's (``--cases pytorch_gan_resnet,pytorch_gan_unet --sizes 512,768``, one
+# thread): GeneratorResNet, 9 blocks, 512^2: 1291 and 1471 (two runs), 768^2: 1324;
+# GeneratorUNet 512^2: 1459 and 1488, 768^2: 1197 (both at most 23 per ngf).
 # The widest full-resolution activations set it: TransformerNet's 64-channel upsampled map
 # beside the 32-channel output; the ResNet's ngf-channel maps after the last upsample (PyTorch-
-# GAN's nearest upsample holds 2 ngf channels at full size before its conv: counted as twice
-# junyanz's); U-Net's ngf-channel maps live at half resolution only.
+# GAN's nearest upsample holds 2 ngf channels at full size before its conv); junyanz's U-Net's
+# ngf-channel maps live at half resolution only, while PyTorch-GAN's upsamples 2 ngf channels
+# to full size for its last conv.
 _FAST_STYLE_BYTES_PER_PIXEL = 1000
 _RESNET_BYTES_PER_PIXEL_PER_NGF = 15
 _UNET_BYTES_PER_PIXEL_PER_NGF = 6
+_PYTORCH_GAN_RESNET_BYTES_PER_PIXEL_PER_NGF = 23
+_PYTORCH_GAN_UNET_BYTES_PER_PIXEL_PER_NGF = 23
 #: A network we cannot name: the hungriest we know at upstream's ngf.
-UNKNOWN_BYTES_PER_PIXEL = 2 * 64 * _RESNET_BYTES_PER_PIXEL_PER_NGF
+UNKNOWN_BYTES_PER_PIXEL = 64 * _PYTORCH_GAN_UNET_BYTES_PER_PIXEL_PER_NGF
 
 
 # --------------------------------------------------------------------------- stylizers
@@ -217,7 +223,7 @@ register_family(Family(
     infer=_pytorch_gan_resnet_arch,
     build=lambda a: GeneratorResNet(a.input_nc, a.n_blocks, a.ngf),
     describe=lambda a: f"PyTorch-GAN GeneratorResNet, {a.n_blocks} blocks" + _cyclegan_tail(a),
-    runs_in="cyclegan", bytes_per_pixel=lambda a: 2 * _RESNET_BYTES_PER_PIXEL_PER_NGF * a.ngf))
+    runs_in="cyclegan", bytes_per_pixel=lambda a: _PYTORCH_GAN_RESNET_BYTES_PER_PIXEL_PER_NGF * a.ngf))
 
 
 def _pytorch_gan_unet_arch(sd: StateDict) -> Architecture:
@@ -237,7 +243,7 @@ register_family(Family(
     infer=_pytorch_gan_unet_arch,
     build=lambda a: GeneratorUNet(a.channels, a.norm, a.input_nc, a.output_nc),
     describe=lambda a: f"PyTorch-GAN GeneratorUNet, {a.num_downs} levels" + _cyclegan_tail(a),
-    runs_in="cyclegan", bytes_per_pixel=lambda a: 2 * _UNET_BYTES_PER_PIXEL_PER_NGF * a.ngf))
+    runs_in="cyclegan", bytes_per_pixel=lambda a: _PYTORCH_GAN_UNET_BYTES_PER_PIXEL_PER_NGF * a.ngf))
 
 
 def _is_adain_decoder(sd: StateDict) -> bool:
