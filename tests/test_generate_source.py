@@ -248,3 +248,22 @@ def test_a_killed_generate_job_resumes_to_identical_outputs(tmp_path: Path, dcga
     assert _outputs(tmp_path / "out") == _outputs(tmp_path / "ref")
     header = json.loads(ledger.read_text().splitlines()[0])
     assert header["fingerprint"]["generated"]["synthetic"]["seed"] == 3
+
+
+def test_a_non_square_mlp_generator_takes_its_shape_from_the_job(tmp_path: Path) -> None:
+    sd = mlp_state_dict(100, (1, 8, 12), seed=4)
+    torch.save(sd, tmp_path / "wide.pth")
+    plain = run_cli_here("validate", str(_job(tmp_path, "wide.pth", count=2, seed=0)))
+    assert plain.returncode == 2 and "not a square 1- or 3-channel image" in plain.stderr
+    assert "image_shape: CxHxW" in plain.stderr
+    wrong = write_job(tmp_path, "sources: [{generate: {weights: wide.pth, count: 2, image_shape: 1x8x13}}]\n"
+                                "output: o\nstages: [decode, encode]\n", name="wrong.yaml")
+    result = run_cli_here("validate", str(wrong))
+    assert result.returncode == 2 and "has 104 values; the file's last layer makes 96" in result.stderr
+    job = write_job(tmp_path, "sources: [{generate: {weights: wide.pth, count: 2, image_shape: 1x8x12}}]\n"
+                              "output: out\nstages: [decode, {encode: {image: {format: png}}}]\n",
+                    name="wide.yaml")
+    assert run_cli_here(str(job)).returncode == 0
+    out = np.asarray(Image.open(tmp_path / "out" / "000001.png"))
+    expected = _expected(lambda sd, z: mlp_forward(sd, z, (1, 8, 12)), sd, 0, 1, 100)
+    assert out.shape == (8, 12, 3) and np.abs(out.astype(int) - expected.astype(int)).max() <= 1

@@ -306,9 +306,12 @@ def detect_family(sd: StateDict) -> str | None:
 # --------------------------------------------------------------------------- loading
 
 def inspect_checkpoint(path: str | Path, families: tuple[str, ...] | None = None,
-                       expected: str = "a stylization network") -> tuple[Architecture, StateDict]:
+                       expected: str = "a stylization network", **given: object
+                       ) -> tuple[Architecture, StateDict]:
     """Read, clean, check the family against ``families`` (default: every family a stage
-    runs) and infer the architecture.  Returns the architecture and the cleaned state dict."""
+    runs) and infer the architecture (``given``: what the keys cannot say, passed to the
+    family's ``infer``: a generator's ``image_shape``).  Returns the architecture and the
+    cleaned state dict."""
     path = Path(path)
     sd = clean_state_dict(read_state_dict(path))
     family = detect_family(sd)
@@ -325,7 +328,7 @@ def inspect_checkpoint(path: str | Path, families: tuple[str, ...] | None = None
     if found.fix_keys is not None:
         sd = found.fix_keys(sd)
     try:
-        arch = found.infer(sd)
+        arch = found.infer(sd, **{k: v for k, v in given.items() if v is not None})
         arch.build()  # rejects impossible values (num_downs < 5, bad shapes) here
     except (KeyError, IndexError, ValueError, RuntimeError) as exc:
         raise WeightsError(path, f"looks like {found.what} but its layout is "
@@ -346,10 +349,12 @@ def load_cyclegan(path: str | Path) -> nn.Module:
     return _load_into(Path(path), arch, sd)
 
 
-def load_generator(path: str | Path) -> nn.Module:
+def load_generator(path: str | Path, image_shape: tuple[int, int, int] | None = None) -> nn.Module:
     """A frozen generator from noise in eval mode (``gan_mlp`` or ``dcgan``: z in, an image
-    in [-1, 1] out), with ``latent_dim`` and ``image_shape``."""
-    arch, sd = inspect_checkpoint(path, runs_in("generate"), "a generator from noise (GAN/DCGAN)")
+    in [-1, 1] out), with ``latent_dim`` and ``image_shape`` (read from the keys; an MLP
+    generator of non-square images needs ``image_shape`` given)."""
+    arch, sd = inspect_checkpoint(path, runs_in("generate"), "a generator from noise (GAN/DCGAN)",
+                                  image_shape=image_shape)
     return _load_into(Path(path), arch, sd)
 
 

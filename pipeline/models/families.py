@@ -65,7 +65,7 @@ class Family:
     what: str  # "a CycleGAN ResNet generator": for "this looks like ..., not ..."
     todo: str  # what to do with such a file instead
     detect: Callable[[StateDict], bool]
-    infer: Callable[[StateDict], Architecture] | None = None
+    infer: Callable[..., Architecture] | None = None  # (state dict, **what the user gave)
     build: Callable[[Architecture], nn.Module] | None = None
     describe: Callable[[Architecture], str] | None = None
     runs_in: str | None = None  # the stage that runs it
@@ -270,12 +270,17 @@ def _mlp_image_shape(values: int) -> tuple[int, int, int]:
         side = math.isqrt(values // channels)
         if values % channels == 0 and side * side * channels == values:
             return channels, side, side
-    raise ValueError(f"its output of {values} values is not a square 1- or 3-channel image")
+    raise ValueError(f"its output of {values} values is not a square 1- or 3-channel image; "
+                     "give its shape (the generate source's image_shape: CxHxW)")
 
 
-def _gan_mlp_arch(sd: StateDict) -> Architecture:
+def _gan_mlp_arch(sd: StateDict, image_shape: tuple[int, int, int] | None = None) -> Architecture:
+    values = sd["model.11.weight"].shape[0]
+    if image_shape is not None and math.prod(image_shape) != values:
+        raise ValueError(f"image_shape {'x'.join(map(str, image_shape))} has "
+                         f"{math.prod(image_shape)} values; the file's last layer makes {values}")
     return Architecture("gan_mlp", latent_dim=sd["model.0.weight"].shape[1],
-                        image_shape=_mlp_image_shape(sd["model.11.weight"].shape[0]))
+                        image_shape=image_shape or _mlp_image_shape(values))
 
 
 register_family(Family(
@@ -290,13 +295,16 @@ register_family(Family(
     runs_in="generate"))
 
 
-def _dcgan_arch(sd: StateDict) -> Architecture:
+def _dcgan_arch(sd: StateDict, image_shape: tuple[int, int, int] | None = None) -> Architecture:
     linear = sd["l1.0.weight"]
     side = math.isqrt(linear.shape[0] // 128)
     if side * side * 128 != linear.shape[0]:
         raise ValueError(f"l1 gives {linear.shape[0]} values, not 128 x a square")
-    channels = sd["conv_blocks.9.weight"].shape[0]
-    return Architecture("dcgan", latent_dim=linear.shape[1], image_shape=(channels, 4 * side, 4 * side))
+    shape = (sd["conv_blocks.9.weight"].shape[0], 4 * side, 4 * side)
+    if image_shape is not None and tuple(image_shape) != shape:  # the keys say it all
+        raise ValueError(f"image_shape {'x'.join(map(str, image_shape))} was given; its keys make "
+                         f"{'x'.join(map(str, shape))} images")
+    return Architecture("dcgan", latent_dim=linear.shape[1], image_shape=shape)
 
 
 register_family(Family(

@@ -17,6 +17,7 @@ milliseconds this way, far below what the style stages spend on it.
 """
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -38,8 +39,12 @@ class GenerateOptions:
     count: int  # images 0 .. count-1
     seed: int = 0
     into: str = ""  # may also be given beside ``generate:``, as for any source
+    image_shape: str = ""  # "CxHxW": only for an MLP generator of non-square images
 
     def __post_init__(self) -> None:
+        if self.image_shape and not re.fullmatch(r"[13]x[1-9]\d*x[1-9]\d*", self.image_shape):
+            raise ParamError("image_shape", f"image_shape must be CxHxW with C 1 or 3, e.g. "
+                                            f"1x28x32; got {self.image_shape!r}")
         if self.count < 1:
             raise ParamError("count", f"count must be at least 1, got {self.count}")
         if self.seed < 0:
@@ -48,6 +53,10 @@ class GenerateOptions:
     @property
     def path(self) -> Path:
         return self.weights
+
+    @property
+    def shape(self) -> tuple[int, int, int] | None:
+        return tuple(int(v) for v in self.image_shape.split("x")) if self.image_shape else None
 
 
 @register_source
@@ -96,7 +105,10 @@ class Generated(Source):
     def fingerprint(self) -> dict:
         from ..stages.base import file_sha256
 
-        return {"weights_sha256": file_sha256(self.options.weights), "seed": self.options.seed}
+        made = {"weights_sha256": file_sha256(self.options.weights), "seed": self.options.seed}
+        if self.options.image_shape:  # the same values in another shape are other pictures
+            made["image_shape"] = self.options.image_shape
+        return made
 
     def network(self):
         """The generator, loaded once (thread-safe), float64, eval mode."""
@@ -104,7 +116,7 @@ class Generated(Source):
             if self._net is None:
                 from ..models.checkpoints import load_generator
 
-                self._net = load_generator(self.options.weights).double()
+                self._net = load_generator(self.options.weights, self.options.shape).double()
             return self._net
 
     def read(self, path: Path) -> np.ndarray:
