@@ -193,7 +193,9 @@ def _write_contact_sheet(p: Prepared) -> None:
     from .contact_sheet import make_contact_sheet
 
     opts = p.job.contact_sheet
-    pairs = list(islice(((u.source, p.job.output / u.output_rel) for u in p.plan.units
+    # the input as its source reads it: a generated image has no file
+    pairs = list(islice(((lambda u=u: u.open().read(u.source), p.job.output / u.output_rel)
+                         for u in p.plan.units
                          if u.kind == "image" and (p.job.output / u.output_rel).is_file()),
                         opts.images))
     if not pairs:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -25,9 +26,12 @@ class ContactSheetOptions:
             raise ParamError("height", f"height must be 16..2048, got {self.height}")
 
 
-def make_contact_sheet(pairs: list[tuple[Path, Path]], dest: Path, height: int) -> None:
-    """Rows of (input, output) scaled to ``height``; rows padded to the widest."""
-    rows = [np.concatenate([_fit(read_image(src), height), np.full((height, 4, 3), 255, np.uint8),
+def make_contact_sheet(pairs: list[tuple[Path | Callable[[], np.ndarray], Path]], dest: Path,
+                       height: int) -> None:
+    """Rows of (input, output) scaled to ``height``; rows padded to the widest.  An input is
+    a file, or a function that reads it (a unit its source makes, such as ``generate:``'s)."""
+    rows = [np.concatenate([_fit(src() if callable(src) else read_image(src), height),
+                            np.full((height, 4, 3), 255, np.uint8),
                             _fit(read_image(out), height)], axis=1) for src, out in pairs]
     width = max(r.shape[1] for r in rows)
     gap = np.full((4, width, 3), 255, np.uint8)

@@ -196,11 +196,14 @@ def test_a_second_generator_may_be_added_to_a_job(tmp_path: Path, dcgan_file: Pa
             into: digits
         output: out
         stages: [decode, {encode: {image: {format: png}}}]
+        contact_sheet: {path: sheet.png, images: 3, height: 32}
         """, name="both.yaml")
     result = run_cli_here(str(both))
     assert result.returncode == 0 and "done 2, skipped 2" in result.stderr, result.stderr
     assert sorted(_outputs(tmp_path / "out")) == ["digits/000000.png", "digits/000001.png",
                                                  "synthetic/000000.png", "synthetic/000001.png"]
+    sheet = np.asarray(Image.open(tmp_path / "sheet.png"))  # inputs as the source makes them
+    assert sheet.shape[0] == 3 * 32 + 2 * 4 and "contact sheet" in result.stderr
 
 
 def test_wrong_weights_and_bad_options_are_located_errors(tmp_path: Path) -> None:
