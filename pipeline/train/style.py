@@ -42,7 +42,7 @@ from ..models.checkpoints import load_fast_style
 from ..models.transformer_net import TransformerNet
 from ..models.vgg import load_perceptual
 from ..ops.resize import resize, target_size
-from ..stages.base import file_sha256
+from ..hashing import file_sha256
 from . import option_checks as checks
 from .data import RandomCrops, scan_images, to_rgb
 from .losses import content_loss, gram_matrix, style_loss, tv_loss

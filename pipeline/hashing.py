@@ -1,0 +1,26 @@
+"""A file's SHA-256, cached per (path, size, mtime): what fingerprints and trainers' resume
+checks name a weights file by.  Apart from the stages so that a trainer can use it without
+importing them (and their video library: a GPU machine without PyAV can still train)."""
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+__all__ = ["file_sha256"]
+
+
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256, computed once per (path, size, mtime): a file rewritten in place
+    (a test, a trainer saving over its checkpoint) is hashed again."""
+    stat = Path(path).stat()
+    return _sha256(Path(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: Path, _size: int, _mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
