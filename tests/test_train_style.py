@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -277,6 +279,10 @@ def test_command_reports_skipped_files_and_trains(data, tmp_path: Path) -> None:
     assert "16x16 is smaller than the 32x32 crop" in result.output
     meta = read_safetensors_metadata(out)
     assert (meta["style_layers"], meta["style_layer_weights"]) == ("relu1_1,relu2_1", "0.001,0.0002")
+    # Readable as any file this user makes (safetensors' save_file would make it 0600).
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
 
 
 @pytest.mark.parametrize("case", ["empty folder", "bad size", "bad weights"])

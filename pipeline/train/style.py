@@ -438,7 +438,7 @@ def _write_sample(model, x: torch.Tensor, device, autocast: dict, path: Path,
 
 def _save_model(model, opts: StyleTrainOptions, style_sha: str, data_size: int,
                 precision: str, layer_weights: list[dict[str, float]]) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save as safetensors_bytes
 
     sd = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {
@@ -459,6 +459,9 @@ def _save_model(model, opts: StyleTrainOptions, style_sha: str, data_size: int,
     }
     if opts.init is not None:
         meta.update(init=opts.init.name, init_sha256=file_sha256(opts.init))
-    atomic_write(opts.out, lambda tmp: save_file(sd, str(tmp), metadata=meta))
+    # Bytes written by us: safetensors' save_file creates its files 0600, and a model a
+    # render box's other users cannot read is no use to them.
+    data = safetensors_bytes(sd, meta)
+    atomic_write(opts.out, lambda tmp: tmp.write_bytes(data))
     if opts.export_pth:
         atomic_write(opts.out.with_suffix(".pth"), lambda tmp: torch.save(sd, tmp))
