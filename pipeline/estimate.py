@@ -35,14 +35,12 @@ class Estimate:
 
 def estimate(p: Prepared) -> Estimate | None:
     """None when the job has nothing to do or no unit can be read."""
-    from .media.images import image_size
-
     pixels: dict[str | None, int] = {}  # per variant (None: the job has none)
     sample = None
     for unit in p.plan.units:
         try:
             if unit.kind == "image":
-                width, height = image_size(unit.source)
+                width, height = unit.open().size(unit.source)
                 pixels[unit.variant] = pixels.get(unit.variant, 0) + width * height
                 if sample is None:
                     sample = (unit.source, unit.open().read(unit.source))

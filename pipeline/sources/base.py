@@ -118,6 +118,12 @@ class Source:
         """An image unit: uint8 HxWx3 RGB or HxWx4 RGBA."""
         raise NotImplementedError(f"'{self.key}' sources are not read as images")
 
+    def size(self, path: Path) -> tuple[int, int]:
+        """An image unit's upright (width, height), without decoding it (from the header)."""
+        from ..media.images import image_size
+
+        return image_size(path)
+
     def probe(self, path: Path) -> VideoInfo:
         """A video unit's header: size, rate, frames, audio."""
         raise NotImplementedError(f"'{self.key}' sources are not read as videos")

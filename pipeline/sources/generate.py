@@ -119,6 +119,10 @@ class Generated(Source):
                 self._net = load_generator(self.options.weights, self.options.shape).double()
             return self._net
 
+    def size(self, path: Path) -> tuple[int, int]:
+        _, height, width = self.network().arch.image_shape
+        return width, height
+
     def read(self, path: Path) -> np.ndarray:
         import torch
 
