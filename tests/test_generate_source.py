@@ -272,3 +272,17 @@ def test_a_non_square_mlp_generator_takes_its_shape_from_the_job(tmp_path: Path)
     out = np.asarray(Image.open(tmp_path / "out" / "000001.png"))
     expected = _expected(lambda sd, z: mlp_forward(sd, z, (1, 8, 12)), sd, 0, 1, 100)
     assert out.shape == (8, 12, 3) and np.abs(out.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_a_generated_image_too_big_for_the_chain_fails_named(tmp_path: Path, dcgan_file: Path,
+                                                                   monkeypatch) -> None:
+    """No header to judge a generated image by: the memory gate judges it once made."""
+    torch.save(lively_transformer_net().state_dict(), tmp_path / "style.pth")
+    monkeypatch.setenv("STYLIZE_MEMORY_BUDGET", "1GiB")
+    job = _job(tmp_path, dcgan_file.name, count=2, seed=0, stages="{resize: {scale: 800}}, "
+               "{fast_style: {weights: style.pth}}, ")
+    result = run_cli_here(str(job))
+    assert result.returncode == 1 and "done 0, skipped 0 (already done), failed 2" in result.stderr
+    # 16x16 made, 12800x12800 after the resize: refused before the style net would need it
+    assert "g.pth/000000.png [decode]: 16x16 (0.0 Mpx) needs about" in result.stderr, result.stderr
+    assert "at fast_style but the budget is 1.0 GiB" in result.stderr

@@ -60,6 +60,9 @@ class ImageWay(Way):
         with engine.times.timing("decode", 1):
             header = engine.memory_gate.check_image(unit.source)  # the header, read once
             image = unit.open().read(unit.source)
+            if header is None:  # no header to judge it by (a generated image): judged now
+                engine.memory_gate.check_size(unit.source, image.shape[1], image.shape[0],
+                                              image.shape[2])
         if not engine.encode.params.image.needs_source_header:
             header = None  # written as the stages make it
         elif header is None:  # a header only the decoder could read: no orientation known
