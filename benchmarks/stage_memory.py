@@ -30,7 +30,7 @@ from pipeline.stages import get_stage
 
 CTX = RunContext(device=torch.device("cpu"), precision="fp32", batch_size=1)
 CASES = ("fast_style", "arbitrary_style", "cyclegan_resnet", "cyclegan_unet", "pytorch_gan_resnet",
-         "pytorch_gan_unet", "tv_denoise", "gatys", "resize")
+         "pytorch_gan_unet", "pytorch_gan_pix2pix", "tv_denoise", "gatys", "resize")
 GATYS_STEPS = 3
 
 
@@ -50,8 +50,9 @@ def build(case: str, folder: Path):
         return cls(cls.Params(weights=adain_decoder_file(folder / "d.safetensors"),
                               style=folder / "p.png"), CTX)
     if case.startswith("pytorch_gan"):  # PyTorch-GAN's generators, upstream's widths
-        from pipeline.models.pytorch_gan import GeneratorResNet, GeneratorUNet
-        net = GeneratorResNet(n_blocks=9) if case == "pytorch_gan_resnet" else GeneratorUNet()
+        from pipeline.models.pytorch_gan import GeneratorResNet, GeneratorUNet, Pix2PixUNet
+        net = {"pytorch_gan_resnet": lambda: GeneratorResNet(n_blocks=9),
+               "pytorch_gan_unet": GeneratorUNet, "pytorch_gan_pix2pix": Pix2PixUNet}[case]()
         torch.save(net.state_dict(), folder / "g.pth")
         cls = get_stage("cyclegan")
         return cls(cls.Params(weights=folder / "g.pth"), CTX)

@@ -23,7 +23,7 @@ from pipeline.models.adain import AdaINDecoder
 from pipeline.models.cyclegan import NLayerDiscriminator, ResnetGenerator, UnetGenerator
 from pipeline.models.families import detect_families, families, get_family, register_family
 from pipeline.models.pytorch_gan import (DCGANDiscriminator, DCGANGenerator, GeneratorResNet,
-                                         GeneratorUNet, MLPDiscriminator, MLPGenerator)
+                                         GeneratorUNet, MLPDiscriminator, MLPGenerator, Pix2PixUNet)
 from pipeline.models.transformer_net import TransformerNet
 from pipeline.models.vgg import VGG, load_perceptual, load_vgg
 from tests.conftest import lively_transformer_net, make_photos, run_cli_here, write_job
@@ -256,6 +256,7 @@ FAMILY_EXAMPLES = {
     "cyclegan_unet": lambda: UnetGenerator(num_downs=5, ngf=2).state_dict(),
     "pytorch_gan_resnet": lambda: GeneratorResNet(n_blocks=1, ngf=4).state_dict(),
     "pytorch_gan_unet": lambda: GeneratorUNet((4, 8, 8)).state_dict(),
+    "pytorch_gan_pix2pix_unet": lambda: Pix2PixUNet((4, 8, 8)).state_dict(),
     "gan_mlp": lambda: MLPGenerator(16, (1, 8, 8)).state_dict(),
     "dcgan": lambda: DCGANGenerator(16, 8, 3).state_dict(),
     "gan_discriminator": lambda: DCGANDiscriminator(8, 3).state_dict(),

@@ -160,6 +160,38 @@ def unet_forward(sd: dict, widths: tuple[int, ...], norm: str, x: torch.Tensor) 
     return torch.tanh(F.conv2d(x, sd["final.1.weight"], sd["final.1.bias"], padding=1))
 
 
+def pix2pix_state_dict(widths: tuple[int, ...], seed: int = 5) -> dict[str, torch.Tensor]:
+    """pix2pix's current GeneratorUNet: downN.model.0 = 4x4 conv (no bias), upN.model.0 = 4x4
+    transposed conv (no bias, weights [in, out, k, k]), final.2 = 4x4 conv after a zero pad."""
+    gen, sd, cin = torch.Generator().manual_seed(seed), {}, 3
+    for i, cout in enumerate(widths, 1):
+        sd[f"down{i}.model.0.weight"] = torch.randn(cout, cin, 4, 4, generator=gen) / (16 * cin) ** 0.5
+        cin = cout
+    for i in range(1, len(widths)):
+        cout = widths[-i - 1]
+        sd[f"up{i}.model.0.weight"] = torch.randn(cin, cout, 4, 4, generator=gen) / (4 * cin) ** 0.5
+        cin = 2 * cout
+    _put(sd, "final.2", {"weight": torch.randn(3, cin, 4, 4, generator=gen) / (16 * cin) ** 0.5,
+                         "bias": 0.1 * torch.randn(3, generator=gen)})
+    return sd
+
+
+def pix2pix_forward(sd: dict, widths: tuple[int, ...], x: torch.Tensor) -> torch.Tensor:
+    skips, n = [], len(widths)
+    for i in range(1, n + 1):
+        x = F.conv2d(x, sd[f"down{i}.model.0.weight"], stride=2, padding=1)
+        x = F.leaky_relu(F.instance_norm(x) if 1 < i < n else x, 0.2)
+        skips.append(x)
+    x = skips.pop()
+    for i in range(1, n):
+        x = F.relu(F.instance_norm(F.conv_transpose2d(x, sd[f"up{i}.model.0.weight"], stride=2, padding=1)))
+        x = torch.cat((x, skips.pop()), 1)
+    x = F.pad(F.interpolate(x, scale_factor=2, mode="nearest"), (1, 0, 1, 0))
+    return torch.tanh(F.conv2d(x, sd["final.2.weight"], sd["final.2.bias"], padding=1))
+
+
+PIX2PIX = (8, 16, 32, 32, 32)
+
 # name -> (state dict, forward on [-1, 1], padded multiple, least padded side, plan text)
 CASES = {
     "resnet_9blocks": (lambda: resnet_state_dict(9), lambda sd, x: resnet_forward(sd, 9, x), 4, 0,
@@ -174,6 +206,8 @@ CASES = {
     "unet_pix2pix": (lambda: unet_state_dict((8, 16, 32, 32), "batch"),
                      lambda sd, x: unet_forward(sd, (8, 16, 32, 32), "batch", x), 16, 0,
                      "PyTorch-GAN GeneratorUNet, 4 levels ngf=8 norm=batch"),
+    "unet_pix2pix_current": (lambda: pix2pix_state_dict(PIX2PIX), lambda sd, x: pix2pix_forward(sd, PIX2PIX, x),
+                             32, 32, "PyTorch-GAN pix2pix GeneratorUNet, 5 levels ngf=8"),
 }
 
 

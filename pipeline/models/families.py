@@ -24,7 +24,7 @@ from torch import nn
 
 from .adain import AdaINDecoder
 from .cyclegan import ResnetGenerator, UnetGenerator
-from .pytorch_gan import DCGANGenerator, GeneratorResNet, GeneratorUNet, MLPGenerator
+from .pytorch_gan import DCGANGenerator, GeneratorResNet, GeneratorUNet, MLPGenerator, Pix2PixUNet
 from .transformer_net import TransformerNet
 
 StateDict = dict[str, torch.Tensor]
@@ -135,7 +135,8 @@ def _cyclegan_tail(arch: Architecture) -> str:
 #   cyclegan unet_256 ngf=64    512^2: 318, 1024^2: 368 (5.8 per ngf)
 # and PyTorch-GAN's (``--cases pytorch_gan_resnet,pytorch_gan_unet --sizes 512,768``, one
 # thread): GeneratorResNet, 9 blocks, 512^2: 1291 and 1471 (two runs), 768^2: 1324;
-# GeneratorUNet 512^2: 1459 and 1488, 768^2: 1197 (both at most 23 per ngf).
+# GeneratorUNet 512^2: 1459 and 1488, 768^2: 1197; pix2pix's (``pytorch_gan_pix2pix``)
+# 512^2: 1284, 768^2: 1351 (all at most 23 per ngf).
 # The widest full-resolution activations set it: TransformerNet's 64-channel upsampled map
 # beside the 32-channel output; the ResNet's ngf-channel maps after the last upsample (PyTorch-
 # GAN's nearest upsample holds 2 ngf channels at full size before its conv); junyanz's U-Net's
@@ -243,6 +244,26 @@ register_family(Family(
     infer=_pytorch_gan_unet_arch,
     build=lambda a: GeneratorUNet(a.channels, a.norm, a.input_nc, a.output_nc),
     describe=lambda a: f"PyTorch-GAN GeneratorUNet, {a.num_downs} levels" + _cyclegan_tail(a),
+    runs_in="cyclegan", bytes_per_pixel=lambda a: _PYTORCH_GAN_UNET_BYTES_PER_PIXEL_PER_NGF * a.ngf))
+
+
+def _pix2pix_unet_arch(sd: StateDict) -> Architecture:
+    levels = sorted(indices(sd, r"down(\d+)\.model\.0\.weight"))
+    if levels != list(range(1, len(levels) + 1)):
+        raise ValueError(f"down levels {levels} are not 1..{len(levels)}")
+    widths = tuple(sd[f"down{i}.model.0.weight"].shape[0] for i in levels)
+    return Architecture("pytorch_gan_pix2pix_unet", input_nc=sd["down1.model.0.weight"].shape[1],
+                        output_nc=sd["final.2.weight"].shape[0], ngf=widths[0], norm="instance",
+                        num_downs=len(levels), channels=widths)
+
+
+register_family(Family(
+    "pytorch_gan_pix2pix_unet", "a PyTorch-GAN pix2pix U-Net generator (generator_*.pth)",
+    "use the `cyclegan` stage",
+    detect=lambda sd: "down1.model.0.weight" in sd and "final.2.weight" in sd,
+    infer=_pix2pix_unet_arch,
+    build=lambda a: Pix2PixUNet(a.channels, a.input_nc, a.output_nc),
+    describe=lambda a: f"PyTorch-GAN pix2pix GeneratorUNet, {a.num_downs} levels" + _cyclegan_tail(a),
     runs_in="cyclegan", bytes_per_pixel=lambda a: _PYTORCH_GAN_UNET_BYTES_PER_PIXEL_PER_NGF * a.ngf))
 
 

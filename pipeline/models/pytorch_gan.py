@@ -21,7 +21,14 @@ junyanz's in ways that change the state-dict keys, so they get their own classes
   the forward pass must use it to give the same pixels).  Channel widths and the number
   of levels are read from the keys (upstream: 6 downs, 64..512).
 
-Both take RGB in [-1, 1] (upstream normalises with mean 0.5, std 0.5) and end in Tanh.
+* ``Pix2PixUNet`` (the current ``pix2pix/models.py``'s ``GeneratorUNet``, which users of
+  that collection also run as an image-to-image generator): ``downN`` = 4x4 stride-2 conv
+  without bias, [InstanceNorm], LeakyReLU 0.2, [dropout] (no norm on the first and the
+  last level); ``upN`` = 4x4 stride-2 transposed conv without bias, InstanceNorm, ReLU,
+  [dropout], concatenated with the skip; ``final`` = Upsample x2, ZeroPad2d((1, 0, 1, 0)),
+  4x4 conv, Tanh (keys ``final.2``).  Upstream: 8 levels, 64..512.
+
+All take RGB in [-1, 1] (upstream normalises with mean 0.5, std 0.5) and end in Tanh.
 
 And the collection's generators from noise, which the ``generate:`` source runs and
 ``train gan`` trains (so our files and theirs are one family each):
@@ -46,6 +53,8 @@ import math
 
 import torch
 from torch import nn
+
+from .cyclegan import ConvTranspose2d
 
 # pix2pix's BatchNorm2d(out_size, 0.8): the second positional argument is eps.
 PIX2PIX_BATCHNORM_EPS = 0.8
@@ -160,6 +169,70 @@ class GeneratorUNet(nn.Module):
         2x2 there (upstream trains at 256, where it is 4x4).  BatchNorm in eval uses its
         running statistics and takes any size."""
         return 2 ** (self.levels + 1) if self.norm == "instance" else 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i in range(1, self.levels + 1):
+            x = getattr(self, f"down{i}")(x)
+            skips.append(x)
+        x = skips.pop()
+        for i in range(1, self.levels):
+            x = getattr(self, f"up{i}")(x, skips.pop())
+        return self.final(x)
+
+
+class Pix2PixDown(nn.Module):
+    def __init__(self, cin: int, cout: int, normalize: bool) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(cin, cout, 4, 2, 1, bias=False)]
+        if normalize:
+            layers.append(nn.InstanceNorm2d(cout))
+        layers.append(nn.LeakyReLU(0.2))  # dropout (eval: inert) would come last
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class Pix2PixUp(nn.Module):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        # our ConvTranspose2d: the same keys, the same bits at any thread count (see cyclegan.py)
+        self.model = nn.Sequential(ConvTranspose2d(cin, cout, 4, 2, 1, bias=False),
+                                   nn.InstanceNorm2d(cout), nn.ReLU(inplace=True))
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return torch.cat((self.model(x), skip), 1)
+
+
+class Pix2PixUNet(nn.Module):
+    """``downs`` = down1..downN's output channels (upstream: 64, 128, 256, 512 x5)."""
+
+    def __init__(self, downs: tuple[int, ...] = (64, 128, 256) + (512,) * 5,
+                 in_channels: int = 3, out_channels: int = 3) -> None:
+        super().__init__()
+        if len(downs) < 3:
+            raise ValueError(f"a U-Net of this layout needs at least 3 levels, got {len(downs)}")
+        self.levels = len(downs)
+        cin = in_channels
+        for i, cout in enumerate(downs, 1):
+            setattr(self, f"down{i}", Pix2PixDown(cin, cout, normalize=1 < i < len(downs)))
+            cin = cout
+        for i in range(1, len(downs)):
+            skip = downs[-i - 1]
+            setattr(self, f"up{i}", Pix2PixUp(cin, skip))
+            cin = skip * 2
+        self.final = nn.Sequential(nn.Upsample(scale_factor=2), nn.ZeroPad2d((1, 0, 1, 0)),
+                                   nn.Conv2d(cin, out_channels, 4, padding=1), nn.Tanh())
+
+    @property
+    def size_multiple(self) -> int:
+        return 2 ** self.levels
+
+    @property
+    def min_side(self) -> int:
+        """The level before the last is instance-normalised: it needs 2x2 pixels."""
+        return 2 ** self.levels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
