@@ -35,9 +35,7 @@ loss-log window and the RNG.
 """
 from __future__ import annotations
 
-import hashlib
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -48,9 +46,7 @@ import torch.nn.functional as F
 from safetensors.torch import save as safetensors_bytes
 
 from ..atomic import atomic_write
-from ..context import DTYPES, resolve_device, resolve_precision
-from ..errors import JobError
-from ..media.images import write_image
+from ..context import DTYPES
 from ..models.adain import CONTENT_LAYER, STYLE_LAYERS, AdaINDecoder, AdaINEncoder
 from ..models.checkpoints import ADAIN_ENCODER, load_adain_decoder
 from ..models.cyclegan import NLayerDiscriminator
@@ -60,6 +56,7 @@ from . import cyclegan_io as io
 from . import option_checks as checks
 from .data import RandomCrops, scan_images
 from .gan import init_normal, lsgan_loss
+from .step_loop import StepInfo, StepLoop, derive_seed, resolve
 
 FORMAT = "pipeline.train.arbitrary/1"
 LOSS_NAMES = ("content", "style", "identity", "adversarial", "D", "total")
@@ -119,18 +116,8 @@ class ArbitraryTrainOptions:
         return self.content_weight > 0 or self.style_weight > 0 or self.adversarial_weight > 0
 
 
-@dataclass(frozen=True)
-class StepInfo:
-    step: int
-    steps: int
-    start_step: int
-    losses: dict[str, float]
-    seconds: float
-
-
 def _seed(seed: int, what: str) -> int:
-    digest = hashlib.blake2b(f"arbitrary/{seed}/{what}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & (2**63 - 1)
+    return derive_seed("arbitrary", seed, what)
 
 
 class ArbitraryTrainer:
@@ -262,18 +249,10 @@ class ArbitraryTrainer:
 def train_arbitrary(opts: ArbitraryTrainOptions, on_step: Callable[[StepInfo], Any] | None = None,
                     *, on_skipped: Callable[[list[tuple[Path, str]]], None] | None = None) -> Path:
     """Train (or, with ``opts.resume``, continue) and return ``opts.out``."""
-    try:
-        device = resolve_device(opts.device)
-    except ValueError as exc:
-        raise JobError(str(exc), where=WHERE, hint="use --device auto or cpu") from None
-    precision = resolve_precision(opts.precision, device)
-    run_dir = opts.run_dir
-    ckpt = run_dir / io.CHECKPOINT
-    if ckpt.exists() and not opts.resume:
-        raise JobError(f"{run_dir} already holds a training run ({ckpt.name})", where=WHERE,
-                       hint="pass --resume to continue it, or delete that folder or pick another --out")
-    content, skipped = scan_images(opts.content, min_side=opts.image_size, exclude=run_dir)
-    styles, skipped_styles = scan_images(opts.style, min_side=opts.image_size, exclude=run_dir)
+    device, precision = resolve(opts.device, opts.precision, WHERE)
+    run = StepLoop(opts.run_dir, fmt=FORMAT, what="AdaIN decoder", where=WHERE, resume=opts.resume)
+    content, skipped = scan_images(opts.content, min_side=opts.image_size, exclude=opts.run_dir)
+    styles, skipped_styles = scan_images(opts.style, min_side=opts.image_size, exclude=opts.run_dir)
     if on_skipped is not None:
         on_skipped(skipped + skipped_styles)
     trainer = ArbitraryTrainer(opts, device, precision)  # loads --init: WeightsError names it
@@ -284,47 +263,17 @@ def train_arbitrary(opts: ArbitraryTrainOptions, on_step: Callable[[StepInfo], A
         record["init_sha256"] = file_sha256(opts.init)
     record.update(precision=precision, content_images=io.describe_files(content, opts.content),
                   style_images=io.describe_files(styles, opts.style))
-    start, elapsed, log_state, resumed = 0, 0.0, None, ckpt.exists()
-    if resumed:
-        state = io.load_checkpoint(ckpt, FORMAT, "AdaIN decoder")
-        io.check_same_run(ckpt, state["run"], record, where=WHERE)
-        trainer.load_state_dict(state)
-        torch.set_rng_state(state["rng"]["torch"])
-        if device.type == "cuda" and state["rng"].get("cuda"):
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        start, elapsed, log_state = int(state["step"]), float(state["seconds"]), state["log"]
-        if start > opts.steps:
-            raise JobError(f"the checkpoint {ckpt} is at step {start}, past --steps {opts.steps}",
-                           where=WHERE, hint="raise --steps to continue training")
-    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-    log = io.LossLog(run_dir / io.LOSSES, opts.log_every, start if resumed else None, log_state,
-                     names=LOSS_NAMES)
+    run.open(trainer, record, opts.steps, LOSS_NAMES, opts.log_every)
     content_crops = RandomCrops(content, opts.image_size, _seed(opts.seed, "content"))
     style_crops = RandomCrops(styles, opts.image_size, _seed(opts.seed, "style"))
     n = min(4, opts.batch_size)
     sample = content_crops.batch(0, n), style_crops.batch(0, n)  # fixed for the whole run
-
-    def save(step: int, seconds: float) -> None:
-        rng = {"torch": torch.get_rng_state(),
-               "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}
-        io.save_checkpoint(ckpt, {**trainer.state_dict(), "step": step, "seconds": seconds,
-                                  "run": record, "log": log.state_dict(), "rng": rng}, FORMAT)
-
-    step, t0 = start, time.perf_counter()
-    for index in range(start, opts.steps):
-        losses = trainer.train_step(content_crops.batch(index, opts.batch_size),
-                                    style_crops.batch(index, opts.batch_size), index)
-        step, last = index + 1, index + 1 == opts.steps
-        seconds = elapsed + time.perf_counter() - t0
-        log.add(step, losses, opts.lr / (1.0 + opts.lr_decay * index), seconds, last)
-        if step % opts.sample_every == 0 or last:
-            grid = trainer.sample_grid(*sample)
-            atomic_write(run_dir / "samples" / f"step_{step:07d}.png",
-                         lambda tmp: write_image(grid, tmp, "png"))
-        if step % opts.checkpoint_every == 0 or last:
-            save(step, seconds)
-        if on_step is not None:
-            on_step(StepInfo(step, opts.steps, start, losses, seconds))
+    step = run.run(
+        trainer, device, opts.steps, _seed(opts.seed, "steps"),
+        step=lambda i: trainer.train_step(content_crops.batch(i, opts.batch_size),
+                                          style_crops.batch(i, opts.batch_size), i),
+        lr=lambda i: opts.lr / (1.0 + opts.lr_decay * i), grid=lambda: trainer.sample_grid(*sample),
+        sample_every=opts.sample_every, checkpoint_every=opts.checkpoint_every, on_step=on_step)
     _export(trainer, opts, step, len(content), len(styles), precision)
     return opts.out
 

@@ -26,9 +26,7 @@ the RNG (the discriminator's dropout draws from it).
 """
 from __future__ import annotations
 
-import hashlib
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -39,14 +37,13 @@ import torch.nn.functional as F
 from safetensors.torch import save as safetensors_bytes
 
 from ..atomic import atomic_write
-from ..context import DTYPES, resolve_device, resolve_precision
-from ..errors import JobError
-from ..media.images import write_image
+from ..context import DTYPES
 from ..models.pytorch_gan import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from . import cyclegan_io as io
 from . import option_checks as checks
 from .data import RandomCrops, scan_images, step_generator
 from .gan import init_normal
+from .step_loop import StepInfo, StepLoop, derive_seed, resolve
 
 FORMAT = "pipeline.train.gan/1"
 ARCHS = ("dcgan", "mlp")
@@ -110,18 +107,8 @@ class GanTrainOptions:
         return (self.channels, self.image_size, self.image_size)
 
 
-@dataclass(frozen=True)
-class StepInfo:
-    step: int
-    steps: int
-    start_step: int
-    losses: dict[str, float]
-    seconds: float
-
-
 def _seed(seed: int, what: str) -> int:
-    digest = hashlib.blake2b(f"gan/{seed}/{what}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & (2**63 - 1)
+    return derive_seed("gan", seed, what)
 
 
 def he_init(net: torch.nn.Module, generator: torch.Generator) -> torch.nn.Module:
@@ -266,17 +253,9 @@ def image_grid(images: torch.Tensor, columns: int = 8) -> np.ndarray:
 def train_gan(opts: GanTrainOptions, on_step: Callable[[StepInfo], Any] | None = None, *,
               on_skipped: Callable[[list[tuple[Path, str]]], None] | None = None) -> Path:
     """Train (or, with ``opts.resume``, continue) and return ``opts.out``."""
-    try:
-        device = resolve_device(opts.device)
-    except ValueError as exc:
-        raise JobError(str(exc), where=WHERE, hint="use --device auto or cpu") from None
-    precision = resolve_precision(opts.precision, device)
-    run_dir = opts.run_dir
-    ckpt = run_dir / io.CHECKPOINT
-    if ckpt.exists() and not opts.resume:
-        raise JobError(f"{run_dir} already holds a training run ({ckpt.name})", where=WHERE,
-                       hint="pass --resume to continue it, or delete that folder or pick another --out")
-    images, skipped = scan_images(opts.images, min_side=opts.image_size, exclude=run_dir)
+    device, precision = resolve(opts.device, opts.precision, WHERE)
+    run = StepLoop(opts.run_dir, fmt=FORMAT, what="GAN", where=WHERE, resume=opts.resume)
+    images, skipped = scan_images(opts.images, min_side=opts.image_size, exclude=opts.run_dir)
     if on_skipped is not None:
         on_skipped(skipped)
     trainer = GanTrainer(opts, device, precision)
@@ -284,53 +263,17 @@ def train_gan(opts: GanTrainOptions, on_step: Callable[[StepInfo], Any] | None =
               if k not in ("images", "out", "device", "steps", "log_every", "sample_every",
                            "checkpoint_every", "resume")}
     record.update(precision=precision, images=io.describe_files(images, opts.images))
-    start, elapsed, log_state, resumed, rng = 0, 0.0, None, ckpt.exists(), None
-    if resumed:
-        state = io.load_checkpoint(ckpt, FORMAT, "GAN")
-        io.check_same_run(ckpt, state["run"], record, where=WHERE)
-        trainer.load_state_dict(state)
-        rng = state["rng"]
-        start, elapsed, log_state = int(state["step"]), float(state["seconds"]), state["log"]
-        if start > opts.steps:
-            raise JobError(f"the checkpoint {ckpt} is at step {start}, past --steps {opts.steps}",
-                           where=WHERE, hint="raise --steps to continue training")
-    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-    log = io.LossLog(run_dir / io.LOSSES, opts.log_every, start if resumed else None, log_state,
-                     names=LOSS_NAMES)
+    run.open(trainer, record, opts.steps, LOSS_NAMES, opts.log_every)
     # max_scale 1: the short side is scaled to the crop, so a crop is (nearly) the whole picture.
     crops = RandomCrops(images, opts.image_size, _seed(opts.seed, "images"), max_scale=1.0)
     sample_z = torch.randn(64, opts.latent_dim, generator=torch.Generator().manual_seed(
         _seed(opts.seed, "samples")))  # the same noise all run long
-
-    def save(step: int, seconds: float) -> None:
-        rng = {"torch": torch.get_rng_state(),
-               "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}
-        io.save_checkpoint(ckpt, {**trainer.state_dict(), "step": step, "seconds": seconds,
-                                  "run": record, "log": log.state_dict(), "rng": rng}, FORMAT)
-
-    step, t0 = start, time.perf_counter()
-    # The discriminator's dropout draws from the global RNG: the run gets its own stream (seeded,
-    # or restored from the checkpoint), and the caller's is left as it was.
-    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-        if rng is None:
-            torch.manual_seed(_seed(opts.seed, "dropout"))
-        else:
-            torch.set_rng_state(rng["torch"])
-            if device.type == "cuda" and rng.get("cuda"):
-                torch.cuda.set_rng_state_all(rng["cuda"])
-        for index in range(start, opts.steps):
-            losses = trainer.train_step(crops.batch(index, opts.batch_size), index)
-            step, last = index + 1, index + 1 == opts.steps
-            seconds = elapsed + time.perf_counter() - t0
-            log.add(step, losses, opts.lr, seconds, last)
-            if step % opts.sample_every == 0 or last:
-                grid = trainer.sample_grid(sample_z)
-                atomic_write(run_dir / "samples" / f"step_{step:07d}.png",
-                             lambda tmp: write_image(grid, tmp, "png"))
-            if step % opts.checkpoint_every == 0 or last:
-                save(step, seconds)
-            if on_step is not None:
-                on_step(StepInfo(step, opts.steps, start, losses, seconds))
+    # The discriminator's dropout draws from the global RNG: the loop gives the run its own.
+    step = run.run(trainer, device, opts.steps, _seed(opts.seed, "dropout"),
+                   step=lambda i: trainer.train_step(crops.batch(i, opts.batch_size), i),
+                   lr=lambda i: opts.lr, grid=lambda: trainer.sample_grid(sample_z),
+                   sample_every=opts.sample_every, checkpoint_every=opts.checkpoint_every,
+                   on_step=on_step)
     _export(trainer, opts, step, len(images), precision)
     return opts.out
 
