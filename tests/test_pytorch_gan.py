@@ -54,19 +54,33 @@ def resnet_state_dict(blocks: int, seed: int = 0) -> dict[str, torch.Tensor]:
     return sd
 
 
-def resnet_forward(sd: dict, blocks: int, x: torch.Tensor) -> torch.Tensor:
+def _conv_of(sd: dict):
     def conv(t, key, **kw):
         return F.conv2d(t, sd[f"{key}.weight"], sd[f"{key}.bias"], **kw)
+    return conv
 
-    def block(t):
-        return F.relu(F.instance_norm(t))
 
-    x = block(conv(F.pad(x, (3, 3, 3, 3), mode="reflect"), "model.1"))
-    x = block(conv(x, "model.4", stride=2, padding=1))
-    x = block(conv(x, "model.7", stride=2, padding=1))
+def _norm_relu(t: torch.Tensor) -> torch.Tensor:
+    return F.relu(F.instance_norm(t))
+
+
+def _resnet_trunk(sd: dict, blocks: int, x: torch.Tensor, block_key: str) -> torch.Tensor:
+    """Both ResNet layouts up to their upsampling: c7s1, two stride-2 convs, the blocks
+    (``model.{10+i}.{block_key}.1`` and ``.5``)."""
+    conv = _conv_of(sd)
+    x = _norm_relu(conv(F.pad(x, (3, 3, 3, 3), mode="reflect"), "model.1"))
+    x = _norm_relu(conv(x, "model.4", stride=2, padding=1))
+    x = _norm_relu(conv(x, "model.7", stride=2, padding=1))
     for i in range(blocks):
-        y = block(conv(F.pad(x, (1, 1, 1, 1), mode="reflect"), f"model.{10 + i}.block.1"))
-        x = x + F.instance_norm(conv(F.pad(y, (1, 1, 1, 1), mode="reflect"), f"model.{10 + i}.block.5"))
+        key = f"model.{10 + i}.{block_key}"
+        y = _norm_relu(conv(F.pad(x, (1, 1, 1, 1), mode="reflect"), f"{key}.1"))
+        x = x + F.instance_norm(conv(F.pad(y, (1, 1, 1, 1), mode="reflect"), f"{key}.5"))
+    return x
+
+
+def resnet_forward(sd: dict, blocks: int, x: torch.Tensor) -> torch.Tensor:
+    conv, block = _conv_of(sd), _norm_relu
+    x = _resnet_trunk(sd, blocks, x, "block")
     j = 10 + blocks
     for key in (f"model.{j + 1}", f"model.{j + 5}"):
         x = block(conv(F.interpolate(x, scale_factor=2, mode="nearest"), key, padding=1))
@@ -94,19 +108,8 @@ def old_resnet_state_dict(blocks: int, seed: int = 1) -> dict[str, torch.Tensor]
 
 
 def old_resnet_forward(sd: dict, blocks: int, x: torch.Tensor) -> torch.Tensor:
-    def conv(t, key, **kw):
-        return F.conv2d(t, sd[f"{key}.weight"], sd[f"{key}.bias"], **kw)
-
-    def block(t):
-        return F.relu(F.instance_norm(t))
-
-    x = block(conv(F.pad(x, (3, 3, 3, 3), mode="reflect"), "model.1"))
-    x = block(conv(x, "model.4", stride=2, padding=1))
-    x = block(conv(x, "model.7", stride=2, padding=1))
-    for i in range(blocks):
-        y = block(conv(F.pad(x, (1, 1, 1, 1), mode="reflect"), f"model.{10 + i}.conv_block.1"))
-        x = x + F.instance_norm(conv(F.pad(y, (1, 1, 1, 1), mode="reflect"),
-                                     f"model.{10 + i}.conv_block.5"))
+    conv, block = _conv_of(sd), _norm_relu
+    x = _resnet_trunk(sd, blocks, x, "conv_block")
     j = 10 + blocks
     for key in (f"model.{j}", f"model.{j + 3}"):
         x = block(F.conv_transpose2d(x, sd[f"{key}.weight"], sd[f"{key}.bias"], stride=2, padding=1,

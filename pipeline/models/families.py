@@ -227,15 +227,20 @@ register_family(Family(
     runs_in="cyclegan", bytes_per_pixel=lambda a: _PYTORCH_GAN_RESNET_BYTES_PER_PIXEL_PER_NGF * a.ngf))
 
 
-def _pytorch_gan_unet_arch(sd: StateDict) -> Architecture:
+def _down_widths(sd: StateDict) -> tuple[int, ...]:
+    """down1..downN's output channels, from a PyTorch-GAN U-Net's keys."""
     levels = sorted(indices(sd, r"down(\d+)\.model\.0\.weight"))
     if levels != list(range(1, len(levels) + 1)):
         raise ValueError(f"down levels {levels} are not 1..{len(levels)}")
-    widths = tuple(sd[f"down{i}.model.0.weight"].shape[0] for i in levels)
+    return tuple(sd[f"down{i}.model.0.weight"].shape[0] for i in levels)
+
+
+def _pytorch_gan_unet_arch(sd: StateDict) -> Architecture:
+    widths = _down_widths(sd)
     return Architecture("pytorch_gan_unet", input_nc=sd["down1.model.0.weight"].shape[1],
                         output_nc=sd["final.1.weight"].shape[0], ngf=widths[0],
                         norm="batch" if "down2.model.2.weight" in sd else "instance",
-                        num_downs=len(levels), channels=widths)
+                        num_downs=len(widths), channels=widths)
 
 
 register_family(Family(
@@ -248,13 +253,10 @@ register_family(Family(
 
 
 def _pix2pix_unet_arch(sd: StateDict) -> Architecture:
-    levels = sorted(indices(sd, r"down(\d+)\.model\.0\.weight"))
-    if levels != list(range(1, len(levels) + 1)):
-        raise ValueError(f"down levels {levels} are not 1..{len(levels)}")
-    widths = tuple(sd[f"down{i}.model.0.weight"].shape[0] for i in levels)
+    widths = _down_widths(sd)
     return Architecture("pytorch_gan_pix2pix_unet", input_nc=sd["down1.model.0.weight"].shape[1],
                         output_nc=sd["final.2.weight"].shape[0], ngf=widths[0], norm="instance",
-                        num_downs=len(levels), channels=widths)
+                        num_downs=len(widths), channels=widths)
 
 
 register_family(Family(

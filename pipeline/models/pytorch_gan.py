@@ -113,6 +113,28 @@ def _norm(kind: str, channels: int) -> nn.Module:
     return nn.InstanceNorm2d(channels)
 
 
+class _SkipUNet(nn.Module):
+    """What both PyTorch-GAN U-Nets share: ``down1..downN``, then ``up1..up(N-1)`` each
+    joined to the skip of its level, then ``final``; sides a multiple of 2^N."""
+
+    levels: int
+
+    @property
+    def size_multiple(self) -> int:
+        """Each level halves the sides; skips only concatenate at equal sizes."""
+        return 2 ** self.levels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i in range(1, self.levels + 1):
+            x = getattr(self, f"down{i}")(x)
+            skips.append(x)
+        x = skips.pop()
+        for i in range(1, self.levels):
+            x = getattr(self, f"up{i}")(x, skips.pop())
+        return self.final(x)
+
+
 class UNetDown(nn.Module):
     def __init__(self, cin: int, cout: int, norm: str | None) -> None:
         super().__init__()
@@ -136,7 +158,7 @@ class UNetUp(nn.Module):
         return torch.cat((self.model(x), skip), 1)
 
 
-class GeneratorUNet(nn.Module):
+class GeneratorUNet(_SkipUNet):
     """``downs`` = the output channels of down1..downN (upstream: 64, 128, 256, 512, 512,
     512); up k takes down N-k+1's output (plus, past the first, its own skip) to down
     N-k's channels; ``final`` maps the last concatenation to RGB."""
@@ -159,26 +181,12 @@ class GeneratorUNet(nn.Module):
                                    nn.Conv2d(cin, out_channels, 3, padding=1), nn.Tanh())
 
     @property
-    def size_multiple(self) -> int:
-        """Each level halves the sides; skips only concatenate at equal sizes."""
-        return 2 ** self.levels
-
-    @property
     def min_side(self) -> int:
         """InstanceNorm needs more than one pixel, and the deepest level has one: at least
         2x2 there (upstream trains at 256, where it is 4x4).  BatchNorm in eval uses its
         running statistics and takes any size."""
         return 2 ** (self.levels + 1) if self.norm == "instance" else 0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
-        for i in range(1, self.levels + 1):
-            x = getattr(self, f"down{i}")(x)
-            skips.append(x)
-        x = skips.pop()
-        for i in range(1, self.levels):
-            x = getattr(self, f"up{i}")(x, skips.pop())
-        return self.final(x)
 
 
 class Pix2PixDown(nn.Module):
@@ -205,7 +213,7 @@ class Pix2PixUp(nn.Module):
         return torch.cat((self.model(x), skip), 1)
 
 
-class Pix2PixUNet(nn.Module):
+class Pix2PixUNet(_SkipUNet):
     """``downs`` = down1..downN's output channels (upstream: 64, 128, 256, 512 x5)."""
 
     def __init__(self, downs: tuple[int, ...] = (64, 128, 256) + (512,) * 5,
@@ -226,23 +234,10 @@ class Pix2PixUNet(nn.Module):
                                    nn.Conv2d(cin, out_channels, 4, padding=1), nn.Tanh())
 
     @property
-    def size_multiple(self) -> int:
-        return 2 ** self.levels
-
-    @property
     def min_side(self) -> int:
         """The level before the last is instance-normalised: it needs 2x2 pixels."""
         return 2 ** self.levels
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
-        for i in range(1, self.levels + 1):
-            x = getattr(self, f"down{i}")(x)
-            skips.append(x)
-        x = skips.pop()
-        for i in range(1, self.levels):
-            x = getattr(self, f"up{i}")(x, skips.pop())
-        return self.final(x)
 
 
 # ----------------------------------------------------------------- generators from noise
