@@ -103,8 +103,7 @@ class ArbitraryTrainOptions:
         if not (self.decodes_styles or self.identity_weight > 0):
             raise ValueError("every loss weight is 0: nothing would train")
         checks.precision(self.precision)
-        if self.out.suffix.lower() != ".safetensors":
-            raise ValueError(f"out must end in .safetensors, got {self.out.name!r}")
+        checks.safetensors_out(self.out)
 
     @property
     def run_dir(self) -> Path:

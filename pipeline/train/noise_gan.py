@@ -95,8 +95,7 @@ class GanTrainOptions:
         if not self.beta1 < 1:
             raise ValueError(f"beta1 must be below 1, got {self.beta1}")
         checks.precision(self.precision)
-        if self.out.suffix.lower() != ".safetensors":
-            raise ValueError(f"out must end in .safetensors, got {self.out.name!r}")
+        checks.safetensors_out(self.out)
 
     @property
     def run_dir(self) -> Path:

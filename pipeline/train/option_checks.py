@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from ..context import DTYPES
 
@@ -23,3 +24,8 @@ def non_negative_numbers(opts: object, *names: str) -> None:
 def precision(value: str) -> None:
     if value not in ("auto", *DTYPES):
         raise ValueError(f"precision must be auto, {', '.join(DTYPES)}; got {value!r}")
+
+
+def safetensors_out(out: Path) -> None:
+    if out.suffix.lower() != ".safetensors":
+        raise ValueError(f"out must end in .safetensors, got {out.name!r}")
