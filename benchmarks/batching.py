@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from pipeline.context import DTYPES
+from pipeline.machine.context import DTYPES
 from pipeline.models.transformer_net import TransformerNet
 
 

@@ -1,4 +1,4 @@
-"""Does the thread budget (pipeline/threads.py) hold up when another process wants the CPU?
+"""Does the thread budget (pipeline/machine/threads.py) hold up when another process wants the CPU?
 
     python benchmarks/busy_machine.py [--clip ../shared/media/clips/bigbuckbunny.mp4]
         [--seconds 2] [--short-side 180] [--hogs 2] [--repeat 1]
@@ -7,7 +7,7 @@ Runs the film job (``jobs/film_vangogh.yaml``: Starry Night, temporal_smooth,
 tv_denoise, libx264) on the first ``--seconds`` of ``--clip`` resized to
 ``--short-side`` (320x180 for the default clip), three ways:
 
-  budget   the default: pipeline/threads.py splits the cores, torch's share
+  budget   the default: pipeline/machine/threads.py splits the cores, torch's share
            following other processes' load
   fixed    the budget's fixed split (torch + workers <= cores, whatever the
            load), as when /proc/stat cannot be read
@@ -43,7 +43,7 @@ import av
 REPO = Path(__file__).resolve().parents[1]
 OLD = """
 import os, sys
-from pipeline import threads
+from pipeline.machine import threads
 def apply(threads_=None, workers=None):  # the behaviour before the budget: nothing set
     b = threads.Budget(cores=os.cpu_count() or 1, source="old", torch=0, interop=0, opencv=0,
                        workers=workers or max(1, min(4, os.cpu_count() or 1)))
@@ -56,7 +56,7 @@ main()
 """
 FIXED = """
 import sys
-from pipeline import threads
+from pipeline.machine import threads
 threads.load_readable = lambda: False  # the budget's fixed split: torch + workers <= cores
 from pipeline.cli import main
 sys.argv = ["run_pipeline.py", *sys.argv[1:]]
@@ -118,7 +118,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs per way and load; the median is shown")
     args = ap.parse_args()
 
-    from pipeline.threads import current
+    from pipeline.machine.threads import current
     print(f"cores: {len(os.sched_getaffinity(0))} in affinity; budget: {current().describe()}")
     with tempfile.TemporaryDirectory(prefix="busy_machine_") as tmp:
         tmp = Path(tmp)

@@ -38,11 +38,11 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline import threads  # noqa: E402
-from pipeline.build import prepare, thread_args  # noqa: E402
+from pipeline.machine import threads  # noqa: E402
+from pipeline.job.build import prepare, thread_args  # noqa: E402
 from pipeline.engine import run_units  # noqa: E402
-from pipeline.ledger import Ledger  # noqa: E402
-from pipeline.manifest import write_manifest  # noqa: E402
+from pipeline.record.ledger import Ledger  # noqa: E402
+from pipeline.record.manifest import write_manifest  # noqa: E402
 
 
 def build_tree(root: Path, count: int, per_folder: int) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.context import RunContext
+from pipeline.machine.context import RunContext
 from pipeline.stages import get_stage
 
 CTX = RunContext(device=torch.device("cpu"), precision="fp32", batch_size=1)
@@ -71,7 +71,7 @@ def build(case: str, folder: Path):
         return cls(cls.Params(scale=0.5), CTX)
     if case == "gatys":
         from pipeline.models.vgg import VGG, PerceptualNet
-        from pipeline.stylize_still import CONTENT_LAYERS, STYLE_LAYERS
+        from pipeline.stages.gatys_optimize import CONTENT_LAYERS, STYLE_LAYERS
         cls = get_stage("gatys")
         stage = object.__new__(cls)  # skips __init__: no VGG weights needed
         stage.params = cls.Params(style=folder / "unused.png", steps=GATYS_STEPS)

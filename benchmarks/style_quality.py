@@ -44,12 +44,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.context import RunContext  # noqa: E402
+from pipeline.machine.context import RunContext  # noqa: E402
 from pipeline.models.checkpoints import read_safetensors_metadata  # noqa: E402
 from pipeline.models.vgg import load_perceptual  # noqa: E402
 from pipeline.ops.resize import resize_to, target_size  # noqa: E402
 from pipeline.stages import get_stage  # noqa: E402
-from pipeline.train.losses import gram_matrix  # noqa: E402
+from pipeline.ops.losses import gram_matrix  # noqa: E402
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 CONTENT_LAYER = "relu4_1"

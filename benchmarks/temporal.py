@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from pipeline.context import RunContext
+from pipeline.machine.context import RunContext
 from pipeline.ops.colour import rgb_to_yuv420_float, yuv420_to_rgb
 from pipeline.stages import get_stage
 

@@ -48,9 +48,9 @@ import numpy as np
 import torch
 import yaml
 
-from pipeline.build import prepare
+from pipeline.job.build import prepare
 from pipeline.engine import run_units
-from pipeline.ledger import Ledger
+from pipeline.record.ledger import Ledger
 from pipeline.models.checkpoints import load_fast_style
 from pipeline.ops.resize import target_size
 

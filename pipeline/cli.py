@@ -27,15 +27,15 @@ import typer
 
 # The command modules import torch and PyAV only when a command runs, and so does this
 # module (inside the functions below): --help and --version answer in a fraction of a second.
-from . import threads
+from .machine import threads
 from .commands import (sheet, stylize, stylize_still, train_arbitrary, train_cyclegan,
                        train_gan, train_style)
 from .errors import JobError, MediaError, storage_error
 
 if TYPE_CHECKING:
-    from .build import Prepared
+    from .job.build import Prepared
     from .engine import Summary
-    from .ledger import Ledger
+    from .record.ledger import Ledger
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -76,7 +76,7 @@ def _options(version: bool = typer.Option(False, "--version", callback=_print_ve
 JOB_ARG = typer.Argument(..., help="The job file (YAML).", show_default=False)
 
 
-class LogLevel(str, Enum):  # pipeline.logs.LEVELS, written out: pipeline.logs imports PyAV
+class LogLevel(str, Enum):  # pipeline.machine.logs.LEVELS, written out: pipeline.machine.logs imports PyAV
     debug = "debug"
     info = "info"
     warning = "warning"
@@ -91,7 +91,7 @@ LOG_LEVEL = typer.Option(LogLevel.warning, "--log-level",
 
 
 def _set_log_level(level: LogLevel) -> None:
-    from . import logs
+    from .machine import logs
 
     logs.configure(level.value)
 
@@ -135,8 +135,8 @@ def run_job(job: Path, *, restart: bool = False, quiet: bool = False, log_every:
             ray_workers: int | None = None, report: Path | None = None) -> None:
     """``run``'s body, shared with the commands that write a job and run it (``stylize``):
     prepare, open the ledger, run, report; always ends in ``typer.Exit`` with the exit code."""
-    from .build import thread_args
-    from .ledger import Ledger
+    from .job.build import thread_args
+    from .record.ledger import Ledger
 
     backend = None
     try:
@@ -170,7 +170,7 @@ def run_job(job: Path, *, restart: bool = False, quiet: bool = False, log_every:
     if prepared.job.contact_sheet and not (summary.interrupted or summary.fatal):
         _write_contact_sheet(prepared)
     if report is not None:
-        from .manifest import write_report
+        from .record.manifest import write_report
         try:
             write_report(report, prepared, summary, code)
         except OSError as exc:
@@ -179,9 +179,9 @@ def run_job(job: Path, *, restart: bool = False, quiet: bool = False, log_every:
 
 
 def _write_manifest(p: Prepared, ledger, fingerprint: dict) -> None:
-    """``output/manifest.jsonl`` (pipeline/manifest.py); a failure to write it is a warning:
+    """``output/manifest.jsonl`` (pipeline/record/manifest.py); a failure to write it is a warning:
     the outputs are in place and the next run writes it again."""
-    from .manifest import write_manifest
+    from .record.manifest import write_manifest
     try:
         write_manifest(p, ledger, fingerprint)
     except OSError as exc:
@@ -190,7 +190,7 @@ def _write_manifest(p: Prepared, ledger, fingerprint: dict) -> None:
 
 
 def _write_contact_sheet(p: Prepared) -> None:
-    from .contact_sheet import make_contact_sheet
+    from .commands.contact_sheet import make_contact_sheet
 
     opts = p.job.contact_sheet
     # the input as its source reads it: a generated image has no file
@@ -216,8 +216,8 @@ def validate(job: Path = JOB_ARG,
              log_level: LogLevel = LOG_LEVEL) -> None:
     """Check JOB (YAML, sources, output folder, device, weights, every clip) and print the
     plan without running it.  Exit 2: the job is invalid; 1: a clip would fail; 0: all good."""
-    from .build import thread_args
-    from .plan import source_of
+    from .job.build import thread_args
+    from .job.plan import source_of
 
     _set_log_level(log_level)
     p = _prepare_or_exit(job)
@@ -256,8 +256,8 @@ def validate(job: Path = JOB_ARG,
 
 
 def _print_estimate(p: Prepared) -> None:
-    from .estimate import estimate
-    from .progress import duration
+    from .job.estimate import estimate
+    from .machine.progress import duration
 
     e = estimate(p)
     if e is None:
@@ -317,7 +317,7 @@ def _start_ray(prepared: Prepared, address: str, workers: int | None):
 
 
 def _prepare_or_exit(job: Path) -> Prepared:
-    from .build import prepare
+    from .job.build import prepare
 
     try:
         return prepare(job)
@@ -333,7 +333,7 @@ def _exit_invalid(exc: JobError) -> None:
 def _run(p: Prepared, ledger: Ledger, quiet: bool, log_every: float = 30.0,
          progress_json: Path | None = None, backend=None) -> Summary:
     from .engine import run_units
-    from .progress import Bars, Reporter, Tee
+    from .machine.progress import Bars, Reporter, Tee
 
     pending = p.plan.units.where(lambda u: not ledger.is_done(u.key))  # a byte per unit
     skipped = len(p.plan.units) - len(pending)

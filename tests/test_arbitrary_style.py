@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.build import prepare
-from pipeline.context import RunContext
+from pipeline.job.build import prepare
+from pipeline.machine.context import RunContext
 from pipeline.errors import JobError, WeightsError
 from pipeline.media.images import read_image, write_image
 from pipeline.models.adain import AdaINDecoder, stylize_features

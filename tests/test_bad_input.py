@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.manifest import MANIFEST
+from pipeline.record.manifest import MANIFEST
 from pipeline.models.cyclegan import ResnetGenerator
 from tests.conftest import make_photos, natural_image, run_cli_here, write_job
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import load_job
+from pipeline.job.config import load_job
 from pipeline.errors import JobError
 from tests.conftest import write_job
 

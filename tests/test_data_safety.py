@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.context import RunContext
-from pipeline.ledger import LEDGER_NAME, Ledger
-from pipeline.manifest import MANIFEST
+from pipeline.machine.context import RunContext
+from pipeline.record.ledger import LEDGER_NAME, Ledger
+from pipeline.record.manifest import MANIFEST
 from pipeline.stages.base import Stage
 from tests.clips import make_clip
 from tests.conftest import REPO, make_photos, run_cli_here, write_job
@@ -364,7 +364,7 @@ def _engine_run(tmp_path: Path, stage, ledger: Ledger, n: int = 12,
     from PIL import Image
 
     from pipeline.engine import Engine
-    from pipeline.plan import Unit
+    from pipeline.job.plan import Unit
     from pipeline.stages import get_stage
 
     ctx = RunContext(device=torch.device("cpu"), precision="fp32", batch_size=batch_size)

@@ -17,12 +17,12 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.build import prepare
-from pipeline.context import RunContext
+from pipeline.job.build import prepare
+from pipeline.machine.context import RunContext
 from pipeline.engine import Engine, Progress, Summary
 from pipeline.engine.batcher import Batch, Batcher, Piece
-from pipeline.ledger import Ledger
-from pipeline.plan import Unit
+from pipeline.record.ledger import Ledger
+from pipeline.job.plan import Unit
 from pipeline.stages import get_stage
 from pipeline.stages.base import Stage
 from tests.clips import decode_all, make_clip
@@ -117,7 +117,7 @@ def test_job_bar_ends_full_when_a_clip_fails_or_its_header_miscounts(monkeypatch
     import io
     import sys
 
-    from pipeline.progress import Bars as _Bars
+    from pipeline.machine.progress import Bars as _Bars
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:  # tqdm draws (and counts) only on a terminal
@@ -465,7 +465,7 @@ def test_after_a_stage_the_smoothing_takes_its_rgb_as_planes(tmp_path: Path, mon
 def test_the_host_conversion_to_uint8_is_torchs_round_and_clamp() -> None:
     """On a CPU the engine rounds its float frames to bytes with OpenCV: the same bytes as
     torch's round (half to even) and clamp, in either layout and memory format."""
-    from pipeline.engine.device import to_host_uint8
+    from pipeline.machine.device import to_host_uint8
 
     g = torch.Generator().manual_seed(0)
     for shape in ((2, 3, 17, 23), (1, 1, 8, 9), (3, 2, 5, 7), (2, 4, 6, 6)):

@@ -7,12 +7,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.build import prepare
+from pipeline.job.build import prepare
 from pipeline.engine import Engine
-from pipeline.ledger import Ledger
+from pipeline.record.ledger import Ledger
 from pipeline.media.images import write_image
 from pipeline.models.vgg import load_perceptual
-from pipeline.train.losses import gram_matrix
+from pipeline.ops.losses import gram_matrix
 from tests.conftest import make_photos, run_cli_here, write_job
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1")

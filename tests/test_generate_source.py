@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pipeline.config import load_job
+from pipeline.job.config import load_job
 from pipeline.ops.noise import latent_vector
 from pipeline.sources import get_source
 from tests.conftest import REPO, lively_transformer_net, run_cli_here, write_job

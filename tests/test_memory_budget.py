@@ -14,14 +14,14 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.context import RunContext
+from pipeline.machine.context import RunContext
 from pipeline.errors import MediaError
 from pipeline.engine import Engine
-from pipeline.ledger import Ledger
+from pipeline.record.ledger import Ledger
 from pipeline.media.images import image_size, read_image
-from pipeline.memory import (BUDGET_ENV, Budget, MemoryGate, chain_peak, estimate, measure_budget,
+from pipeline.machine.memory import (BUDGET_ENV, Budget, MemoryGate, chain_peak, estimate, measure_budget,
                              parse_size)
-from pipeline.plan import Unit
+from pipeline.job.plan import Unit
 from pipeline.stages import get_stage
 from tests.conftest import make_photos, natural_image, run_cli, write_job
 

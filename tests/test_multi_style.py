@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.build import prepare
-from pipeline.context import RunContext
+from pipeline.job.build import prepare
+from pipeline.machine.context import RunContext
 from pipeline.errors import JobError, WeightsError
 from pipeline.models.checkpoints import inspect_checkpoint
 from pipeline.models.transformer_net import ConditionalInstanceNorm2d, TransformerNet

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.progress import Reporter, duration
+from pipeline.machine.progress import Reporter, duration
 from tests.conftest import REPO, make_photos, write_job
 from tests.test_run_video import _job, _kill_mid_video, _ledger, make_clip
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path, PurePath
 
 from pipeline.backends.scheduling import Dispatch
-from pipeline.plan import Unit
+from pipeline.job.plan import Unit
 
 
 def _units(images: int, clips: int) -> list[Unit]:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.build import prepare
-from pipeline.commits import Commits, Segment
+from pipeline.job.build import prepare
+from pipeline.record.commits import Commits, Segment
 from pipeline.engine import run_units
-from pipeline.ledger import Ledger
-from pipeline.records import Done, Failed, SegmentSaved
+from pipeline.record.ledger import Ledger
+from pipeline.record.records import Done, Failed, SegmentSaved
 from tests.clips import make_clip
 from tests.conftest import make_photos, write_job
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.manifest import MANIFEST
+from pipeline.record.manifest import MANIFEST
 from tests.conftest import REPO, make_photos, run_cli_here, write_job
 
 

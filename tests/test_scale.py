@@ -13,14 +13,15 @@ from pathlib import Path, PurePath
 
 import pytest
 
-from pipeline import keyset, plan as plan_module
-from pipeline.atomic import partial_name
-from pipeline.build import prepare
+from pipeline.record import keyset
+from pipeline.job import plan as plan_module
+from pipeline.media.atomic import partial_name
+from pipeline.job.build import prepare
 from pipeline.errors import JobError
-from pipeline.keyset import KeySet, duplicates_of
-from pipeline.ledger import LEDGER_NAME, Ledger
-from pipeline.plan import Listing, Unit
-from pipeline.records import Done
+from pipeline.record.keyset import KeySet, duplicates_of
+from pipeline.record.ledger import LEDGER_NAME, Ledger
+from pipeline.job.plan import Listing, Unit
+from pipeline.record.records import Done
 from tests.conftest import write_job
 
 FINGERPRINT = {"stages": [{"stage": "decode"}], "precision": "fp32"}

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from pipeline.errors import JobError
-from pipeline.walk import matches_any
+from pipeline.sources.walk import matches_any
 from tests.conftest import draw_tree, run_cli_here, write_job
 
 IMAGES = {"train/cat/img1.jpg": (40, 30), "train/dog/img2.png": (33, 21), "val/img3.png": (24, 36),
@@ -114,13 +114,13 @@ def test_patterns_match_like_gitignore_and_bad_ones_are_refused(tree: Path) -> N
         output: bad
         stages: [decode, encode]
         """, name="bad.yaml")
-    from pipeline.config import load_job
+    from pipeline.job.config import load_job
     with pytest.raises(JobError, match="relative to the source"):
         load_job(bad)
 
 
 def test_two_sources_carrying_one_label_to_one_place_make_the_job_invalid(tree: Path) -> None:
-    from pipeline.build import prepare
+    from pipeline.job.build import prepare
 
     job = write_job(tree, """
         sources:

@@ -97,6 +97,6 @@ def test_a_bmp_cannot_keep_an_orientation_and_bad_values_name_the_field(tree: Pa
         output: bad
         stages: [decode, {encode: {image: {size: model}}}]
         """, name="bad.yaml")
-    from pipeline.config import load_job
+    from pipeline.job.config import load_job
     with pytest.raises(JobError, match="size"):
         load_job(job)

@@ -15,9 +15,9 @@ import pytest
 import torch
 import yaml
 
-from pipeline.config import _parse_variants
-from pipeline.context import RunContext
-from pipeline.engine.device import run_stages
+from pipeline.job.config import _parse_variants
+from pipeline.machine.context import RunContext
+from pipeline.machine.device import run_stages
 from pipeline.media.images import write_image
 from pipeline.models.cyclegan import ResnetGenerator
 from pipeline.sources import get_source

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.context import RunContext
+from pipeline.machine.context import RunContext
 from pipeline.models.cyclegan import ResnetGenerator
 from pipeline.ops.style_controls import apply_controls, luma
 from pipeline.stages import get_stage

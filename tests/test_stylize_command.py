@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.manifest import MANIFEST
+from pipeline.record.manifest import MANIFEST
 from pipeline.models.cyclegan import ResnetGenerator
 from tests.conftest import make_photos, run_cli_here, write_job
 

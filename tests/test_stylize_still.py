@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from tests.conftest import natural_image
 from pipeline.commands.stylize_still import command
 from pipeline.media.images import read_image
-from pipeline.stylize_still import stylize_still
-from pipeline.train.losses import content_loss, gram_matrix, style_loss, tv_loss
+from pipeline.stages.gatys_optimize import stylize_still
+from pipeline.ops.losses import content_loss, gram_matrix, style_loss, tv_loss
 
 
 def _stripes(h: int, w: int) -> np.ndarray:
@@ -179,7 +179,7 @@ def test_command_defaults_are_the_functions():
     import inspect
 
     from pipeline.commands.stylize_still import _D
-    from pipeline.stylize_still import stylize_still
+    from pipeline.stages.gatys_optimize import stylize_still
 
     signature = inspect.signature(stylize_still).parameters
     assert _D == {k: signature[k].default for k in _D}

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from pipeline.context import RunContext
+from pipeline.machine.context import RunContext
 from pipeline.errors import JobError
 from pipeline.ops.flow import Guider
 from pipeline.ops.warp import blend, resize_flow, warp

@@ -1,4 +1,4 @@
-"""The thread budget (pipeline/threads.py): cores from affinity and cgroup quota, the split, the job key."""
+"""The thread budget (pipeline/machine/threads.py): cores from affinity and cgroup quota, the split, the job key."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline import threads
-from pipeline.config import load_job
+from pipeline.machine import threads
+from pipeline.job.config import load_job
 from pipeline.errors import JobError
 from tests.conftest import make_photos, run_cli_here, write_job
 

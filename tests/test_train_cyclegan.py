@@ -23,7 +23,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from pipeline.commands.train_cyclegan import command
-from pipeline.context import RunContext
+from pipeline.machine.context import RunContext
 from pipeline.errors import JobError, MediaError
 from pipeline.models.checkpoints import read_safetensors_metadata
 from pipeline.stages import get_stage

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import REPO, make_photos, natural_image
 from pipeline.commands.train_style import _D, command
-from pipeline.context import RunContext
+from pipeline.machine.context import RunContext
 from pipeline.errors import JobError, MediaError
 from pipeline.media.images import read_image
 from pipeline.models.checkpoints import load_fast_style, read_safetensors_metadata

@@ -9,8 +9,8 @@ from tests.conftest import make_photos, run_cli_here, write_job
 
 def test_estimate_scales_the_timed_frame_to_every_units_pixels(tmp_path: Path,
                                                                style_weights: Path) -> None:
-    from pipeline.build import prepare
-    from pipeline.estimate import estimate
+    from pipeline.job.build import prepare
+    from pipeline.job.estimate import estimate
 
     make_photos(tmp_path / "photos", 3, size=(24, 32))
     make_photos(tmp_path / "photos" / "big", 1, size=(48, 64), seed=7)

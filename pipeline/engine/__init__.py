@@ -9,18 +9,18 @@ committed in segments (``video.py``), which encode at once (``segments.py``); a
 tar shard's images are batched in order and the shard committed whole (``shards.py``); a
 sidecar is copied (``files.py``).  No way names a concrete stage, and
 nothing here writes the ledger: ways report records through their ``Commits``
-(``pipeline.commits``), which the ledger, or a Ray driver, applies.
+(``pipeline.record.commits``), which the ledger, or a Ray driver, applies.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-from ..commits import Commits
-from ..context import RunContext
-from ..plan import Unit
+from ..record.commits import Commits
+from ..machine.context import RunContext
+from ..job.plan import Unit
 from ..stages.base import Stage
 from .engine import WAYS, Engine
-from .results import Failure, Progress, StageTimes, Summary
+from ..record.results import Failure, Progress, StageTimes, Summary
 from .way import Way
 
 __all__ = ["Engine", "Failure", "Progress", "StageTimes", "Summary", "WAYS", "Way", "run_units"]

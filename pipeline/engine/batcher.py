@@ -21,7 +21,7 @@ from typing import Any, Callable, Hashable
 
 import numpy as np
 
-from ..plan import Unit
+from ..job.plan import Unit
 
 MAX_WAITING = 64  # independent pieces held back waiting for same-size company, at most
 

@@ -27,21 +27,21 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 
-from ..batching import BatchSizer, is_out_of_memory
-from ..commits import Commits
-from ..context import RunContext
+from ..machine.batching import BatchSizer, is_out_of_memory
+from ..record.commits import Commits
+from ..machine.context import RunContext
 from ..errors import storage_error
-from ..ledger import LedgerWriteError
-from ..memory import MemoryGate
-from ..plan import Unit
+from ..record.ledger import LedgerWriteError
+from ..machine.memory import MemoryGate
+from ..job.plan import Unit
 from ..stages.base import Stage
-from ..threads import current as thread_budget
-from ..threads import follower as load_follower
+from ..machine.threads import current as thread_budget
+from ..machine.threads import follower as load_follower
 from .batcher import Batch, Batcher
-from .device import StageFailed, reason_of
+from ..machine.device import StageFailed, reason_of
 from .files import FileWay
 from .images import ImageWay
-from .results import Failure, Progress, StageTimes, Summary
+from ..record.results import Failure, Progress, StageTimes, Summary
 from .shards import ShardWay
 from .video import VideoWay
 from .way import Way

@@ -9,7 +9,7 @@ import shutil
 from typing import Iterable, Iterator
 
 from ..errors import MediaError, file_error
-from ..plan import Unit
+from ..job.plan import Unit
 from .batcher import Piece
 from .way import Way
 

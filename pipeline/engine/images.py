@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from ..media.images import ImageHeader
-from ..plan import Unit
+from ..job.plan import Unit
 from ..stages.variants import find_variants
 from .batcher import Batch, Piece
-from .device import StageFailed, frames_to_device, run_stages, to_host_uint8
+from ..machine.device import StageFailed, frames_to_device, run_stages, to_host_uint8
 from .way import Way
 
 

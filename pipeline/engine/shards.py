@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 import numpy as np
 import torch
 
-from ..batching import is_out_of_memory
+from ..machine.batching import is_out_of_memory
 from ..errors import MediaError
 from ..media.images import ImageHeader, decode_image, header_of
 from ..media.shards import Member, Sample, ShardReader, ShardWriter
-from ..plan import Unit
+from ..job.plan import Unit
 from .batcher import Batch, Piece
-from .device import StageFailed, frames_to_device, run_stages, to_host_uint8
+from ..machine.device import StageFailed, frames_to_device, run_stages, to_host_uint8
 from .way import Way
 
 if TYPE_CHECKING:

@@ -26,16 +26,16 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..commits import load_state
+from ..record.commits import load_state
 from ..errors import MediaError
-from ..memory import host_available_bytes
+from ..machine.memory import host_available_bytes
 from ..media.video import Planes, VideoInfo
 from ..media.video_write import check_frame_size, colour_plan
 from ..ops.colour import MATRICES, rgb_to_yuv420_float, yuv420_to_rgb_small
-from ..plan import Unit
-from ..threads import current as thread_budget
+from ..job.plan import Unit
+from ..machine.threads import current as thread_budget
 from .batcher import Batch, Piece
-from .device import (StageFailed, frames_to_device, planes_from_device, planes_to_device,
+from ..machine.device import (StageFailed, frames_to_device, planes_from_device, planes_to_device,
                      planes_to_host, run_stages, sync, to_host_uint8)
 from .segments import SegmentJob
 from .way import Way

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator
 
-from ..plan import Unit
+from ..job.plan import Unit
 from ..stages.variants import chain_for
 from .batcher import Batch, Piece
 

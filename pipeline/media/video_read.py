@@ -294,7 +294,7 @@ def read_frames(info: VideoInfo, *, after_pts: int | None = None, skip: int = 0,
     """Yield the frames of ``info.path`` in presentation order (see module docstring).
 
     ``threads``: the decoder's threads (0: FFmpeg's choice, every core; the run's thread
-    budget passes its share, see pipeline/threads.py; frames are the same either way).
+    budget passes its share, see pipeline/machine/threads.py; frames are the same either way).
     ``after_pts``: only the frames with pts after it, found by seeking.  ``skip``: all but the
     first ``skip`` frames, counted from the start.  Both: the frames of ``skip``, found by
     seeking to ``after_pts`` where that is exact.  ``planes``: frames in a

@@ -11,7 +11,7 @@ level, ``tests/test_temporal_smooth.py``), for a CPU "device".  Why not torch th
   models) gains nothing and its threads spin after every operation beside a busy
   encoder: a 1080p clip smoothed with no model took 42 CPU s with torch's two threads
   against 34 with one (``benchmarks/render_box.py`` (c)).  OpenCV's pool is 1 thread
-  per worker (``pipeline.threads``), so these run in the calling thread only.
+  per worker (``pipeline.machine.threads``), so these run in the calling thread only.
 
 Layout: frames H x W x C (C <= 4), contiguous; a *sample map* is the H x W x 2 absolute
 position (x + dx, y + dy) each output pixel samples, what ``cv2.remap`` takes.

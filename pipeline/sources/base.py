@@ -17,12 +17,12 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Callable, ClassVar, Iterable, Iterator
 
 from ..errors import JobError
-from ..walk import PatternError, find, folder_and_stem, matches_any, split_pattern
+from .walk import PatternError, find, folder_and_stem, matches_any, split_pattern
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..config import SourceSpec
+    from ..job.config import SourceSpec
     from ..media.video import DecodedFrame, VideoInfo
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..context import RunContext
+from ..machine.context import RunContext
 from ..errors import MediaError, WeightsError
 from ..media.images import read_image
 from ..models.adain import AdaINEncoder, AdaINStylizer, style_statistics

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..context import RunContext
+from ..machine.context import RunContext
 from ..hashing import file_sha256  # noqa: F401  (stages name weights files by it)
 
 
@@ -51,7 +51,7 @@ class Stage:
     def peak_bytes(self, channels: int, height: int, width: int, itemsize: int) -> int:
         """Device bytes live at this stage's peak for ONE image of ``channels`` x
         ``height`` x ``width`` in the working dtype (``itemsize`` bytes a value):
-        its input, its output and its temporaries.  ``pipeline.memory`` walks the
+        its input, its output and its temporaries.  ``pipeline.machine.memory`` walks the
         chain with this and ``output_size`` to refuse images that would not fit.
         The default suits simple kernels: input and output plus two copies of
         the larger; stages that hold more (networks, iterative solvers) say so."""

@@ -1,7 +1,7 @@
 """gatys: optimization-based stylization (Gatys et al. 2016), one image at a time.
 
 The same L-BFGS optimization as ``run_pipeline.py stylize-still``
-(``pipeline.stylize_still``), as a job stage: for stills where quality
+(``pipeline.stages.gatys_optimize``), as a job stage: for stills where quality
 matters more than speed, on a folder.  Each image costs ``steps`` L-BFGS
 iterations of a VGG19 forward and backward pass or more (about 0.6 s an
 iteration at 256 px on the 2-core dev CPU), so put a ``resize`` before it.  The style image is rescaled per
@@ -16,12 +16,12 @@ from typing import Literal
 
 import torch
 
-from ..context import RunContext
+from ..machine.context import RunContext
 from ..errors import MediaError, WeightsError
 from ..media.images import read_image
 from ..models.vgg import load_perceptual
 from ..ops.style_controls import apply_controls
-from ..stylize_still import (CONTENT_LAYERS, STYLE_LAYERS, check_side, optimize_pixels,
+from .gatys_optimize import (CONTENT_LAYERS, STYLE_LAYERS, check_side, optimize_pixels,
                              scale_style, stylize_still)
 from ..typed_yaml import ParamError
 from .base import Stage, join_alpha, split_alpha

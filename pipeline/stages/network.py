@@ -8,7 +8,7 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
-from ..context import RunContext
+from ..machine.context import RunContext
 from ..models.families import UNKNOWN_BYTES_PER_PIXEL, get_family
 from ..ops.pad import crop_to, pad_to_multiple, padded_side
 from ..ops.style_controls import apply_controls

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..context import RunContext
+from ..machine.context import RunContext
 from ..errors import JobError, WeightsError
 from ..ops.resize import resize
 from .base import Stage
@@ -89,7 +89,7 @@ class Variants(Stage):
 
     def peak_bytes(self, channels: int, height: int, width: int, itemsize: int) -> int:
         """The heaviest branch, with the trunk's frame held beside it (every branch reads it)."""
-        from ..memory import chain_peak
+        from ..machine.memory import chain_peak
         held = channels * height * width * itemsize
         return held + max((chain_peak(stages, channels, height, width, itemsize)[0]
                            for stages in self.branches.values()), default=0)
@@ -145,7 +145,7 @@ class Blend(Stage):
         self.fan, self.variant = fan, variant  # a branch with a temporal stage has no strength
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        from ..engine.device import run_stages
+        from ..machine.device import run_stages
         return self.fan.run_branch(self.variant, x, run_stages)
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:

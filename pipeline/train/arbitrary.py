@@ -45,8 +45,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save as safetensors_bytes
 
-from ..atomic import atomic_write
-from ..context import DTYPES
+from ..media.atomic import atomic_write
+from ..machine.context import DTYPES
 from ..models.adain import CONTENT_LAYER, STYLE_LAYERS, AdaINDecoder, AdaINEncoder
 from ..models.checkpoints import ADAIN_ENCODER, load_adain_decoder
 from ..models.cyclegan import NLayerDiscriminator

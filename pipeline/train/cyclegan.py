@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..context import resolve_device, resolve_precision, DTYPES
+from ..machine.context import resolve_device, resolve_precision, DTYPES
 from ..errors import JobError
 from ..models.cyclegan import NLayerDiscriminator, ResnetGenerator
 from ..media.images import write_image

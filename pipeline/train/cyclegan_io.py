@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from ..atomic import atomic_write
+from ..media.atomic import atomic_write
 from ..errors import JobError, WeightsError
 
 CHECKPOINT = "checkpoint.pt"

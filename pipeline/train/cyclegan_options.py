@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import JobError
-from ..precisions import PRECISIONS
+from ..machine.precisions import PRECISIONS
 
 GENERATORS = {"resnet_9blocks": 9, "resnet_6blocks": 6}
 NORMS = ("instance", "batch", "none")  # pipeline.models.cyclegan.NORMS (a test keeps them equal)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..context import DTYPES
+from ..machine.context import DTYPES
 
 
 def positive_ints(opts: object, *names: str) -> None:

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from .build import Prepared
-from .engine.device import run_stages, upload
-from .stages.variants import chain_for
+from ..machine.device import run_stages, upload
+from ..stages.variants import chain_for
 
 REPEATS = 3
 

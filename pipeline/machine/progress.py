@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .engine import Progress
+from ..engine import Progress
 
 
 class Bars(Progress):

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .contact_sheet import ContactSheetOptions
-from .manifest import ManifestOptions
-from .errors import JobError, Location, Problems
-from .precisions import PRECISIONS
-from .sources import get_source, source_keys
-from .stages import get_stage, stage_names
-from .stages.variants import Branch, VariantsParams
-from .typed_yaml import (Node, ParamError, ParseContext, describe, did_you_mean, load_yaml,
+from ..commands.contact_sheet import ContactSheetOptions
+from ..record.manifest import ManifestOptions
+from ..errors import JobError, Location, Problems
+from ..machine.precisions import PRECISIONS
+from ..sources import get_source, source_keys
+from ..stages import get_stage, stage_names
+from ..stages.variants import Branch, VariantsParams
+from ..typed_yaml import (Node, ParamError, ParseContext, describe, did_you_mean, load_yaml,
                          parse_dataclass, parse_value)
 
 TOP_LEVEL_KEYS = ("name", "sources", "output", "device", "precision", "batch_size", "workers", "threads",
@@ -79,9 +79,9 @@ class Job:
     contact_sheet: ContactSheetOptions | None = None
     output_location: Location | None = None  # where 'output' was written, for errors about it
     contact_sheet_location: Location | None = None
-    threads: int | None = None  # cores the thread budget splits (pipeline/threads.py); None means auto
+    threads: int | None = None  # cores the thread budget splits (pipeline/machine/threads.py); None means auto
     commit_every: float = 60.0  # seconds of work a kill may cost, at most about (video)
-    encoders: int | None = None  # video segments encoded at once (pipeline/threads.py); None: auto
+    encoders: int | None = None  # video segments encoded at once (pipeline/machine/threads.py); None: auto
     manifest: ManifestOptions = ManifestOptions()  # output/manifest.jsonl, and .csv if asked
     pick: PickOptions | None = None  # each image through some of the variants only
 

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from .atomic import atomic_write
-from .safety import real_path
+from ..media.atomic import atomic_write
+from ..job.safety import real_path
 
 if TYPE_CHECKING:
-    from .build import Prepared
-    from .engine.results import Summary
+    from ..job.build import Prepared
+    from .results import Summary
     from .ledger import Ledger
 
 MANIFEST = "manifest.jsonl"
@@ -98,7 +98,7 @@ def _rows(p: Prepared, ledger: Ledger, fingerprint: dict[str, Any]) -> Iterator[
 def _chain_hashes(p: Prepared, fingerprint: dict[str, Any]) -> dict[str | None, str]:
     """Each variant's chain hash (the stages before ``variants``, its branch, the ones after);
     without variants, the job's."""
-    from .stages.variants import chain_for
+    from ..stages.variants import chain_for
 
     if not p.job.variants:
         return {None: chain_hash(fingerprint)}
@@ -132,7 +132,7 @@ def write_report(path: Path, p: Prepared, s: Summary, exit_code: int) -> None:
 def _size(path: Path, kind: str) -> tuple[int, int] | None:
     try:
         if kind == "video":
-            from .media.video import probe_video
+            from ..media.video import probe_video
             info = probe_video(path)
             return info.width, info.height
         from PIL import Image

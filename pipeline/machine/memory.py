@@ -38,9 +38,9 @@ from typing import Sequence
 import torch
 
 from .context import RunContext
-from .errors import MediaError
-from .media.images import ImageHeader, image_header
-from .stages.base import Stage
+from ..errors import MediaError
+from ..media.images import ImageHeader, image_header
+from ..stages.base import Stage
 
 BUDGET_ENV = "STYLIZE_MEMORY_BUDGET"
 #: the share of the free memory one image may take: the estimates are within

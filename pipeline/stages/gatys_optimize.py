@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .models.vgg import load_perceptual
-from .ops.resize import resize, target_size
-from .ops.style_controls import apply_controls
-from .train.losses import content_loss, gram_matrix, style_loss, tv_loss
+from ..models.vgg import load_perceptual
+from ..ops.resize import resize, target_size
+from ..ops.style_controls import apply_controls
+from ..ops.losses import content_loss, gram_matrix, style_loss, tv_loss
 
 __all__ = ["stylize_still", "optimize_pixels", "scale_style", "check_side",
            "CONTENT_LAYERS", "STYLE_LAYERS", "INITS"]

@@ -1,5 +1,5 @@
 """Perceptual losses: pure functions over VGG features, shared by the Gatys
-optimizer (``pipeline.stylize_still``) and the fast-style trainer.
+optimizer (``pipeline.stages.gatys_optimize``) and the fast-style trainer.
 
 Gatys, Ecker & Bethge, "Image Style Transfer Using Convolutional Neural
 Networks", CVPR 2016: content = feature distance at one deep layer, style =

@@ -8,9 +8,9 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from .atomic import atomic_write
-from .media.images import read_image, write_image
-from .typed_yaml import ParamError
+from ..media.atomic import atomic_write
+from ..media.images import read_image, write_image
+from ..typed_yaml import ParamError
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Whoever does the work (a thread of the local engine, a Ray actor on another
 node) holds a ``Commits``: it writes each file under a temporary name (unique
 per attempt, see ``atomic.partial_name``), fsyncs it, renames it into place
-and hands a record (``pipeline.records``) to ``emit``.  It never writes the
+and hands a record (``pipeline.record.records``) to ``emit``.  It never writes the
 ledger: locally ``emit`` is ``Ledger.apply``; on Ray it sends the record to the
 driver, whose ledger applies it.  What to resume from (``segments``,
 ``scratches``) comes from the ledger too: read from it locally, passed down
@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .atomic import atomic_write, partial_name
+from ..media.atomic import atomic_write, partial_name
 from .records import Done, Failed, ScratchSaved, SegmentSaved, SegmentsDropped
 
 SEGMENTS_DIR = ".segments"

@@ -12,8 +12,8 @@ import os
 from pathlib import Path, PurePath
 from typing import Container, Iterable
 
-from .errors import JobError, Location
-from .ledger import LEDGER_NAME, committed_keys
+from ..errors import JobError, Location
+from ..record.ledger import LEDGER_NAME, committed_keys
 
 
 def check_output_folder(output: Path, source_roots: Iterable[tuple[str, Path, Location]],

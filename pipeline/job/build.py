@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import Job, SourceSpec, StageSpec, load_job
-from .context import RunContext, resolve_device, resolve_precision
-from .errors import JobError, Problems, WeightsError
+from ..machine.context import RunContext, resolve_device, resolve_precision
+from ..errors import JobError, Problems, WeightsError
 from .plan import Plan, make_plan
-from .sources import get_source
-from .stages import get_stage
-from .stages.base import Stage
-from .stages.variants import Variants
+from ..sources import get_source
+from ..stages import get_stage
+from ..stages.base import Stage
+from ..stages.variants import Variants
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ parts with the state after them), so a kill at a slow model costs about
 
 A lock file keeps two runs from writing the same output folder at once.
 
-One writer: the work reports records (``pipeline.records``) after putting its
-files in place (``pipeline.commits``), and ``Ledger.apply`` alone turns them
+One writer: the work reports records (``pipeline.record.records``) after putting its
+files in place (``pipeline.record.commits``), and ``Ledger.apply`` alone turns them
 into lines and deletes what a line supersedes, whether the work ran in this
 process or on a Ray actor.
 
@@ -47,9 +47,9 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from .atomic import partial_of
+from ..media.atomic import partial_of
 from .commits import SEGMENTS_DIR, Commits, Scratch, Segment, is_safe_key, load_state, remove_segments
-from .errors import JobError, PipelineError
+from ..errors import JobError, PipelineError
 from .keyset import NONE, KeySet
 from .records import Done, ScratchSaved, SegmentSaved, SegmentsDropped
 

@@ -1,7 +1,7 @@
 """Records: what processing a unit reports, and what the ledger's one writer turns into lines.
 
 The work (a thread of the local engine, or a Ray actor on another node) writes
-its files under temporary names, moves them into place (``pipeline.commits``)
+its files under temporary names, moves them into place (``pipeline.record.commits``)
 and reports a record; only the driver's ``Ledger.apply`` appends the matching
 ledger line and deletes what the line supersedes (the previous state file, a
 committed segment's scratch parts, a finished clip's segments).  A record is a
