@@ -42,7 +42,7 @@ from pipeline.machine import threads  # noqa: E402
 from pipeline.job.build import prepare, thread_args  # noqa: E402
 from pipeline.engine import run_units  # noqa: E402
 from pipeline.record.ledger import Ledger  # noqa: E402
-from pipeline.record.manifest import write_manifest  # noqa: E402
+from pipeline.job.report import write_outputs_manifest  # noqa: E402
 
 
 def build_tree(root: Path, count: int, per_folder: int) -> None:
@@ -88,7 +88,7 @@ def run_once(job: Path) -> tuple[float, float, int, int]:
     try:
         pending = prepared.plan.units.where(lambda u: not ledger.is_done(u.key))
         summary = run_units(prepared.stages, prepared.ctx, ledger, pending)
-        write_manifest(prepared, ledger, prepared.fingerprint)
+        write_outputs_manifest(prepared, ledger, prepared.fingerprint)
     finally:
         ledger.close()
     if summary.failures:

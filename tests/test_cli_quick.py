@@ -40,7 +40,7 @@ def test_version_names_the_package() -> None:
 
 
 def test_log_levels_are_the_loggers() -> None:
-    from pipeline.cli import LogLevel
+    from pipeline.commands.run import LogLevel
     from pipeline.machine.logs import LEVELS
 
     assert tuple(level.value for level in LogLevel) == LEVELS

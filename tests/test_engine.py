@@ -138,7 +138,7 @@ def test_job_bar_ends_full_when_a_clip_fails_or_its_header_miscounts(monkeypatch
 
 
 def test_summary_speed_reads_as_seconds_per_item_when_slow() -> None:
-    from pipeline.cli import _speed
+    from pipeline.commands.run import _speed
 
     assert _speed(72, 11.2, "frame") == "6.43 frames/s"
     assert _speed(2, 601.4, "image") == "300.7 s/image"  # gatys: not "0.00 images/s"

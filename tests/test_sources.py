@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import sources
+from pipeline.sources import registry
 from pipeline.media.images import read_image
 from pipeline.sources import Source, get_source, register_source, source_keys
 from tests.conftest import make_photos, run_cli_here, write_job
@@ -38,7 +38,7 @@ def listed():
     try:
         yield ListedImages
     finally:
-        sources._SOURCES.pop("listed")
+        registry._SOURCES.pop("listed")
 
 
 def test_a_new_source_kind_runs_without_touching_anything_else(tmp_path: Path, listed) -> None:

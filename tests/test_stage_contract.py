@@ -17,7 +17,7 @@ import yaml
 
 from pipeline.job.config import _parse_variants
 from pipeline.machine.context import RunContext
-from pipeline.machine.device import run_stages
+from pipeline.stages.chain import run_stages
 from pipeline.media.images import write_image
 from pipeline.models.cyclegan import ResnetGenerator
 from pipeline.sources import get_source

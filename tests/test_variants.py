@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from pipeline.job.build import prepare
-from pipeline.job.config import PickOptions
+from pipeline.job.options import PickOptions
 from pipeline.errors import JobError
 from pipeline.record.ledger import Ledger
 from pipeline.job.plan import picked
@@ -409,7 +409,7 @@ def test_with_pick_a_label_goes_where_its_image_went(tree: Path) -> None:
 
 
 def test_strength_on_a_branch_that_resizes_blends_with_its_resized_input(tree: Path) -> None:
-    from pipeline.machine.device import run_stages
+    from pipeline.stages.chain import run_stages
     from pipeline.ops.resize import resize
     from pipeline.stages.variants import chain_for
 

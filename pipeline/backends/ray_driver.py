@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..job.build import Prepared, fingerprint_of
-from ..record.results import Failure, Progress, Summary
-from ..record.ledger import sweep_partials
 from ..job.plan import Unit
+from ..machine.progress import Progress
+from ..record.ledger import sweep_partials
 from ..record.records import Done, Event, Failed, Started, Tally
+from ..record.results import Failure, Summary
 from ..sources import get_source
 from .ray_worker import RUN_FILE, StageWorker
 from .scheduling import ALONE, Call, Dispatch
@@ -247,7 +248,7 @@ def actor_shape(nodes: list[dict], use_gpus: bool, workers: int | None,
     Without, by default: for a job with clips, one actor per node holding all of the smallest
     node's CPUs, so that each node runs the one-machine engine (a clip's frames go through
     one actor in order: its torch needs the node's cores); for images only, one actor per
-    CPU with one thread (small images run faster that way: see the README).  ``workers``
+    CPU with one thread (small images run faster that way: see docs/ray.md).  ``workers``
     actors share the nodes' CPUs evenly, at least one each."""
     alive = [n["Resources"] for n in nodes if n.get("Alive")]
     if use_gpus:

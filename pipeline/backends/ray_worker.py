@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..machine.progress import Progress
 from ..record.commits import Commits, Scratch, Segment, remove_segments
-from ..record.results import Progress, Summary
 from ..record.records import Event, ScratchSaved, SegmentSaved, SegmentsDropped, Started, Tally
+from ..record.results import Summary
 
 RUN_FILE = ".ledger.run"  # the id of the run that holds the output folder, written by the driver
 _END = object()
@@ -108,9 +109,9 @@ class StageWorker:
 
     def __init__(self, job_path: str, precision: str | None = None,
                  batch_size: int | None = None) -> None:
-        from ..machine import threads as thread_budget
         from ..job.build import build_stages, thread_args
         from ..job.config import load_job
+        from ..machine import threads as thread_budget
 
         self.job = load_job(job_path)
         self.ctx, self.stages = build_stages(self.job, precision=precision, batch_size=batch_size)
@@ -132,8 +133,8 @@ class StageWorker:
                 fingerprint: dict) -> Iterator[list]:
         """Run ``units`` through the stages; yield the records as they happen (lists of those
         that came within ``BATCH_S`` of each other), then a Tally."""
-        from ..job.build import fingerprint_of
         from ..engine import run_units
+        from ..job.build import fingerprint_of
 
         if fingerprint_of(self.ctx, self.stages, self.job.sources) != fingerprint:
             raise RuntimeError("this worker's stages differ from the driver's (another weights "

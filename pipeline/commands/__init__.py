@@ -1,1 +1,1 @@
-"""CLI commands beyond run/validate, one module each; wired in pipeline/cli.py."""
+"""The command line's commands, one module each (run, validate, stylize, sheet, stylize-still, train ...); wired in pipeline/cli.py.  The only modules that print or exit."""

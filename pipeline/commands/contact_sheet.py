@@ -1,7 +1,6 @@
 """A contact sheet: one row per image, input | output, to look at a run at a glance."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -10,20 +9,6 @@ import numpy as np
 
 from ..media.atomic import atomic_write
 from ..media.images import read_image, write_image
-from ..typed_yaml import ParamError
-
-
-@dataclass(frozen=True)
-class ContactSheetOptions:
-    path: Path  # where to write it (png); relative paths resolve against the job's folder
-    images: int = 6  # rows, the first outputs in plan order
-    height: int = 160  # of each row, in pixels
-
-    def __post_init__(self) -> None:
-        if self.images < 1:
-            raise ParamError("images", f"images must be at least 1, got {self.images}")
-        if not 16 <= self.height <= 2048:
-            raise ParamError("height", f"height must be 16..2048, got {self.height}")
 
 
 def make_contact_sheet(pairs: list[tuple[Path | Callable[[], np.ndarray], Path]], dest: Path,

@@ -74,8 +74,8 @@ def make_sheet(image: Path, models: list[Path], levels: list[float], preserve_co
     import numpy as np
     import torch
 
-    from ..machine.context import RunContext, resolve_device
     from ..errors import MediaError, WeightsError
+    from ..machine.context import RunContext, resolve_device
     from ..media.images import read_image
     from ..models.checkpoints import inspect_checkpoint, stylizer_families
     from ..ops.resize import resize_to, target_size

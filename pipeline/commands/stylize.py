@@ -5,7 +5,7 @@
     stylize INPUT... --style-image PAINTING [--style-image P2 ...] [--alpha A] -o OUT ...
 
 It writes the job a user would write (absolute paths) and runs it through
-``cli.run_job``, the body of ``run``: one code path.  The job is kept as
+``commands.run.run_job``, the body of ``run``: one code path.  The job is kept as
 ``OUT/.stylize_job.yaml``, so the ledger resumes it like any job: the same
 command run again skips what is done.  ``--save-job FILE`` writes the job to
 FILE and runs nothing, for editing (add ``temporal_smooth``, ``tv_denoise``,
@@ -124,7 +124,7 @@ def command(
         typer.echo(f"wrote {save_job}; run it with: python run_pipeline.py {save_job}", err=True)
         raise typer.Exit(EXIT_OK)
 
-    from ..cli import run_job
+    from .run import run_job
 
     job = out / JOB_NAME
     _write(job, text)
@@ -136,7 +136,7 @@ def job_text(sources: list[tuple[str, Path]], output: Path, weights: Path, stage
              preserve_color: bool = False, styles: list[Path] = (), alpha: float = 1.0) -> str:
     """The job file a user would write for these options (paths absolute)."""
     lines = ["# Written by `run_pipeline.py stylize`; edit it and run it with",
-             "# `run_pipeline.py THIS_FILE` (see README.md, The job file).",
+             "# `run_pipeline.py THIS_FILE` (see docs/job-file.md).",
              f"name: {_scalar(output.name or 'stylize')}",
              "sources:"]
     lines += [f"  - {kind}: {_scalar(str(path))}" for kind, path in sources]

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..record.commits import Commits
-from ..machine.context import RunContext
 from ..job.plan import Unit
+from ..machine.context import RunContext
+from ..machine.progress import Progress
+from ..record.commits import Commits
+from ..record.results import Failure, StageTimes, Summary
 from ..stages.base import Stage
 from .engine import WAYS, Engine
-from ..record.results import Failure, Progress, StageTimes, Summary
 from .way import Way
 
 __all__ = ["Engine", "Failure", "Progress", "StageTimes", "Summary", "WAYS", "Way", "run_units"]

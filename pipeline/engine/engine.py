@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import queue
-from concurrent.futures import ThreadPoolExecutor
 import threading
 import time
 from dataclasses import dataclass
@@ -27,21 +26,20 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 
-from ..machine.batching import BatchSizer, is_out_of_memory
-from ..record.commits import Commits
-from ..machine.context import RunContext
 from ..errors import storage_error
-from ..record.ledger import LedgerWriteError
-from ..machine.memory import MemoryGate
 from ..job.plan import Unit
-from ..stages.base import Stage
-from ..machine.threads import current as thread_budget
+from ..machine.batching import BatchSizer, is_out_of_memory
+from ..machine.context import RunContext
+from ..machine.progress import Progress
 from ..machine.threads import follower as load_follower
+from ..record.commits import Commits
+from ..record.results import Summary
+from ..stages.base import Stage
+from ..stages.chain import StageFailed
 from .batcher import Batch, Batcher
-from ..machine.device import StageFailed, reason_of
 from .files import FileWay
 from .images import ImageWay
-from ..record.results import Failure, Progress, StageTimes, Summary
+from .run_state import RunState
 from .shards import ShardWay
 from .video import VideoWay
 from .way import Way
@@ -71,39 +69,21 @@ class _Lane:
     thread: threading.Thread
 
 
-class Engine:
-    """Runs units through a chain of stages: decode, transforms, encode."""
+class Engine(RunState):
+    """Runs units through a chain of stages: decode, transforms, encode.  The state the ways
+    share is ``RunState``'s; the threads, queues and batching are this class's."""
 
     def __init__(self, stages: Sequence[Stage], ctx: RunContext, commits: Commits, *,
                  workers: int | None = None, encoders: int | None = None,
                  flow_threads: int | None = None, progress: Progress | None = None,
                  commit_every: float = 60.0) -> None:
-        self.decode, *self.middle, self.encode = stages
-        assert self.decode.kind == "decode" and self.encode.kind == "encode"
-        self.ctx = ctx
-        self.commits = commits  # the Ledger itself, or a Ray actor's (records to the driver)
-        self.commit_every = commit_every  # seconds of work a kill may cost, at most (video)
-        self.workers = workers or thread_budget().workers  # reader threads, writer lanes
-        self.encoders = encoders or thread_budget().encoders  # video segments encoded at once
-        self.flow_threads = flow_threads or thread_budget().flow  # optical flow pairs at once
-        self._flow_pool: ThreadPoolExecutor | None = None
+        super().__init__(stages, ctx, commits, workers=workers, encoders=encoders,
+                         flow_threads=flow_threads, progress=progress, commit_every=commit_every)
         caps = [s.max_batch for s in self.middle if s.max_batch is not None]
         self.sizer = BatchSizer(ctx, cap=min(caps, default=None))
-        self.progress = progress or Progress()
-        # Sources too big for this machine fail alone, before decoding (see memory.py);
-        # one gate per run, so free memory is measured once.
-        self.memory_gate = MemoryGate(self.middle, ctx)
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._summary = Summary()
-        self._dead: set[str] = set()  # failed units: their pieces and results are dropped
         self._lanes: dict[str, _Lane] = {}  # an ordered unit's writer lane
         self._shared: queue.Queue | None = None  # independent results, for any writer lane
         self._load = load_follower()  # torch's share follows other processes' load (threads.py)
-
-    @property
-    def times(self) -> StageTimes:
-        return self._summary.times
 
     # -- public -------------------------------------------------------------
     def run(self, units: Sequence[Unit]) -> Summary:
@@ -128,67 +108,6 @@ class Engine:
                 self._flow_pool.shutdown(wait=True, cancel_futures=True)
         self._summary.wall_s = time.perf_counter() - start
         return self._summary
-
-    def flow_pool(self) -> ThreadPoolExecutor:
-        """Where a way computes what depends on its inputs only (optical flow), ahead of the
-        device: ``flow_threads`` at once."""
-        with self._lock:
-            if self._flow_pool is None:
-                self._flow_pool = ThreadPoolExecutor(self.flow_threads, thread_name_prefix="flow")
-            return self._flow_pool
-
-    def stop(self) -> None:
-        """Stop the run as each thread next looks (within ``POLL_S``), as Ctrl-C does: what is
-        committed stays, the next run redoes the rest."""
-        self._summary.interrupted = True
-        self._stop.set()
-
-    def stopping(self, unit: Unit | None = None) -> bool:
-        """The run is stopping, or ``unit`` failed: work on it should be dropped."""
-        return self._stop.is_set() or (unit is not None and self._is_dead(unit))
-
-    def count(self, *, done: int = 0, frames: int = 0, segments: int = 0) -> None:
-        with self._lock:
-            self._summary.done += done
-            self._summary.frames += frames
-            self._summary.segments += segments
-
-    def fail(self, way: Way, unit: Unit, stage: str, exc: BaseException, *,
-             opened: bool = True) -> None:
-        """Record a failed unit (summary, ledger, progress) once, and drop its work; the run
-        goes on, unless the failure is the output side's (a full disk): see ``_stop_run``."""
-        if storage_error(exc) is not None:
-            self._stop_run(exc)
-            return
-        reason = reason_of(exc)
-        for one in unit.members or (unit,):  # a read of several variants fails each of them
-            with self._lock:
-                if one.key in self._dead:
-                    continue
-                self._dead.add(one.key)
-                self._summary.failures.append(Failure(one.source, stage, reason, one.variant))
-            try:
-                self.commits.record_failure(str(one.source), stage, reason, one.key)
-            except OSError as ledger_exc:  # the ledger's disk filled up while recording it
-                self._stop_run(ledger_exc)
-            way.failed(one, opened)
-
-    def fail_part(self, unit: Unit, part: str, stage: str, exc: BaseException) -> None:
-        """Record a failure inside ``unit`` that the unit goes on without (a tar shard's bad
-        sample, left out of the output shard): in the summary and the ledger's failure lines
-        like a failed unit, with ``part`` before the reason, but the unit is not failed.  The
-        ledger line carries no key: the unit itself is not over (a Ray driver takes a keyed
-        failure for its end)."""
-        if storage_error(exc) is not None:
-            self._stop_run(exc)
-            return
-        reason = f"{part}: {reason_of(exc)}"
-        with self._lock:
-            self._summary.failures.append(Failure(unit.source, stage, reason, unit.variant))
-        try:
-            self.commits.record_failure(str(unit.source), stage, reason)
-        except OSError as ledger_exc:
-            self._stop_run(ledger_exc)
 
     # -- one way's units ----------------------------------------------------
     def _run_way(self, way: Way, units: Iterable[Unit]) -> None:
@@ -333,9 +252,6 @@ class Engine:
             yield result
 
     # -- helpers ------------------------------------------------------------
-    def _is_dead(self, unit: Unit) -> bool:
-        return all(one.key in self._dead for one in unit.members or (unit,))
-
     def _put(self, q: queue.Queue, item: object, unit: Unit | None = None) -> bool:
         """A blocking put (the back-pressure) that gives up once the run is stopping or
         ``unit`` failed; False if it gave up."""
@@ -371,24 +287,6 @@ class Engine:
                             f"{type(exc).__name__}: {exc}; please report it")
                 self._stop_run(exc)
         return run
-
-    def _stop_run(self, exc: BaseException) -> None:
-        """A full disk or an unwritable ledger fails every unit after this one too, and the
-        next record could not be written anyway: stop every thread now, keep what is
-        committed (the ledger never holds a torn line), and say what to do."""
-        cause = storage_error(exc) or exc
-        if isinstance(cause, LedgerWriteError):  # it names the ledger itself
-            what = str(cause)
-        else:
-            where = getattr(cause, "filename", None) or getattr(exc, "path", None)
-            what = (f"cannot write{f' {where}' if where else ''}: "
-                    f"{getattr(cause, 'strerror', None) or cause}")
-        with self._lock:
-            if self._summary.fatal is None:
-                self._summary.fatal = (f"{what}; free space (or make the output folder writable) "
-                                       "and run the same command again: committed outputs are kept")
-        self._stop.set()
-
 
 class _Todo:
     """The units a way's readers share, taken one at a time from an iterator (a lock makes

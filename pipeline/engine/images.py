@@ -20,11 +20,12 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from ..media.images import ImageHeader
 from ..job.plan import Unit
+from ..machine.device import frames_to_device, to_host_uint8
+from ..media.images import ImageHeader
+from ..stages.chain import StageFailed, run_stages
 from ..stages.variants import find_variants
 from .batcher import Batch, Piece
-from ..machine.device import StageFailed, frames_to_device, run_stages, to_host_uint8
 from .way import Way
 
 

@@ -31,13 +31,14 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 import numpy as np
 import torch
 
-from ..machine.batching import is_out_of_memory
 from ..errors import MediaError
+from ..job.plan import Unit
+from ..machine.batching import is_out_of_memory
+from ..machine.device import frames_to_device, to_host_uint8
 from ..media.images import ImageHeader, decode_image, header_of
 from ..media.shards import Member, Sample, ShardReader, ShardWriter
-from ..job.plan import Unit
+from ..stages.chain import StageFailed, run_stages
 from .batcher import Batch, Piece
-from ..machine.device import StageFailed, frames_to_device, run_stages, to_host_uint8
 from .way import Way
 
 if TYPE_CHECKING:

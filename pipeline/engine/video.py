@@ -17,86 +17,31 @@ engine's queue sizes, whatever a clip's length.
 """
 from __future__ import annotations
 
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from ..record.commits import load_state
 from ..errors import MediaError
-from ..machine.memory import host_available_bytes
-from ..media.video import Planes, VideoInfo
-from ..media.video_write import check_frame_size, colour_plan
-from ..ops.colour import MATRICES, rgb_to_yuv420_float, yuv420_to_rgb_small
 from ..job.plan import Unit
+from ..machine.device import (frames_to_device, planes_from_device, planes_to_device,
+                              planes_to_host, sync, to_host_uint8)
+from ..machine.memory import host_available_bytes
 from ..machine.threads import current as thread_budget
+from ..media.video import Planes, VideoInfo
+from ..media.video_write import check_frame_size
+from ..ops.colour import rgb_to_yuv420_float, yuv420_to_rgb_small
+from ..record.commits import load_state
+from ..stages.chain import StageFailed, run_stages
 from .batcher import Batch, Piece
-from ..machine.device import (StageFailed, frames_to_device, planes_from_device, planes_to_device,
-                     planes_to_host, run_stages, sync, to_host_uint8)
+from .clips import Clip, Computed, Frame, device_colour, load_scratch
 from .segments import SegmentJob
 from .way import Way
 
 if TYPE_CHECKING:
-    from ..stages.temporal_smooth import ClipState
-    from .engine import Engine
-
-
-@dataclass
-class _Clip:
-    """One clip in flight, set up by ``open`` (``smoothing.prev_out`` then belongs to the
-    device thread, ``smoothing.guider`` to the reader)."""
-
-    unit: Unit
-    info: VideoInfo
-    segment_frames: int
-    first_segment: int  # the index of the first segment this run writes
-    frames_before: int  # frames already committed by earlier runs
-    smoothing: ClipState | None  # the temporal stage's state for this clip (None without one)
-    scratch: list = field(default_factory=list)  # saved parts of the open segment, to replay
-    resume_from: object = None  # the last Segment or Scratch committed (None: from the start)
-    encoders: int = 1  # its segments encoded at once, at most
-    # (matrix, full range) of its 4:2:0 frames when the device converts them (pipeline.ops.colour)
-    colour: tuple[int, bool] | None = None
-    smooth_planes: bool = False  # temporal_smooth runs on its 4:2:0 planes (VideoWay._smooth_planes)
-    # the writer is due to save the open segment's frames: the device keeps the state it needs
-    want_state: threading.Event = field(default_factory=threading.Event)
-    # set by the reader once the clip's frames are all read (before the engine's unit end):
-    end_input_state: np.ndarray | None = None  # the guider's state after the last frame
-    end_pts_adjusted: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.unit.key
-
-
-@dataclass(frozen=True)
-class _Frame:
-    """A piece's ``data``: what the writer needs beside the pixels."""
-
-    pts: int
-    duration: int | None
-    guide: object  # the temporal guide, a Future of the flow pool (None without a temporal stage)
-    pts_adjusted: bool  # the reader bumped some pts of the clip up to this frame
-    # the guider's state after this frame, taken at a segment's end or when the writer wants
-    # a state (after a frame it is never None, so None here means "not taken")
-    input_state: np.ndarray | None = None
-
-
-@dataclass
-class _Computed:
-    """Consecutive output frames of one clip, what ``run`` hands the clip's writer."""
-
-    frames: np.ndarray  # uint8 N x H x W x 3 (N may be 0: the end of a clip)
-    pts: list[int]
-    durations: list[int | None]
-    ends_segment: bool
-    last: bool  # the clip's end
-    pts_adjusted: bool
-    state: dict[str, np.ndarray] | None  # the state after the last frame, at a commit point
+    from .run_state import RunState
 
 
 class VideoWay(Way):
@@ -105,7 +50,7 @@ class VideoWay(Way):
     device_colour: bool | None = None  # convert 4:2:0 on the device; None: on CUDA only
     smooth_planes: bool = True  # False: temporal_smooth always on RGB (to compare the two)
 
-    def __init__(self, engine: Engine, variant: str | None = None) -> None:
+    def __init__(self, engine: RunState, variant: str | None = None) -> None:
         super().__init__(engine, variant)
         middle = self.middle  # this variant's flat chain: a clip is decoded once per variant
         temporal = [i for i, s in enumerate(middle) if s.kind == "temporal"]
@@ -114,7 +59,7 @@ class VideoWay(Way):
         self.temporal = middle[split] if temporal else None
         self.after = middle[split + 1:]
         self._infos: dict[str, VideoInfo] = {}
-        self._clips: dict[str, _Clip] = {}
+        self._clips: dict[str, Clip] = {}
         self._announced: dict[str, int] = {}  # frames each clip added to the job's total
         self._output_hw: dict[str, tuple[int, int]] = {}  # each clip's frames as encoded
         # No stage touches the pixels: frames go from the decoder to the encoder as they are
@@ -184,7 +129,7 @@ class VideoWay(Way):
         return done, segments, scratch
 
     # -- read: a reader thread ----------------------------------------------
-    def open(self, unit: Unit) -> _Clip:
+    def open(self, unit: Unit) -> Clip:
         engine, info = self.engine, self._infos[unit.key]
         frames_before, segments, scratch = self._resume_point(unit)
         last = scratch[-1] if scratch else segments[-1] if segments else None  # where to resume
@@ -205,7 +150,7 @@ class VideoWay(Way):
         seconds = engine.encode.params.video.segment_seconds
         segment_frames = max(1, round(seconds * float(info.rate or 25)))
         colour = device_colour(info)
-        clip = _Clip(unit=unit, info=info, first_segment=len(segments), frames_before=frames_before,
+        clip = Clip(unit=unit, info=info, first_segment=len(segments), frames_before=frames_before,
                      segment_frames=segment_frames, smoothing=smoothing, scratch=scratch,
                      resume_from=last, encoders=self._encoders_for(unit, segment_frames),
                      colour=colour, smooth_planes=self._smooth_planes and colour is not None)
@@ -223,7 +168,7 @@ class VideoWay(Way):
         room = host_available_bytes() // 4 // max(1, engine.workers)
         return max(1, min(share, room // max(1, segment_frames * h * w * 3)))
 
-    def pieces(self, clip: _Clip) -> Iterator[Piece]:
+    def pieces(self, clip: Clip) -> Iterator[Piece]:
         engine, unit, last = self.engine, clip.unit, clip.resume_from
         # Resume after the committed frames: counted from the start, or found by seeking just past
         # the last committed pts where the reader says that is exact; never by seeking once a pts
@@ -258,7 +203,7 @@ class VideoWay(Way):
                 taken = guider is not None and (ends_segment or clip.want_state.is_set())
                 image = frame.planes if frame.planes is not None else frame.rgb
                 yield Piece(unit, image, ordered=True, cut=ends_segment,
-                            data=_Frame(frame.pts, frame.duration, guide, adjusted,
+                            data=Frame(frame.pts, frame.duration, guide, adjusted,
                                         guider.state if taken else None))
         finally:
             getattr(frames, "close", lambda: None)()  # closes the container now, not at GC
@@ -268,7 +213,7 @@ class VideoWay(Way):
         clip.end_pts_adjusted = adjusted
 
     @staticmethod
-    def _flow_input(frame, clip: _Clip, guider) -> np.ndarray:
+    def _flow_input(frame, clip: Clip, guider) -> np.ndarray:
         """The RGB frame the guider takes: decoded planes converted at the flow's size."""
         if frame.planes is None:
             return frame.rgb
@@ -280,7 +225,7 @@ class VideoWay(Way):
             return guider.pair(prev, cur)
 
     # -- run: the device thread ---------------------------------------------
-    def run(self, batch: Batch) -> list[_Computed]:
+    def run(self, batch: Batch) -> list[Computed]:
         """Stages, then the smoothing scan, on consecutive frames of one clip."""
         clip, pieces = self._clips.get(batch.unit.key), batch.pieces
         if clip is None:  # its lane is over (it failed or the run stopped): nothing to write
@@ -292,7 +237,7 @@ class VideoWay(Way):
                                             [self._guide(p.data.guide) for p in pieces], prev_out)
             if clip.smoothing is not None:
                 clip.smoothing.prev_out = prev_out  # only after the whole batch succeeded
-        tail: _Frame | None = pieces[-1].data if pieces else None
+        tail: Frame | None = pieces[-1].data if pieces else None
         ends_segment = batch.last or (tail is not None and pieces[-1].cut)
         if batch.last:
             input_state, adjusted = clip.end_input_state, clip.end_pts_adjusted
@@ -302,7 +247,7 @@ class VideoWay(Way):
         if (clip.smoothing is not None and (ends_segment or clip.want_state.is_set())
                 and (batch.last or input_state is not None)):
             state = clip.smoothing.state_dict(input_state)
-        return [_Computed(frames, [p.data.pts for p in pieces], [p.data.duration for p in pieces],
+        return [Computed(frames, [p.data.pts for p in pieces], [p.data.duration for p in pieces],
                           ends_segment, batch.last, adjusted, state)]
 
     def _guide(self, pending):
@@ -314,7 +259,7 @@ class VideoWay(Way):
         except Exception as exc:
             raise StageFailed(self.temporal.name, exc) from exc
 
-    def _stages(self, clip: _Clip, frames: list, guides: list, prev_out
+    def _stages(self, clip: Clip, frames: list, guides: list, prev_out
                 ) -> tuple[list, object]:
         ctx, times, n = self.engine.ctx, self.engine.times, len(frames)
         if self._pass_through:
@@ -356,7 +301,7 @@ class VideoWay(Way):
         return out, prev_out
 
     # -- write: the clip's lane ---------------------------------------------
-    def write(self, clip: _Clip, items: Iterable[_Computed]) -> None:
+    def write(self, clip: Clip, items: Iterable[Computed]) -> None:
         """Feed each batch to its segment's encoder (``segments.SegmentJob``: up to
         ``clip.encoders`` segments encode at once, committed in order), and on the wall-clock
         cadence save the open segment's frames so far (``_save_scratch``)."""
@@ -389,7 +334,7 @@ class VideoWay(Way):
         try:
             for saved in clip.scratch:  # a resumed open segment: the same frames, the same bytes
                 job = job or open_job()
-                job.feed(_load_scratch(saved.path))
+                job.feed(load_scratch(saved.path))
             for done in items:
                 n = len(done.pts)
                 if n:
@@ -438,7 +383,7 @@ class VideoWay(Way):
             # not at the end of a run of many clips.
             self._clips.pop(clip.unit.key, None)
 
-    def _segment_job(self, clip: _Clip, index: int, partial: Path, cancelled,
+    def _segment_job(self, clip: Clip, index: int, partial: Path, cancelled,
                      previous: SegmentJob | None) -> SegmentJob:
         engine, key = self.engine, clip.unit.key
 
@@ -452,8 +397,8 @@ class VideoWay(Way):
             fail=lambda exc: engine.fail(self, clip.unit, engine.encode.name, exc),
             timing=lambda frames: engine.times.timing("encode", frames))
 
-    def _save_scratch(self, clip: _Clip, index: int, part: int, pending: list, frames_total: int,
-                      done: _Computed) -> None:
+    def _save_scratch(self, clip: Clip, index: int, part: int, pending: list, frames_total: int,
+                      done: Computed) -> None:
         """Segments close on frame counts (so a resumed clip decodes to the same frames), which
         at a slow model can be many minutes apart; between them, the frames encoded so far are
         saved losslessly with the state after them, so a kill costs about ``commit_every``."""
@@ -468,7 +413,7 @@ class VideoWay(Way):
                 [pts for _, pts, _ in pending], [duration for _, _, duration in pending],
                 frames_total=frames_total, pts_adjusted=done.pts_adjusted, state=done.state)
 
-    def _finish(self, clip: _Clip) -> None:
+    def _finish(self, clip: Clip) -> None:
         """All segments are committed: join them, with the audio, into the output."""
         engine, key = self.engine, clip.unit.key
         segments = [s.path for s in engine.commits.segments(key)]
@@ -494,21 +439,3 @@ class _Cancelled(Exception):
     """The run is stopping or the clip failed while its lane waited."""
 
 
-def device_colour(info: VideoInfo) -> tuple[int, bool] | None:
-    """(matrix, full range) for converting a clip's 4:2:0 frames on the device, by the reading
-    and writing rules (``colour_plan``); None for a matrix only libswscale converts."""
-    tags = colour_plan(info)[2]
-    if tags["colorspace"] not in MATRICES:
-        return None
-    return tags["colorspace"], tags["color_range"] == 2
-
-
-def _load_scratch(path: Path) -> list[tuple[np.ndarray | Planes, int, int | None]]:
-    """A scratch part's frames: RGB (``frames``), or the decoder's planes (``y``, ``u``, ``v``)."""
-    with np.load(path) as data:
-        if "frames" in data.files:
-            images = list(data["frames"])
-        else:
-            images = [Planes(y, u, v) for y, u, v in zip(data["y"], data["u"], data["v"])]
-        return [(image, int(pts), None if duration < 0 else int(duration))
-                for image, pts, duration in zip(images, data["pts"], data["durations"])]

@@ -26,7 +26,7 @@ from ..stages.variants import chain_for
 from .batcher import Batch, Piece
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .run_state import RunState
 
 
 class Way:
@@ -37,7 +37,7 @@ class Way:
     # variant's flat chain (``stages/variants.py::chain_for``)
     fans_out: ClassVar[bool] = False
 
-    def __init__(self, engine: Engine, variant: str | None = None) -> None:
+    def __init__(self, engine: RunState, variant: str | None = None) -> None:
         self.engine = engine
         self.variant = variant
         self.middle = (engine.middle if variant is None or self.fans_out

@@ -9,14 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import Job, SourceSpec, StageSpec, load_job
-from ..machine.context import RunContext, resolve_device, resolve_precision
 from ..errors import JobError, Problems, WeightsError
-from .plan import Plan, make_plan
+from ..machine.context import RunContext, resolve_device, resolve_precision
 from ..sources import get_source
+from ..sources.base import SourceSpec
 from ..stages import get_stage
 from ..stages.base import Stage
 from ..stages.variants import Variants
+from .config import Job, StageSpec, load_job
+from .plan import Plan, make_plan
 
 
 @dataclass(frozen=True)

@@ -10,33 +10,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..commands.contact_sheet import ContactSheetOptions
-from ..record.manifest import ManifestOptions
 from ..errors import JobError, Location, Problems
 from ..machine.precisions import PRECISIONS
 from ..sources import get_source, source_keys
+from ..sources.base import SourceSpec
 from ..stages import get_stage, stage_names
 from ..stages.variants import Branch, VariantsParams
-from ..typed_yaml import (Node, ParamError, ParseContext, describe, did_you_mean, load_yaml,
-                         parse_dataclass, parse_value)
+from ..typed_yaml import (Node, ParseContext, describe, did_you_mean, load_yaml, parse_dataclass,
+                          parse_value)
+from .options import ContactSheetOptions, ManifestOptions, PickOptions
 
 TOP_LEVEL_KEYS = ("name", "sources", "output", "device", "precision", "batch_size", "workers", "threads",
                   "encoders", "commit_every", "stages", "contact_sheet", "manifest", "pick")
+#: keys a ``sources:`` entry takes beside its kind; the folder ones not for a kind of options
+SOURCE_ENTRY_KEYS = ("into", "sidecars", "exclude")
+FOLDER_ONLY_KEYS = ("sidecars", "exclude")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    kind: str  # the source kind's key in pipeline.sources ("images", "videos", ...)
-    pattern: str  # as written in the job
-    path: Path  # resolved against the job's folder (may hold glob characters)
-    into: str  # sub-folder under the output folder ("" for none)
-    location: Location
-    # non-source files carried to the output tree byte for byte: glob patterns relative to the
-    # source's root (a pattern without '/' matches a name at any depth), and/or same_stem
-    sidecars: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()  # glob patterns relative to the root: files not taken
-    options: Any = None  # a kind with ``Options`` (``generate:``): its typed mapping
 
 
 @dataclass(frozen=True)
@@ -50,19 +39,6 @@ class StageSpec:
     @property
     def where(self) -> str:
         return f"{self.within or 'stages'}[{self.index}] ({self.name})"
-
-
-@dataclass(frozen=True)
-class PickOptions:
-    """The job's ``pick:``: each image through ``count`` of the variants, chosen per image
-    from ``seed`` and the image's key alone (see plan.py), so every run picks the same."""
-
-    count: int
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.count < 1:
-            raise ParamError("count", f"count must be at least 1, got {self.count}")
 
 
 @dataclass(frozen=True)
@@ -201,7 +177,7 @@ def _parse_source(i: int, item: Node, ctx: ParseContext) -> SourceSpec:
         raise JobError(f"expected a mapping like 'images: photos/', got {describe(item.value)}",
                        location=item.location, where=where)
     known = source_keys()
-    options = ("into", "sidecars", "exclude")
+    options = SOURCE_ENTRY_KEYS
     kinds = [k for k in item.value if k in known]
     for key, loc in item.key_locations.items():
         if key not in known and key not in options:
@@ -216,7 +192,7 @@ def _parse_source(i: int, item: Node, ctx: ParseContext) -> SourceSpec:
     options = None
     if get_source(kind).Options is not None:  # a mapping of options, not a path
         options = parse_dataclass(get_source(kind).Options, item.value[kind], f"{where}.{kind}", ctx)
-        for key in ("sidecars", "exclude"):
+        for key in FOLDER_ONLY_KEYS:
             if key in item.value:
                 raise JobError(f"'{key}' does not apply to a '{kind}' source (it reads no folder)",
                                location=item.key_locations[key], where=where)

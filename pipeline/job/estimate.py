@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .build import Prepared
-from ..machine.device import run_stages, upload
+from ..machine.device import upload
+from ..stages.chain import run_stages
 from ..stages.variants import chain_for
+from .build import Prepared
 
 REPEATS = 3
 

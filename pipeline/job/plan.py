@@ -27,13 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Callable, Iterator
 
-from .config import Job, PickOptions, SourceSpec
 from ..errors import JobError
 from ..record.keyset import duplicates_of
-from .safety import (check_output_folder, check_output_paths, check_side_file, check_writable,
-                     real_path)
 from ..sources import Source, get_source
-from ..sources.walk import stem_of
+from ..sources.base import SourceSpec
+from ..sources.walk import real_path, stem_of
+from .config import Job
+from .options import PickOptions
+from .safety import check_output_folder, check_output_paths, check_side_file, check_writable
 
 
 @dataclass(frozen=True, slots=True)  # slots: a 100k-file job holds 100k of them

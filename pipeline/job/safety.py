@@ -8,12 +8,12 @@ deletes on ``--restart`` (see ledger.py): a record is not proof of ownership.
 from __future__ import annotations
 
 import os
-
 from pathlib import Path, PurePath
 from typing import Container, Iterable
 
 from ..errors import JobError, Location
 from ..record.ledger import LEDGER_NAME, committed_keys
+from ..sources.walk import real_path
 
 
 def check_output_folder(output: Path, source_roots: Iterable[tuple[str, Path, Location]],
@@ -124,16 +124,6 @@ def check_side_file(path: Path, output: Path, source_roots: Iterable[Path], sour
             raise JobError(f"'{path}' lies in the source folder '{root}': the next run would "
                            f"read it as a source", location=location, where=where,
                            hint="write it next to the outputs, e.g. 'out/sheet.png'")
-
-
-def real_path(path: str, real: dict[str, str]) -> str:
-    """``os.path.realpath(path)``, with each folder's real path cached in ``real``: a
-    100k-file tree has a few hundred folders, and resolving costs a stat per component."""
-    folder, name = os.path.split(path)
-    if folder not in real:
-        real[folder] = os.path.realpath(folder)
-    joined = os.path.join(real[folder], name)
-    return os.path.realpath(joined) if os.path.islink(joined) else joined
 
 
 def _outer_outputs(out: Path) -> list[tuple[Path, set[str]]]:

@@ -44,7 +44,7 @@ def resolve_precision(requested: str, device: torch.device) -> str:
 
     On CPU, bf16 pays only where the cores have native bf16 (avx512_bf16,
     AMX): the dev machine has avx512_bf16 and ran jobs/film_vangogh.yaml 1.74x
-    faster in bf16 (README).  Elsewhere oneDNN emulates it, and output bytes
+    faster in bf16 (docs/devices-and-performance.md).  Elsewhere oneDNN emulates it, and output bytes
     would then depend on the CPU model, so auto stays fp32 and bf16 is the
     user's explicit choice.
     """

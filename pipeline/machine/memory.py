@@ -33,14 +33,25 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import torch
 
-from .context import RunContext
 from ..errors import MediaError
 from ..media.images import ImageHeader, image_header
-from ..stages.base import Stage
+from .context import RunContext
+
+
+class Stage(Protocol):
+    """What the gate asks of a transform stage (``pipeline.stages.base.Stage`` is one): a
+    protocol, not an import, so the machine room stays below the stages."""
+
+    name: str
+
+    def peak_bytes(self, channels: int, height: int, width: int, itemsize: int) -> int: ...
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]: ...
+
 
 BUDGET_ENV = "STYLIZE_MEMORY_BUDGET"
 #: the share of the free memory one image may take: the estimates are within

@@ -13,7 +13,7 @@ barrier after every parallel region, so one thread that shares its core with a
 busy process holds up all the others.  Our own decode/flow/encode workers
 mostly wait on queues and do not: on an idle 2-core box torch with both cores
 beside them ran 1.6x faster than torch with the one core left after reserving
-one for them (``benchmarks/busy_machine.py``, README).  So with ``threads:
+one for them (``benchmarks/busy_machine.py``, docs/devices-and-performance.md).  So with ``threads:
 auto`` torch gets the cores *other processes* leave free: it starts with the
 fixed split below, then measures after a second and every few seconds from
 ``/proc/stat`` (busy time of our CPUs minus our own process's), and the device
@@ -31,7 +31,7 @@ over the encoder's threads), so that one long clip can use every core for
 encoding.  ``flow`` threads compute temporal_smooth's optical flow, a pair of
 frames each, ahead of the device (half the cores).  An explicit ``OMP_NUM_THREADS`` caps torch's count.
 
-``apply`` is called once at the start of a run (``cli.run_job``); ``current``
+``apply`` is called once at the start of a run (``commands.run.run_job``); ``current``
 is what was applied, or what would be for this machine; ``follower`` gives the
 device loop its ``LoadFollower`` (None when the split is fixed).
 """

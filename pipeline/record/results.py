@@ -1,4 +1,4 @@
-"""What a run reports: failures, per-step busy times, the summary, and progress calls."""
+"""What a run reports: failures, per-step busy times, the summary."""
 from __future__ import annotations
 
 import threading
@@ -72,19 +72,3 @@ class Summary:
         self.fatal = self.fatal or other.fatal
         for step, seconds in other.times.seconds.items():
             self.times.add(step, seconds, other.times.frames[step])
-
-
-class Progress:
-    """What the engine reports as it goes; the CLI draws bars from it.  Calls come from any thread."""
-
-    def add_total(self, frames: int) -> None:
-        """More frames to do than first announced (clips are probed as they start);
-        negative for frames that will not come (a clip that failed to start)."""
-
-    def clip_started(self, name: str, total: int | None, done: int) -> None: ...
-
-    def frames_done(self, n: int, clip: str | None = None) -> None: ...
-
-    def unit_finished(self, ok: bool, clip: str | None = None) -> None:
-        """A unit is over; a clip's frames not done by now (it failed, or its
-        header's frame count was off) leave the job's total."""

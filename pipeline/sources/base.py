@@ -13,17 +13,33 @@ images batched in order, committed whole).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, Callable, ClassVar, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator
 
-from ..errors import JobError
+from ..errors import JobError, Location
 from .walk import PatternError, find, folder_and_stem, matches_any, split_pattern
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..job.config import SourceSpec
     from ..media.video import DecodedFrame, VideoInfo
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A job's ``sources:`` entry, as parsed (``pipeline.job.config``)."""
+
+    kind: str  # the source kind's key in pipeline.sources ("images", "videos", ...)
+    pattern: str  # as written in the job
+    path: Path  # resolved against the job's folder (may hold glob characters)
+    into: str  # sub-folder under the output folder ("" for none)
+    location: Location
+    # non-source files carried to the output tree byte for byte: glob patterns relative to the
+    # source's root (a pattern without '/' matches a name at any depth), and/or same_stem
+    sidecars: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()  # glob patterns relative to the root: files not taken
+    options: Any = None  # a kind with ``Options`` (``generate:``): its typed mapping
 
 
 class Source:

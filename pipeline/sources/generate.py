@@ -27,8 +27,8 @@ import numpy as np
 
 from ..errors import JobError, MediaError, WeightsError
 from ..typed_yaml import ParamError
-from . import register_source
 from .base import Source
+from .registry import register_source
 
 DIGITS = 6
 

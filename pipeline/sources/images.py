@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from ..media.images import IMAGE_EXTENSIONS, read_image
-from . import register_source
 from .base import Source
+from .registry import register_source
 
 
 @register_source

@@ -17,8 +17,8 @@ from typing import Iterator
 
 from ..errors import JobError
 from ..media.shards import SHARD_EXTENSIONS, ShardReader
-from . import register_source
 from .base import Source
+from .registry import register_source
 
 
 @register_source

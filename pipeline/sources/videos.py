@@ -6,8 +6,8 @@ from typing import Iterator
 
 from ..media.video import DecodedFrame, VideoInfo, probe_video, read_frames
 from ..media.video_read import VIDEO_EXTENSIONS
-from . import register_source
 from .base import Source
+from .registry import register_source
 
 
 @register_source

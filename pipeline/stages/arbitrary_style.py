@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..machine.context import RunContext
 from ..errors import MediaError, WeightsError
+from ..machine.context import RunContext
 from ..media.images import read_image
-from ..models.adain import AdaINEncoder, AdaINStylizer, style_statistics
+from ..models.adain import CONTENT_LAYER, AdaINEncoder, AdaINStylizer, style_statistics
 from ..models.checkpoints import load_adain_decoder
+from ..models.vgg import load_perceptual
 from ..ops.resize import resize, target_size
 from ..typed_yaml import ParamError
 from .network import NetworkStage
@@ -71,7 +72,8 @@ class ArbitraryStyle(NetworkStage):
 
     def __init__(self, params: ArbitraryStyleParams, ctx: RunContext) -> None:
         super().__init__(params, ctx)  # the decoder, on the device
-        encoder = AdaINEncoder().to(device=ctx.device, dtype=ctx.dtype)
+        encoder = AdaINEncoder(load_perceptual(taps=(CONTENT_LAYER,)))
+        encoder = encoder.to(device=ctx.device, dtype=ctx.dtype)
         stats = []
         for path, weight in params.styles.items():
             mean, std = style_statistics(encoder, self._painting(path, ctx))

@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..machine.context import RunContext
 from ..hashing import file_sha256  # noqa: F401  (stages name weights files by it)
+from ..machine.context import RunContext
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,7 @@ files, video files, ...), which the engine asks; this stage marks where the
 chain starts and names the step in messages.  The conversion rules (EXIF
 orientation, grayscale, palette, 16-bit, CMYK for images; pixel formats,
 10-bit, rotation and timestamps for video) live in ``pipeline.media`` and are
-quoted in the README.
+quoted in docs/images.md and docs/video.md.
 """
 from __future__ import annotations
 

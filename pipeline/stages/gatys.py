@@ -16,15 +16,15 @@ from typing import Literal
 
 import torch
 
-from ..machine.context import RunContext
 from ..errors import MediaError, WeightsError
+from ..machine.context import RunContext
 from ..media.images import read_image
 from ..models.vgg import load_perceptual
 from ..ops.style_controls import apply_controls
-from .gatys_optimize import (CONTENT_LAYERS, STYLE_LAYERS, check_side, optimize_pixels,
-                             scale_style, stylize_still)
 from ..typed_yaml import ParamError
 from .base import Stage, join_alpha, split_alpha
+from .gatys_optimize import (CONTENT_LAYERS, STYLE_LAYERS, check_side, optimize_pixels, scale_style,
+                             stylize_still)
 from .registry import register
 
 # Bytes per content pixel of a VGG19 forward and backward pass to relu5_1 in

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from ..models.vgg import load_perceptual
+from ..ops.losses import content_loss, gram_matrix, style_loss, tv_loss
 from ..ops.resize import resize, target_size
 from ..ops.style_controls import apply_controls
-from ..ops.losses import content_loss, gram_matrix, style_loss, tv_loss
 
 __all__ = ["stylize_still", "optimize_pixels", "scale_style", "check_side",
            "CONTENT_LAYERS", "STYLE_LAYERS", "INITS"]

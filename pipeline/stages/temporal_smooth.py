@@ -37,7 +37,7 @@ from .registry import register
 class TemporalSmoothParams:
     strength: float = 0.8          # 0..1: how far each frame is pulled to the warped previous output
     # (0, 1] of the stage's frames, or auto: 0.5 up to a short side of 270 px, that size above
-    # (1080p flows at 480x270: a quarter of the cost of 0.5, see README)
+    # (1080p flows at 480x270: a quarter of the cost of 0.5, see docs/video.md)
     flow_scale: float | Literal["auto"] = "auto"
     # OpenCV DIS preset; medium: E_warp 0.27 of per-frame in benchmarks/temporal.py vs 0.33 for
     # fast, at 4.4 ms instead of 2.0 per frame for both flows at 160x120 on one CPU core

@@ -23,8 +23,8 @@ from typing import Any, Sequence
 
 import torch
 
-from ..machine.context import RunContext
 from ..errors import JobError, WeightsError
+from ..machine.context import RunContext
 from ..ops.resize import resize
 from .base import Stage
 from .registry import get_stage, register
@@ -145,7 +145,7 @@ class Blend(Stage):
         self.fan, self.variant = fan, variant  # a branch with a temporal stage has no strength
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        from ..machine.device import run_stages
+        from .chain import run_stages
         return self.fan.run_branch(self.variant, x, run_stages)
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:

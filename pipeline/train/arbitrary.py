@@ -45,13 +45,14 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save as safetensors_bytes
 
-from ..media.atomic import atomic_write
+from ..hashing import file_sha256
 from ..machine.context import DTYPES
+from ..media.atomic import atomic_write
 from ..models.adain import CONTENT_LAYER, STYLE_LAYERS, AdaINDecoder, AdaINEncoder
 from ..models.checkpoints import ADAIN_ENCODER, load_adain_decoder
 from ..models.cyclegan import NLayerDiscriminator
+from ..models.vgg import load_perceptual
 from ..ops.adain import adain, mean_std
-from ..hashing import file_sha256
 from . import cyclegan_io as io
 from . import option_checks as checks
 from .data import RandomCrops, scan_images
@@ -124,7 +125,7 @@ class ArbitraryTrainer:
 
     def __init__(self, opts: ArbitraryTrainOptions, device: torch.device, precision: str) -> None:
         self.opts, self.device, self.precision = opts, device, precision
-        self.encoder = AdaINEncoder(STYLE_LAYERS, opts.vgg).to(device)
+        self.encoder = AdaINEncoder(load_perceptual(opts.vgg, taps=STYLE_LAYERS)).to(device)
         with torch.random.fork_rng(devices=[]):  # init is a function of the seed alone
             torch.manual_seed(_seed(opts.seed, "init"))
             self.decoder = AdaINDecoder().to(device).train()

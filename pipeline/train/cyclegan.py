@@ -29,14 +29,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..machine.context import resolve_device, resolve_precision, DTYPES
 from ..errors import JobError
-from ..models.cyclegan import NLayerDiscriminator, ResnetGenerator
+from ..machine.context import DTYPES, resolve_device, resolve_precision
 from ..media.images import write_image
+from ..models.cyclegan import NLayerDiscriminator, ResnetGenerator
 from . import cyclegan_io as io
+from .cyclegan_options import GENERATORS, CycleGanTrainOptions
 from .data import RandomCrops, scan_images
 from .gan import init_normal, linear_decay, lsgan_loss
-from .cyclegan_options import GENERATORS, CycleGanTrainOptions
 from .image_pool import ImagePool
 
 __all__ = ["CycleGanTrainOptions", "TrainingFolders", "StepInfo", "CycleGanTrainer",

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from ..media.atomic import atomic_write
 from ..errors import JobError, WeightsError
+from ..media.atomic import atomic_write
 
 CHECKPOINT = "checkpoint.pt"
 LOSSES = "losses.csv"

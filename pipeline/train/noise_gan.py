@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save as safetensors_bytes
 
-from ..media.atomic import atomic_write
 from ..machine.context import DTYPES
+from ..media.atomic import atomic_write
 from ..models.pytorch_gan import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from . import cyclegan_io as io
 from . import option_checks as checks

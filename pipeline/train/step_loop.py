@@ -21,9 +21,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..media.atomic import atomic_write
-from ..machine.context import resolve_device, resolve_precision
 from ..errors import JobError
+from ..machine.context import resolve_device, resolve_precision
+from ..media.atomic import atomic_write
 from ..media.images import write_image
 from . import cyclegan_io as io
 

@@ -34,18 +34,18 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..media.atomic import atomic_write
-from ..machine.context import DTYPES, resolve_device, resolve_precision
 from ..errors import JobError, WeightsError
+from ..hashing import file_sha256
+from ..machine.context import DTYPES, resolve_device, resolve_precision
+from ..media.atomic import atomic_write
 from ..media.images import read_image, write_image
 from ..models.checkpoints import load_fast_style
 from ..models.transformer_net import TransformerNet
 from ..models.vgg import load_perceptual
+from ..ops.losses import content_loss, gram_matrix, style_loss, tv_loss
 from ..ops.resize import resize, target_size
-from ..hashing import file_sha256
 from . import option_checks as checks
 from .data import RandomCrops, scan_images, to_rgb
-from ..ops.losses import content_loss, gram_matrix, style_loss, tv_loss
 
 CSV_HEADER = ("step", "content", "style", "tv", "total", "seconds")
 _CKPT = re.compile(r"step_(\d+)\.pt")

@@ -1,0 +1,93 @@
+"""A clip in flight and what travels with its frames through the video way (``video.py``):
+the reader's ``Frame`` data, the device's ``Computed`` frames for the writer, and the
+helpers both ends share (device colour conversion, a saved scratch part read back)."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..job.plan import Unit
+from ..media.video import Planes, VideoInfo
+from ..media.video_write import colour_plan
+from ..ops.colour import MATRICES
+
+if TYPE_CHECKING:
+    from ..stages.temporal_smooth import ClipState
+
+
+@dataclass
+class Clip:
+    """One clip in flight, set up by ``open`` (``smoothing.prev_out`` then belongs to the
+    device thread, ``smoothing.guider`` to the reader)."""
+
+    unit: Unit
+    info: VideoInfo
+    segment_frames: int
+    first_segment: int  # the index of the first segment this run writes
+    frames_before: int  # frames already committed by earlier runs
+    smoothing: ClipState | None  # the temporal stage's state for this clip (None without one)
+    scratch: list = field(default_factory=list)  # saved parts of the open segment, to replay
+    resume_from: object = None  # the last Segment or Scratch committed (None: from the start)
+    encoders: int = 1  # its segments encoded at once, at most
+    # (matrix, full range) of its 4:2:0 frames when the device converts them (pipeline.ops.colour)
+    colour: tuple[int, bool] | None = None
+    smooth_planes: bool = False  # temporal_smooth runs on its 4:2:0 planes (VideoWay._smooth_planes)
+    # the writer is due to save the open segment's frames: the device keeps the state it needs
+    want_state: threading.Event = field(default_factory=threading.Event)
+    # set by the reader once the clip's frames are all read (before the engine's unit end):
+    end_input_state: np.ndarray | None = None  # the guider's state after the last frame
+    end_pts_adjusted: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.unit.key
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A piece's ``data``: what the writer needs beside the pixels."""
+
+    pts: int
+    duration: int | None
+    guide: object  # the temporal guide, a Future of the flow pool (None without a temporal stage)
+    pts_adjusted: bool  # the reader bumped some pts of the clip up to this frame
+    # the guider's state after this frame, taken at a segment's end or when the writer wants
+    # a state (after a frame it is never None, so None here means "not taken")
+    input_state: np.ndarray | None = None
+
+
+@dataclass
+class Computed:
+    """Consecutive output frames of one clip, what ``run`` hands the clip's writer."""
+
+    frames: np.ndarray  # uint8 N x H x W x 3 (N may be 0: the end of a clip)
+    pts: list[int]
+    durations: list[int | None]
+    ends_segment: bool
+    last: bool  # the clip's end
+    pts_adjusted: bool
+    state: dict[str, np.ndarray] | None  # the state after the last frame, at a commit point
+
+
+def device_colour(info: VideoInfo) -> tuple[int, bool] | None:
+    """(matrix, full range) for converting a clip's 4:2:0 frames on the device, by the reading
+    and writing rules (``colour_plan``); None for a matrix only libswscale converts."""
+    tags = colour_plan(info)[2]
+    if tags["colorspace"] not in MATRICES:
+        return None
+    return tags["colorspace"], tags["color_range"] == 2
+
+
+def load_scratch(path: Path) -> list[tuple[np.ndarray | Planes, int, int | None]]:
+    """A scratch part's frames: RGB (``frames``), or the decoder's planes (``y``, ``u``, ``v``)."""
+    with np.load(path) as data:
+        if "frames" in data.files:
+            images = list(data["frames"])
+        else:
+            images = [Planes(y, u, v) for y, u, v in zip(data["y"], data["u"], data["v"])]
+        return [(image, int(pts), None if duration < 0 else int(duration))
+                for image, pts, duration in zip(images, data["pts"], data["durations"])]

@@ -1,0 +1,46 @@
+"""A chain of stages run on a batch, each stage's failure named, and the NaN check after each."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..errors import MediaError
+from .base import Stage
+
+
+class StageFailed(Exception):
+    def __init__(self, stage: str, cause: BaseException) -> None:
+        super().__init__(f"{stage}: {cause}")
+        self.stage, self.cause = stage, cause
+
+
+def run_stages(stages: Sequence[Stage], x: torch.Tensor) -> torch.Tensor:
+    for stage in stages:
+        try:
+            x = stage(x)
+        except StageFailed:  # from a stage that runs stages (a variant's branch): named there
+            raise
+        except Exception as exc:
+            raise StageFailed(stage.name, exc) from exc
+        check_finite(stage.name, x)
+    return x
+
+
+def check_finite(stage: str, x: torch.Tensor) -> None:
+    """NaN or Inf would be written as black or white pixels and the job would exit 0: fail
+    the batch instead (the image way then retries image by image, so only the images
+    that really break fail)."""
+    if x.is_floating_point() and x.numel() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise StageFailed(stage, ValueError(
+            f"produced {bad} NaN or infinite values out of {x.numel()}: a numerical overflow "
+            "(try precision: fp32 if the job runs in fp16) or broken weights"))
+
+
+def reason_of(exc: BaseException) -> str:
+    if isinstance(exc, StageFailed):
+        exc = exc.cause
+    if isinstance(exc, MediaError):  # the remedy too: the failure line is all a user sees
+        return f"{exc.reason}; {exc.hint}" if exc.hint else exc.reason
+    return f"{type(exc).__name__}: {exc}"
