@@ -1,8 +1,9 @@
-"""The engine: one process's threads, queues, batching, device transfer and commits.
+"""The engine: one process's threads, queues, batching and failures; scheduling only.
 
 ``engine.py`` schedules: reader threads, the device loop, writer lanes, the
-bounded queues between them (the back-pressure), the stop flag, failures.
-``batcher.py`` is its pure batching policy.  What is done to a unit is its
+bounded queues between them (the back-pressure).  ``run_state.py`` is what the ways
+share with it (the chain, counters, failures, the stop flag), kept apart from the
+scheduling; ``batcher.py`` is its pure batching policy.  What is done to a unit is its
 source's *way* (``way.py``): images are independent and batched by size
 (``images.py``); a clip's frames are batched in order, smoothed sequentially and
 committed in segments (``video.py``), which encode at once (``segments.py``); a
@@ -10,6 +11,9 @@ tar shard's images are batched in order and the shard committed whole (``shards.
 sidecar is copied (``files.py``).  No way names a concrete stage, and
 nothing here writes the ledger: ways report records through their ``Commits``
 (``pipeline.record.commits``), which the ledger, or a Ray driver, applies.
+
+May import: the job (its plan's units), the record, and every room below them; never the
+backends or the command line.
 """
 from __future__ import annotations
 
