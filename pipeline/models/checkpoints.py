@@ -26,6 +26,7 @@ from torch import nn
 
 from ..errors import WeightsError, WeightsNotFoundError, file_error, os_reason
 from .families import Architecture, StateDict, detect_families, get_family, runs_in
+from .magenta_files import is_onnx, read_onnx
 from .transformer_net import TransformerNet
 
 __all__ = ["Architecture", "StateDict", "read_state_dict", "read_safetensors_metadata",
@@ -53,7 +54,8 @@ def stylizer_families() -> tuple[str, ...]:
 # --------------------------------------------------------------------------- reading
 
 def read_state_dict(path: str | Path) -> StateDict:
-    """Tensors of a ``.pth``/``.pt``/``.safetensors`` file, wrappers unwrapped.
+    """Tensors of a ``.pth``/``.pt``/``.safetensors`` file, wrappers unwrapped (or a Magenta
+    network's ``.onnx`` file, its weights named as ours: ``pipeline.models.magenta_files``).
 
     The format is sniffed from the bytes, so a safetensors file named ``.pth``
     still loads; non-tensor entries (``epoch``, ...) are dropped.
@@ -62,6 +64,8 @@ def read_state_dict(path: str | Path) -> StateDict:
     head = _read_head(path)
     if _is_safetensors(head):
         obj = _load_safetensors(path)
+    elif path.suffix.lower() == ".onnx" and is_onnx(head):  # initializers, never the graph
+        return read_onnx(path)
     elif _is_torch(head) and (not head.startswith(b"PK") or _zip_members(path) is None):
         obj = _load_torch(path, head)
     else:
@@ -371,6 +375,17 @@ def load_adain_decoder(path: str | Path) -> nn.Module:
                            hint="train a decoder with `run_pipeline.py train arbitrary CONTENT_DIR "
                                 "STYLE_DIR` and use that")
     return _load_into(path, arch, sd)
+
+
+def load_ghiasi(path: str | Path, predictor: str | Path) -> tuple[nn.Module, nn.Module]:
+    """Ghiasi et al.'s transfer network and style predictor, frozen (their files: ONNX from
+    TF Hub's TFLite release, or our safetensors)."""
+    path, predictor = Path(path), Path(predictor)
+    transformer = _load_into(path, *inspect_checkpoint(path, ("ghiasi_transformer",),
+                                                      get_family("ghiasi_transformer").what))
+    arch, sd = inspect_checkpoint(predictor, ("mobilenet_style_predictor",),
+                                  get_family("mobilenet_style_predictor").what)
+    return transformer, _load_into(predictor, arch, sd)
 
 
 def _load_into(path: Path, arch: Architecture, sd: StateDict) -> nn.Module:

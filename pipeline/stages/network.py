@@ -35,10 +35,14 @@ class NetworkStage(Stage):
 
     def __init__(self, params: NetworkParams, ctx: RunContext) -> None:
         super().__init__(params, ctx)
-        net = type(self).loader(params.weights)  # WeightsError names the file
+        net = self.load(params)  # WeightsError names the file
         self.net = net.to(device=ctx.device, dtype=ctx.dtype)
         self.size_multiple = int(getattr(net, "size_multiple", 4))
         self.min_side = int(getattr(net, "min_side", 0))
+
+    def load(self, params: NetworkParams) -> nn.Module:
+        """The frozen network, on the CPU (moved to the device by ``__init__``)."""
+        return type(self).loader(params.weights)
 
     def describe(self) -> str:
         arch = getattr(self.net, "arch", None)

