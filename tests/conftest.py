@@ -124,3 +124,28 @@ def adain_decoder_file(path: Path, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(sd, str(path), metadata={"family": "adain_decoder", "encoder": ADAIN_ENCODER})
     return path
+
+
+def ghiasi_files(folder: Path, widths=(4, 8, 8), seed: int = 0) -> tuple[Path, Path]:
+    """A small random Ghiasi et al. transfer network and a MobileNet style predictor, as
+    safetensors, lively enough that each painting (and each drawn style) shows."""
+    from safetensors.torch import save_file
+
+    from pipeline.models.magenta import GhiasiTransformer, MobileNetStylePredictor
+
+    torch.manual_seed(seed)
+    transformer, predictor = GhiasiTransformer(widths, blocks=2), MobileNetStylePredictor()
+    for m in predictor.modules():  # He init: a deep random net whose output still follows its input
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            torch.nn.init.zeros_(m.bias)
+    with torch.no_grad():  # scales away from 0, and strong style maps: each style shows
+        for name, p in transformer.named_parameters():
+            if ".fc_" in name:
+                p.mul_(10.0)
+            if "fc_gamma" in name and name.endswith("bias"):
+                p.add_(1.0)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(transformer.state_dict(), folder / "transfer.safetensors")
+    save_file(predictor.state_dict(), folder / "predictor.safetensors")
+    return folder / "transfer.safetensors", folder / "predictor.safetensors"

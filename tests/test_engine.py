@@ -516,9 +516,9 @@ def test_on_a_gpu_a_stage_before_the_smoothing_gets_rgb_from_the_planes(tmp_path
     seen, planes = _spy_smoothing(monkeypatch)
     ran, run_stages = [], video.run_stages
 
-    def spy(stages, x):
+    def spy(stages, x, keys=None):
         ran.extend([s.name for s in stages] * len(x))
-        return run_stages(stages, x)
+        return run_stages(stages, x, keys)
 
     monkeypatch.setattr(video, "run_stages", spy)
     _, device = _run_clip_job(job("device"))

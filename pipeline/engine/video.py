@@ -275,7 +275,7 @@ class VideoWay(Way):
                 except Exception as exc:  # e.g. a clip whose frame size changes mid-stream
                     raise StageFailed("device", exc) from exc
                 if isinstance(x, torch.Tensor):
-                    x = run_stages(self.before, x)
+                    x = run_stages(self.before, x, [clip.unit.key] * n)
                     if clip.smooth_planes:
                         x = rgb_to_yuv420_float(x, *clip.colour)
                 sync(ctx.device)
@@ -293,7 +293,7 @@ class VideoWay(Way):
                 if clip.smooth_planes:  # nothing after it (``_smooth_planes``)
                     out = planes_to_host(*x)
                 else:
-                    x = run_stages(self.after, x)
+                    x = run_stages(self.after, x, [clip.unit.key] * n)
                     if self._device_colour and self._yuv420 and clip.colour is not None:
                         out = planes_from_device(x, clip.colour)  # 4:2:0 here
                     else:

@@ -197,9 +197,10 @@ class EmbeddingStylizer(nn.Module):
         self.register_buffer("embedding", embedding.reshape(1, EMBEDDING_SIZE).float())
         self.size_multiple = transformer.size_multiple
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        """``style``: an embedding per image ``[N, 100]`` instead of the fixed one."""
         x = x / 255.0
-        style = self.embedding.expand(len(x), -1)
+        style = self.embedding.expand(len(x), -1) if style is None else style.float()
         if self.alpha < 1.0:
             small = F.interpolate(x, size=(PREDICTOR_SIZE, PREDICTOR_SIZE), mode="bilinear",
                                   align_corners=False, antialias=True)

@@ -7,4 +7,4 @@ May import: ``models``, ``machine``, ``ops``, ``media`` and the bottom modules; 
 source, the job, the record or the engine.
 """
 from .registry import get_stage, register, stage_names  # noqa: F401
-from . import decode, encode, resize, fast_style, arbitrary_style, cyclegan, tv_denoise, temporal_smooth, gatys, variants  # noqa: F401,E402
+from . import decode, encode, resize, fast_style, arbitrary_style, style_augment, cyclegan, tv_denoise, temporal_smooth, gatys, variants  # noqa: F401,E402

@@ -96,7 +96,7 @@ class ArbitraryStyle(NetworkStage):
         transformer, predictor = load_ghiasi(self.files["weights"], self.files["predictor"])
         total = sum(params.styles.values())
         with torch.inference_mode():
-            embedding = sum(predictor(self._painting_square(path)) * (w / total)
+            embedding = sum(predictor(painting_square(path)) * (w / total)
                             for path, w in params.styles.items())
         net = EmbeddingStylizer(transformer, embedding, params.alpha,
                                 predictor if params.alpha < 1.0 else None)
@@ -110,29 +110,12 @@ class ArbitraryStyle(NetworkStage):
         encoder = encoder.to(device=ctx.device, dtype=ctx.dtype)
         stats = []
         for path, weight in params.styles.items():
-            painting = self._painting(path)
+            painting = read_painting(path)
             size = target_size(*painting.shape[-2:], short_side=params.style_size, multiple_of=1)
             painting = resize(painting, size, interpolation="bicubic").clamp(0, 255)
             mean, std = style_statistics(encoder, painting.to(ctx.device, ctx.dtype))
             stats.append((mean.float(), std.float(), float(weight)))
         return AdaINStylizer(encoder, decoder, stats, params.alpha)
-
-    def _painting(self, path: Path) -> torch.Tensor:
-        """RGB 0..255, ``[1, 3, H, W]`` float32."""
-        try:
-            a = read_image(path)
-        except MediaError as exc:  # reported at the stage's line in the job, like weights
-            raise WeightsError(path, f"the style image cannot be read: {exc.reason}",
-                               hint="point 'style' at a JPEG, PNG, WebP, BMP or TIFF file") from None
-        return torch.from_numpy(np.ascontiguousarray(a[..., :3])).permute(2, 0, 1)[None].float()
-
-    def _painting_square(self, path: Path) -> torch.Tensor:
-        """The predictor's view: the painting's centre square at its training size, [0, 1]."""
-        x = self._painting(path)
-        h, w = x.shape[-2:]
-        side = min(h, w)
-        x = x[..., (h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
-        return resize(x, (PREDICTOR_SIZE, PREDICTOR_SIZE), interpolation="bicubic").clamp(0, 255) / 255
 
     def fingerprint(self) -> dict[str, Any]:
         fingerprint = super().fingerprint()
@@ -188,3 +171,23 @@ def _beside(weights: Path) -> Path | None:
     names = [_PREDICTOR_BESIDE.get(weights.name),
              weights.name.replace("transfer", "prediction") if "transfer" in weights.name else None]
     return next((weights.parent / n for n in names if n and (weights.parent / n).is_file()), None)
+
+
+def read_painting(path: Path) -> torch.Tensor:
+    """RGB 0..255, ``[1, 3, H, W]`` float32; an unreadable file is a ``WeightsError`` (reported
+    at the stage's line in the job, like weights)."""
+    try:
+        a = read_image(path)
+    except MediaError as exc:
+        raise WeightsError(path, f"the style image cannot be read: {exc.reason}",
+                           hint="point 'style' at a JPEG, PNG, WebP, BMP or TIFF file") from None
+    return torch.from_numpy(np.ascontiguousarray(a[..., :3])).permute(2, 0, 1)[None].float()
+
+
+def painting_square(path: Path) -> torch.Tensor:
+    """The predictor's view of a painting: its centre square at the training size, in [0, 1]."""
+    x = read_painting(path)
+    h, w = x.shape[-2:]
+    side = min(h, w)
+    x = x[..., (h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+    return resize(x, (PREDICTOR_SIZE, PREDICTOR_SIZE), interpolation="bicubic").clamp(0, 255) / 255

@@ -34,6 +34,9 @@ class Stage:
     #: the most images this stage should see at once (None: no limit); caps
     #: the engine's batch size, ``batch_size`` in the job included
     max_batch: ClassVar[int | None] = None
+    #: called as ``stage(x, keys)``, each image's key beside it (its output path under the
+    #: output folder; a clip's for each of its frames): for what is drawn per image
+    per_image: ClassVar[bool] = False
     #: params added after outputs were made, left out of the fingerprint at these values
     quiet_defaults: ClassVar[dict[str, Any]] = {}
 

@@ -15,10 +15,13 @@ class StageFailed(Exception):
         self.stage, self.cause = stage, cause
 
 
-def run_stages(stages: Sequence[Stage], x: torch.Tensor) -> torch.Tensor:
+def run_stages(stages: Sequence[Stage], x: torch.Tensor,
+               keys: Sequence[str] | None = None) -> torch.Tensor:
+    """``keys``: each image's name (its output path under the output folder; a clip's for
+    each of its frames), handed to the stages that draw something per image (``per_image``)."""
     for stage in stages:
         try:
-            x = stage(x)
+            x = stage(x, keys) if stage.per_image else stage(x)
         except StageFailed:  # from a stage that runs stages (a variant's branch): named there
             raise
         except Exception as exc:

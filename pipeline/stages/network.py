@@ -73,7 +73,8 @@ class NetworkStage(Stage):
         """The network's output range -> 0..255."""
         raise NotImplementedError
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, **net_args: torch.Tensor) -> torch.Tensor:
+        """``net_args``: more inputs of the network, per image (a style embedding each)."""
         if x.shape[0] == 0:  # norm layers reject empty batches; the answer is known
             return x.clone()
         rgb, alpha = split_alpha(x)
@@ -82,7 +83,7 @@ class NetworkStage(Stage):
             # Upstream nets silently change odd sizes; pad to their multiple, crop back.
             padded, size = pad_to_multiple(rgb.to(net_dtype), self.size_multiple,
                                            min_side=self.min_side)
-            y = self.from_net(self.net(self.to_net(padded)))
+            y = self.from_net(self.net(self.to_net(padded), **net_args))
             y = crop_to(y, size).clamp(0, 255)
             y = apply_controls(y, rgb.to(net_dtype), self.params.strength,
                                self.params.preserve_color).to(x.dtype)

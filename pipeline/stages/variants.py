@@ -68,10 +68,11 @@ class Variants(Stage):
     def names(self) -> list[str]:
         return list(self.branches)
 
-    def run_branch(self, name: str, x: torch.Tensor, run: Any) -> torch.Tensor:
+    def run_branch(self, name: str, x: torch.Tensor, run: Any,
+                   keys: Sequence[str] | None = None) -> torch.Tensor:
         """Branch ``name`` on the trunk's batch ``x``, through ``run(stages, x)`` (the engine's
         ``run_stages``: it names the failing stage), blended by its ``strength``."""
-        out = run(self.branches[name], x)
+        out = run(self.branches[name], x, keys)
         strength = self.strengths[name]
         if strength >= 1.0:
             return out
@@ -144,9 +145,11 @@ class Blend(Stage):
         super().__init__(fan.params, fan.ctx)
         self.fan, self.variant = fan, variant  # a branch with a temporal stage has no strength
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    per_image = True  # its branch may hold a stage that is
+
+    def __call__(self, x: torch.Tensor, keys: Sequence[str] | None = None) -> torch.Tensor:
         from .chain import run_stages
-        return self.fan.run_branch(self.variant, x, run_stages)
+        return self.fan.run_branch(self.variant, x, run_stages, keys)
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         return _walk(self.fan.branches[self.variant], height, width)

@@ -1,0 +1,187 @@
+"""style_augment (issue 27 item 4): a style per image from (seed, its key) alone, the same
+whatever the batch, order or workers, different between images, resumable byte for byte
+after a SIGKILL, per (image, variant) and per shard member."""
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline.errors import JobError
+from pipeline.job.build import prepare
+from pipeline.machine.context import RunContext
+from pipeline.media.images import read_image
+from pipeline.stages import get_stage
+from pipeline.stages.style_augment import draw_seed
+from tests.conftest import REPO, ghiasi_files, make_photos, natural_image, run_cli_here, write_job
+
+CPU = RunContext(device=torch.device("cpu"), precision="fp32", batch_size=None)
+
+
+def _paintings(folder: Path, n: int = 4) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for s in range(n):
+        Image.fromarray(natural_image(64, 72, 20 + s)[:, ::(1 if s % 2 else -1)]).save(folder / f"p{s}.png")
+    return folder
+
+
+def _stage(tmp_path: Path, seed: int = 0, alpha: float = 0.5):
+    weights, predictor = ghiasi_files(tmp_path / "net")
+    cls = get_stage("style_augment")
+    return cls(cls.Params(paintings=_paintings(tmp_path / "paintings"), seed=seed, alpha=alpha,
+                          weights=weights, predictor=predictor), CPU)
+
+
+def _images(n: int, h: int = 40, w: int = 48) -> torch.Tensor:
+    return torch.stack([torch.from_numpy(natural_image(h, w, s)).permute(2, 0, 1).float()
+                        for s in range(n)])
+
+
+def test_a_draw_depends_on_the_seed_and_the_key_alone(tmp_path) -> None:
+    a, again = _stage(tmp_path), _stage(tmp_path)  # two builds, as two machines would make
+    torch.testing.assert_close(a.draw("x/1.png"), again.draw("x/1.png"), atol=0, rtol=0)
+    assert not torch.allclose(a.draw("x/1.png"), a.draw("x/2.png"))
+    assert not torch.allclose(a.draw("x/1.png"), _stage(tmp_path, seed=1).draw("x/1.png"))
+    assert draw_seed(0, "x/1.png") == draw_seed(0, "x/1.png") != draw_seed(0, "x/2.png")
+    # batch and order: each image keeps its own style
+    x, keys = _images(4), [f"img{i}.png" for i in range(4)]
+    batch = a(x, keys)
+    reversed_order = a(x.flip(0), keys[::-1]).flip(0)
+    one_by_one = torch.cat([a(x[i:i + 1], keys[i:i + 1]) for i in range(4)])
+    torch.testing.assert_close(batch, reversed_order, atol=0.1, rtol=0)
+    torch.testing.assert_close(batch, one_by_one, atol=0.1, rtol=0)
+    with pytest.raises(ValueError, match="needs each image's key"):
+        a(x)
+
+
+def test_two_images_get_two_styles(tmp_path) -> None:
+    stage = _stage(tmp_path, alpha=1.0)
+    x = _images(1).expand(2, -1, -1, -1)  # the same picture under two names
+    y = stage(x, ["a.png", "b.png"])
+    assert (y[0] - y[1]).abs().mean() > 2.0
+    # the draws follow the paintings: every drawn embedding lies within their spread
+    spread = (stage.root.abs().sum(1) * 6 + 1e-6)
+    assert ((stage.draw("a.png") - stage.mean).abs() <= spread).all()
+
+
+def _job(tmp_path: Path, output: str, extra: str = "", n: int = 8) -> Path:
+    weights, predictor = ghiasi_files(tmp_path / "net")
+    _paintings(tmp_path / "paintings")
+    if not (tmp_path / "in").exists():
+        make_photos(tmp_path / "in", n, size=(36, 44), subdirs=2)
+    return write_job(tmp_path, f"""
+sources:
+  - images: in/
+output: {output}
+{extra}
+stages:
+  - decode
+  - style_augment: {{paintings: paintings/, seed: 7, weights: {weights}, predictor: {predictor}}}
+  - encode: {{image: {{format: png}}}}
+""", name=f"{output}.yaml")
+
+
+def _outputs(folder: Path) -> dict[str, np.ndarray]:
+    return {p.relative_to(folder).as_posix(): read_image(p) for p in sorted(folder.rglob("*.png"))}
+
+
+def test_workers_and_batches_do_not_change_an_images_style(tmp_path) -> None:
+    one = _job(tmp_path, "one", "workers: 1\nbatch_size: 1")
+    many = _job(tmp_path, "many", "workers: 2\nbatch_size: 4")
+    assert run_cli_here(str(one)).returncode == 0 and run_cli_here(str(many)).returncode == 0
+    a, b = _outputs(tmp_path / "one"), _outputs(tmp_path / "many")
+    assert len(a) == 8 and a.keys() == b.keys()
+    for key in a:  # the same style; a batch's convolutions may round a level differently
+        assert np.abs(a[key].astype(int) - b[key].astype(int)).max() <= 1, key
+    styles = list(a.values())
+    assert np.abs(styles[0].astype(int) - styles[1].astype(int)).mean() > 2  # images differ
+
+
+def _run(job: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(REPO / "run_pipeline.py"), str(job), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def test_a_killed_run_resumes_to_the_same_bytes(tmp_path) -> None:
+    """Every run a process of its own, as a user's: a test process's torch state (threads set
+    by earlier tests) may sum a convolution in another order than a fresh process does."""
+    reference = _job(tmp_path, "ref", "batch_size: 1", n=24)
+    assert _run(reference).wait(timeout=300) == 0
+    job = _job(tmp_path, "out", "batch_size: 1")
+    proc = _run(job)
+    ledger, deadline = tmp_path / "out" / ".ledger.jsonl", time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if ledger.exists() and ledger.read_text().count('"done"') >= 3:
+            break
+        time.sleep(0.01)
+    proc.kill()
+    proc.communicate(timeout=60)
+    done_at_kill = len(list((tmp_path / "out").rglob("*.png")))
+    assert 0 < done_at_kill < 24, "the kill came too late (or too early) to test anything"
+    resumed = _run(job)
+    _, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    assert f"skipped {done_at_kill}" in stderr
+    ref, out = _outputs(tmp_path / "ref"), _outputs(tmp_path / "out")
+    assert ref.keys() == out.keys() and len(ref) == 24
+    assert all(np.array_equal(ref[k], out[k]) for k in ref)
+
+
+def test_each_variant_and_each_shard_member_draws_its_own(tmp_path) -> None:
+    weights, predictor = ghiasi_files(tmp_path / "net")
+    _paintings(tmp_path / "paintings")
+    make_photos(tmp_path / "in", 2, size=(32, 40))
+    with tarfile.open(tmp_path / "train-000000.tar", "w") as tar:
+        for i, key in enumerate(("s1", "s2")):
+            buf = io.BytesIO()
+            Image.fromarray(natural_image(32, 40, 0)).save(buf, "PNG")  # the same picture twice
+            info = tarfile.TarInfo(f"{key}.png")
+            info.size = len(buf.getvalue())
+            tar.addfile(info, io.BytesIO(buf.getvalue()))
+    augment = f"{{style_augment: {{paintings: paintings/, weights: {weights}, predictor: {predictor}, alpha: 1.0}}}}"
+    job = write_job(tmp_path, f"""
+sources:
+  - images: in/
+  - shards: train-000000.tar
+output: out
+stages:
+  - decode
+  - variants:
+      a: [{augment}]
+      b: [{augment}]
+  - encode: {{image: {{format: png}}}}
+""")
+    done = run_cli_here(str(job))
+    assert done.returncode == 0, done.stderr
+    a, b = (read_image(tmp_path / "out" / v / "img000.png").astype(int) for v in ("a", "b"))
+    assert np.abs(a - b).mean() > 2  # one image, two variants, two styles
+    with tarfile.open(tmp_path / "out" / "a" / "train-000000.tar") as tar:
+        members = [np.asarray(Image.open(tar.extractfile(m))).astype(int) for m in tar.getmembers()
+                   if m.name.endswith(".png")]
+    assert len(members) == 2 and np.abs(members[0] - members[1]).mean() > 2
+
+
+def test_an_empty_paintings_folder_is_a_located_error(tmp_path) -> None:
+    weights, predictor = ghiasi_files(tmp_path / "net")
+    (tmp_path / "paintings").mkdir()
+    make_photos(tmp_path / "in", 1)
+    job = write_job(tmp_path, f"""
+sources: [{{images: in/}}]
+output: out
+stages:
+  - decode
+  - style_augment: {{paintings: paintings/, weights: {weights}, predictor: {predictor}}}
+  - encode
+""")
+    with pytest.raises(JobError, match=r"job.yaml:\d+:\d+: stages\[1\] \(style_augment\).*holds no painting"):
+        prepare(job)
