@@ -169,6 +169,12 @@ stages:
         members = [np.asarray(Image.open(tar.extractfile(m))).astype(int) for m in tar.getmembers()
                    if m.name.endswith(".png")]
     assert len(members) == 2 and np.abs(members[0] - members[1]).mean() > 2
+    import json
+    rows = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    shard_rows = [r for r in rows if r["kind"] == "shard"]
+    assert len(shard_rows) == 4 and all(  # the draw's name: the shard's output path and the member
+        r["style_seed"] == draw_seed(0, f"{r['output']}/{r['source_member']}") for r in shard_rows)
+    assert all(r["style_seed"] == draw_seed(0, r["output"]) for r in rows if r["kind"] == "image")
 
 
 def test_an_empty_paintings_folder_is_a_located_error(tmp_path) -> None:
@@ -185,3 +191,16 @@ stages:
 """)
     with pytest.raises(JobError, match=r"job.yaml:\d+:\d+: stages\[1\] \(style_augment\).*holds no painting"):
         prepare(job)
+
+
+def test_the_manifest_records_each_outputs_draw(tmp_path) -> None:
+    import csv
+    import json
+
+    job = _job(tmp_path, "out", "manifest: {csv: true}", n=3)
+    assert run_cli_here(str(job)).returncode == 0
+    rows = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == 3
+    assert [r["style_seed"] for r in rows] == [draw_seed(7, r["output"]) for r in rows]
+    with open(tmp_path / "out" / "manifest.csv", newline="") as f:
+        assert [int(r["style_seed"]) for r in csv.DictReader(f)] == [r["style_seed"] for r in rows]

@@ -14,14 +14,35 @@ from ..media.atomic import atomic_write
 from ..record.ledger import Ledger
 from ..record.manifest import chain_hash, write_manifest
 from ..record.results import Summary
-from ..stages.variants import chain_for
+from ..stages.style_augment import draw_seed
+from ..stages.variants import chain_for, find_variants
 from .build import Prepared
 
 
 def write_outputs_manifest(p: Prepared, ledger: Ledger, fingerprint: dict[str, Any]) -> Path:
-    """``output/manifest.jsonl`` (and ``.csv`` where the job asks) for what is committed."""
+    """``output/manifest.jsonl`` (and ``.csv`` where the job asks) for what is committed;
+    with a ``style_seed`` per output where its chain draws a style per image."""
     return write_manifest(p.job.output, p.job.path.parent, p.plan.units, ledger,
-                          chain_hashes(p, fingerprint), csv_too=p.job.manifest.csv)
+                          chain_hashes(p, fingerprint), csv_too=p.job.manifest.csv,
+                          draws=style_draws(p))
+
+
+def style_draws(p: Prepared):
+    """``(variant, key) -> the seed of that image's style draw`` where a chain holds a
+    ``style_augment`` in reach of the output's own key (no variants, in a branch, or after
+    ``variants``); None if no chain does."""
+    middle = list(p.stages[1:-1])
+    fan = find_variants(middle)
+    seeds: dict[str | None, int] = {}
+    for variant in p.job.variants or (None,):
+        reach = middle if fan is None else \
+            [*fan.branches[variant], *middle[middle.index(fan) + 1:]]
+        drawing = [s for s in reach if s.name == "style_augment"]
+        if drawing:
+            seeds[variant] = drawing[0].params.seed
+    if not seeds:
+        return None
+    return lambda variant, key: draw_seed(seeds[variant], key) if variant in seeds else None
 
 
 def chain_hashes(p: Prepared, fingerprint: dict[str, Any]) -> dict[str | None, str]:

@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ..media.atomic import atomic_write
 from ..sources.walk import real_path
@@ -43,19 +43,23 @@ def chain_hash(fingerprint: dict[str, Any]) -> str:
 
 
 def write_manifest(output: Path, base: Path, units: Iterable, ledger: Ledger,
-                   chains: dict[str | None, str], csv_too: bool = False) -> Path:
+                   chains: dict[str | None, str], csv_too: bool = False,
+                   draws: Callable[[str | None, str], int | None] | None = None) -> Path:
     """``output/manifest.jsonl`` for the outputs committed so far (see above): ``units`` are
     the plan's (``pipeline.job.plan.Unit``), in its order; sources are written relative to
     ``base`` (the job file's folder) when under it; ``chains`` maps each variant (None: the
-    job's one chain) to its ``chain_hash``.  Rows are streamed to the file, not gathered: a
-    million outputs do not make a million dicts."""
+    job's one chain) to its ``chain_hash``; ``draws(variant, key)``, where a chain draws
+    something per image (``style_augment``), the seed of that image's draw (a column
+    ``style_seed``).  Rows are streamed to the file, not gathered: a million outputs do not
+    make a million dicts."""
     final = output / MANIFEST
-    rows = lambda: _rows(output, base, units, ledger, chains)  # noqa: E731
+    rows = lambda: _rows(output, base, units, ledger, chains, draws)  # noqa: E731
     atomic_write(final, lambda tmp: _write_lines(tmp, (json.dumps(r) + "\n" for r in rows())))
     if csv_too:  # the same rows; a null variant is an empty cell
         def write_csv(tmp) -> None:
             with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=FIELDS, lineterminator="\n", restval="")
+                fields = FIELDS + (("style_seed",) if draws else ())
+                writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n", restval="")
                 writer.writeheader()
                 writer.writerows(rows())
         atomic_write(output / MANIFEST_CSV, write_csv)
@@ -68,7 +72,7 @@ def _write_lines(path, lines: Iterator[str]) -> None:
 
 
 def _rows(output: Path, base: Path, units: Iterable, ledger: Ledger,
-          chains: dict[str | None, str]) -> Iterator[dict[str, Any]]:
+          chains: dict[str | None, str], draws: Callable | None = None) -> Iterator[dict[str, Any]]:
     """The manifest's rows, in the plan's order."""
     base = base.resolve()
     real: dict[str, str] = {}
@@ -77,16 +81,25 @@ def _rows(output: Path, base: Path, units: Iterable, ledger: Ledger,
             continue
         if unit.kind == "shard":  # one row per image inside the output shard
             for name, out_name, w, h in ledger.members_of(unit.key):
-                yield {"source": _relative(unit.source, base, real), "output": unit.key,
+                row = {"source": _relative(unit.source, base, real), "output": unit.key,
                        "kind": "shard", "variant": unit.variant, "width": w, "height": h,
                        "chain": chains[unit.variant], "member": out_name, "source_member": name}
+                yield _drawn(row, draws, unit.variant, f"{unit.key}/{name}")
             continue
         size = ledger.size_of(unit.key) or _size(output / unit.key, unit.kind)
         if size is None:  # deleted by hand since: the next run redoes it
             continue
-        yield {"source": _relative(unit.source, base, real), "output": unit.key,
-               "kind": unit.kind, "variant": unit.variant, "width": size[0], "height": size[1],
-               "chain": chains[unit.variant]}
+        yield _drawn({"source": _relative(unit.source, base, real), "output": unit.key,
+                      "kind": unit.kind, "variant": unit.variant, "width": size[0],
+                      "height": size[1], "chain": chains[unit.variant]}, draws, unit.variant, unit.key)
+
+
+def _drawn(row: dict[str, Any], draws: Callable | None, variant: str | None, key: str) -> dict:
+    if draws is not None:
+        seed = draws(variant, key)
+        if seed is not None:
+            row["style_seed"] = seed
+    return row
 
 
 def _size(path: Path, kind: str) -> tuple[int, int] | None:
