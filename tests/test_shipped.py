@@ -63,3 +63,19 @@ def test_shipped_weights_load_and_say_how_they_were_made(weights: Path) -> None:
         assert meta.get(key), key
     assert (REPO / "weights" / f"{weights.stem}_contact_sheet.png").is_file()
     assert (REPO / "weights" / f"{weights.stem}_losses.csv").is_file()
+
+
+def test_sheet_runs_with_its_defaults_on_the_shipped_weights(tmp_path) -> None:
+    """``sheet photo.png`` as the README shows it: every shipped style model, the generator
+    from noise named and left out (it makes images, it does not paint one)."""
+    from PIL import Image
+
+    from pipeline.media.images import read_image
+    from tests.conftest import natural_image, run_cli_here
+
+    photo, out = tmp_path / "photo.png", tmp_path / "sheet.png"
+    Image.fromarray(natural_image(40, 48, 1)).save(photo)
+    done = run_cli_here("sheet", str(photo), "--size", "32", "-o", str(out), "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    assert "landscapes_dcgan.safetensors left out" in done.stderr
+    assert read_image(out).shape[0] > 4 * 32  # a row per style at least

