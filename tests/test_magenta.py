@@ -378,3 +378,87 @@ def test_stylize_writes_no_weights_key_for_the_installed_network() -> None:
     text = job_text([("images", Path("/p/in"))], Path("/p/out"), None, "arbitrary_style", None,
                     "cpu", "fp32", styles=[Path("/p/a.jpg")], alpha=0.5)
     assert "  - arbitrary_style: {style: /p/a.jpg, alpha: 0.5}\n" in text
+
+
+# --------------------------------------------------------------------------- styleaug's predictor
+
+def _inception_keys() -> set[str]:
+    """checkpoint_stylepredictor.pth's parameter names, from stylePredictor.py's structure."""
+    convs = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3"]
+    a = ["branch1x1", "branch5x5_1", "branch5x5_2", "branch3x3dbl_1", "branch3x3dbl_2",
+         "branch3x3dbl_3", "branch_pool"]
+    b = ["branch3x3", "branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"]
+    c = ["branch1x1", "branch7x7_1", "branch7x7_2", "branch7x7_3", *[f"branch7x7dbl_{i}" for i in range(1, 6)],
+         "branch_pool"]
+    convs += [f"{m}.{n}" for m in ("Mixed_5b", "Mixed_5c", "Mixed_5d") for n in a]
+    convs += [f"Mixed_6a.{n}" for n in b]
+    convs += [f"{m}.{n}" for m in ("Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e") for n in c]
+    keys = {"fc.weight", "fc.bias"}
+    for conv in convs:
+        keys |= {f"{conv}.conv.weight", *(f"{conv}.bn.{k}" for k in ("weight", "bias", "running_mean",
+                                                                   "running_var"))}
+    return keys
+
+
+def _inception_functional(sd: dict, x: torch.Tensor) -> torch.Tensor:
+    """stylePredictor.py's forward pass, from the state dict with functional ops."""
+    def conv(name, x, stride=1, padding=0):
+        y = F.conv2d(x, sd[f"{name}.conv.weight"], None, stride, padding)
+        y = F.batch_norm(y, sd[f"{name}.bn.running_mean"], sd[f"{name}.bn.running_var"],
+                         sd[f"{name}.bn.weight"], sd[f"{name}.bn.bias"], False, 0.0, 0.001)
+        return F.relu(y)
+
+    x = x.clone()
+    for c, (m, s, g) in enumerate(zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.255), (0.229, 0.224, 0.225))):
+        x[:, c] = (x[:, c] - m) / s
+        x[:, c] = x[:, c] * (g / 0.5) + (m - 0.5) / 0.5
+    x = conv("Conv2d_2b_3x3", conv("Conv2d_2a_3x3", conv("Conv2d_1a_3x3", x, 2)), padding=1)
+    x = F.max_pool2d(x, 3, 2)
+    x = F.max_pool2d(conv("Conv2d_4a_3x3", conv("Conv2d_3b_1x1", x)), 3, 2)
+    for m in ("Mixed_5b", "Mixed_5c", "Mixed_5d"):
+        x = torch.cat([conv(f"{m}.branch1x1", x),
+                       conv(f"{m}.branch5x5_2", conv(f"{m}.branch5x5_1", x), padding=2),
+                       conv(f"{m}.branch3x3dbl_3", conv(f"{m}.branch3x3dbl_2",
+                            conv(f"{m}.branch3x3dbl_1", x), padding=1), padding=1),
+                       conv(f"{m}.branch_pool", F.avg_pool2d(x, 3, 1, 1))], 1)
+    m = "Mixed_6a"
+    x = torch.cat([conv(f"{m}.branch3x3", x, 2),
+                   conv(f"{m}.branch3x3dbl_3", conv(f"{m}.branch3x3dbl_2",
+                        conv(f"{m}.branch3x3dbl_1", x), padding=1), 2),
+                   F.max_pool2d(x, 3, 2)], 1)
+    row, col = (0, 3), (3, 0)
+    for m in ("Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"):
+        b7 = conv(f"{m}.branch7x7_3", conv(f"{m}.branch7x7_2", conv(f"{m}.branch7x7_1", x),
+                                          padding=row), padding=col)
+        d = conv(f"{m}.branch7x7dbl_1", x)
+        for i, pad in zip(range(2, 6), (col, row, col, row)):
+            d = conv(f"{m}.branch7x7dbl_{i}", d, padding=pad)
+        x = torch.cat([conv(f"{m}.branch1x1", x), b7, d,
+                       conv(f"{m}.branch_pool", F.avg_pool2d(x, 3, 1, 1))], 1)
+    return F.linear(x.mean((2, 3)), sd["fc.weight"], sd["fc.bias"])
+
+
+def test_styleaug_predictor_layout_loads_and_matches_its_forward_pass(tmp_path) -> None:
+    from pipeline.models.inception_predictor import InceptionStylePredictor
+
+    ours = InceptionStylePredictor()
+    assert {k for k in ours.state_dict() if not k.endswith("num_batches_tracked")} == _inception_keys()
+    g = torch.Generator().manual_seed(3)
+    sd = {k: (torch.rand(v.shape, generator=g) + 0.5 if k.endswith(("running_var", "bn.weight"))
+              else torch.randn(v.shape, generator=g) * 0.05)
+          for k, v in ours.state_dict().items() if not k.endswith("num_batches_tracked")}
+    # as style-augmentation saves them: wrapped, with the BN counters
+    torch.save({"state_dict_stylepredictor": {**sd, "Conv2d_1a_3x3.bn.num_batches_tracked": torch.tensor(5)}},
+               tmp_path / "checkpoint_stylepredictor.pth")
+    torch.save({"state_dict_ghiasi": _styleaug_state_dict()}, tmp_path / "checkpoint_transformer.pth")
+    transformer, predictor = load_ghiasi(tmp_path / "checkpoint_transformer.pth",
+                                         tmp_path / "checkpoint_stylepredictor.pth")
+    assert predictor.arch.family == "inception_style_predictor"
+    x = torch.rand(2, 3, 160, 176)
+    with torch.inference_mode():
+        torch.testing.assert_close(predictor(x), _inception_functional(sd, x), atol=1e-4, rtol=1e-4)
+    # found beside the transfer network by its name, as style-augmentation ships them
+    from pipeline.stages.arbitrary_style import network_files
+    params = get_stage("arbitrary_style").Params(style=_painting(tmp_path / "p.png", 1),
+                                                 weights=tmp_path / "checkpoint_transformer.pth")
+    assert network_files(params)["predictor"] == tmp_path / "checkpoint_stylepredictor.pth"

@@ -21,6 +21,7 @@ from pipeline.models.checkpoints import (
 )
 from pipeline.models.adain import AdaINDecoder
 from pipeline.models.cyclegan import NLayerDiscriminator, ResnetGenerator, UnetGenerator
+from pipeline.models.inception_predictor import InceptionStylePredictor
 from pipeline.models.magenta import GhiasiTransformer, MobileNetStylePredictor
 from pipeline.models.families import detect_families, families, get_family, register_family
 from pipeline.models.pytorch_gan import (DCGANDiscriminator, DCGANGenerator, GeneratorResNet,
@@ -267,6 +268,7 @@ FAMILY_EXAMPLES = {
     "adain_vgg": lambda: {"0.weight": torch.zeros(3, 3, 1, 1), "2.weight": torch.zeros(64, 3, 3, 3)},
     "ghiasi_transformer": lambda: GhiasiTransformer((4, 8, 8), blocks=1).state_dict(),
     "mobilenet_style_predictor": lambda: MobileNetStylePredictor().state_dict(),
+    "inception_style_predictor": lambda: InceptionStylePredictor().state_dict(),
 }
 
 

@@ -204,3 +204,50 @@ def test_the_manifest_records_each_outputs_draw(tmp_path) -> None:
     assert [r["style_seed"] for r in rows] == [draw_seed(7, r["output"]) for r in rows]
     with open(tmp_path / "out" / "manifest.csv", newline="") as f:
         assert [int(r["style_seed"]) for r in csv.DictReader(f)] == [r["style_seed"] for r in rows]
+
+
+def _styleaug_files(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """style-augmentation's three files, as it saves them (random weights, small statistics)."""
+    from pipeline.models.inception_predictor import InceptionStylePredictor
+    from tests.test_magenta import _styleaug_state_dict
+
+    torch.manual_seed(0)
+    predictor = {k: v for k, v in InceptionStylePredictor().state_dict().items()}
+    torch.save({"state_dict_ghiasi": _styleaug_state_dict()}, tmp_path / "checkpoint_transformer.pth")
+    torch.save({"state_dict_stylepredictor": predictor}, tmp_path / "checkpoint_stylepredictor.pth")
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(100, 100, generator=g, dtype=torch.float64) * 0.1
+    torch.save({"pbn_embedding_mean": torch.randn(100, generator=g),
+                "pbn_embedding_covariance": a @ a.T + 0.01 * torch.eye(100, dtype=torch.float64),
+                "imagenet_embedding_mean": torch.randn(100, generator=g, dtype=torch.float64)},
+               tmp_path / "checkpoint_embeddings.pth")
+    return (tmp_path / "checkpoint_transformer.pth", tmp_path / "checkpoint_stylepredictor.pth",
+            tmp_path / "checkpoint_embeddings.pth")
+
+
+def test_published_statistics_with_styleaugs_own_networks(tmp_path) -> None:
+    weights, predictor, statistics = _styleaug_files(tmp_path)
+    cls = get_stage("style_augment")
+    stage = cls(cls.Params(statistics=statistics, weights=weights, seed=4), CPU)  # predictor beside
+    stats = torch.load(statistics, weights_only=True)
+    draws = torch.stack([stage.draw(f"img{i}.png") for i in range(3000)])
+    mean = stats["pbn_embedding_mean"].double()
+    assert (draws.mean(0) - mean).abs().max() < 0.1  # 3000 draws: the mean within about 3 sigma
+    cov_error = (torch.cov(draws.T) - stats["pbn_embedding_covariance"]).abs().max()
+    assert cov_error < 0.25 * stats["pbn_embedding_covariance"].diagonal().max()
+    y = stage(_images(2, 64, 64), ["a.png", "b.png"])
+    assert y.shape == (2, 3, 64, 64) and (y[0] - y[1]).abs().mean() > 0.5
+    assert "statistics checkpoint_embeddings.pth" in stage.describe()
+
+
+def test_published_statistics_are_refused_with_the_mobilenet_predictor(tmp_path) -> None:
+    _, _, statistics = _styleaug_files(tmp_path)
+    weights, predictor = ghiasi_files(tmp_path / "net")
+    cls = get_stage("style_augment")
+    with pytest.raises(Exception, match="Inception predictor.*Mahalanobis") as err:
+        cls(cls.Params(statistics=statistics, weights=weights, predictor=predictor), CPU)
+    assert "paintings: FOLDER" in str(err.value)
+    with pytest.raises(ValueError, match="one of them"):
+        cls.Params(statistics=statistics, paintings=tmp_path)
+    with pytest.raises(ValueError, match="one of them"):
+        cls.Params()

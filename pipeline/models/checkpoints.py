@@ -37,7 +37,8 @@ __all__ = ["Architecture", "StateDict", "read_state_dict", "read_safetensors_met
 # Wrapper keys, in order of preference: EMA weights are what trainers ship for
 # inference; netG_A is CycleGAN's A->B direction.
 _WRAPPER_KEYS = ("state_dict_ema", "params_ema", "state_dict", "model", "params",
-                 "netG", "netG_A", "netG_B", "G", "generator")
+                 "netG", "netG_A", "netG_B", "G", "generator",
+                 "state_dict_ghiasi", "state_dict_stylepredictor")  # style-augmentation's
 _PREFIXES = ("module.", "_orig_mod.")
 
 # What our AdaIN decoders were trained on (safetensors metadata "encoder"): a decoder only
@@ -377,14 +378,16 @@ def load_adain_decoder(path: str | Path) -> nn.Module:
     return _load_into(path, arch, sd)
 
 
+PREDICTOR_FAMILIES = ("mobilenet_style_predictor", "inception_style_predictor")
+
+
 def load_ghiasi(path: str | Path, predictor: str | Path) -> tuple[nn.Module, nn.Module]:
     """Ghiasi et al.'s transfer network and style predictor, frozen (their files: ONNX from
     TF Hub's TFLite release, or our safetensors)."""
     path, predictor = Path(path), Path(predictor)
     transformer = _load_into(path, *inspect_checkpoint(path, ("ghiasi_transformer",),
                                                       get_family("ghiasi_transformer").what))
-    arch, sd = inspect_checkpoint(predictor, ("mobilenet_style_predictor",),
-                                  get_family("mobilenet_style_predictor").what)
+    arch, sd = inspect_checkpoint(predictor, PREDICTOR_FAMILIES, "Ghiasi et al.'s style predictor")
     return transformer, _load_into(predictor, arch, sd)
 
 

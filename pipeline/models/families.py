@@ -24,6 +24,7 @@ from torch import nn
 
 from .adain import AdaINDecoder
 from .cyclegan import ResnetGenerator, UnetGenerator
+from .inception_predictor import InceptionStylePredictor
 from .magenta import GhiasiTransformer, MobileNetStylePredictor
 from .pytorch_gan import DCGANGenerator, GeneratorResNet, GeneratorUNet, MLPGenerator, Pix2PixUNet
 from .transformer_net import TransformerNet
@@ -320,6 +321,16 @@ register_family(Family(
     infer=lambda sd: Architecture("mobilenet_style_predictor"),
     build=lambda a: MobileNetStylePredictor(),
     describe=lambda a: "Magenta style predictor (MobileNet-v2)"))
+
+register_family(Family(
+    "inception_style_predictor",
+    "Magenta's original style predictor (Inception-v3, style-augmentation's checkpoint_stylepredictor.pth)",
+    "give the transfer network (checkpoint_transformer.pth) as `weights` and this file as `predictor`",
+    detect=lambda sd: "Mixed_6e.branch_pool.conv.weight" in sd and "fc.weight" in sd
+    and tuple(sd["fc.weight"].shape) == (100, 768),
+    infer=lambda sd: Architecture("inception_style_predictor"),
+    build=lambda a: InceptionStylePredictor(),
+    describe=lambda a: "Magenta style predictor (Inception-v3, style-augmentation's port)"))
 
 # --------------------------------------------------------------------------- from noise
 

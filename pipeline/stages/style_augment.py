@@ -8,9 +8,12 @@ stay, texture and colour change, and a model trained on the copies leans less on
 
 The Gaussian is fitted to the embeddings of the paintings in ``paintings`` (a folder,
 searched recursively), through the same predictor that runs, so the draws lie where that
-predictor puts paintings.  (style-augmentation's published Painter-by-Numbers statistics
-belong to its Inception predictor's embedding space; the MobileNet predictor of the TFLite
-and ONNX files puts paintings far from them.)
+predictor puts paintings; or it is style-augmentation's published Painter-by-Numbers mean
+and covariance (``statistics: checkpoint_embeddings.pth``), which describe the embedding
+space of its Inception predictor only: with the MobileNet predictor of the TFLite and ONNX
+files, the three public-domain paintings lie 382 to 470 Mahalanobis units from that mean,
+where a draw from it lies about 10 (``python benchmarks/embedding_space.py``), so that
+pairing is refused.
 
 An image's draw depends on ``seed`` and its key alone (its output path under the output
 folder; a tar shard member's path inside its shard; a clip's, for each of its frames):
@@ -29,7 +32,7 @@ from torch import nn
 
 from ..errors import WeightsError
 from ..hashing import file_sha256
-from ..models.checkpoints import load_ghiasi
+from ..models.checkpoints import load_ghiasi, read_state_dict
 from ..models.magenta import EMBEDDING_SIZE, EmbeddingStylizer
 from ..typed_yaml import ParamError
 from .arbitrary_style import network_files, painting_square
@@ -41,7 +44,10 @@ PAINTING_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 @dataclass(frozen=True)
 class StyleAugmentParams:
-    paintings: Path  # a folder of style images: the Gaussian is fitted to their embeddings
+    paintings: Path | None = None  # a folder of style images: the Gaussian fitted to their embeddings
+    # or style-augmentation's checkpoint_embeddings.pth: its Painter-by-Numbers mean and
+    # covariance (with its Inception predictor only)
+    statistics: Path | None = None
     seed: int = 0  # with each image's key, decides its draw
     alpha: float = 0.5  # the drawn embedding's share; the rest is the image's own (0.5: the paper's)
     # Ghiasi et al.'s transfer network and predictor (none: the installed network, as arbitrary_style)
@@ -51,6 +57,10 @@ class StyleAugmentParams:
     preserve_color: bool = False  # the input's colours with the style's luminance
 
     def __post_init__(self) -> None:
+        if (self.paintings is None) == (self.statistics is None):
+            raise ParamError("paintings", "give `paintings` (a folder of style images to fit the "
+                                          "draws to) or `statistics` (style-augmentation's "
+                                          "checkpoint_embeddings.pth), one of them")
         if isinstance(self.alpha, bool) or not 0.0 <= self.alpha <= 1.0:
             raise ParamError("alpha", f"alpha must be in [0, 1], got {self.alpha}")
         if isinstance(self.strength, bool) or not 0.0 <= self.strength <= 1.0:
@@ -62,7 +72,7 @@ class StyleAugment(NetworkStage):
     name = "style_augment"
     Params = StyleAugmentParams
     per_image = True
-    quiet_defaults = {"predictor": None}
+    quiet_defaults = {"predictor": None, "statistics": None, "paintings": None}
 
     def load(self, params: StyleAugmentParams) -> nn.Module:
         self.files = network_files(params)
@@ -72,17 +82,19 @@ class StyleAugment(NetworkStage):
                                hint="leave `weights` out (the installed network), or give "
                                     "arbitrary_transform.onnx")
         transformer, predictor = load_ghiasi(self.files["weights"], self.files["predictor"])
-        self.paintings = _paintings(params.paintings)
-        with torch.inference_mode():
-            embeddings = torch.cat([predictor(painting_square(p)) for p in self.paintings]).double()
-        self.mean = embeddings.mean(0)
-        # the Gaussian's square root: draws are mean + root @ z (a painting alone: its embedding)
-        if len(embeddings) > 1:
-            cov = torch.cov(embeddings.T)
-            values, vectors = torch.linalg.eigh(cov)
-            self.root = vectors * values.clamp(min=0).sqrt()
+        self.paintings: list[Path] = []
+        if params.statistics is not None:
+            self.mean, cov = _published(params.statistics, predictor.arch.family)
         else:
-            self.root = torch.zeros(EMBEDDING_SIZE, EMBEDDING_SIZE, dtype=torch.float64)
+            self.paintings = _paintings(params.paintings)
+            with torch.inference_mode():
+                embeddings = torch.cat([predictor(painting_square(p)) for p in self.paintings]).double()
+            self.mean = embeddings.mean(0)
+            cov = torch.cov(embeddings.T) if len(embeddings) > 1 else \
+                torch.zeros(EMBEDDING_SIZE, EMBEDDING_SIZE, dtype=torch.float64)
+        # the Gaussian's square root: draws are mean + root @ z (a painting alone: its embedding)
+        values, vectors = torch.linalg.eigh(cov)
+        self.root = vectors * values.clamp(min=0).sqrt()
         net = EmbeddingStylizer(transformer, self.mean.float(), params.alpha,
                                 predictor if params.alpha < 1.0 else None)
         net.arch = transformer.arch
@@ -104,15 +116,17 @@ class StyleAugment(NetworkStage):
         fingerprint = super().fingerprint()
         for name, path in self.files.items():  # the network files by content
             fingerprint[name] = {"sha256": file_sha256(path)}
-        fingerprint["paintings"] = [[p.relative_to(self.params.paintings).as_posix(), file_sha256(p)]
-                                    for p in self.paintings]
+        if self.paintings:
+            fingerprint["paintings"] = [[p.relative_to(self.params.paintings).as_posix(),
+                                         file_sha256(p)] for p in self.paintings]
         return fingerprint
 
     def describe(self) -> str:
         p = self.params
+        drawn = (f"{len(self.paintings)} paintings in {p.paintings.name}/" if self.paintings
+                 else f"statistics {p.statistics.name}")
         return (f"{self.name}(weights={self.files['weights'].name}, {self.net.arch.describe()}, "
-                f"{len(self.paintings)} paintings in {p.paintings.name}/, seed {p.seed}, "
-                f"alpha {p.alpha:g})")
+                f"{drawn}, seed {p.seed}, alpha {p.alpha:g})")
 
     def to_net(self, rgb: torch.Tensor) -> torch.Tensor:
         return rgb
@@ -125,6 +139,28 @@ def draw_seed(seed: int, key: str) -> int:
     """A 63-bit generator seed from the job's seed and an image's key (SHA-256 of both)."""
     digest = hashlib.sha256(f"{seed}\0{key}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _published(path: Path, predictor_family: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """style-augmentation's Painter-by-Numbers mean and covariance (float64)."""
+    if predictor_family != "inception_style_predictor":
+        raise WeightsError(path, "these statistics describe the embedding space of style-"
+                                 "augmentation's Inception predictor; the predictor that runs here "
+                                 "(MobileNet-v2) puts paintings 382 to 470 Mahalanobis units from "
+                                 "their mean, where a draw lies about 10",
+                           hint="fit the draws to your paintings instead: `paintings: FOLDER`, or "
+                                "run style-augmentation's checkpoints (weights: "
+                                "checkpoint_transformer.pth, predictor: checkpoint_stylepredictor.pth)")
+    stats = read_state_dict(path)
+    try:
+        mean = stats["pbn_embedding_mean"].double().reshape(EMBEDDING_SIZE)
+        cov = stats["pbn_embedding_covariance"].double().reshape(EMBEDDING_SIZE, EMBEDDING_SIZE)
+    except (KeyError, RuntimeError):
+        raise WeightsError(path, f"not style-augmentation's embedding statistics (keys: "
+                                 f"{', '.join(list(stats)[:4])})",
+                           hint="checkpoint_embeddings.pth holds pbn_embedding_mean and "
+                                "pbn_embedding_covariance") from None
+    return mean, (cov + cov.T) / 2
 
 
 def _paintings(folder: Path) -> list[Path]:
