@@ -29,7 +29,7 @@ from pipeline.machine.context import RunContext
 from pipeline.stages import get_stage
 
 CTX = RunContext(device=torch.device("cpu"), precision="fp32", batch_size=1)
-CASES = ("fast_style", "arbitrary_style", "cyclegan_resnet", "cyclegan_unet", "pytorch_gan_resnet",
+CASES = ("fast_style", "arbitrary_style", "magenta_int8", "magenta_styleaug", "cyclegan_resnet", "cyclegan_unet", "pytorch_gan_resnet",
          "pytorch_gan_unet", "pytorch_gan_pix2pix", "tv_denoise", "gatys", "resize")
 GATYS_STEPS = 3
 
@@ -49,6 +49,17 @@ def build(case: str, folder: Path):
         cls = get_stage("arbitrary_style")
         return cls(cls.Params(weights=adain_decoder_file(folder / "d.safetensors"),
                               style=folder / "p.png"), CTX)
+    if case.startswith("magenta"):  # Ghiasi et al.'s network: the TFLite widths, or styleaug's
+        from PIL import Image
+
+        from pipeline.models.magenta import GhiasiTransformer, MobileNetStylePredictor
+        widths = (8, 16, 32) if case == "magenta_int8" else (32, 64, 128)
+        torch.save(GhiasiTransformer(widths).state_dict(), folder / "t.pth")
+        torch.save(MobileNetStylePredictor().state_dict(), folder / "p.pth")
+        Image.fromarray((torch.rand(300, 400, 3) * 255).byte().numpy()).save(folder / "s.png")
+        cls = get_stage("arbitrary_style")
+        return cls(cls.Params(weights=folder / "t.pth", predictor=folder / "p.pth",
+                              style=folder / "s.png"), CTX)
     if case.startswith("pytorch_gan"):  # PyTorch-GAN's generators, upstream's widths
         from pipeline.models.pytorch_gan import GeneratorResNet, GeneratorUNet, Pix2PixUNet
         net = {"pytorch_gan_resnet": lambda: GeneratorResNet(n_blocks=9),

@@ -251,3 +251,31 @@ def test_published_statistics_are_refused_with_the_mobilenet_predictor(tmp_path)
         cls.Params(statistics=statistics, paintings=tmp_path)
     with pytest.raises(ValueError, match="one of them"):
         cls.Params()
+
+
+@pytest.mark.parametrize("stage", ["arbitrary_style", "style_augment"])
+def test_a_video_job_with_temporal_smoothing(tmp_path, stage) -> None:
+    """As for any style stage; style_augment draws once per clip (its key), so a clip keeps
+    one style from frame to frame."""
+    from tests.clips import decode_all, make_clip
+
+    weights, predictor = ghiasi_files(tmp_path / "net")
+    _paintings(tmp_path / "paintings")
+    (tmp_path / "clips").mkdir()
+    clip = make_clip(tmp_path / "clips" / "c.mp4", frames=6, size=(48, 32), audio=False)
+    style = "style: paintings/p1.png" if stage == "arbitrary_style" else "paintings: paintings/"
+    job = write_job(tmp_path, f"""
+sources: [{{videos: clips/}}]
+output: out
+stages:
+  - decode
+  - {stage}: {{weights: {weights}, predictor: {predictor}, {style}}}
+  - temporal_smooth: {{strength: 0.7, flow_preset: ultrafast}}
+  - encode: {{video: {{codec: libx264, crf: 18}}, audio: none}}
+""")
+    result = run_cli_here(str(job))
+    assert result.returncode == 0, result.stderr
+    frames, _ = decode_all(tmp_path / "out" / "c.mp4")
+    source, _ = decode_all(clip)
+    assert len(frames) == len(source) == 6 and frames[0].shape == source[0].shape
+    assert float(np.abs(frames[0].astype(int) - source[0].astype(int)).mean()) > 5  # painted

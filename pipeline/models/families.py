@@ -298,9 +298,11 @@ def _ghiasi_arch(sd: StateDict) -> Architecture:
                         norm="instance" if widths[0] >= 32 else "folded")
 
 
-# fp32 bytes per padded pixel, estimated: the full-resolution maps of the first and last
-# layers (width a: two live at once, with a reflection-padded copy) and the RGB in and out
-_GHIASI_BYTES_PER_PIXEL_PER_WIDTH, _GHIASI_BYTES_PER_PIXEL = 16, 36
+# fp32 bytes per padded pixel: ``python benchmarks/stage_memory.py --cases
+# magenta_int8,magenta_styleaug --sizes 512,1024`` (peak RSS, CPU, torch 2.13) measured 378
+# and 321 B/px for the 8-wide int8 network, 1100 and 986 for styleaug's 32-wide one: about
+# 28 per channel of the first layer's width plus 100; with a margin, 30 and 120
+_GHIASI_BYTES_PER_PIXEL_PER_WIDTH, _GHIASI_BYTES_PER_PIXEL = 30, 120
 
 register_family(Family(
     "ghiasi_transformer", "Ghiasi et al.'s arbitrary-style transfer network (Magenta)",
