@@ -462,3 +462,207 @@ def test_styleaug_predictor_layout_loads_and_matches_its_forward_pass(tmp_path) 
     params = get_stage("arbitrary_style").Params(style=_painting(tmp_path / "p.png", 1),
                                                  weights=tmp_path / "checkpoint_transformer.pth")
     assert network_files(params)["predictor"] == tmp_path / "checkpoint_stylepredictor.pth"
+
+
+# --------------------------------------------------------------------------- TFLite files
+
+HAVE_TFLITE = importlib.util.find_spec("tflite") is not None and importlib.util.find_spec("flatbuffers") is not None
+
+
+def _write_tflite(path: Path, tensors: list[dict], operators: list[tuple[int, list[int], list[int]]],
+                  codes: list[int]) -> None:
+    """A TFLite model built with the schema's own builders (the ``tflite`` package): each
+    tensor ``{name, shape, type, data?, scale?, zero?, dim?}``, each operator (code index,
+    inputs, outputs)."""
+    import flatbuffers
+    import tflite
+
+    b = flatbuffers.Builder(1024)
+
+    def ints(start, values, add=lambda b, v: b.PrependInt32(v)):
+        start(b, len(values))
+        for v in reversed(values):
+            add(b, v)
+        return b.EndVector()
+
+    buffers = []
+    for t in [{"data": None}, *tensors]:  # buffer 0: empty, as converters write it
+        data = b"" if t.get("data") is None else t["data"].tobytes()
+        vec = b.CreateByteVector(data) if data else None
+        tflite.BufferStart(b)
+        if vec is not None:
+            tflite.BufferAddData(b, vec)
+        buffers.append(tflite.BufferEnd(b))
+    made = []
+    for i, t in enumerate(tensors):
+        name, shape = b.CreateString(t["name"]), ints(tflite.TensorStartShapeVector, list(t["shape"]))
+        quant = None
+        if t.get("scale") is not None:
+            scale = ints(tflite.QuantizationParametersStartScaleVector, list(t["scale"]),
+                         lambda b, v: b.PrependFloat32(float(v)))
+            zero = ints(tflite.QuantizationParametersStartZeroPointVector, list(t["zero"]),
+                        lambda b, v: b.PrependInt64(int(v)))
+            tflite.QuantizationParametersStart(b)
+            tflite.QuantizationParametersAddScale(b, scale)
+            tflite.QuantizationParametersAddZeroPoint(b, zero)
+            tflite.QuantizationParametersAddQuantizedDimension(b, t.get("dim", 0))
+            quant = tflite.QuantizationParametersEnd(b)
+        tflite.TensorStart(b)
+        tflite.TensorAddShape(b, shape)
+        tflite.TensorAddType(b, t["type"])
+        tflite.TensorAddBuffer(b, i + 1 if t.get("data") is not None else 0)
+        tflite.TensorAddName(b, name)
+        if quant is not None:
+            tflite.TensorAddQuantization(b, quant)
+        made.append(tflite.TensorEnd(b))
+    ops = []
+    for code, inputs, outputs in operators:
+        ins, outs = ints(tflite.OperatorStartInputsVector, inputs), ints(tflite.OperatorStartOutputsVector, outputs)
+        tflite.OperatorStart(b)
+        tflite.OperatorAddOpcodeIndex(b, code)
+        tflite.OperatorAddInputs(b, ins)
+        tflite.OperatorAddOutputs(b, outs)
+        ops.append(tflite.OperatorEnd(b))
+    op_codes = []
+    for code in codes:
+        tflite.OperatorCodeStart(b)
+        tflite.OperatorCodeAddDeprecatedBuiltinCode(b, code)
+        tflite.OperatorCodeAddBuiltinCode(b, code)
+        op_codes.append(tflite.OperatorCodeEnd(b))
+
+    def offsets(start, items):
+        start(b, len(items))
+        for item in reversed(items):
+            b.PrependUOffsetTRelative(item)
+        return b.EndVector()
+
+    tensor_vec, op_vec = offsets(tflite.SubGraphStartTensorsVector, made), offsets(tflite.SubGraphStartOperatorsVector, ops)
+    tflite.SubGraphStart(b)
+    tflite.SubGraphAddTensors(b, tensor_vec)
+    tflite.SubGraphAddOperators(b, op_vec)
+    graph = tflite.SubGraphEnd(b)
+    graphs = offsets(tflite.ModelStartSubgraphsVector, [graph])
+    code_vec = offsets(tflite.ModelStartOperatorCodesVector, op_codes)
+    buffer_vec = offsets(tflite.ModelStartBuffersVector, buffers)
+    tflite.ModelStart(b)
+    tflite.ModelAddVersion(b, 3)
+    tflite.ModelAddOperatorCodes(b, code_vec)
+    tflite.ModelAddSubgraphs(b, graphs)
+    tflite.ModelAddBuffers(b, buffer_vec)
+    b.Finish(tflite.ModelEnd(b), file_identifier=b"TFL3")
+    path.write_bytes(b.Output())
+
+
+@pytest.mark.skipif(not HAVE_TFLITE, reason="needs tflite and flatbuffers (test extra)")
+def test_tflite_files_read_int8_per_channel_fp16_and_depthwise(tmp_path) -> None:
+    import tflite
+
+    g = np.random.default_rng(0)
+    conv_q = g.integers(-127, 127, (4, 3, 3, 2), dtype=np.int8)  # OHWI
+    conv_scale, conv_zero = np.array([0.5, 0.25, 0.125, 1.0]), np.zeros(4)
+    bias_q = np.array([10, -20, 30, 40], np.int32)
+    dw_q = g.integers(-127, 127, (1, 3, 3, 6), dtype=np.int8)  # 1HWC, quantized along C
+    dw_scale, dw_zero = np.linspace(0.1, 0.6, 6), np.array([1, 0, -1, 2, 0, 0])
+    half = g.standard_normal((5, 1, 1, 4)).astype(np.float16)
+    tensors = [
+        {"name": "x", "shape": (1, 8, 8, 2), "type": 0},
+        {"name": "transformer/contract/conv1/weights", "shape": conv_q.shape, "type": 9,
+         "data": conv_q, "scale": conv_scale, "zero": conv_zero, "dim": 0},
+        {"name": "odd_bias_name", "shape": (4,), "type": 2, "data": bias_q,
+         "scale": conv_scale * 0.01, "zero": np.zeros(4)},
+        {"name": "y", "shape": (1, 8, 8, 4), "type": 0},
+        {"name": "MobilenetV2/expanded_conv/depthwise/depthwise_weights", "shape": dw_q.shape,
+         "type": 9, "data": dw_q, "scale": dw_scale, "zero": dw_zero, "dim": 3},
+        {"name": "z", "shape": (1, 8, 8, 6), "type": 0},
+        {"name": "mobilenet_conv/Conv/weights", "shape": half.shape, "type": 1, "data": half},
+        {"name": "mobilenet_conv/Conv/weights_dequantize", "shape": half.shape, "type": 0},
+        {"name": "w", "shape": (1, 1, 1, 5), "type": 0},
+    ]
+    ops = [(0, [0, 1, 2], [3]), (1, [3, 4, -1], [5]), (2, [6], [7]), (0, [5, 7, -1], [8])]
+    path = tmp_path / "model_transfer_1.tflite"
+    _write_tflite(path, tensors, ops, codes=[3, 4, 6])  # CONV_2D, DEPTHWISE_CONV_2D, DEQUANTIZE
+
+    from pipeline.models.magenta_files import read_tflite
+    from pipeline.models.tflite_reader import read_graph
+
+    sd = read_tflite(path)
+    expected = (conv_q.astype(np.float64) * conv_scale[:, None, None, None]).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(sd["layers.0.conv.weight"].numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(sd["layers.0.conv.bias"].numpy(), bias_q * conv_scale * 0.01, rtol=1e-6)
+    dw = ((dw_q.astype(np.float64) - dw_zero) * dw_scale).transpose(3, 0, 1, 2)
+    np.testing.assert_allclose(sd["blocks.0.depthwise.weight"].numpy(), dw, rtol=1e-6)
+    assert not sd["blocks.0.depthwise.bias"].any()  # none stored: zeros
+    np.testing.assert_allclose(sd["bottleneck.weight"].numpy(), half.astype(np.float32).transpose(0, 3, 1, 2))
+
+    # the same tensors as the tflite package's own reader sees them
+    theirs = tflite.Model.GetRootAsModel(path.read_bytes(), 0).Subgraphs(0)
+    ours = read_graph(path)
+    assert [t.name for t in ours.tensors] == [theirs.Tensors(i).Name().decode() for i in range(theirs.TensorsLength())]
+    assert [t.shape for t in ours.tensors] == [tuple(theirs.Tensors(i).ShapeAsNumpy()) for i in range(theirs.TensorsLength())]
+    assert [o.inputs for o in ours.operators] == [theirs.Operators(i).InputsAsNumpy().tolist()
+                                                  for i in range(theirs.OperatorsLength())]
+    (tmp_path / "junk.tflite").write_bytes(b"\x10\x00\x00\x00TFL3" + b"\xff" * 8)
+    with pytest.raises(WeightsError, match="junk.tflite"):
+        read_tflite(tmp_path / "junk.tflite")
+
+
+@pytest.mark.skipif(not HAVE_TFLITE, reason="needs tflite and flatbuffers (test extra)")
+def test_a_tflite_transfer_network_runs_with_its_predictor_beside_it(tmp_path) -> None:
+    """Our own network written as TF Hub's int8 TFLite pair (per-channel int8 weights, the
+    TFLite names, ..._transfer_1 beside ..._prediction_1) loads and stylizes within the
+    weights' rounding of the float network."""
+    from pipeline.stages.arbitrary_style import network_files
+
+    weights, predictor = ghiasi_files(tmp_path / "net")
+    from safetensors.torch import load_file
+    sd = load_file(weights)
+    tensors, ops, i = [], [], 0
+    for key, w in sd.items():
+        if not key.endswith(".weight"):
+            continue
+        layer, part = key.split(".")[1], key.split(".")[2]
+        if part.startswith("fc_"):
+            continue  # the embedding maps: kept as float below
+        blocks = 2  # ghiasi_files' network: layers 3-4 residual, 5-7 expanding
+        n = int(layer)
+        tf = f"contract/conv{n + 1}" if n < 3 else f"residual/residual{n - 2}/{part}" \
+            if n < 3 + blocks else f"expand/conv{n - 2 - blocks}/conv"
+        q_scale = w.abs().amax((1, 2, 3)).numpy().astype(np.float64) / 127
+        q = np.round(w.numpy().transpose(0, 2, 3, 1) / q_scale[:, None, None, None]).astype(np.int8)
+        tensors += [{"name": "in", "shape": (1, 4, 4, w.shape[1]), "type": 0},
+                    {"name": f"transformer/{tf}/weights", "shape": q.shape, "type": 9, "data": q,
+                     "scale": q_scale, "zero": np.zeros(len(q_scale)), "dim": 0},
+                    {"name": f"transformer/{tf}/Conv2D_bias", "shape": (w.shape[0],), "type": 0,
+                     "data": sd[key[:-6] + "bias"].numpy()},
+                    {"name": "out", "shape": (1, 4, 4, w.shape[0]), "type": 0}]
+        ops.append((0, [i, i + 1, i + 2], [i + 3]))
+        i += 4
+    for key, w in sd.items():  # the style maps: 1x1 convs over the embedding, float
+        if ".fc_" not in key or not key.endswith(".weight"):
+            continue
+        layer, part = key.split(".")[1], key.split(".")[2]
+        which = "Conv_1" if "gamma" in part else "Conv"
+        scope = f"residual/residual{int(layer) - 2}/conv{part[-1]}" if int(layer) < 5 else \
+            f"expand/conv{int(layer) - 4}/conv"
+        tensors += [{"name": "e", "shape": (1, 1, 1, 100), "type": 0},
+                    {"name": f"style_params/transformer/{scope}/StyleNorm/{which}/weights",
+                     "shape": (w.shape[0], 1, 1, 100), "type": 0, "data": w.numpy().reshape(w.shape[0], 1, 1, 100)},
+                    {"name": "b", "shape": (w.shape[0],), "type": 0, "data": sd[key[:-6] + "bias"].numpy()},
+                    {"name": "o", "shape": (1, 1, 1, w.shape[0]), "type": 0}]
+        ops.append((0, [i, i + 1, i + 2], [i + 3]))
+        i += 4
+    path = tmp_path / "hub" / "magenta_arbitrary-image-stylization-v1-256_int8_transfer_1.tflite"
+    path.parent.mkdir()
+    _write_tflite(path, tensors, ops, codes=[3])
+    import shutil
+    shutil.copy(predictor, path.parent / "magenta_arbitrary-image-stylization-v1-256_int8_prediction_1.tflite.safetensors")
+    painting = _painting(tmp_path / "p.png", 1)
+    cls = get_stage("arbitrary_style")
+    params = cls.Params(style=painting, weights=path,
+                        predictor=path.parent / "magenta_arbitrary-image-stylization-v1-256_int8_prediction_1.tflite.safetensors")
+    assert network_files(params)["weights"] == path
+    from_tflite = cls(params, CPU)
+    from_float = cls(cls.Params(style=painting, weights=weights, predictor=predictor), CPU)
+    x = torch.from_numpy(natural_image(40, 48, 3)).permute(2, 0, 1)[None].float()
+    diff = (from_tflite(x) - from_float(x)).abs()
+    assert float(diff.mean()) < 3.0 and from_tflite(x).shape == x.shape  # int8 weights' rounding

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..errors import WeightsError, WeightsNotFoundError, file_error, os_reason
 from .families import Architecture, StateDict, detect_families, get_family, runs_in
-from .magenta_files import is_onnx, read_onnx
+from .magenta_files import is_onnx, is_tflite, read_onnx, read_tflite
 from .transformer_net import TransformerNet
 
 __all__ = ["Architecture", "StateDict", "read_state_dict", "read_safetensors_metadata",
@@ -56,7 +56,8 @@ def stylizer_families() -> tuple[str, ...]:
 
 def read_state_dict(path: str | Path) -> StateDict:
     """Tensors of a ``.pth``/``.pt``/``.safetensors`` file, wrappers unwrapped (or a Magenta
-    network's ``.onnx`` file, its weights named as ours: ``pipeline.models.magenta_files``).
+    network's ``.onnx`` or ``.tflite`` file, its weights named as ours:
+    ``pipeline.models.magenta_files``).
 
     The format is sniffed from the bytes, so a safetensors file named ``.pth``
     still loads; non-tensor entries (``epoch``, ...) are dropped.
@@ -67,6 +68,8 @@ def read_state_dict(path: str | Path) -> StateDict:
         obj = _load_safetensors(path)
     elif path.suffix.lower() == ".onnx" and is_onnx(head):  # initializers, never the graph
         return read_onnx(path)
+    elif is_tflite(head):  # TF Hub's TFLite files: their tensors, never the interpreter
+        return read_tflite(path)
     elif _is_torch(head) and (not head.startswith(b"PK") or _zip_members(path) is None):
         obj = _load_torch(path, head)
     else:

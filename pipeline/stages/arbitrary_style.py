@@ -168,6 +168,7 @@ def network_files(params: ArbitraryStyleParams) -> dict[str, Path]:
 
 
 def _beside(weights: Path) -> Path | None:
+    # TF Hub's names: ..._transfer_1.tflite beside ..._prediction_1.tflite
     names = [_PREDICTOR_BESIDE.get(weights.name),
              weights.name.replace("transfer", "prediction") if "transfer" in weights.name else None]
     return next((weights.parent / n for n in names if n and (weights.parent / n).is_file()), None)
