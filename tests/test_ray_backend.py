@@ -253,3 +253,43 @@ def test_variants_and_shards_on_ray_as_in_one_process(cluster, media: Path) -> N
                                                          Path("styled/part-0.tar")]
     for rel in files:
         assert (out / rel).read_bytes() == (ref / rel).read_bytes(), rel
+
+
+def test_style_augment_on_ray_draws_as_in_one_process(cluster, media: Path) -> None:
+    """Each image's style comes from (seed, its key) alone: an actor on another node draws
+    the one the driver's process would (the same pictures, the same manifest seeds)."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from pipeline.media.images import read_image
+    from tests.conftest import ghiasi_files
+
+    weights, predictor = ghiasi_files(media / "ghiasi")
+    (media / "paintings").mkdir(exist_ok=True)
+    for s in range(3):
+        Image.fromarray(np.full((32, 32, 3), 60 * s + 20, np.uint8)).save(media / "paintings" / f"{s}.png")
+
+    def job(output: str) -> Path:
+        return write_job(media, f"""
+            sources:
+              - images: photos/
+            output: {output}
+            stages:
+              - decode
+              - style_augment: {{paintings: paintings/, seed: 3, weights: {weights}, predictor: {predictor}}}
+              - encode: {{image: {{format: png}}}}
+            """, name=f"augment_{output}.yaml")
+
+    home = run_cli_here(str(job("a_ref")))
+    on_ray = run_cli_here(str(job("a_ray")), "--ray", cluster.address, "--ray-workers", "2")
+    assert home.returncode == on_ray.returncode == 1, on_ray.stderr  # the broken file
+    ref, out = media / "a_ref", media / "a_ray"
+    pictures = sorted(p.relative_to(ref) for p in ref.rglob("*.png"))
+    assert len(pictures) == 6
+    for rel in pictures:  # another process's threads may round a level the other way
+        assert np.abs(read_image(out / rel).astype(int) - read_image(ref / rel).astype(int)).max() <= 1
+    seeds = [{r["output"]: r["style_seed"] for r in map(json.loads, (d / "manifest.jsonl").read_text().splitlines())}
+             for d in (ref, out)]
+    assert seeds[0] == seeds[1] and len(seeds[0]) == 6
