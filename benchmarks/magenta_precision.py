@@ -1,13 +1,14 @@
-"""Magenta's network in bf16 against fp32 (and fp16 on CUDA): the picture's difference and the time.
+"""Magenta's network in bf16 against fp32 (and fp16 on CUDA), and compiled: the picture's difference and the time.
 
     python benchmarks/magenta_precision.py [--photo ../shared/media/photos/astronaut.png]
                                            [--style ../shared/media/styles/starry_night.jpg]
-                                           [--device cpu] [--repeats 3]
+                                           [--device cpu] [--repeats 3] [--compile]
 
 Runs ``arbitrary_style`` (the installed network) on one photo at its own size in each
 precision the device offers, after a warm-up, and prints the milliseconds per picture
 (median of ``--repeats``, in this process) and the output's difference from fp32 in 8-bit
-levels (mean and max, after rounding).
+levels (mean and max, after rounding).  ``--compile`` adds fp32 with ``compile: true``
+(``torch.compile``), its first call (the compilation) timed apart.
 """
 from __future__ import annotations
 
@@ -36,16 +37,20 @@ def main() -> None:
     ap.add_argument("--style", type=Path, default=SHARED / "styles" / "starry_night.jpg")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--compile", action="store_true")
     args = ap.parse_args()
     device = torch.device(args.device)
     x = torch.from_numpy(np.array(Image.open(args.photo).convert("RGB"))).permute(2, 0, 1)[None]
     cls = get_stage("arbitrary_style")
     outs = {}
-    for precision in ("fp32", "bf16") + (("fp16",) if device.type == "cuda" else ()):
+    runs = [(p, False) for p in ("fp32", "bf16") + (("fp16",) if device.type == "cuda" else ())]
+    for precision, compiled in runs + ([("fp32", True)] if args.compile else []):
         ctx = RunContext(device=device, precision=precision, batch_size=None)
-        stage = cls(cls.Params(style=args.style), ctx)
+        stage = cls(cls.Params(style=args.style, compile=compiled), ctx)
         xin = x.to(device=device, dtype=ctx.dtype)
-        stage(xin)  # warm-up
+        t0 = time.perf_counter()
+        stage(xin)  # warm-up (compiled: the compilation)
+        first = time.perf_counter() - t0
         times = []
         for _ in range(args.repeats):
             if device.type == "cuda":
@@ -55,12 +60,13 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - t0)
-        outs[precision] = y.float().round().clamp(0, 255).cpu()
-        extra = ""
-        if precision != "fp32":
-            d = (outs[precision] - outs["fp32"]).abs()
-            extra = f"; against fp32: mean {float(d.mean()):.2f}, max {float(d.max()):.0f} levels"
-        print(f"{precision}: {statistics.median(times) * 1000:.0f} ms per {x.shape[3]}x{x.shape[2]} "
+        name = precision + (" compiled" if compiled else "")
+        outs[name] = y.float().round().clamp(0, 255).cpu()
+        extra = f"; first call {first:.1f} s" if compiled else ""
+        if name != "fp32":
+            d = (outs[name] - outs["fp32"]).abs()
+            extra += f"; against fp32: mean {float(d.mean()):.2f}, max {float(d.max()):.0f} levels"
+        print(f"{name}: {statistics.median(times) * 1000:.0f} ms per {x.shape[3]}x{x.shape[2]} "
               f"picture on {device}{extra}")
 
 

@@ -666,3 +666,16 @@ def test_a_tflite_transfer_network_runs_with_its_predictor_beside_it(tmp_path) -
     x = torch.from_numpy(natural_image(40, 48, 3)).permute(2, 0, 1)[None].float()
     diff = (from_tflite(x) - from_float(x)).abs()
     assert float(diff.mean()) < 3.0 and from_tflite(x).shape == x.shape  # int8 weights' rounding
+
+
+def test_compile_wraps_the_network_and_enters_the_fingerprint_only_when_asked(tmp_path) -> None:
+    """``compile: true`` hands the network to torch.compile (compiling itself takes seconds:
+    benchmarks/magenta_precision.py --compile measures it, not this test)."""
+    weights, predictor = ghiasi_files(tmp_path / "net")
+    painting = _painting(tmp_path / "p.png", 1)
+    cls = get_stage("arbitrary_style")
+    plain = cls(cls.Params(style=painting, weights=weights, predictor=predictor), CPU)
+    compiled = cls(cls.Params(style=painting, weights=weights, predictor=predictor, compile=True), CPU)
+    assert type(compiled.net).__name__ == "OptimizedModule" and type(plain.net).__name__ == "EmbeddingStylizer"
+    assert compiled.net.arch == plain.net.arch  # what describe and the memory gate read
+    assert "compile" not in plain.fingerprint() and compiled.fingerprint()["compile"] is True
