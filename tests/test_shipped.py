@@ -19,18 +19,22 @@ WEIGHTS = sorted((REPO / "weights").glob("*.safetensors"))
 def jobs_copy(tmp_path_factory) -> Path:
     """The jobs folder as a fresh clone has it (the job files copied: paths resolve from a job
     file's real folder; links to the rest), with what the README says to draw first (the
-    augment example's tree) drawn, and the weights beside it."""
+    augment example's tree, the style_augment example's paintings) drawn, and the weights
+    beside it."""
     root = tmp_path_factory.mktemp("shipped")
     (root / "jobs").mkdir()
     for entry in (REPO / "jobs").iterdir():
         if entry.suffix == ".yaml":
             (root / "jobs" / entry.name).write_text(entry.read_text())
-        elif entry.name != "augment_data":  # drawn below, not taken from this checkout
+        elif entry.name not in ("augment_data", "augment_paintings"):  # drawn below
             (root / "jobs" / entry.name).symlink_to(entry)
     (root / "weights").symlink_to(REPO / "weights")
-    drawn = subprocess.run([sys.executable, str(REPO / "scripts" / "make_augment_dataset.py"),
-                            str(root / "jobs" / "augment_data")], capture_output=True, text=True)
-    assert drawn.returncode == 0, drawn.stderr
+    for script, *args in (("make_augment_dataset.py", "augment_data"),
+                          ("make_procedural_styles.py", "augment_paintings", "--count", "4",
+                           "--size", "96")):
+        drawn = subprocess.run([sys.executable, str(REPO / "scripts" / script),
+                                str(root / "jobs" / args[0]), *args[1:]], capture_output=True, text=True)
+        assert drawn.returncode == 0, drawn.stderr
     return root / "jobs"
 
 
