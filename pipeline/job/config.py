@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from ..errors import JobError, Location, Problems
@@ -19,6 +19,7 @@ from ..stages.variants import Branch, VariantsParams
 from ..typed_yaml import (Node, ParseContext, describe, did_you_mean, load_yaml, parse_dataclass,
                           parse_value)
 from .options import ContactSheetOptions, ManifestOptions, PickOptions
+from .safety import RESERVED, reserved_reason
 
 TOP_LEVEL_KEYS = ("name", "sources", "output", "device", "precision", "batch_size", "workers", "threads",
                   "encoders", "commit_every", "stages", "contact_sheet", "manifest", "pick")
@@ -205,6 +206,12 @@ def _parse_source(i: int, item: Node, ctx: ParseContext) -> SourceSpec:
             raise JobError(f"'into' is given twice, in '{kind}' and beside it", location=item.location,
                            where=where, hint="keep one")
         into = options.into
+    if into and (reserved_reason(PurePath(into)) or any(ord(c) < 32 for c in into)):
+        raise JobError(f"'into: {into!r}' would put outputs on the job's own files: "
+                       f"{reserved_reason(PurePath(into)) or 'a control character in a name'}",
+                       location=(item.value["into"].location if "into" in item.value
+                                 else item.location), where=where,
+                       hint="name a plain folder, e.g. 'into: styled'")
     if into and (Path(into).is_absolute() or ".." in Path(into).parts):
         raise JobError(f"'into' must be a relative folder inside the output, got '{into}'",
                        location=item.value["into"].location, where=where)
@@ -287,10 +294,12 @@ def _parse_variants(node: Node, where: str, within: str, ctx: ParseContext) -> V
 def _parse_branch(name: str, node: Node, name_loc: Location, within: str,
                   ctx: ParseContext) -> Branch:
     if (not name or name.startswith(".") or any(c in name for c in '/\\:*?"<>|')
-            or name != name.strip()):
-        raise JobError(f"variant name '{name}' is not a folder name", location=name_loc,
+            or any(ord(c) < 32 or ord(c) == 127 for c in name) or name != name.strip()
+            or name in RESERVED):
+        raise JobError(f"variant name {name!r} is not a folder name of its own", location=name_loc,
                        where=within, hint="its outputs go under output/<name>/: use letters, "
-                                          "digits, '-' and '_'")
+                                          "digits, '-' and '_' (not the job's own "
+                                          f"{', '.join(sorted(RESERVED))})")
     strength, stages_node = 1.0, node
     if node.is_mapping:
         for key, loc in node.key_locations.items():

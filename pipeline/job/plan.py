@@ -34,7 +34,8 @@ from ..sources.base import SourceSpec
 from ..sources.walk import real_path, stem_of
 from .config import Job
 from .options import PickOptions
-from .safety import check_output_folder, check_output_paths, check_side_file, check_writable
+from .safety import (check_not_reserved, check_output_folder, check_output_paths, check_side_file,
+                     check_writable)
 
 
 @dataclass(frozen=True, slots=True)  # slots: a 100k-file job holds 100k of them
@@ -276,7 +277,7 @@ def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> 
     # where some source's real path lies in the output folder (see ``_seen``), checks the
     # outputs against those sources too.
     check_output_paths(job.output, _seen(Units(tuple(plans), 0), keys, sources_inside,
-                                         str(job.output.resolve()) + os.sep, sheet),
+                                         str(job.output.resolve()) + os.sep, sheet, job),
                        (), job.output_location)
     units = Units(tuple(plans), len(keys))
     _check_no_two_write_one(job, units, duplicates_of(keys))
@@ -289,15 +290,18 @@ def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> 
     return Plan(units, tuple(empty))
 
 
-def _seen(units: Units, keys: array, sources_inside: set[str], inside: str, also: str | None
-          ) -> Iterator[tuple[PurePath, Path, int]]:
+def _seen(units: Units, keys: array, sources_inside: set[str], inside: str, also: str | None,
+          job: Job) -> Iterator[tuple[PurePath, Path, int]]:
     """Each unit as ``check_output_paths`` takes it; on the way, its key's hash goes into
     ``keys``, and its source's real path into ``sources_inside`` if that lies ``inside`` the
     output folder (the only sources an output could land on: ``check_output_folder`` keeps
     source folders out of it and the walk skips it, so only a symlinked file gets there) or
-    is ``also`` (the contact sheet's path)."""
+    is ``also`` (the contact sheet's path).  No output may land on one of the job's own files
+    (``check_not_reserved``)."""
     real: dict[str, str] = {}  # folder -> real path, resolved once per folder
     for unit in units:
+        spec = job.sources[unit.source_index]
+        check_not_reserved(unit.output_rel, unit.source, f"sources[{unit.source_index}]", spec.location)
         keys.append(hash(unit.key))
         path = real_path(str(unit.source), real)
         if path.startswith(inside) or path == also:

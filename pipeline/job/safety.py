@@ -12,8 +12,40 @@ from pathlib import Path, PurePath
 from typing import Container, Iterable
 
 from ..errors import JobError, Location
-from ..record.ledger import LEDGER_NAME, committed_keys
+from ..media.atomic import partial_of
+from ..record.commits import SEGMENTS_DIR
+from ..record.ledger import LEDGER_NAME, LOCK_NAME, committed_keys
+from ..record.manifest import MANIFEST, MANIFEST_CSV
 from ..sources.walk import real_path
+
+
+#: the job's own names at the top of its output folder: no output may be or hold one
+RESERVED = frozenset({LEDGER_NAME, LOCK_NAME, MANIFEST, MANIFEST_CSV, SEGMENTS_DIR})
+
+
+def reserved_reason(rel: PurePath) -> str | None:
+    """Why the output path ``rel`` would land on one of the job's own files, else None: the
+    ledger, its lock, the manifests and the segment folder at the top, any hidden name at the
+    top (the pipeline's), and a temporary file's name anywhere (the sweeps delete those)."""
+    parts = rel.parts
+    if not parts:
+        return None
+    if parts[0] in RESERVED:
+        return f"'{parts[0]}' at the top of the output folder is the job's own"
+    if parts[0].startswith("."):
+        return f"hidden names at the top of the output folder ('{parts[0]}') are the job's own"
+    temporary = next((p for p in parts if partial_of(p) is not None), None)
+    if temporary is not None:
+        return f"'{temporary}' is a temporary file's name, which the job's clean-up deletes"
+    return None
+
+
+def check_not_reserved(rel: PurePath, source: Path, where: str, location: Location | None) -> None:
+    reason = reserved_reason(rel)
+    if reason is not None:
+        raise JobError(f"the output for '{source}' would be '{rel.as_posix()}': {reason}",
+                       location=location, where=where,
+                       hint="rename the file, or give its source an 'into: <folder>'")
 
 
 def check_output_folder(output: Path, source_roots: Iterable[tuple[str, Path, Location]],

@@ -89,7 +89,8 @@ class Source:
         skip = lambda folder: folder == exclude or exclude in folder.parents  # noqa: E731
         if pattern:
             found = find(root, keep, pattern=pattern, skip_dir=skip) if root.is_dir() else iter(())
-        elif spec.path.is_file():
+        elif spec.path.is_file():  # named directly: checked as the walk checks what it finds
+            self._check_named_file(spec.path)
             found = iter([(spec.path, PurePath(spec.path.name))])
         elif spec.path.is_dir():
             found = find(spec.path, keep, skip_dir=skip)
@@ -98,6 +99,21 @@ class Source:
                            location=spec.location, where="sources",
                            hint="relative paths resolve against the job file's folder")
         return self._not_excluded(found)
+
+    def _check_named_file(self, path: Path) -> None:
+        """A file named as the source: hidden names are the pipeline's own (a ledger, its lock,
+        temporary files) and never sources, and a kind takes only its own file types."""
+        spec = self.spec
+        if path.name.startswith("."):
+            raise JobError(f"source '{spec.pattern}' names a hidden file; hidden names are never "
+                           "sources (a folder's walk skips them too: they are ledgers, locks and "
+                           "temporary files)", location=spec.location, where="sources",
+                           hint="rename the file without the leading '.'")
+        if path.suffix.lower() not in self.extensions:
+            raise JobError(f"source '{spec.pattern}' is not a file a '{self.key}' source reads "
+                           f"(it takes {', '.join(sorted(self.extensions))})",
+                           location=spec.location, where="sources",
+                           hint="name a file of one of those types, or use the source kind for it")
 
     def _not_excluded(self, found: Iterable[tuple[Path, PurePath]]
                       ) -> Iterator[tuple[Path, PurePath]]:

@@ -45,6 +45,7 @@ class TarShards(Source):
                 for file, _ in one.find(exclude):
                     found.setdefault(file, PurePath(file.relative_to(root)))
             elif path.is_file():
+                self._check_named_file(path)
                 found.setdefault(path, PurePath(name))
             else:
                 missing.append(name)

@@ -1,0 +1,128 @@
+"""Issue 28 item 1: the job's own files (ledger, lock, manifests, segments, temporary names)
+are never outputs, and a file named as a source is checked as a folder's walk checks what it
+finds: each reproduction of the hostile campaign is a located error at ``validate``, before
+any work, and the job's own files stay intact."""
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pipeline.errors import JobError
+from pipeline.job.build import prepare
+from tests.conftest import make_photos, natural_image, write_job
+
+
+def _tar(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as tar:
+        buf = io.BytesIO()
+        Image.fromarray(natural_image(16, 16, 0)).save(buf, "PNG")
+        info = tarfile.TarInfo("s1.png")
+        info.size = len(buf.getvalue())
+        tar.addfile(info, io.BytesIO(buf.getvalue()))
+    return path
+
+
+def _refused(tmp_path: Path, body: str, match: str) -> JobError:
+    job = write_job(tmp_path, body)
+    with pytest.raises(JobError, match=match) as err:
+        prepare(job)
+    assert str(err.value).startswith(str(job)), "located at the job file"
+    return err.value
+
+
+@pytest.mark.parametrize("name", [".ledger.jsonl", ".ledger.lock"])
+def test_a_shard_named_like_the_ledger_or_its_lock_is_refused(tmp_path, name) -> None:
+    _tar(tmp_path / "s" / name)
+    err = _refused(tmp_path, f"""
+sources: [{{shards: "s/{name}"}}]
+output: out
+stages: [decode, encode]
+""", "names a hidden file")
+    assert "job.yaml:1:" in str(err)
+
+
+def test_a_file_named_as_a_source_must_be_of_its_kind(tmp_path) -> None:
+    _tar(tmp_path / "s" / "manifest.jsonl")  # a tar named like the manifest
+    _refused(tmp_path, """
+sources: [{shards: s/manifest.jsonl}]
+output: out
+stages: [decode, encode]
+""", r"is not a file a 'shards' source reads \(it takes .tar\)")
+    _tar(tmp_path / "t" / "train-000000.tar")
+    _tar(tmp_path / "t" / ".ledger.jsonl")
+    _refused(tmp_path, """
+sources: [{shards: "t/{train-000000.tar,.ledger.jsonl}"}]
+output: out
+stages: [decode, encode]
+""", "names a hidden file")  # named in a brace list: the same checks
+
+
+@pytest.mark.parametrize("sidecar", ["manifest.jsonl", "manifest.csv"])
+def test_a_sidecar_named_like_the_manifest_is_refused(tmp_path, sidecar) -> None:
+    make_photos(tmp_path / "data", 1)
+    (tmp_path / "data" / sidecar).write_text("the user's own file\n")
+    _refused(tmp_path, """
+sources:
+  - images: data/
+    sidecars: ["*.jsonl", "*.csv"]
+output: out
+manifest: {csv: true}
+stages: [decode, encode]
+""", f"would be '{sidecar}': '{sidecar}' at the top of the output folder is the job's own")
+
+
+@pytest.mark.parametrize("into", [".segments/tiny.mp4", "manifest.jsonl", ".ledger.jsonl",
+                                  ".ledger.lock", "a/.x.png.partial"])
+def test_into_the_jobs_own_names_is_refused(tmp_path, into) -> None:
+    make_photos(tmp_path / "data", 1)
+    err = _refused(tmp_path, f"""
+sources:
+  - images: data/
+    into: "{into}"
+output: out
+stages: [decode, encode]
+""", "would put outputs on the job's own files")
+    assert "job.yaml:3:11" in str(err)  # at the value of 'into'
+
+
+@pytest.mark.parametrize("variant", ["manifest.jsonl", "manifest.csv", "bad\u0000name", "tab\tname"])
+def test_a_variant_named_like_the_jobs_files_or_with_control_characters_is_refused(tmp_path, variant) -> None:
+    make_photos(tmp_path / "data", 1)
+    import json
+    err = _refused(tmp_path, f"""
+sources: [{{images: data/}}]
+output: out
+stages:
+  - decode
+  - variants:
+      {json.dumps(variant)}: []
+  - encode
+""", "is not a folder name of its own")
+    assert "job.yaml:6:7:" in str(err)  # at the branch's name
+
+
+def test_outputs_beside_a_clip_keep_off_its_segments_and_the_ledger_stays_whole(tmp_path) -> None:
+    """The plain case still runs: a tar named for what it is, images into a plain folder."""
+    from tests.conftest import run_cli_here
+
+    _tar(tmp_path / "s" / "train.tar")
+    make_photos(tmp_path / "data", 2)
+    job = write_job(tmp_path, """
+sources:
+  - shards: s/train.tar
+  - images: data/
+    into: segments
+output: out
+manifest: {csv: true}
+stages: [decode, encode]
+""")
+    done = run_cli_here(str(job))
+    assert done.returncode == 0, done.stderr
+    ledger = (tmp_path / "out" / ".ledger.jsonl").read_text()
+    assert ledger.startswith("{") and '"fingerprint"' in ledger.splitlines()[0]
+    assert (tmp_path / "out" / "manifest.jsonl").read_text().count("\n") == 3
