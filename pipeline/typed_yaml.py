@@ -60,6 +60,7 @@ class ParseContext:
 MAX_JOB_BYTES = 1 << 20
 MAX_VALUES = 100_000  # values after expanding aliases, each alias counted in full
 MAX_DEPTH = 50        # nested lists and mappings; far below Python's recursion limit
+MAX_INT = 2 ** 63 - 1  # the largest integer a job value may be (64-bit seeds and sizes)
 
 
 def load_yaml(path: Path) -> Node:
@@ -166,7 +167,13 @@ def _convert(node: yaml.Node, loader: yaml.SafeLoader, path: Path) -> Node:
         return Node(values, _loc(path, node), keys)
     if isinstance(node, yaml.SequenceNode):
         return Node([_convert(item, loader, path) for item in node.value], _loc(path, node))
-    return Node(loader.construct_object(node), _loc(path, node))
+    try:
+        value = loader.construct_object(node)
+    except ValueError as exc:  # a number YAML cannot make (an integer of 5,000 digits)
+        raise JobError(f"{str(node.value)[:20]}... is not a number this job can use ({exc})"
+                       if len(str(node.value)) > 20 else f"{node.value!r}: {exc}",
+                       location=_loc(path, node), hint="write a number of a sane size") from None
+    return Node(value, _loc(path, node))
 
 
 def did_you_mean(word: str, options: typing.Iterable[str]) -> str:
@@ -233,6 +240,8 @@ def parse_value(tp: Any, node: Node, where: str, ctx: ParseContext) -> Any:
             try:
                 return parse_value(arg, node, where, ctx)
             except JobError as exc:
+                if getattr(exc, "final", False):  # the right type, a wrong value: said as it is
+                    raise
                 if node.is_mapping and (typing.get_origin(arg) is dict
                                         or dataclasses.is_dataclass(arg)):
                     mapping_error = exc
@@ -256,6 +265,12 @@ def parse_value(tp: Any, node: Node, where: str, ctx: ParseContext) -> Any:
             return value
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if not -MAX_INT <= value <= MAX_INT:  # a seed, a size, a count: 64 bits at most
+                exc = JobError(f"{value:.3e} is out of range (at most {MAX_INT:,} either way)",
+                               location=node.location, where=where,
+                               hint="write a number of a sane size")
+                exc.final = True
+                raise exc
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):

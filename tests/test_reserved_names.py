@@ -126,3 +126,19 @@ stages: [decode, encode]
     ledger = (tmp_path / "out" / ".ledger.jsonl").read_text()
     assert ledger.startswith("{") and '"fingerprint"' in ledger.splitlines()[0]
     assert (tmp_path / "out" / "manifest.jsonl").read_text().count("\n") == 3
+
+
+@pytest.mark.parametrize("digits", [30, 5000])
+def test_an_absurd_integer_is_a_located_error(tmp_path, digits) -> None:
+    """Item 6: an integer of 5,000 digits raised ValueError from the YAML loader; one of 30
+    went through to the stage.  Both are located errors now."""
+    make_photos(tmp_path / "data", 1)
+    err = _refused(tmp_path, f"""
+sources: [{{images: data/}}]
+output: out
+stages:
+  - decode
+  - resize: {{short_side: {"9" * digits}}}
+  - encode
+""", "is out of range|is not a number this job can use")
+    assert "job.yaml:5:" in str(err)
