@@ -142,3 +142,30 @@ stages:
   - encode
 """, "is out of range|is not a number this job can use")
     assert "job.yaml:5:" in str(err)
+
+
+def test_manifest_csv_quotes_carriage_returns_and_neutralizes_formulas(tmp_path) -> None:
+    """Item 10: a name holding '\\r' split its CSV row; one starting with '=' ran as a formula
+    in a spreadsheet.  The CSV quotes every text cell and prefixes such names with an
+    apostrophe (OWASP); the JSON lines keep every name as it is."""
+    import csv
+    import json
+
+    from tests.conftest import run_cli_here
+
+    (tmp_path / "data").mkdir()
+    for name in ("=HYPERLINK(1).png", "a\rb.png", "+1.png", "plain.png"):
+        Image.fromarray(natural_image(8, 8, 0)).save(tmp_path / "data" / name)
+    job = write_job(tmp_path, """
+sources: [{images: data/}]
+output: out
+manifest: {csv: true}
+stages: [decode, encode]
+""")
+    assert run_cli_here(str(job)).returncode == 0
+    with open(tmp_path / "out" / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["output"] for r in rows) == ["'+1.png", "'=HYPERLINK(1).png", "a\rb.png", "plain.png"]
+    lines = (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["output"] for line in lines) == \
+        ["+1.png", "=HYPERLINK(1).png", "a\rb.png", "plain.png"]

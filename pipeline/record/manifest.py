@@ -59,11 +59,26 @@ def write_manifest(output: Path, base: Path, units: Iterable, ledger: Ledger,
         def write_csv(tmp) -> None:
             with open(tmp, "w", newline="") as f:
                 fields = FIELDS + (("style_seed",) if draws else ())
-                writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n", restval="")
+                # every text cell quoted: a name holding "\r" (not the writer's own line
+                # ending, so not quoted by QUOTE_MINIMAL) would split its row for readers
+                writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n", restval="",
+                                        quoting=csv.QUOTE_NONNUMERIC)
                 writer.writeheader()
-                writer.writerows(rows())
+                writer.writerows(_csv_safe(row) for row in rows())
         atomic_write(output / MANIFEST_CSV, write_csv)
     return final
+
+
+# a cell starting with one of these is a formula to a spreadsheet (CSV injection): OWASP's
+# advice is a leading apostrophe, which spreadsheets show as text and do not display
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_safe(row: dict[str, Any]) -> dict[str, Any]:
+    """A manifest row for the CSV: a name that a spreadsheet would run as a formula gets a
+    leading apostrophe (the JSON lines keep every name as it is)."""
+    return {k: "'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v
+            for k, v in row.items()}
 
 
 def _write_lines(path, lines: Iterator[str]) -> None:
