@@ -105,3 +105,19 @@ def test_images_are_taken_as_calls_need_them_not_all_at_once() -> None:
     assert [len(c.units) for c in calls] == [1, 16]
     assert units.taken[:2] == [1001, 1001] and units.taken[2] == 16  # two passes to plan, then 16
     assert sum(len(chunk) for chunk in d.todo) == 1000 - 16  # the rest, made only when asked
+
+
+def test_ray_client_addresses_in_the_docs_come_with_the_extra() -> None:
+    """Issue 28 item 13: the docs show ``--ray ray://head:10001``, which needs Ray Client
+    (``ray[client]``: grpcio); the [ray] extra brings it."""
+    import importlib.util
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    from tests.conftest import REPO
+
+    docs = (REPO / "README.md").read_text() + "".join(p.read_text() for p in (REPO / "docs").glob("*.md"))
+    assert "ray://" in docs
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ray"]
+    assert any(req.startswith("ray[client]") for req in extra), extra
+    if importlib.util.find_spec("ray") is not None:  # installed with the extra: its client too
+        assert importlib.util.find_spec("grpc") is not None

@@ -169,3 +169,27 @@ stages: [decode, encode]
     lines = (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["output"] for line in lines) == \
         ["+1.png", "=HYPERLINK(1).png", "a\rb.png", "plain.png"]
+
+
+def test_a_member_named_twice_in_a_sample_is_named_as_such(tmp_path) -> None:
+    """Item 12: a sample holding one member name twice was dropped with the unrelated hint
+    "keep the images' format"; the failure now names the duplicate."""
+    from tests.conftest import run_cli_here
+
+    path = tmp_path / "s" / "train.tar"
+    path.parent.mkdir()
+    with tarfile.open(path, "w") as tar:
+        for key in ("a", "a", "b"):  # sample a: a.png twice
+            buf = io.BytesIO()
+            Image.fromarray(natural_image(8, 8, 1)).save(buf, "PNG")
+            info = tarfile.TarInfo(f"{key}.png")
+            info.size = len(buf.getvalue())
+            tar.addfile(info, io.BytesIO(buf.getvalue()))
+    job = write_job(tmp_path, """
+sources: [{shards: s/train.tar}]
+output: out
+stages: [decode, encode]
+""")
+    done = run_cli_here(str(job))
+    assert "holds the member 'a.png' twice" in done.stderr, done.stderr
+    assert "keep the images' format" not in done.stderr

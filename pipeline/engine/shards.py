@@ -243,6 +243,15 @@ class ShardWay(Way):
                 self._drop(shard.unit, sample, member, engine.encode.name, exc)
                 return []
             encoded[slot.index] = Member(engine.encode.member_name(member.name), data)
+        own = [m.name for m in sample.members]
+        twice = next((n for n in own if own.count(n) > 1), None)
+        if twice is not None:  # a tar may list one name twice (a member appended again)
+            self._drop(shard.unit, sample, sample.members[own.index(twice)], engine.decode.name,
+                       MediaError(shard.unit.source, f"the sample holds the member '{twice}' "
+                                  "twice", stage="decode",
+                                  hint="write the shard with one member per name (tar -r "
+                                       "appends a second copy instead of replacing the first)"))
+            return []
         members = [encoded.get(i, m) for i, m in enumerate(sample.members)]
         names = [m.name for m in members]
         clash = next((n for n in names if names.count(n) > 1), None)
