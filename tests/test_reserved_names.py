@@ -193,3 +193,40 @@ stages: [decode, encode]
     done = run_cli_here(str(job))
     assert "holds the member 'a.png' twice" in done.stderr, done.stderr
     assert "keep the images' format" not in done.stderr
+
+
+@pytest.mark.parametrize("length", [247, 251, 255])
+def test_names_near_the_file_system_limit_are_written(tmp_path, length) -> None:
+    """Item 9: a name of 247 to 255 bytes failed with ENAMETOOLONG on every run: its temporary
+    name added 9 bytes.  A long name's temporary is a short hash; the output keeps its name."""
+    from pipeline.media.atomic import partial_name, partial_of, temporary_base
+    from tests.conftest import run_cli_here
+
+    name = "a" * (length - 4) + ".png"
+    (tmp_path / "data").mkdir()
+    Image.fromarray(natural_image(8, 8, 0)).save(tmp_path / "data" / name)
+    job = write_job(tmp_path, """
+sources: [{images: data/}]
+output: out
+stages: [decode, encode]
+""")
+    done = run_cli_here(str(job))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / name).is_file()
+    tmp = partial_name(tmp_path / "out" / name, "w12")
+    assert len(tmp.name) <= 255 and partial_of(tmp.name) == temporary_base(name) != name
+    assert partial_of(partial_name(Path("short.png")).name) == "short.png"  # short names as before
+
+
+def test_a_long_names_temporary_file_is_swept_like_any(tmp_path) -> None:
+    from pipeline.media.atomic import partial_name
+    from pipeline.record.output_folder import sweep_partials
+
+    name = "b" * 250 + ".png"
+    (tmp_path / "sub").mkdir()
+    left = partial_name(tmp_path / "sub" / name, "w3")  # what a killed writer left behind
+    left.write_bytes(b"half")
+    other = partial_name(tmp_path / "sub" / "other.png")
+    other.write_bytes(b"not this job's key")
+    sweep_partials(tmp_path, [f"sub/{name}"])
+    assert not left.exists() and other.exists()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ..media.atomic import partial_of
+from ..media.atomic import partial_of, temporary_base
 from .commits import SEGMENTS_DIR, is_safe_key, remove_segments
 from .keyset import NONE, KeySet
 
@@ -114,7 +114,8 @@ def sweep_partials(output: Path, keys: Iterable[str], *, also: Committed | None 
         return partials[folder]
 
     def sweep(folder: str, name: str) -> None:
-        for path in listed(folder).pop(name, ()):
+        found = listed(folder)
+        for path in found.pop(name, []) + found.pop(temporary_base(name), []):
             Path(path).unlink(missing_ok=True)
 
     for key in keys:
