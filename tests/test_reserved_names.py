@@ -230,3 +230,54 @@ def test_a_long_names_temporary_file_is_swept_like_any(tmp_path) -> None:
     other.write_bytes(b"not this job's key")
     sweep_partials(tmp_path, [f"sub/{name}"])
     assert not left.exists() and other.exists()
+
+
+def test_a_sparse_member_is_refused_unread_and_its_sample_named(tmp_path) -> None:
+    """Item 2: a 15 KB shard holding a GNU sparse member that declares 1 GiB gave a 1 GiB
+    output tar and GBs of memory.  Such a member (or one declaring more than the limit) is
+    never read: its sample is left out and named, validate says so, the rest is written."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import run_cli_here
+
+    if shutil.which("tar") is None:
+        pytest.skip("needs GNU tar to write a sparse member")
+    data = tmp_path / "members"
+    data.mkdir()
+    Image.fromarray(natural_image(8, 8, 2)).save(data / "good.png")
+    with open(data / "big.bin", "wb") as f:
+        f.truncate(1 << 30)  # 1 GiB of holes: nothing on disk
+    shard = tmp_path / "s" / "train.tar"
+    shard.parent.mkdir()
+    subprocess.run(["tar", "--sparse", "--format=gnu", "-cf", str(shard), "-C", str(data),
+                    "good.png", "big.bin"], check=True)
+    assert shard.stat().st_size < 100_000
+    job = write_job(tmp_path, """
+sources: [{shards: s/train.tar}]
+output: out
+stages: [decode, encode]
+""")
+    checked = run_cli_here("validate", str(job))
+    assert "1 refused unread" in checked.stdout and "big.bin" in checked.stdout, checked.stdout
+    done = run_cli_here(str(job))
+    assert done.returncode == 1 and "sparse member declaring 1,073,741,824 bytes" in done.stderr
+    out = tmp_path / "out" / "train.tar"
+    assert out.stat().st_size < 100_000
+    with tarfile.open(out) as tar:
+        assert tar.getnames() == ["good.png"]
+
+
+def test_a_member_over_the_limit_is_refused(tmp_path, monkeypatch) -> None:
+    from tests.conftest import run_cli_here
+
+    shard = _tar(tmp_path / "s" / "train.tar")  # one 16x16 PNG of a few hundred bytes
+    monkeypatch.setenv("STYLIZE_MAX_MEMBER_BYTES", "100")
+    job = write_job(tmp_path, """
+sources: [{shards: s/train.tar}]
+output: out
+stages: [decode, encode]
+""")
+    done = run_cli_here(str(job))
+    assert "over the limit of 100" in done.stderr and "s1.png" in done.stderr, done.stderr
+    assert shard.is_file()

@@ -101,6 +101,14 @@ class ShardWay(Way):
         unit, carried = shard.unit, []
         with shard.reader:
             for sample in shard.reader.samples():
+                refused = next((m for m in sample.members if m.refused), None)
+                if refused is not None:  # sparse, or declaring too much: never read
+                    self._drop(unit, sample, refused, self.engine.decode.name,
+                               MediaError(unit.source, refused.refused, stage="decode",
+                                          hint="rewrite the shard with the member as a plain "
+                                               "file of its real size (or raise "
+                                               "STYLIZE_MAX_MEMBER_BYTES if it is that big)"))
+                    continue
                 images = [i for i, m in enumerate(sample.members) if m.is_image]
                 if not images:
                     carried.append(sample)

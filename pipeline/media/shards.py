@@ -20,6 +20,7 @@ same bytes in every run.
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -33,6 +34,25 @@ FORMAT = tarfile.PAX_FORMAT
 MTIME = 0  # every output header's: the source's archiver metadata does not reach the output
 FILE_MODE, DIR_MODE = 0o644, 0o755
 _HINT = "re-copy or re-download the shard (partial copies are the usual cause), or remove it from the sources"
+#: a member declaring more is refused unread (its sample left out, named): a 15 KB shard may
+#: declare a member of a terabyte; ``STYLIZE_MAX_MEMBER_BYTES`` sets another limit
+MAX_MEMBER_BYTES = 512 << 20
+
+
+def member_limit() -> int:
+    value = os.environ.get("STYLIZE_MAX_MEMBER_BYTES", "")
+    return int(value) if value.isdigit() else MAX_MEMBER_BYTES
+
+
+def refusal(info: tarfile.TarInfo, limit: int) -> str:
+    """Why a member is not read, or "": a sparse member (it would grow to its declared size,
+    whatever the shard holds) or one declaring more than ``limit`` bytes."""
+    if info.issparse():
+        return (f"a sparse member declaring {info.size:,} bytes (a sparse file grows to its "
+                "declared size when read)")
+    if info.isreg() and info.size > limit:
+        return f"it declares {info.size:,} bytes, over the limit of {limit:,}"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -43,6 +63,7 @@ class Member:
     data: bytes = b""
     type: bytes = tarfile.REGTYPE
     linkname: str = ""
+    refused: str = ""  # why it was not read (sparse, or declaring more than the limit)
 
     @property
     def is_file(self) -> bool:
@@ -106,17 +127,27 @@ class ShardReader:
         members = [_member(info) for info in self.infos]
         samples = sum(1 for i, m in enumerate(members)
                       if i == 0 or sample_key(m.name) != sample_key(members[i - 1].name))
+        limit = member_limit()
+        refused = [info.name for info in self.infos if refusal(info, limit)]
         return (f"{samples} sample{'s' if samples != 1 else ''}, {len(members)} "
                 f"member{'s' if len(members) != 1 else ''}, {self.images} "
-                f"image{'s' if self.images != 1 else ''}")
+                f"image{'s' if self.images != 1 else ''}"
+                + (f"; {len(refused)} refused unread (sparse, or over {limit:,} bytes: "
+                   f"{', '.join(refused[:3])}{' ...' if len(refused) > 3 else ''}); their "
+                   "samples will be left out" if refused else ""))
 
     def samples(self) -> Iterator[Sample]:
         """The samples in order, each member's bytes read as it comes."""
         return group_samples(self._members())
 
     def _members(self) -> Iterator[Member]:
+        limit = member_limit()
         for info in self.infos:
             member = _member(info)
+            why = refusal(info, limit)
+            if why:  # never read: its sample is left out by the reader's user, named
+                yield Member(member.name, b"", tarfile.REGTYPE, "", why)
+                continue
             if member.is_file:
                 try:
                     data = self._tar.extractfile(info).read()
