@@ -281,3 +281,40 @@ stages: [decode, encode]
     done = run_cli_here(str(job))
     assert "over the limit of 100" in done.stderr and "s1.png" in done.stderr, done.stderr
     assert shard.is_file()
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink_out", "hardlink_out"])
+def test_members_leading_out_of_the_archive_are_refused(tmp_path, kind) -> None:
+    """Item 11: '../x.png', absolute names and links out of the archive were copied into the
+    output tar as they were (a downstream ``extractall`` would act on them).  Their samples
+    are left out, named; the rest of the shard is written."""
+    from tests.conftest import run_cli_here
+
+    shard = tmp_path / "s" / "train.tar"
+    shard.parent.mkdir()
+    buf = io.BytesIO()
+    Image.fromarray(natural_image(8, 8, 3)).save(buf, "PNG")
+    png = buf.getvalue()
+    with tarfile.open(shard, "w", format=tarfile.PAX_FORMAT) as tar:
+        good = tarfile.TarInfo("good.png")
+        good.size = len(png)
+        tar.addfile(good, io.BytesIO(png))
+        if kind in ("dotdot", "absolute"):
+            bad = tarfile.TarInfo("../evil.png" if kind == "dotdot" else "/tmp/evil.png")
+            bad.size = len(png)
+            tar.addfile(bad, io.BytesIO(png))
+        else:
+            bad = tarfile.TarInfo("evil.txt")
+            bad.type = tarfile.SYMTYPE if kind == "symlink_out" else tarfile.LNKTYPE
+            bad.linkname = "../../etc/passwd" if kind == "symlink_out" else "/etc/passwd"
+            tar.addfile(bad)
+    job = write_job(tmp_path, """
+sources: [{shards: s/train.tar}]
+output: out
+stages: [decode, encode]
+""")
+    done = run_cli_here(str(job))
+    assert done.returncode == 1 and ("leads out of the archive" in done.stderr
+                                     or "outside the archive" in done.stderr), done.stderr
+    with tarfile.open(tmp_path / "out" / "train.tar") as tar:
+        assert tar.getnames() == ["good.png"]

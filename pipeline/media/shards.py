@@ -45,8 +45,17 @@ def member_limit() -> int:
 
 
 def refusal(info: tarfile.TarInfo, limit: int) -> str:
-    """Why a member is not read, or "": a sparse member (it would grow to its declared size,
-    whatever the shard holds) or one declaring more than ``limit`` bytes."""
+    """Why a member is not read, or "": a name or link that leads out of the archive (an
+    ``extractall`` downstream would follow it), a sparse member (it would grow to its declared
+    size, whatever the shard holds) or one declaring more than ``limit`` bytes."""
+    name = PurePosixPath(info.name)
+    if name.is_absolute() or ".." in name.parts:
+        return f"its name '{info.name}' leads out of the archive (absolute, or with '..')"
+    if info.issym() or info.islnk():
+        target = PurePosixPath(info.linkname)
+        inside = target if info.islnk() else name.parent / target
+        if target.is_absolute() or _climbs(inside):
+            return f"a link to '{info.linkname}', outside the archive"
     if info.issparse():
         return (f"a sparse member declaring {info.size:,} bytes (a sparse file grows to its "
                 "declared size when read)")
@@ -211,6 +220,16 @@ class ShardWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _climbs(path: PurePosixPath) -> bool:
+    """Whether a relative path, its '..' applied in order, leaves its root at some point."""
+    depth = 0
+    for part in path.parts:
+        depth += -1 if part == ".." else 0 if part in (".", "") else 1
+        if depth < 0:
+            return True
+    return False
 
 
 def _member(info: tarfile.TarInfo) -> Member:
