@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path, PurePath
 
+import pytest
+
 from pipeline.backends.scheduling import Dispatch
 from pipeline.job.plan import Unit
 
@@ -121,3 +123,43 @@ def test_ray_client_addresses_in_the_docs_come_with_the_extra() -> None:
     assert any(req.startswith("ray[client]") for req in extra), extra
     if importlib.util.find_spec("ray") is not None:  # installed with the extra: its client too
         assert importlib.util.find_spec("grpc") is not None
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "nocolon", "127.0.0.1:HTTP"])
+def test_a_wrong_ray_address_fails_fast_with_exit_2(tmp_path, address) -> None:
+    """Issue 28 item 5: a wrong address gave minutes of Ray's own retry warnings.  It is
+    checked first, within --ray-timeout, and the run exits 2 naming it."""
+    import time
+
+    from tests.conftest import make_photos, run_cli_here, write_job
+
+    make_photos(tmp_path / "in", 1)
+    job = write_job(tmp_path, "sources: [{images: in/}]\noutput: out\nstages: [decode, encode]\n")
+    start = time.monotonic()
+    done = run_cli_here(str(job), "--ray", address, "--ray-timeout", "1.5")
+    assert time.monotonic() - start < 15  # Ray itself retried for minutes
+    assert done.returncode == 2, done.stderr
+    assert f"'{address}'" in done.stderr and ("ray start --head" in done.stderr or "host:port" in done.stderr)
+
+
+def test_an_address_that_answers_but_not_as_ray_is_refused() -> None:
+    """The check speaks gRPC's opening (an HTTP/2 preface): a port that answers otherwise
+    (a web server, a database) is not taken for a cluster."""
+    import socket
+    import threading
+
+    from pipeline.backends.ray_driver import RayUnavailable, check_reachable
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        conn.recv(64)
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    with pytest.raises(RayUnavailable, match="something answered, but not Ray"):
+        check_reachable(f"127.0.0.1:{port}", 2.0)
+    server.close()

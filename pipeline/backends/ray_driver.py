@@ -43,6 +43,39 @@ class RayUnavailable(RuntimeError):
     """Ray is not installed, or the cluster cannot be reached."""
 
 
+def check_reachable(address: str, timeout: float) -> None:
+    """A cluster address (``host:port``, ``ray://host:port``) must answer a TCP connection
+    within ``timeout`` seconds: ``ray.init`` retries a wrong one for about 14 minutes, and
+    Ctrl-C then takes many seconds.  ``local`` and ``auto`` (a cluster of this machine's) are
+    left to Ray."""
+    import socket
+
+    if address in ("local", "auto"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise RayUnavailable(f"'{address}' is not a Ray address: give host:port (the head's GCS "
+                             "port, 6379 by default), ray://host:10001, 'auto' or 'local'")
+    # Ray's GCS and its client server speak gRPC: an HTTP/2 server answers the client's
+    # preface with a SETTINGS frame.  A closed port, a host that is down, or a port that
+    # something else holds (or a proxy that accepts anything) gives no such answer.
+    why = ""
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as conn:
+            conn.settimeout(timeout)
+            conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+            head = conn.recv(9)
+            if len(head) < 9 or head[3] != 4:
+                why = "something answered, but not Ray (no gRPC)"
+    except OSError as exc:
+        why = f"nothing answered ({exc.strerror or exc})"
+    if why:
+        raise RayUnavailable(
+            f"cannot reach the Ray cluster at '{address}' within {timeout:g} s: {why}; start "
+            "one with `ray start --head` there, check the address (the head's GCS port, 6379 "
+            "by default), or give --ray-timeout more seconds")
+
+
 @dataclass(eq=False)  # hashed by identity: a key of the dispatch's bookkeeping
 class _Actor:
     handle: Any
@@ -54,7 +87,9 @@ class _Actor:
 class RayBackend:
     """Start (or join) Ray, create the actors, check them; then ``run`` the pending units."""
 
-    def __init__(self, prepared: Prepared, address: str, workers: int | None = None) -> None:
+    def __init__(self, prepared: Prepared, address: str, workers: int | None = None,
+                 timeout: float = 30.0) -> None:
+        check_reachable(address, timeout)  # before Ray, which retries a wrong address for minutes
         try:
             import ray
         except ImportError:

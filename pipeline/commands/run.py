@@ -73,6 +73,10 @@ def command(job: Path = JOB_ARG,
             help="Ray actors to run (default: one per GPU; on a cluster without GPUs, one per "
                  "node with its CPUs for a job with clips, one per CPU for images only; N "
                  "actors share the CPUs evenly)."),
+        ray_timeout: float = typer.Option(
+            30.0, "--ray-timeout", min=0.1, metavar="SECONDS",
+            help="How long the --ray address may take to answer before the run stops with "
+                 "exit 2 (Ray itself would retry a wrong address for minutes)."),
         report: Path = typer.Option(
             None, "--report", metavar="FILE", dir_okay=False,
             help="Write the run's summary as JSON to FILE at the end (counts, failures with "
@@ -80,12 +84,13 @@ def command(job: Path = JOB_ARG,
     """Run JOB, or resume it: outputs already committed are skipped."""
     set_log_level(log_level)
     run_job(job, restart=restart, quiet=quiet, log_every=log_every, progress_json=progress_json,
-            ray=ray, ray_workers=ray_workers, report=report)
+            ray=ray, ray_workers=ray_workers, report=report, ray_timeout=ray_timeout)
 
 
 def run_job(job: Path, *, restart: bool = False, quiet: bool = False, log_every: float = 30.0,
             progress_json: Path | None = None, ray: str | None = None,
-            ray_workers: int | None = None, report: Path | None = None) -> None:
+            ray_workers: int | None = None, report: Path | None = None,
+            ray_timeout: float = 30.0) -> None:
     """``run``'s body, shared with the commands that write a job and run it (``stylize``):
     prepare, open the ledger, run, report; always ends in ``typer.Exit`` with the exit code."""
     from ..job.build import thread_args
@@ -97,7 +102,7 @@ def run_job(job: Path, *, restart: bool = False, quiet: bool = False, log_every:
         threads.apply(**thread_args(prepared.job, prepared.stages))  # once per run: no oversubscription
         fingerprint = prepared.fingerprint
         if ray is not None:
-            backend = _start_ray(prepared, ray, ray_workers)
+            backend = _start_ray(prepared, ray, ray_workers, ray_timeout)
             fingerprint = backend.fingerprint  # the precision where the work runs
         try:
             ledger = Ledger(prepared.job.output, fingerprint, restart=restart,
@@ -161,11 +166,11 @@ def _write_contact_sheet(p: Prepared) -> None:
     typer.echo(f"contact sheet: {opts.path}", err=True)
 
 
-def _start_ray(prepared: Prepared, address: str, workers: int | None):
+def _start_ray(prepared: Prepared, address: str, workers: int | None, timeout: float = 30.0):
     from ..backends.ray_driver import RayBackend, RayUnavailable
 
     try:
-        return RayBackend(prepared, address, workers)
+        return RayBackend(prepared, address, workers, timeout)
     except RayUnavailable as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_INVALID) from None
