@@ -318,3 +318,31 @@ stages: [decode, encode]
                                      or "outside the archive" in done.stderr), done.stderr
     with tarfile.open(tmp_path / "out" / "train.tar") as tar:
         assert tar.getnames() == ["good.png"]
+
+
+def test_a_name_that_is_not_utf8_is_written_faithfully_in_both_manifests(tmp_path) -> None:
+    """Item 3: such a name crashed the run with manifest: {csv: true} (UnicodeEncodeError)
+    and reached the JSON lines as lone surrogates.  Its undecodable bytes are written as
+    \\xNN in both; the output keeps the name's bytes."""
+    import csv
+    import json
+    import os
+
+    from tests.conftest import run_cli_here
+
+    (tmp_path / "data").mkdir()
+    name = os.fsdecode(b"caf\xe9.png")  # Latin-1, not UTF-8
+    Image.fromarray(natural_image(8, 8, 0)).save(tmp_path / "data" / name)
+    job = write_job(tmp_path, """
+sources: [{images: data/}]
+output: out
+manifest: {csv: true}
+stages: [decode, encode]
+""")
+    done = run_cli_here(str(job))
+    assert done.returncode == 0, done.stderr
+    assert os.path.exists(os.path.join(os.fsencode(tmp_path / "out"), b"caf\xe9.png"))
+    line = (tmp_path / "out" / "manifest.jsonl").read_bytes().decode("utf-8")  # valid UTF-8
+    assert json.loads(line)["output"] == "caf\\xe9.png"
+    with open(tmp_path / "out" / "manifest.csv", newline="", encoding="utf-8") as f:
+        assert next(csv.DictReader(f))["output"] == "caf\\xe9.png"

@@ -109,11 +109,28 @@ def _rows(output: Path, base: Path, units: Iterable, ledger: Ledger,
                       "height": size[1], "chain": chains[unit.variant]}, draws, unit.variant, unit.key)
 
 
+_NAMES = ("source", "output", "member", "source_member")
+
+
+def faithful(name: str) -> str:
+    """A file name as text any tool reads: valid UTF-8 as it is; a byte that is not (Python
+    holds it as a lone surrogate, which a JSON or CSV reader sees as U+FFFD and a UTF-8
+    writer refuses) as ``\\xNN``, its value, so the name can be matched back."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _drawn(row: dict[str, Any], draws: Callable | None, variant: str | None, key: str) -> dict:
     if draws is not None:
         seed = draws(variant, key)
         if seed is not None:
             row["style_seed"] = seed
+    for field in _NAMES:
+        if isinstance(row.get(field), str):
+            row[field] = faithful(row[field])
     return row
 
 
