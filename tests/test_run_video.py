@@ -411,3 +411,31 @@ def test_a_kill_costs_at_most_about_commit_every_of_work(tmp_path: Path) -> None
     assert f"({48 - saved} frames)" in resumed.stderr  # the saved frames were not recomputed
     assert (tmp_path / "out" / "slow.mp4").read_bytes() == (tmp_path / "straight" / "slow.mp4").read_bytes()
     assert not (tmp_path / "out" / ".segments").exists()
+
+
+@pytest.mark.parametrize("damage", ["cut", "garbage", "missing_key"])
+def test_a_resume_file_that_does_not_load_starts_the_clip_over(tmp_path: Path, style_weights: Path,
+                                                               damage: str) -> None:
+    """Issue 28 item 8: a state file cut short (BadZipFile), garbage, or missing a key failed
+    its clip on every rerun.  The clip starts over, said, and comes out whole."""
+    make_clip(tmp_path / "clips" / "long.mp4", frames=48, size=(96, 64), fps=24, audio=False,
+              gop_size=12)
+    job = _job(tmp_path, style_weights, output="out", segment=0.25)
+    _kill_mid_video(job, signal.SIGKILL)
+    states = [tmp_path / "out" / r["state"] for r in _ledger(tmp_path / "out") if r.get("state")]
+    assert states and states[-1].is_file(), "the kill must leave a state file"
+    state = states[-1]
+    if damage == "cut":
+        state.write_bytes(state.read_bytes()[:100])
+    elif damage == "garbage":
+        state.write_bytes(b"PK\x03\x04" + b"\x00" * 64)
+    else:
+        np.savez(state.with_suffix(".tmp.npz"), unrelated=np.zeros(3))
+        state.with_suffix(".tmp.npz").replace(state)
+    # a process of its own, as a user's rerun: its warning goes to its own stderr
+    resumed = subprocess.run([sys.executable, str(REPO / "run_pipeline.py"), str(job)],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "a resume file does not load" in resumed.stderr and "the clip starts over" in resumed.stderr
+    frames, _ = decode_all(tmp_path / "out" / "long.mp4")
+    assert len(frames) == 48

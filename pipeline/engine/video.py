@@ -17,6 +17,8 @@ engine's queue sizes, whatever a clip's length.
 """
 from __future__ import annotations
 
+import logging
+
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
@@ -42,6 +44,8 @@ from .way import Way
 
 if TYPE_CHECKING:
     from .run_state import RunState
+
+_log = logging.getLogger("stylize.video")
 
 
 class VideoWay(Way):
@@ -133,20 +137,19 @@ class VideoWay(Way):
         engine, info = self.engine, self._infos[unit.key]
         frames_before, segments, scratch = self._resume_point(unit)
         last = scratch[-1] if scratch else segments[-1] if segments else None  # where to resume
-        state = None
-        if last is not None and last.state is not None:
-            try:
-                state = load_state(last.state)
-            except (OSError, ValueError):  # unreadable state: this clip starts over
-                engine.commits.drop_segments(unit.key)
-                frames_before, segments, scratch, last = 0, [], [], None
         smoothing = None
         if self.temporal is not None:
             hw = (info.height, info.width)
             for stage in self.before:
                 hw = stage.output_size(*hw)
             smoothing = self.temporal.clip_state(hw, engine.ctx.device)
-            smoothing.load_state_dict(state)
+        problem = self._unusable(last, scratch, smoothing)
+        if problem:  # a resume file that does not load: the clip starts over, said
+            _log.warning("%s: %s; the clip starts over", unit.source, problem)
+            engine.commits.drop_segments(unit.key)
+            frames_before, segments, scratch, last = 0, [], [], None
+            if smoothing is not None:
+                smoothing.load_state_dict(None)
         seconds = engine.encode.params.video.segment_seconds
         segment_frames = max(1, round(seconds * float(info.rate or 25)))
         colour = device_colour(info)
@@ -157,6 +160,21 @@ class VideoWay(Way):
         self._clips[unit.key] = clip
         engine.progress.clip_started(clip.name, info.frames, frames_before)
         return clip
+
+    @staticmethod
+    def _unusable(last, scratch: list, smoothing) -> str:
+        """Why the clip's resume files cannot be used ("" when they can): its state must load
+        and fit the smoothing, each saved part of the open segment must load (garbage, a cut
+        file, a pickle, a missing key or a wrong shape each fail every rerun otherwise)."""
+        try:
+            state = load_state(last.state) if last is not None and last.state is not None else None
+            if smoothing is not None:
+                smoothing.load_state_dict(state)
+            for part in scratch:
+                load_scratch(part.path)
+        except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises
+            return f"a resume file does not load ({type(exc).__name__}: {exc})"
+        return ""
 
     def _encoders_for(self, unit: Unit, segment_frames: int) -> int:
         """This clip's share of the run's segment encoders (``engine.encoders``, shared by the
