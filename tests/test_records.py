@@ -84,3 +84,20 @@ def test_collected_records_make_the_ledger_of_a_direct_run(tmp_path: Path) -> No
                           if p.is_file() and not p.name.startswith(".ledger")}
     assert files(tmp_path / "later") == files(tmp_path / "direct")  # segments gone, no temporaries
 
+
+
+def test_a_restart_removes_the_manifests_before_the_outputs(tmp_path) -> None:
+    """Issue 29 item 4: a --restart killed after deleting the outputs left manifest.jsonl
+    listing them.  The manifests go first; a killed restart leaves none that lies."""
+    from pipeline.record.ledger import Ledger
+
+    out = tmp_path / "out"
+    ledger = Ledger(out, {"job": 1}, keys=[])
+    ledger.commit("a.png", lambda tmp: Path(tmp).write_bytes(b"x"))
+    ledger.close()
+    for name in ("manifest.jsonl", "manifest.csv"):
+        (out / name).write_text('{"output": "a.png"}\n')
+    again = Ledger(out, {"job": 1}, restart=True, keys=[])
+    again.close()
+    assert not (out / "a.png").exists()
+    assert not (out / "manifest.jsonl").exists() and not (out / "manifest.csv").exists()

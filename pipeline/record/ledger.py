@@ -50,6 +50,7 @@ from ..errors import JobError, PipelineError
 from .commits import Commits, Scratch, Segment, is_safe_key, load_state, remove_segments
 from .fingerprint_changes import amendment, describe_changes
 from .keyset import KeySet
+from .manifest import MANIFEST, MANIFEST_CSV
 from .output_folder import (Committed, on_disk, pack_size, remove_outputs, sweep_partials,
                             unpack_size)
 from .records import Done, ScratchSaved, SegmentSaved, SegmentsDropped
@@ -74,6 +75,9 @@ class Ledger(Commits):
         _repair_tail(self.path)
         header, committed, segments, scratches = _read(self.path)
         if restart and header is not None:
+            # the manifests first: killed from here on, none lists an output that is gone
+            for name in (MANIFEST, MANIFEST_CSV):
+                (output / name).unlink(missing_ok=True)
             remove_outputs(output, _done_records(self.path))
             for key in segments:
                 remove_segments(output, key)

@@ -22,13 +22,22 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from ..media.atomic import atomic_write
 from ..sources.walk import real_path
 
-if TYPE_CHECKING:
-    from .ledger import Ledger
+
+class Ledger(Protocol):
+    """What the manifest asks of the ledger (``pipeline.record.ledger.Ledger``), as a protocol:
+    the ledger removes the manifests on ``--restart``, so it is the one that imports."""
+
+    def is_done(self, key: str) -> bool: ...
+
+    def size_of(self, key: str) -> tuple[int, int] | None: ...
+
+    def members_of(self, key: str) -> list[tuple[str, str, int, int]]: ...
+
 
 MANIFEST = "manifest.jsonl"
 MANIFEST_CSV = "manifest.csv"
