@@ -246,6 +246,8 @@ def _report(p: Prepared, s: Summary) -> int:
                    + f" ({s.frames} frames)", err=True)
     for spec, reason in p.plan.empty_sources:
         typer.echo(f"  failed  {spec.location}: sources: {reason}", err=True)
+    for spec, what in p.plan.outside:  # kept out on purpose: said, not failed
+        typer.echo(f"  skipped {what} (follow_links: outside follows it)", err=True)
     for f in s.failures:
         variant = f" (variant {f.variant})" if f.variant else ""
         typer.echo(f"  failed  {f.source}{variant} [{f.stage}]: {f.reason}", err=True)

@@ -44,6 +44,8 @@ def command(job: Path = JOB_ARG,
         about = source_of(spec).describe()
         typer.echo(f"source    [{index}] {spec.kind}: {spec.pattern}  "
                    f"({count} {noun}{'s' if count != 1 else ''}{extra}{', ' + about if about else ''})")
+    for spec, what in p.plan.outside:
+        typer.echo(f"skipped   {what} (follow_links: outside follows it)")
     for spec, reason in p.plan.empty_sources:
         typer.echo(f"warning   {spec.location}: {reason}")
     typer.echo("stages    " + " -> ".join(s.describe() for s in p.stages))

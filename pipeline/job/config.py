@@ -24,8 +24,9 @@ from .safety import RESERVED, reserved_reason
 TOP_LEVEL_KEYS = ("name", "sources", "output", "device", "precision", "batch_size", "workers", "threads",
                   "encoders", "commit_every", "stages", "contact_sheet", "manifest", "pick")
 #: keys a ``sources:`` entry takes beside its kind; the folder ones not for a kind of options
-SOURCE_ENTRY_KEYS = ("into", "sidecars", "exclude")
-FOLDER_ONLY_KEYS = ("sidecars", "exclude")
+SOURCE_ENTRY_KEYS = ("into", "sidecars", "exclude", "follow_links")
+FOLDER_ONLY_KEYS = ("sidecars", "exclude", "follow_links")
+FOLLOW_LINKS = ("inside", "outside")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -216,9 +217,11 @@ def _parse_source(i: int, item: Node, ctx: ParseContext) -> SourceSpec:
         raise JobError(f"'into' must be a relative folder inside the output, got '{into}'",
                        location=item.value["into"].location, where=where)
     sidecars, exclude = (_patterns(item, key, where, ctx) for key in ("sidecars", "exclude"))
+    follow_links = _literal(item.value.get("follow_links"), f"{where}.follow_links", "inside",
+                            FOLLOW_LINKS)
     return SourceSpec(kind=kind, pattern=pattern, path=ctx.base_dir / Path(pattern).expanduser(),
                       into=into, location=item.location, sidecars=sidecars, exclude=exclude,
-                      options=options)
+                      options=options, follow_links=follow_links)
 
 
 def _patterns(item: Node, key: str, where: str, ctx: ParseContext) -> tuple[str, ...]:

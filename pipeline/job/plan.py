@@ -69,6 +69,8 @@ class Unit:
 class Plan:
     units: Units
     empty_sources: tuple[tuple[SourceSpec, str], ...]  # (source, why nothing was found)
+    # links not followed, their real path outside their source's folder: (source, what)
+    outside: tuple[tuple[SourceSpec, str], ...] = ()
 
 
 class Listing:
@@ -257,6 +259,7 @@ def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> 
                         job.output_location)
     check_writable(job.output, job.output_location)
     empty: list[tuple[SourceSpec, str]] = []
+    outside: list[tuple[SourceSpec, str]] = []
     output = job.output.resolve()
     plans = []
     for index, (spec, source) in enumerate(zip(job.sources, sources)):
@@ -270,6 +273,8 @@ def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> 
             sidecars.add(rel)
         plans.append(SourcePlan(index, spec, source, files, sidecars.close(),
                                 job.variants or (None,), job.pick, output_relpath))
+        outside += [(spec, f"{source.root() / rel}: a link to '{real}', outside the source's "
+                           "folder, not followed") for rel, real in source.outside]
     keys = array("q")  # each output's hash, 8 bytes a unit
     sheet = str(job.contact_sheet.path.resolve()) if job.contact_sheet is not None else None
     sources_inside: set[str] = set()
@@ -287,7 +292,7 @@ def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> 
     if job.contact_sheet is not None:
         check_side_file(job.contact_sheet.path, job.output, [s.root() for s in sources],
                         sources_inside, job.contact_sheet_location, "contact_sheet.path")
-    return Plan(units, tuple(empty))
+    return Plan(units, tuple(empty), tuple(outside))
 
 
 def _seen(units: Units, keys: array, sources_inside: set[str], inside: str, also: str | None,

@@ -40,6 +40,9 @@ class SourceSpec:
     sidecars: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()  # glob patterns relative to the root: files not taken
     options: Any = None  # a kind with ``Options`` (``generate:``): its typed mapping
+    # "inside": a symlinked file or folder whose real path lies outside the source's folder
+    # is skipped and reported; "outside": followed (a tree assembled from links elsewhere)
+    follow_links: str = "inside"
 
 
 class Source:
@@ -52,6 +55,11 @@ class Source:
 
     def __init__(self, spec: SourceSpec) -> None:
         self.spec = spec
+        #: links the walk did not follow, their real path outside the root: (path below root, real)
+        self.outside: list[tuple[PurePath, str]] = []
+
+    def _outside(self) -> list[tuple[PurePath, str]] | None:
+        return self.outside if self.spec is None or self.spec.follow_links == "inside" else None
 
     def describe(self) -> str:
         """More about the source for ``validate``'s plan ('' for files)."""
@@ -88,12 +96,13 @@ class Source:
         keep = lambda name: Path(name).suffix.lower() in self.extensions  # noqa: E731
         skip = lambda folder: folder == exclude or exclude in folder.parents  # noqa: E731
         if pattern:
-            found = find(root, keep, pattern=pattern, skip_dir=skip) if root.is_dir() else iter(())
+            found = find(root, keep, pattern=pattern, skip_dir=skip,
+                         outside=self._outside()) if root.is_dir() else iter(())
         elif spec.path.is_file():  # named directly: checked as the walk checks what it finds
             self._check_named_file(spec.path)
             found = iter([(spec.path, PurePath(spec.path.name))])
         elif spec.path.is_dir():
-            found = find(spec.path, keep, skip_dir=skip)
+            found = find(spec.path, keep, skip_dir=skip, outside=self._outside())
         else:
             raise JobError(f"source '{spec.pattern}' does not exist ({spec.path})",
                            location=spec.location, where="sources",
@@ -136,7 +145,8 @@ class Source:
             return iter(())
         skip = lambda folder: folder == exclude or exclude in folder.parents  # noqa: E731
         other = lambda name: Path(name).suffix.lower() not in self.extensions  # noqa: E731
-        carried = ((path, rel) for path, rel in find(root, other, skip_dir=skip)
+        carried = ((path, rel) for path, rel in find(root, other, skip_dir=skip,
+                                                     outside=self._outside())
                    if (same_stem and has_stem(folder_and_stem(rel))) or matches_any(patterns, rel))
         return self._not_excluded(carried)
 

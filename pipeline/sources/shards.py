@@ -44,6 +44,7 @@ class TarShards(Source):
                 one = type(self)(replace(self.spec, pattern=name, path=path, exclude=()))
                 for file, _ in one.find(exclude):
                     found.setdefault(file, PurePath(file.relative_to(root)))
+                self.outside += [(PurePath(name) / rel, real) for rel, real in one.outside]
             elif path.is_file():
                 self._check_named_file(path)
                 found.setdefault(path, PurePath(name))

@@ -47,22 +47,28 @@ def split_pattern(path: Path) -> tuple[Path, tuple[str, ...]]:
 
 
 def find(root: Path, keep: Callable[[str], bool], *, pattern: tuple[str, ...] = (),
-         skip_dir: Callable[[Path], bool] = lambda _: False) -> Iterator[tuple[Path, PurePath]]:
+         skip_dir: Callable[[Path], bool] = lambda _: False,
+         outside: list[tuple[PurePath, str]] | None = None) -> Iterator[tuple[Path, PurePath]]:
     """Files under ``root`` whose name passes ``keep`` (and whose path below root matches
     ``pattern``, if given), as (path, path relative to root) pairs sorted by relative path,
     one at a time as the walk finds them (a 1M-file tree is never a list here).
 
-    ``skip_dir(real_path)`` prunes folders (the job's own output folder)."""
+    ``skip_dir(real_path)`` prunes folders (the job's own output folder).  ``outside``: a list
+    to keep the walk inside the root's real folder: a symlinked file or folder whose real path
+    lies elsewhere is not followed but put there, (its path below root, its real path), for
+    the caller to report; None follows every link (once per real folder)."""
     # The walk goes depth first through sorted entries: its order is already sorted by
     # relative path (sorting Paths again costs more than the walk, on 100k files)
     base = str(root)
-    for rel in _walk(root, (), set(), pattern, keep, skip_dir):
+    inside = None if outside is None else os.path.realpath(root).rstrip(os.sep) + os.sep
+    for rel in _walk(root, (), set(), pattern, keep, skip_dir, inside, outside):
         yield Path(os.path.join(base, *rel)), PurePath(*rel)
 
 
 def _walk(folder: Path, rel: tuple[str, ...], seen: set[tuple[int, int]],
           pattern: tuple[str, ...], keep: Callable[[str], bool],
-          skip_dir: Callable[[Path], bool]) -> Iterator[tuple[str, ...]]:
+          skip_dir: Callable[[Path], bool], inside: str | None = None,
+          outside: list | None = None) -> Iterator[tuple[str, ...]]:
     try:
         stat = folder.stat()
     except OSError:
@@ -82,11 +88,17 @@ def _walk(folder: Path, rel: tuple[str, ...], seen: set[tuple[int, int]],
         here = rel + (entry.name,)
         try:
             is_dir = entry.is_dir()  # follows symlinks: a linked folder is read (once)
+            if inside is not None and entry.is_symlink():
+                real = os.path.realpath(entry.path)
+                if not (real + os.sep).startswith(inside) and (is_dir or keep(entry.name)):
+                    outside.append((PurePath(*here), real))  # not followed: reported
+                    continue
         except OSError:
             continue
         if is_dir:
             if not pattern or _could_match_below(pattern, here):
-                yield from _walk(Path(entry.path), here, seen, pattern, keep, skip_dir)
+                yield from _walk(Path(entry.path), here, seen, pattern, keep, skip_dir,
+                                 inside, outside)
         elif keep(entry.name) and (not pattern or _matches(pattern, here)):
             try:
                 if entry.is_file():

@@ -1,7 +1,10 @@
-"""Issue 28 item 1: the job's own files (ledger, lock, manifests, segments, temporary names)
-are never outputs, and a file named as a source is checked as a folder's walk checks what it
-finds: each reproduction of the hostile campaign is a located error at ``validate``, before
-any work, and the job's own files stay intact."""
+"""Issue 28, the second hostile campaign: each reproduction of its defects, failing on the
+code before the fix.  The job's own files (ledger, lock, manifests, segments, temporary
+names) are never outputs and a file named as a source is checked as the walk checks what it
+finds (item 1); members that only claim a size or lead out of the archive are never read
+(items 2, 11); names that are not UTF-8, hold a carriage return or start a formula (3, 10);
+absurd integers and control characters (6); long names (9); a member named twice (12);
+links outside the source's folder (7).  Located errors come at ``validate``, before any work."""
 from __future__ import annotations
 
 import io
@@ -346,3 +349,40 @@ stages: [decode, encode]
     assert json.loads(line)["output"] == "caf\\xe9.png"
     with open(tmp_path / "out" / "manifest.csv", newline="", encoding="utf-8") as f:
         assert next(csv.DictReader(f))["output"] == "caf\\xe9.png"
+
+
+def test_links_outside_the_source_folder_are_skipped_and_reported(tmp_path) -> None:
+    """Item 7: a sidecar or image linking outside the source tree (a file, a folder) was
+    copied into the dataset with no word.  By default it is skipped and reported (validate
+    and the run's summary); ``follow_links: outside`` follows it."""
+    from tests.conftest import run_cli_here
+
+    make_photos(tmp_path / "data", 1)
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / "leak.txt").write_text("not the dataset's\n")
+    make_photos(tmp_path / "secret" / "pics", 1, seed=5)
+    (tmp_path / "data" / "leak.txt").symlink_to(tmp_path / "secret" / "leak.txt")
+    (tmp_path / "data" / "linked").symlink_to(tmp_path / "secret" / "pics")
+    (tmp_path / "data" / "inside").symlink_to(tmp_path / "data", target_is_directory=True)  # a loop, inside
+
+    def job(follow: str, output: str) -> Path:
+        return write_job(tmp_path, f"""
+sources:
+  - images: data/
+    sidecars: ["*.txt"]
+    {follow}
+output: {output}
+stages: [decode, encode]
+""", name=f"{output}.yaml")
+
+    checked = run_cli_here("validate", str(job("", "out")))
+    assert checked.returncode == 0, checked.stderr
+    assert "leak.txt: a link to" in checked.stdout and "linked: a link to" in checked.stdout
+    done = run_cli_here(str(job("", "out")))
+    assert done.returncode == 0 and "skipped" in done.stderr and "leak.txt" in done.stderr
+    written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*")
+                     if p.is_file() and not p.name.startswith(".") and not p.name.startswith("manifest"))
+    assert written == ["img000.png"]
+    followed = run_cli_here(str(job("follow_links: outside", "all")))
+    assert followed.returncode == 0, followed.stderr
+    assert (tmp_path / "all" / "leak.txt").is_file() and (tmp_path / "all" / "linked" / "img000.png").is_file()
