@@ -97,9 +97,12 @@ class StyleAugment(NetworkStage):
             self.mean = embeddings.mean(0)
             cov = torch.cov(embeddings.T) if len(embeddings) > 1 else \
                 torch.zeros(EMBEDDING_SIZE, EMBEDDING_SIZE, dtype=torch.float64)
-        # the Gaussian's square root: draws are mean + root @ z (a painting alone: its embedding)
-        values, vectors = torch.linalg.eigh(cov)
-        self.root = vectors * values.clamp(min=0).sqrt()
+        # the Gaussian's square root: draws are mean + root @ z.  Cholesky's factor is unique
+        # (an eigenvector's sign is not: another machine's LAPACK could flip it, and with it
+        # every image's style); a ridge far below any painting's spread keeps a covariance of
+        # few paintings (rank below 100) positive definite, and one painting alone its embedding
+        ridge = 1e-9 * float(cov.diagonal().mean()) + 1e-12
+        self.root = torch.linalg.cholesky(cov + ridge * torch.eye(EMBEDDING_SIZE, dtype=torch.float64))
         net = EmbeddingStylizer(transformer, self.mean.float(), params.alpha,
                                 predictor if params.alpha < 1.0 else None)
         net.arch = transformer.arch
