@@ -12,7 +12,7 @@ from pathlib import Path
 import pipeline
 
 PIPELINE = Path(pipeline.__file__).parent
-MAX_LINES = 460  # "files stay small": a file past about 450 lines is missing a module
+MAX_LINES = 450  # "files stay small": a file past 450 lines is missing a module
 
 
 def test_every_room_says_what_it_owns() -> None:

@@ -14,6 +14,7 @@ from ..job.plan import Unit
 from ..media.video import Planes, VideoInfo
 from ..media.video_write import colour_plan
 from ..ops.colour import MATRICES
+from ..record.commits import load_state
 
 if TYPE_CHECKING:
     from ..stages.temporal_smooth import ClipState
@@ -91,3 +92,19 @@ def load_scratch(path: Path) -> list[tuple[np.ndarray | Planes, int, int | None]
             images = [Planes(y, u, v) for y, u, v in zip(data["y"], data["u"], data["v"])]
         return [(image, int(pts), None if duration < 0 else int(duration))
                 for image, pts, duration in zip(images, data["pts"], data["durations"])]
+
+
+def resume_problem(last, scratch: list, smoothing) -> str:
+    """Why a clip's resume files cannot be used ("" when they can): its state must load and
+    fit the smoothing (``load_state_dict``), and each saved part of the open segment must
+    load: garbage, a cut file, a pickle or a missing key each failed every rerun before.
+    Once per resumed clip; the parts are read again when replayed (a few seconds of frames)."""
+    try:
+        state = load_state(last.state) if last is not None and last.state is not None else None
+        if smoothing is not None:
+            smoothing.load_state_dict(state)
+        for part in scratch:
+            load_scratch(part.path)
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises
+        return f"a resume file does not load ({type(exc).__name__}: {exc})"
+    return ""

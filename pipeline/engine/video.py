@@ -35,10 +35,9 @@ from ..machine.threads import current as thread_budget
 from ..media.video import Planes, VideoInfo
 from ..media.video_write import check_frame_size
 from ..ops.colour import rgb_to_yuv420_float, yuv420_to_rgb_small
-from ..record.commits import load_state
 from ..stages.chain import StageFailed, run_stages
 from .batcher import Batch, Piece
-from .clips import Clip, Computed, Frame, device_colour, load_scratch
+from .clips import Clip, Computed, Frame, device_colour, load_scratch, resume_problem
 from .segments import SegmentJob
 from .way import Way
 
@@ -143,7 +142,7 @@ class VideoWay(Way):
             for stage in self.before:
                 hw = stage.output_size(*hw)
             smoothing = self.temporal.clip_state(hw, engine.ctx.device)
-        problem = self._unusable(last, scratch, smoothing)
+        problem = resume_problem(last, scratch, smoothing)
         if problem:  # a resume file that does not load: the clip starts over, said
             _log.warning("%s: %s; the clip starts over", unit.source, problem)
             engine.commits.drop_segments(unit.key)
@@ -160,21 +159,6 @@ class VideoWay(Way):
         self._clips[unit.key] = clip
         engine.progress.clip_started(clip.name, info.frames, frames_before)
         return clip
-
-    @staticmethod
-    def _unusable(last, scratch: list, smoothing) -> str:
-        """Why the clip's resume files cannot be used ("" when they can): its state must load
-        and fit the smoothing, each saved part of the open segment must load (garbage, a cut
-        file, a pickle, a missing key or a wrong shape each fail every rerun otherwise)."""
-        try:
-            state = load_state(last.state) if last is not None and last.state is not None else None
-            if smoothing is not None:
-                smoothing.load_state_dict(state)
-            for part in scratch:
-                load_scratch(part.path)
-        except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises
-            return f"a resume file does not load ({type(exc).__name__}: {exc})"
-        return ""
 
     def _encoders_for(self, unit: Unit, segment_frames: int) -> int:
         """This clip's share of the run's segment encoders (``engine.encoders``, shared by the
