@@ -19,14 +19,19 @@ from pipeline.job.build import prepare
 from tests.conftest import make_photos, natural_image, write_job
 
 
+def _add_png(tar: tarfile.TarFile, name: str, side: int = 16, seed: int = 0) -> None:
+    """A small PNG member named ``name`` (any name: '..', absolute, twice)."""
+    buf = io.BytesIO()
+    Image.fromarray(natural_image(side, side, seed)).save(buf, "PNG")
+    info = tarfile.TarInfo(name)
+    info.size = len(buf.getvalue())
+    tar.addfile(info, io.BytesIO(buf.getvalue()))
+
+
 def _tar(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w") as tar:
-        buf = io.BytesIO()
-        Image.fromarray(natural_image(16, 16, 0)).save(buf, "PNG")
-        info = tarfile.TarInfo("s1.png")
-        info.size = len(buf.getvalue())
-        tar.addfile(info, io.BytesIO(buf.getvalue()))
+        _add_png(tar, "s1.png")
     return path
 
 
@@ -183,11 +188,7 @@ def test_a_member_named_twice_in_a_sample_is_named_as_such(tmp_path) -> None:
     path.parent.mkdir()
     with tarfile.open(path, "w") as tar:
         for key in ("a", "a", "b"):  # sample a: a.png twice
-            buf = io.BytesIO()
-            Image.fromarray(natural_image(8, 8, 1)).save(buf, "PNG")
-            info = tarfile.TarInfo(f"{key}.png")
-            info.size = len(buf.getvalue())
-            tar.addfile(info, io.BytesIO(buf.getvalue()))
+            _add_png(tar, f"{key}.png", 8, 1)
     job = write_job(tmp_path, """
 sources: [{shards: s/train.tar}]
 output: out
@@ -295,17 +296,10 @@ def test_members_leading_out_of_the_archive_are_refused(tmp_path, kind) -> None:
 
     shard = tmp_path / "s" / "train.tar"
     shard.parent.mkdir()
-    buf = io.BytesIO()
-    Image.fromarray(natural_image(8, 8, 3)).save(buf, "PNG")
-    png = buf.getvalue()
     with tarfile.open(shard, "w", format=tarfile.PAX_FORMAT) as tar:
-        good = tarfile.TarInfo("good.png")
-        good.size = len(png)
-        tar.addfile(good, io.BytesIO(png))
+        _add_png(tar, "good.png", 8, 3)
         if kind in ("dotdot", "absolute"):
-            bad = tarfile.TarInfo("../evil.png" if kind == "dotdot" else "/tmp/evil.png")
-            bad.size = len(png)
-            tar.addfile(bad, io.BytesIO(png))
+            _add_png(tar, "../evil.png" if kind == "dotdot" else "/tmp/evil.png", 8, 3)
         else:
             bad = tarfile.TarInfo("evil.txt")
             bad.type = tarfile.SYMTYPE if kind == "symlink_out" else tarfile.LNKTYPE
