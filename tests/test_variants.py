@@ -273,9 +273,8 @@ def test_a_clip_goes_through_each_variant_as_its_own_chain(tmp_path: Path, monke
     from pipeline.media import video_write
     from tests.clips import make_clip
 
-    # What each encoder was given, frame by frame: the chains' own result.  (The files' bytes
-    # are not compared: on one 2-core machine libx264 wrote different bytes from identical
-    # frames, pts and options in about one run in five, in process after another run.)
+    # What each encoder was given, frame by frame: the chains' own result; and then the files' bytes
+    # (once libx264 wrote other bytes about one run in five: tests/test_encode_determinism.py).
     given: dict[str, list] = {}
     write = video_write.SegmentWriter.write
 
@@ -314,6 +313,7 @@ def test_a_clip_goes_through_each_variant_as_its_own_chain(tmp_path: Path, monke
     for (pts, duration, planes), (pts2, duration2, planes2) in zip(smooth, alone):
         assert (pts, duration) == (pts2, duration2)
         assert all(np.array_equal(a, b) for a, b in zip(planes, planes2))
+    assert out["smooth/c.mp4"] == (tmp_path / "alone" / "c.mp4").read_bytes()
 
 
 def test_variants_can_be_added_and_removed_but_a_changed_one_is_refused(tmp_path: Path,

@@ -63,14 +63,17 @@ def colour_plan(info: VideoInfo) -> tuple[int, int, dict[str, int]]:
 
 
 def _muxer_options(container_format: str, time_base: Fraction) -> dict[str, str]:
-    """MP4/MOV write a start offset as an edit in the movie time scale (1/1000 by default), which
+    """``bitexact``: Matroska and WebM otherwise write random segment and track UIDs (every run a
+    different file), and every muxer stamps FFmpeg's version (an upgrade would change the bytes).
+    MP4/MOV write a start offset as an edit in the movie time scale (1/1000 by default), which
     rounds a segment's first pts (4096/12288 s came back as 4092): use the track's time scale."""
+    options = {"fflags": "+bitexact"}
     if container_format in ("mp4", "mov") and time_base.numerator == 1:
         scale = time_base.denominator
         while scale < 10000:  # movenc's own rule for the track time scale
             scale *= 2
-        return {"movie_timescale": str(scale)}
-    return {}
+        options["movie_timescale"] = str(scale)
+    return options
 
 
 def _encode_error(path: Path, exc: Exception, what: str) -> MediaError:
