@@ -286,3 +286,74 @@ def test_a_generated_image_too_big_for_the_chain_fails_named(tmp_path: Path, dcg
     # 16x16 made, 12800x12800 after the resize: refused before the style net would need it
     assert "g.pth/000000.png [decode]: 16x16 (0.0 Mpx) needs about" in result.stderr, result.stderr
     assert "at fast_style but the budget is 1.0 GiB" in result.stderr
+
+
+def test_validate_plans_a_million_generated_images_without_making_them(tmp_path: Path, dcgan_file: Path,
+                                                                      monkeypatch) -> None:
+    """Issue 28 item 4: the plan holds the range; validate (and its estimate) look at two units."""
+    from pipeline.job import numbered
+
+    made = []
+    iterate = numbered.Numbered.__iter__
+
+    def counted(self):
+        for pair in iterate(self):
+            made.append(pair)
+            yield pair
+
+    monkeypatch.setattr(numbered.Numbered, "__iter__", counted)
+    job = _job(tmp_path, dcgan_file.name, count=1_000_000, seed=0)
+    shown = run_cli_here("validate", str(job), "--estimate")
+    assert shown.returncode == 0, shown.stderr
+    assert "(1000000 images, seed 0" in shown.stdout and "units     1000000" in shown.stdout
+    assert "256.0 Mpx" in shown.stdout  # 16x16 each, counted from two, not from a million
+    assert 0 < len(made) <= 10, f"{len(made)} generated units were made to validate the job"
+
+
+def test_a_count_past_the_limit_is_refused_and_first_splits_the_set(tmp_path: Path, dcgan_file: Path) -> None:
+    from pipeline.sources.generate import MAX_COUNT
+
+    too_many = run_cli_here("validate", str(_job(tmp_path, dcgan_file.name, count=1_000_000_000, seed=0)))
+    assert too_many.returncode == 2, too_many.stderr
+    assert f"count 1,000,000,000 is more than one job plans ({MAX_COUNT:,} images" in too_many.stderr
+    assert "first:" in too_many.stderr and "out.yaml:2" in too_many.stderr
+    # Two jobs of a split set make the images one job makes, under the same names.
+    assert run_cli_here(str(_job(tmp_path, dcgan_file.name, count=4, seed=2, output="whole"))).returncode == 0
+    for output, first in (("part_a", 0), ("part_b", 2)):
+        job = write_job(tmp_path, f"""
+            sources: [{{generate: {{weights: {dcgan_file.name}, count: 2, first: {first}, seed: 2}},
+                        into: synthetic}}]
+            output: parts
+            stages: [decode, {{encode: {{image: {{format: png}}}}}}]
+            """, name=f"{output}.yaml")
+        assert run_cli_here(str(job)).returncode == 0
+    assert _outputs(tmp_path / "parts") == _outputs(tmp_path / "whole")
+
+
+def test_a_generated_range_and_a_listed_file_or_another_range_writing_one_name_are_refused(
+        tmp_path: Path, dcgan_file: Path) -> None:
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "photos" / "000005.png")
+    clash = write_job(tmp_path, f"""
+        sources:
+          - generate: {{weights: {dcgan_file.name}, count: 10, seed: 0}}
+          - images: photos/
+        output: out
+        stages: [decode, {{encode: {{image: {{format: png}}}}}}]
+        """, name="clash.yaml")
+    result = run_cli_here("validate", str(clash))
+    assert result.returncode == 2 and "clash.yaml:3" in result.stderr, result.stderr
+    assert "000005.png' would be written to '000005.png', where sources[0] writes a generated image" \
+        in result.stderr
+    for first, refused in ((5, True), (10, False)):
+        two = write_job(tmp_path, f"""
+            sources:
+              - generate: {{weights: {dcgan_file.name}, count: 10, seed: 0}}
+              - generate: {{weights: {dcgan_file.name}, count: 10, seed: 1, first: {first}}}
+            output: out
+            stages: [decode, {{encode: {{image: {{format: png}}}}}}]
+            """, name="two.yaml")
+        result = run_cli_here("validate", str(two))
+        assert (result.returncode == 2) == refused, result.stderr
+        if refused:
+            assert "sources[0] and sources[1] would both write the same numbered images" in result.stderr

@@ -31,14 +31,9 @@ def command(job: Path = JOB_ARG,
     typer.echo(f"device    {p.ctx.device}   precision {p.ctx.precision}   "
                f"batch size {p.ctx.batch_size or 'auto'}")
     typer.echo(f"threads   {threads.budget_for(**thread_args(p.job, p.stages)).describe()}")
-    counts = [[0, 0] for _ in p.job.sources]  # (files, sidecars) per source, not (file, variant)
-    last = None
-    for u in p.plan.units:  # a file's variants come together: count where the file changes
-        if (u.source, u.source_index) != last:
-            counts[u.source_index][u.kind == "file"] += 1
-            last = (u.source, u.source_index)
+    counts = {plan.index: (plan.files.count, plan.sidecars.count) for plan in p.plan.units.sources}
     for index, spec in enumerate(p.job.sources):
-        count, carried = counts[index]
+        count, carried = counts.get(index, (0, 0))
         extra = f", {carried} sidecar file{'s' if carried != 1 else ''} carried" if carried else ""
         noun = "shard" if spec.kind == "shards" else "image" if spec.options is not None else "file"
         about = source_of(spec).describe()
@@ -76,13 +71,20 @@ def _print_estimate(p: Prepared) -> None:
                "encoding run beside it")
 
 
+def _units_of_way(p: Prepared, way: str):
+    """The units of the sources of one way (a million generated images are not walked for clips)."""
+    for plan in p.plan.units.sources:
+        if plan.source.way == way:
+            yield from (u for u in plan.units() if u.kind == way)
+
+
 def _check_clips(p: Prepared) -> bool:
     """One line per clip (its header, and whether its packets reach its stated end): a
     truncated clip is flagged now, not after minutes of compute.  False if any would fail."""
     from ..media.video_check import check_clip
 
     ok = True
-    for unit in (u for u in p.plan.units if u.kind == "video"):
+    for unit in _units_of_way(p, "video"):
         try:
             report = check_clip(unit.source)
         except MediaError as exc:
@@ -103,7 +105,7 @@ def _check_shards(p: Prepared) -> bool:
     from ..media.shards import ShardReader
 
     ok = True
-    for source in dict.fromkeys(u.source for u in p.plan.units if u.kind == "shard"):
+    for source in dict.fromkeys(u.source for u in _units_of_way(p, "shard")):
         try:  # once, whatever its variants
             with ShardReader(source) as shard:
                 typer.echo(f"shard     {source}: {shard.describe()}")

@@ -38,17 +38,17 @@ def estimate(p: Prepared) -> Estimate | None:
     """None when the job has nothing to do or no unit can be read."""
     pixels: dict[str | None, int] = {}  # per variant (None: the job has none)
     sample = None
-    for unit in p.plan.units:
+    for unit, stands_for in p.plan.units.sampled():  # a generator's images: two stand for all
         try:
             if unit.kind == "image":
                 width, height = unit.open().size(unit.source)
-                pixels[unit.variant] = pixels.get(unit.variant, 0) + width * height
+                pixels[unit.variant] = pixels.get(unit.variant, 0) + width * height * stands_for
                 if sample is None:
                     sample = (unit.source, unit.open().read(unit.source))
             else:
                 info = unit.open().probe(unit.source)
                 pixels[unit.variant] = (pixels.get(unit.variant, 0)
-                                        + info.width * info.height * (info.frames or 0))
+                                        + info.width * info.height * (info.frames or 0) * stands_for)
                 if sample is None:
                     first = next(iter(unit.open().frames(info, after_pts=None, skip=0, threads=0)), None)
                     sample = (unit.source, first.rgb) if first is not None else None

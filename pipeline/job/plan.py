@@ -33,6 +33,7 @@ from ..sources import Source, get_source
 from ..sources.base import SourceSpec
 from ..sources.walk import real_path, stem_of
 from .config import Job
+from .numbered import Claims, Numbered
 from .options import PickOptions
 from .safety import (check_not_reserved, check_output_folder, check_output_paths, check_side_file,
                      check_writable)
@@ -134,7 +135,7 @@ class SourcePlan:
     index: int
     spec: SourceSpec
     source: Source
-    files: Listing  # the source's own units' files
+    files: Listing | Numbered  # the source's own units' files
     sidecars: Listing  # the files carried beside them
     variants: tuple[str | None, ...]
     pick: PickOptions | None
@@ -168,6 +169,24 @@ class SourcePlan:
                 for variant in variants:
                     yield Unit(source=path, output_rel=under[variant] / out_rel if variant else out_rel,
                                source_index=index, kind=kind, reader=source, variant=variant)
+
+    @property
+    def numbered(self) -> bool:
+        return isinstance(self.files, Numbered)
+
+    def ends(self) -> SourcePlan:
+        """A numbered source's plan over its first and last units only (what is checked per
+        file: ``pipeline.job.numbered``); any other source's plan as it is."""
+        if not self.numbered:
+            return self
+        return SourcePlan(self.index, self.spec, self.source, self.files.ends(), self.sidecars,
+                          self.variants, self.pick, self.output_relpath)
+
+    def unit_count(self) -> int:
+        """A numbered source's units, counted without making them: each number goes through
+        all the variants, or ``pick.count`` of them."""
+        per = len(self.variants) if self.pick is None else min(self.pick.count, len(self.variants))
+        return self.files.count * per
 
     def _variants_of(self, kind: str, folder: str, name: str) -> list[str | None]:
         """All the variants (or none), or under ``pick`` the file's own; a sidecar that shares
@@ -213,6 +232,26 @@ class Units:
 
     def __len__(self) -> int:
         return self._count
+
+    @property
+    def sources(self) -> tuple[SourcePlan, ...]:
+        return self._sources
+
+    def sampled(self) -> Iterator[tuple[Unit, int]]:
+        """(unit, how many units it stands for): every unit of a listed source once, and a
+        numbered source's first unit for itself and its last for all the rest (they differ
+        only in their number).  For passes that need each unit's kind of work, not each unit."""
+        if self._mask is not None:
+            raise ValueError("sampled() is for a whole plan, not a selection")
+        for plan in self._sources:
+            if not plan.numbered:
+                yield from ((unit, 1) for unit in plan.units())
+                continue
+            ends = list(plan.ends().units())
+            per_number = plan.unit_count() // plan.files.count
+            for k, unit in enumerate(ends):
+                yield unit, 1 if k < per_number or len(ends) == per_number else \
+                    plan.files.count - 1
 
     def __bool__(self) -> bool:
         return self._count > 0
@@ -263,9 +302,13 @@ def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> 
     output = job.output.resolve()
     plans = []
     for index, (spec, source) in enumerate(zip(job.sources, sources)):
-        files = Listing()
-        for _path, rel in source.find(exclude=output):
-            files.add(rel)
+        numbers = source.numbered()
+        if numbers is not None:  # generated: a range, never listed
+            files = Numbered(numbers, source.unit_name)
+        else:
+            files = Listing()
+            for _path, rel in source.find(exclude=output):
+                files.add(rel)
         if not files.close().count:
             empty.append((spec, source.nothing_found()))
         sidecars = Listing()
@@ -281,13 +324,19 @@ def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> 
     # One pass checks every output, counts the units and hashes their keys; a second, only
     # where some source's real path lies in the output folder (see ``_seen``), checks the
     # outputs against those sources too.
-    check_output_paths(job.output, _seen(Units(tuple(plans), 0), keys, sources_inside,
-                                         str(job.output.resolve()) + os.sep, sheet, job),
+    # A numbered source is checked on its first and last units, and its range against the
+    # listed units' names (``pipeline.job.numbered``).
+    checked = Units(tuple(plan.ends() for plan in plans), 0)
+    claims = _claims(plans)
+    check_output_paths(job.output, _seen(checked, keys, sources_inside,
+                                         str(job.output.resolve()) + os.sep, sheet, job, claims),
                        (), job.output_location)
-    units = Units(tuple(plans), len(keys))
-    _check_no_two_write_one(job, units, duplicates_of(keys))
+    numbered = [plan for plan in plans if plan.numbered]
+    count = len(keys) + sum(plan.unit_count() - plan.ends().unit_count() for plan in numbered)
+    units = Units(tuple(plans), count)
+    _check_no_two_write_one(job, checked, duplicates_of(keys))
     if sources_inside:
-        check_output_paths(job.output, ((u.output_rel, u.source, u.source_index) for u in units),
+        check_output_paths(job.output, ((u.output_rel, u.source, u.source_index) for u in checked),
                            sources_inside, job.output_location)
     if job.contact_sheet is not None:
         check_side_file(job.contact_sheet.path, job.output, [s.root() for s in sources],
@@ -295,8 +344,25 @@ def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> 
     return Plan(units, tuple(empty), tuple(outside))
 
 
+def _claims(plans: list[SourcePlan]) -> Claims:
+    """Where the numbered sources write; two that write the same names are refused."""
+    claims = Claims()
+    for plan in plans:
+        if plan.numbered:
+            for unit in plan.ends().units():
+                claims.add(unit.output_rel, plan.files, plan.index)
+    twice = claims.overlaps()
+    if twice:
+        index, other, folder = twice
+        raise JobError(f"sources[{other}] and sources[{index}] would both write the same "
+                       f"numbered images in '{folder}'", location=plans[index].spec.location,
+                       where=f"sources[{index}]",
+                       hint="give one an 'into: <folder>', or ranges apart with 'first:'")
+    return claims
+
+
 def _seen(units: Units, keys: array, sources_inside: set[str], inside: str, also: str | None,
-          job: Job) -> Iterator[tuple[PurePath, Path, int]]:
+          job: Job, claims: Claims) -> Iterator[tuple[PurePath, Path, int]]:
     """Each unit as ``check_output_paths`` takes it; on the way, its key's hash goes into
     ``keys``, and its source's real path into ``sources_inside`` if that lies ``inside`` the
     output folder (the only sources an output could land on: ``check_output_folder`` keeps
@@ -308,6 +374,13 @@ def _seen(units: Units, keys: array, sources_inside: set[str], inside: str, also
         spec = job.sources[unit.source_index]
         check_not_reserved(unit.output_rel, unit.source, f"sources[{unit.source_index}]", spec.location)
         keys.append(hash(unit.key))
+        if claims and unit.source_index not in claims.indexes:
+            index = claims.claimant(unit.output_rel)
+            if index is not None:
+                raise JobError(f"'{unit.source}' would be written to '{unit.output_rel}', where "
+                               f"sources[{index}] writes a generated image", location=spec.location,
+                               where=f"sources[{unit.source_index}]",
+                               hint="give one source an 'into: <folder>' key")
         path = real_path(str(unit.source), real)
         if path.startswith(inside) or path == also:
             sources_inside.add(path)

@@ -80,6 +80,16 @@ class Source:
             return self.spec.path  # reported with its location by ``find``
         return root.parent if root.is_file() else root
 
+    def numbered(self) -> range | None:
+        """For a kind whose units are numbered rather than found (``generate:``): the numbers,
+        which the plan holds as a range instead of listing them (``unit_name`` names each);
+        None for sources of files."""
+        return None
+
+    def unit_name(self, number: int) -> str:
+        """The name (relative to ``root()``) of a numbered source's unit ``number``."""
+        raise NotImplementedError(f"{type(self).__name__} has no numbered units")
+
     def find(self, exclude: Path) -> Iterator[tuple[Path, PurePath]]:
         """(file, path relative to the root), sorted, one at a time; hidden entries skipped.
         A source that does not exist raises here, before the first file.

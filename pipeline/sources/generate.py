@@ -31,13 +31,19 @@ from .base import Source
 from .registry import register_source
 
 DIGITS = 6
+# The most images one job plans: each still gets a ledger line, a byte in the run's to-do mask
+# and a turn of the done-check (measured: a million take 53 s before the first image is made,
+# 2 cores), so a count far past a night's work would spend hours and gigabytes before it.
+# Larger sets are split into jobs with ``first:`` (which may run on several machines at once).
+MAX_COUNT = 1_000_000
 
 
 @dataclass(frozen=True)
 class GenerateOptions:
     weights: Path  # a generator from noise (.safetensors or .pth)
-    count: int  # images 0 .. count-1
+    count: int  # images first .. first+count-1
     seed: int = 0
+    first: int = 0  # the first image's number: a large set split into jobs makes the same images
     into: str = ""  # may also be given beside ``generate:``, as for any source
     image_shape: str = ""  # "CxHxW": only for an MLP generator of non-square images
 
@@ -47,6 +53,14 @@ class GenerateOptions:
                                             f"1x28x32; got {self.image_shape!r}")
         if self.count < 1:
             raise ParamError("count", f"count must be at least 1, got {self.count}")
+        if self.count > MAX_COUNT:
+            raise ParamError("count", f"count {self.count:,} is more than one job plans "
+                                      f"({MAX_COUNT:,} images: each gets a ledger line and a turn "
+                                      f"of the done-check before the run starts); split the set "
+                                      f"into jobs with 'first:', e.g. count: {MAX_COUNT}, first: "
+                                      f"{MAX_COUNT} for the second job - image i is the same in any job")
+        if self.first < 0:
+            raise ParamError("first", f"first must be 0 or more, got {self.first}")
         if self.seed < 0:
             raise ParamError("seed", f"seed must be 0 or more, got {self.seed}")
 
@@ -86,14 +100,20 @@ class Generated(Source):
         that exist nowhere, so no folder is taken for a source folder."""
         return self.options.weights
 
-    def find(self, exclude: Path) -> Iterator[tuple[Path, PurePath]]:
+    def numbered(self) -> range:
         try:
             self.network()  # a missing or wrong file fails here, named, before any unit
         except WeightsError as exc:
             raise JobError(str(exc), location=self.spec.location, where="sources (generate)") from None
+        return range(self.options.first, self.options.first + self.options.count)
+
+    def unit_name(self, number: int) -> str:
+        return f"{number:0{DIGITS}d}.png"
+
+    def find(self, exclude: Path) -> Iterator[tuple[Path, PurePath]]:
         root = self.root()
-        for i in range(self.options.count):
-            name = f"{i:0{DIGITS}d}.png"
+        for i in self.numbered():
+            name = self.unit_name(i)
             yield root / name, PurePath(name)
 
     def nothing_found(self) -> str:
