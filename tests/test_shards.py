@@ -285,3 +285,56 @@ def test_shard_images_are_pieces_of_one_ordered_unit(tmp_path: Path) -> None:
         np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))),
                                       natural_image(h, w, i))
     assert json.loads((tmp_path / "r.json").read_text())["frames"] == len(shapes)
+
+
+def test_a_large_member_is_copied_in_chunks_never_held_whole(tmp_path: Path) -> None:
+    """Issue 28 item 2: a member that goes to no stage is copied from the shard to the output
+    in bounded chunks; Python's allocations stay below half its size during the whole run (12 MiB
+    measured here, imports included; held whole, the member alone is 32)."""
+    import tracemalloc
+
+    blob = os.urandom(32 << 20)
+    make_shard(tmp_path / "shards" / "big.tar", [
+        ("a", [("cls", b"0"), ("png", image_bytes(16, 16, 1)), ("bin", blob)])])
+    job = shard_job(tmp_path, "shards/", "- encode: {image: {format: png}}")
+    del blob  # the test's own copy is not what is measured
+    tracemalloc.start()
+    try:
+        result = run_cli_here(str(job))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.returncode == 0, result.stderr
+    written = dict(members(tmp_path / "out" / "big.tar"))
+    source = dict(members(tmp_path / "shards" / "big.tar"))
+    assert written["a.bin"] == source["a.bin"] and len(written["a.bin"]) == 32 << 20
+    assert peak < 16 << 20, f"the run's Python allocations peaked at {peak / 2**20:.1f} MiB"
+
+
+def test_an_image_member_too_big_for_memory_is_refused_from_its_first_bytes(
+        tmp_path: Path, monkeypatch) -> None:
+    """The memory gate judges an image member by its header, read from the member's first
+    bytes; the rest of a member it refuses is never read."""
+    from pipeline.media import shards
+
+    big = image_bytes(1200, 1600, 3, "JPEG")  # 1.9 Mpx: over a 16 MiB budget's room
+    assert len(big) > shards.HEAD_BYTES
+    make_shard(tmp_path / "shards" / "s.tar", [
+        ("a", [("cls", b"0"), ("jpg", big)]), ("b", [("cls", b"1"), ("png", image_bytes(16, 16, 2))])])
+    reads: list[tuple[str, int | None]] = []
+    read = shards.Member.read
+
+    def recorded(self, count=None):
+        reads.append((self.name, count))
+        return read(self, count)
+
+    monkeypatch.setattr(shards.Member, "read", recorded)
+    monkeypatch.setenv("STYLIZE_MEMORY_BUDGET", "16MiB")
+    job = shard_job(tmp_path, "shards/", """- tv_denoise: {weight: 0.1}
+          - encode: {image: {format: png}}""")
+    result = run_cli_here(str(job))
+    assert result.returncode == 1 and "member 'a.jpg' (its sample 'a' is left out" in result.stderr, \
+        result.stderr
+    assert "1600x1200" in result.stderr
+    assert ("a.jpg", shards.HEAD_BYTES) in reads and ("a.jpg", None) not in reads, reads
+    assert [n for n, _ in members(tmp_path / "out" / "s.tar")] == ["b.cls", "b.png"]

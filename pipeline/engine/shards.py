@@ -35,7 +35,7 @@ from ..errors import MediaError
 from ..job.plan import Unit
 from ..machine.batching import is_out_of_memory
 from ..machine.device import frames_to_device, to_host_uint8
-from ..media.images import ImageHeader, decode_image, header_of
+from ..media.images import ImageHeader, ImageTooLarge, decode_image, header_of
 from ..media.shards import Member, Sample, ShardReader, ShardWriter
 from ..stages.chain import StageFailed, run_stages
 from .batcher import Batch, Piece
@@ -134,13 +134,20 @@ class ShardWay(Way):
             where = f"{unit.source}/{member.name}"
             try:
                 with engine.times.timing("decode", 1):
-                    try:  # too big for this machine: refused before decoding, as a file is
-                        header = header_of(member.data, member.name)
-                    except MediaError:
-                        header = None  # decoding says what is wrong
+                    data = None
+                    try:  # too big for this machine: refused from its first bytes, as a file is
+                        header = header_of(member.head(), member.name)
+                    except ImageTooLarge:
+                        raise
+                    except MediaError:  # a header further in (a large EXIF block), or none
+                        data = member.read()
+                        try:
+                            header = header_of(data, member.name)
+                        except MediaError:
+                            header = None  # decoding says what is wrong
                     if header is not None:
                         engine.memory_gate.check_size(where, header.width, header.height)
-                    image, header = decode_image(member.data, member.name)
+                    image, header = decode_image(member.read() if data is None else data, member.name)
             except MediaError as exc:
                 self._drop(unit, sample, member, engine.decode.name, exc)
                 return None

@@ -276,8 +276,12 @@ def _looks_like(data: bytes) -> str:
     return f"unrecognised data (first bytes {head[:8].hex(' ')})"
 
 
+class ImageTooLarge(MediaError):
+    """An image whose header declares more pixels than Pillow decodes safely: refused unread."""
+
+
 def _bomb(path: Path, exc: Exception) -> MediaError:
-    return MediaError(path, f"image too large to decode safely ({exc})", stage="decode",
+    return ImageTooLarge(path, f"image too large to decode safely ({exc})", stage="decode",
                       hint="if the file is genuine, downscale it first or raise PIL.Image.MAX_IMAGE_PIXELS")
 
 

@@ -12,6 +12,11 @@ members are not followed by the end-of-archive marker (a zero block) is refused 
 or truncated, before any of its work is done.  Failures raise ``MediaError(path, reason,
 stage="decode")``.
 
+A member's bytes stay in the shard until they are needed (``Member.stored``): an image is
+read when it is decoded (its header first, from its first bytes, so that the memory gate
+can refuse it before the rest is read), and any other member is copied into the output in
+bounded chunks, never held whole: a shard of 4 GiB of sidecars costs no memory.
+
 Writing (``ShardWriter``): the members' names, types, contents and links, and nothing else
 from the source: every header has the same mtime, owner, group and mode, and the format is
 fixed (POSIX pax, as ``tarfile`` and ``webdataset`` write it), so the same members make the
@@ -37,6 +42,8 @@ _HINT = "re-copy or re-download the shard (partial copies are the usual cause), 
 #: a member declaring more is refused unread (its sample left out, named): a 15 KB shard may
 #: declare a member of a terabyte; ``STYLIZE_MAX_MEMBER_BYTES`` sets another limit
 MAX_MEMBER_BYTES = 512 << 20
+#: the bytes an image header is looked for in before the member is read whole
+HEAD_BYTES = 64 << 10
 
 
 def member_limit() -> int:
@@ -66,13 +73,14 @@ def refusal(info: tarfile.TarInfo, limit: int) -> str:
 
 @dataclass(frozen=True)
 class Member:
-    """One member of a shard: its name, its tar type, its bytes (regular files) or link."""
+    """One member of a shard: its name, its tar type, its bytes or where they lie, or its link."""
 
     name: str
-    data: bytes = b""
+    data: bytes = b""  # a member made in memory (an encoded image)
     type: bytes = tarfile.REGTYPE
     linkname: str = ""
     refused: str = ""  # why it was not read (sparse, or declaring more than the limit)
+    stored: tuple[Path, int, int] | None = None  # (shard, offset, size): bytes left in the shard
 
     @property
     def is_file(self) -> bool:
@@ -82,6 +90,32 @@ class Member:
     def is_image(self) -> bool:
         """A regular file with an image suffix (the field's last one: ``left.jpg``)."""
         return self.is_file and PurePosixPath(self.name).suffix.lower() in IMAGE_EXTENSIONS
+
+    @property
+    def size(self) -> int:
+        return self.stored[2] if self.stored is not None else len(self.data)
+
+    def head(self, count: int = HEAD_BYTES) -> bytes:
+        """The first ``count`` bytes (fewer if the member is smaller)."""
+        return self.read(min(count, self.size))
+
+    def read(self, count: int | None = None) -> bytes:
+        """The member's bytes (the first ``count``): a shard cut short since it was opened is a
+        ``MediaError`` naming the shard and the member."""
+        if self.stored is None:
+            return self.data if count is None else self.data[:count]
+        path, offset, size = self.stored
+        want = size if count is None else count
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read(want)
+        except OSError as exc:
+            raise _error(path, exc, f"member '{self.name}'") from None
+        if len(data) != want:
+            raise MediaError(path, f"truncated member '{self.name}' ({len(data)} of {want} bytes)",
+                             stage="decode", hint=_HINT)
+        return data
 
 
 @dataclass(frozen=True)
@@ -146,7 +180,7 @@ class ShardReader:
                    "samples will be left out" if refused else ""))
 
     def samples(self) -> Iterator[Sample]:
-        """The samples in order, each member's bytes read as it comes."""
+        """The samples in order; their members' bytes are left in the shard (``Member.read``)."""
         return group_samples(self._members())
 
     def _members(self) -> Iterator[Member]:
@@ -158,14 +192,8 @@ class ShardReader:
                 yield Member(member.name, b"", tarfile.REGTYPE, "", why)
                 continue
             if member.is_file:
-                try:
-                    data = self._tar.extractfile(info).read()
-                except (tarfile.TarError, OSError, EOFError) as exc:
-                    raise _error(self.path, exc, f"member '{info.name}'") from None
-                if len(data) != info.size:
-                    raise MediaError(self.path, f"truncated member '{info.name}' ({len(data)} of "
-                                     f"{info.size} bytes)", stage="decode", hint=_HINT)
-                member = Member(member.name, data, member.type, member.linkname)
+                member = Member(member.name, b"", member.type, member.linkname,
+                                stored=(self.path, info.offset_data, info.size))
             yield member
 
     def _check_end(self) -> None:
@@ -204,13 +232,25 @@ class ShardWriter:
         self._tar = tarfile.open(path, "w", format=FORMAT, encoding="utf-8")
 
     def add(self, member: Member) -> None:
+        """A member made in memory, or one left in its shard: copied in chunks, never held."""
         info = tarfile.TarInfo(member.name)
         info.type = tarfile.REGTYPE if member.is_file else member.type  # a sparse one: written whole
         info.linkname = member.linkname
-        info.size = len(member.data) if member.is_file else 0
+        info.size = member.size if member.is_file else 0
         info.mtime, info.uid, info.gid, info.uname, info.gname = MTIME, 0, 0, "", ""
         info.mode = DIR_MODE if member.type == tarfile.DIRTYPE else FILE_MODE
-        self._tar.addfile(info, io.BytesIO(member.data) if member.is_file else None)
+        if not member.is_file:
+            self._tar.addfile(info)
+        elif member.stored is None:
+            self._tar.addfile(info, io.BytesIO(member.data))
+        else:
+            path, offset, _size = member.stored
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    self._tar.addfile(info, f)  # copies info.size bytes, 16 KiB at a time
+            except OSError as exc:  # "unexpected end of data": the shard was cut short since
+                raise _error(path, exc, f"member '{member.name}'") from None
 
     def close(self) -> None:
         self._tar.close()  # the end-of-archive marker
