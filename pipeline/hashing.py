@@ -7,7 +7,7 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["file_sha256"]
+__all__ = ["file_sha256", "read_sha256"]
 
 
 def file_sha256(path: Path) -> str:
@@ -19,6 +19,12 @@ def file_sha256(path: Path) -> str:
 
 @lru_cache(maxsize=64)
 def _sha256(path: Path, _size: int, _mtime_ns: int) -> str:
+    return read_sha256(path)
+
+
+def read_sha256(path: Path) -> str:
+    """The file's SHA-256, read now (no cache: a resume file checked against the ledger may have
+    been replaced with one of the same size and time)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

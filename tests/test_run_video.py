@@ -436,6 +436,39 @@ def test_a_resume_file_that_does_not_load_starts_the_clip_over(tmp_path: Path, s
     resumed = subprocess.run([sys.executable, str(REPO / "run_pipeline.py"), str(job)],
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert "a resume file does not load" in resumed.stderr and "the clip starts over" in resumed.stderr
+    assert "the clip starts over" in resumed.stderr, resumed.stderr  # by the ledger's checksum:
+    assert "its SHA-256 differs" in resumed.stderr or "a resume file does not load" in resumed.stderr
     frames, _ = decode_all(tmp_path / "out" / "long.mp4")
     assert len(frames) == 48
+
+
+@pytest.mark.parametrize("damage", ["zeroed_state", "swapped_segments"])
+def test_a_resume_file_of_the_right_shape_but_other_content_starts_the_clip_over(
+        tmp_path: Path, style_weights: Path, damage: str) -> None:
+    """Issue 28 item 8: files that load but are not what was saved (a state of zeros, two
+    segments in each other's place) are caught by the SHA-256 the ledger records for each."""
+    make_clip(tmp_path / "clips" / "long.mp4", frames=48, size=(96, 64), fps=24, audio=False,
+              gop_size=12)
+    straight = _job(tmp_path, style_weights, output="straight", segment=0.25)
+    assert run_cli_here(str(straight)).returncode == 0
+    job = _job(tmp_path, style_weights, output="out", segment=0.25)
+    _kill_mid_video(job, signal.SIGKILL, until=lambda records: sum("segment" in r for r in records) >= 2)
+    records = [r for r in _ledger(tmp_path / "out") if "segment" in r]
+    assert len(records) >= 2 and all(r["sha256"] for r in records), records
+    if damage == "zeroed_state":
+        state = tmp_path / "out" / records[-1]["state"]
+        with np.load(state) as saved:
+            zeros = {name: np.zeros_like(saved[name]) for name in saved.files}
+        with open(state, "wb") as f:
+            np.savez(f, **zeros)
+    else:
+        first, second = (tmp_path / "out" / r["path"] for r in records[:2])
+        a, b = first.read_bytes(), second.read_bytes()
+        first.write_bytes(b)
+        second.write_bytes(a)
+    resumed = subprocess.run([sys.executable, str(REPO / "run_pipeline.py"), str(job)],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "is not the file that was saved (its SHA-256 differs); the clip starts over" in resumed.stderr, \
+        resumed.stderr
+    assert (tmp_path / "out" / "long.mp4").read_bytes() == (tmp_path / "straight" / "long.mp4").read_bytes()

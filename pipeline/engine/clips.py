@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..hashing import read_sha256
 from ..job.plan import Unit
 from ..media.video import Planes, VideoInfo
 from ..media.video_write import colour_plan
@@ -94,11 +95,22 @@ def load_scratch(path: Path) -> list[tuple[np.ndarray | Planes, int, int | None]
                 for image, pts, duration in zip(images, data["pts"], data["durations"])]
 
 
-def resume_problem(last, scratch: list, smoothing) -> str:
-    """Why a clip's resume files cannot be used ("" when they can): its state must load and
-    fit the smoothing (``load_state_dict``), and each saved part of the open segment must
-    load: garbage, a cut file, a pickle or a missing key each failed every rerun before.
-    Once per resumed clip; the parts are read again when replayed (a few seconds of frames)."""
+def resume_problem(last, scratch: list, smoothing, segments: list = ()) -> str:
+    """Why a clip's resume files cannot be used ("" when they can): each segment, scratch part
+    and state file must hold what the ledger's checksum says was saved (a file of the right
+    shape and other content, black frames, would otherwise pass), the state must load and fit
+    the smoothing (``load_state_dict``), and each saved part of the open segment must load:
+    garbage, a cut file, a pickle or a missing key each failed every rerun before.  Once per
+    resumed clip; the parts are read again when replayed (a few seconds of frames)."""
+    checked = [(saved.path, saved.sha256) for saved in (*segments, *scratch)]
+    if last is not None:  # only the resume point's state is kept
+        checked.append((last.state, last.state_sha256))
+    for path, digest in checked:
+        try:
+            if path is not None and digest is not None and read_sha256(path) != digest:
+                return f"{path.name} is not the file that was saved (its SHA-256 differs)"
+        except OSError as exc:
+            return f"{path.name} cannot be read ({exc.strerror or exc})"
     try:
         state = load_state(last.state) if last is not None and last.state is not None else None
         if smoothing is not None:

@@ -142,7 +142,7 @@ class VideoWay(Way):
             for stage in self.before:
                 hw = stage.output_size(*hw)
             smoothing = self.temporal.clip_state(hw, engine.ctx.device)
-        problem = resume_problem(last, scratch, smoothing)
+        problem = resume_problem(last, scratch, smoothing, segments)
         if problem:  # a resume file that does not load: the clip starts over, said
             _log.warning("%s: %s; the clip starts over", unit.source, problem)
             engine.commits.drop_segments(unit.key)

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..hashing import read_sha256
 from ..media.atomic import atomic_write, partial_name
 from .records import Done, Failed, ScratchSaved, SegmentSaved, SegmentsDropped
 
@@ -37,12 +38,14 @@ class Segment:
     # the reader bumped some pts up to here: resume by decoding from the start and skipping
     # ``frames`` frames, not by seeking to ``last_pts`` (see pipeline.media.video_read)
     pts_adjusted: bool = False
+    sha256: str | None = None  # of ``path`` and of ``state`` as saved (None: a ledger from before)
+    state_sha256: str | None = None
 
     @classmethod
     def of(cls, output: Path, r: SegmentSaved) -> Segment:
         """The resume point a record reports (a worker's own view of its clip)."""
         return cls(r.index, output / r.path, r.frames, r.last_pts,
-                   output / r.state if r.state else None, r.pts_adjusted)
+                   output / r.state if r.state else None, r.pts_adjusted, r.sha256, r.state_sha256)
 
 
 @dataclass(frozen=True)
@@ -58,11 +61,13 @@ class Scratch:
     last_pts: int
     state: Path | None  # the state after its last frame (only the latest part keeps one)
     pts_adjusted: bool = False
+    sha256: str | None = None  # as for Segment
+    state_sha256: str | None = None
 
     @classmethod
     def of(cls, output: Path, r: ScratchSaved) -> Scratch:
         return cls(r.segment, r.part, output / r.path, r.frames, r.last_pts,
-                   output / r.state if r.state else None, r.pts_adjusted)
+                   output / r.state if r.state else None, r.pts_adjusted, r.sha256, r.state_sha256)
 
 
 class Commits:
@@ -120,7 +125,8 @@ class Commits:
             state_path = final.with_name(f"{index:05d}.state.npz")
             atomic_write(state_path, lambda tmp: save_npz(tmp, state), self.tag, self.check_current)
         self.emit(SegmentSaved(key, index, self._rel(final), frames, last_pts, pts_adjusted,
-                               self._rel(state_path) if state_path else None))
+                               self._rel(state_path) if state_path else None, read_sha256(final),
+                               read_sha256(state_path) if state_path else None))
 
     def commit_scratch(self, key: str, segment: int, part: int,
                        frames: np.ndarray | dict[str, np.ndarray], pts: list[int],
@@ -140,7 +146,8 @@ class Commits:
             state_path = folder / f"{segment:05d}.scratch.{part:03d}.state.npz"
             atomic_write(state_path, lambda tmp: save_npz(tmp, state), self.tag, self.check_current)
         self.emit(ScratchSaved(key, segment, part, self._rel(path), frames_total, int(pts[-1]),
-                               pts_adjusted, self._rel(state_path) if state_path else None))
+                               pts_adjusted, self._rel(state_path) if state_path else None,
+                               read_sha256(path), read_sha256(state_path) if state_path else None))
 
     def drop_segments(self, key: str) -> None:
         """The clip must start over: its segments are forgotten and deleted (by the ledger)."""

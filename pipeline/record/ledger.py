@@ -139,7 +139,7 @@ class Ledger(Commits):
         video over (returns [])."""
         return self._unbroken(self._segments.get(key, {}), lambda index, path, state, record: Segment(
             index, path, record["frames"], record["last_pts"], state,
-            bool(record.get("pts_adjusted", False))))
+            bool(record.get("pts_adjusted", False)), record.get("sha256"), record.get("state_sha256")))
 
     def scratches(self, key: str, segment: int) -> list[Scratch]:
         """The saved parts of open segment ``segment``, in order: an unbroken run from part 0
@@ -147,7 +147,7 @@ class Ledger(Commits):
         records = self._scratches.get(key, {}).get(segment, {})
         return self._unbroken(records, lambda part, path, state, record: Scratch(
             segment, part, path, record["frames"], record["last_pts"], state,
-            bool(record.get("pts_adjusted", False))))
+            bool(record.get("pts_adjusted", False)), record.get("sha256"), record.get("state_sha256")))
 
     def _unbroken(self, records: dict[int, dict], make: Callable) -> list:
         """``make(n, file, state file, record)`` for records 0, 1, ... while each one's file is

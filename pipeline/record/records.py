@@ -50,10 +50,15 @@ class SegmentSaved:
     last_pts: int
     pts_adjusted: bool
     state: str | None  # relative path of the state file, or None
+    # the SHA-256 of the segment file and of the state file: a resume checks them, so a file of
+    # the right shape but other content (another run's, zeros) is not taken for this one
+    sha256: str | None = None
+    state_sha256: str | None = None
 
     def line(self) -> dict[str, Any]:
         return {"segment": self.key, "index": self.index, "path": self.path, "frames": self.frames,
-                "last_pts": self.last_pts, "pts_adjusted": self.pts_adjusted, "state": self.state}
+                "last_pts": self.last_pts, "pts_adjusted": self.pts_adjusted, "state": self.state,
+                "sha256": self.sha256, "state_sha256": self.state_sha256}
 
 
 @dataclass(frozen=True)
@@ -68,11 +73,13 @@ class ScratchSaved:
     last_pts: int
     pts_adjusted: bool
     state: str | None
+    sha256: str | None = None  # of the part's file and of its state file (see SegmentSaved)
+    state_sha256: str | None = None
 
     def line(self) -> dict[str, Any]:
         return {"scratch": self.key, "in_segment": self.segment, "part": self.part, "path": self.path,
                 "frames": self.frames, "last_pts": self.last_pts, "pts_adjusted": self.pts_adjusted,
-                "state": self.state}
+                "state": self.state, "sha256": self.sha256, "state_sha256": self.state_sha256}
 
 
 @dataclass(frozen=True)
