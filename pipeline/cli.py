@@ -14,6 +14,7 @@ Exit codes: 0 all done; 1 some sources failed and the rest finished;
 """
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import warnings
@@ -30,17 +31,28 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
                   help="Batch stylization of images and video: fast style nets and CycleGAN "
                        "generators, batched on the device, resumable.  `run_pipeline.py JOB.yaml` runs a job.")
 
+
+
+def _first_sentence(command) -> str:
+    """The docstring's first sentence, whole: click's own short help stops at the first full
+    stop, which cut "(Gatys et al. 2016)" to "(Gatys et al."."""
+    text = " ".join((command.__doc__ or "").strip().split("\n\n")[0].split())
+    match = re.match(r"(.+?[.!?])(?=\s+[A-Z`(]|$)", text)
+    return match.group(1) if match else text
+
+
+def _add(typer_app: typer.Typer, name: str, command) -> None:
+    typer_app.command(name, short_help=_first_sentence(command))(command)
+
+
 train_app = typer.Typer(no_args_is_help=True, help="Train the models the pipeline runs.")
-train_app.command("style")(train_style.command)
-train_app.command("cyclegan")(train_cyclegan.command)
-train_app.command("arbitrary")(train_arbitrary.command)
-train_app.command("gan")(train_gan.command)
+for _name, _module in (("style", train_style), ("cyclegan", train_cyclegan),
+                       ("arbitrary", train_arbitrary), ("gan", train_gan)):
+    _add(train_app, _name, _module.command)
 app.add_typer(train_app, name="train")
-app.command("stylize-still")(stylize_still.command)
-app.command("stylize")(stylize.command)
-app.command("sheet")(sheet.command)
-app.command("run")(run.command)
-app.command("validate")(validate.command)
+for _name, _module in (("stylize-still", stylize_still), ("stylize", stylize), ("sheet", sheet),
+                       ("run", run), ("validate", validate)):
+    _add(app, _name, _module.command)
 
 
 def _print_version(asked: bool) -> None:

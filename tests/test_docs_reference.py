@@ -170,3 +170,16 @@ def test_the_reference_covers_the_registries() -> None:
     keys = {path for *_, ks in expected_keys() for _, path in ks}
     assert {"encode.video.crf", "encode.image.orientation", "pick.seed", "generate.count",
             "variants.<branch>.strength"} <= keys
+
+
+def test_every_weights_file_a_documented_command_reads_is_shipped() -> None:
+    """Issue 29 item 7: the README's ``stylize`` example read ``weights/mosaic.pth``, which is not
+    in the repository.  A command a user copies from the README or the docs must find its
+    weights (``--out`` files, which a command writes, are not inputs)."""
+    repo = Path(__file__).resolve().parents[1]
+    pages = [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]
+    read = {(page.name, m.group(1)) for page in pages
+            for m in re.finditer(r"--weights\s+(weights/\S+)", page.read_text(encoding="utf-8"))}
+    assert read, "the pattern found no command: the check would pass vacuously"
+    missing = sorted(f"{page}: {path}" for page, path in read if not (repo / path).is_file())
+    assert not missing, missing

@@ -51,8 +51,9 @@ def test_time_left_reads_in_minutes_and_hours_and_big_counts_get_commas() -> Non
     r.frames_done(1234)
     clock.now += 385.6  # 3.2 frames/s: 8,642 frames left take 45 minutes
     assert r.line() == "film_vangogh: 0/5 units, 1,234/9,876 frames, 3.2 frames/s, 45 min left"
-    assert [duration(s) for s in (0, 59, 61, 3599, 3600, 2 * 3600 + 5 * 60 + 10)] == [
-        "0 s", "59 s", "1 min", "1 h 00 min", "1 h 00 min", "2 h 05 min"]
+    assert [duration(s) for s in (0, 59, 61, 89, 599, 601, 3599, 3600, 2 * 3600 + 5 * 60 + 10)] == [
+        "0 s", "59 s", "1 min 01 s", "1 min 29 s", "9 min 59 s", "10 min", "1 h 00 min", "1 h 00 min",
+        "2 h 05 min"]
 
 
 def test_json_lines_are_appended_with_a_final_one(tmp_path: Path) -> None:
@@ -132,3 +133,13 @@ def test_an_interrupted_run_says_which_segments_it_saved(tmp_path: Path,
                       stderr)
     assert saved, stderr
     assert int(saved[1]) == sum(1 for r in records if "segment" in r) >= 1
+
+
+def test_help_gives_each_commands_first_sentence_whole() -> None:
+    """Issue 29 item 7: click cut "(Gatys et al. 2016)" at its first full stop."""
+    shown = subprocess.run([sys.executable, str(REPO / "run_pipeline.py"), "--help"],
+                           capture_output=True, text=True)
+    text = " ".join(shown.stdout.split())  # lines wrapped at 80 columns
+    assert shown.returncode == 0 and "..." not in text.split("Commands:")[1], text
+    assert "Stylize one image by optimization (Gatys et al. 2016): slow, highest quality." in text
+    assert "Run JOB, or resume it: outputs already committed are skipped." in text

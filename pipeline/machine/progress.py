@@ -227,9 +227,13 @@ class Tee(Progress):
 
 
 def duration(seconds: float) -> str:
-    """``45 s``, ``12 min``, ``3 h 05 min``."""
+    """``45 s``, ``1 min 29 s``, ``12 min``, ``3 h 05 min``: seconds while they matter (a
+    whole "1 min" for 89 s was a third short)."""
     if seconds < 59.5:
         return f"{round(seconds)} s"
+    if seconds < 599.5:
+        minutes, rest = divmod(round(seconds), 60)
+        return f"{minutes} min {rest:02d} s"
     minutes = round(seconds / 60)
     if minutes < 60:
         return f"{minutes} min"
