@@ -82,11 +82,47 @@ def test_the_timer_reports_until_closed() -> None:
     while len(lines) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
     r.close()
-    assert lines[0] == "job: 1 unit to do, progress every 0.02 s"
+    assert lines[0] == "job: 1 unit to do, first progress in 0.02 s, then every 0.02 s"
     assert len(lines) >= 3 and lines[1].startswith("job: 0/1 units, 0/1 frames")
     seen = len(lines)
     time.sleep(0.1)
     assert len(lines) == seen and not r._thread.is_alive()
+
+
+def test_the_first_line_comes_after_a_few_seconds_whatever_the_interval(monkeypatch) -> None:
+    """Issue 29 item 6: under nohup a 22 s job logged only its first line (every 30 s)."""
+    from pipeline.machine import progress
+
+    monkeypatch.setattr(progress, "FIRST_LINE_S", 0.05)  # 5 s in a run: the same code path
+    lines: list[str] = []
+    r = Reporter("job", units=2, images=2, interval=30, log=lines.append, skipped=1_204).start()
+    deadline = time.monotonic() + 10
+    while len(lines) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    r.close()
+    assert lines[0] == "job: 2 units to do, skipping 1,204 done, first progress in 0.05 s, then every 30 s"
+    assert len(lines) == 2 and lines[1].startswith("job: 0/2 units, 0/2 frames"), lines
+
+
+def test_a_rerun_says_what_it_skips_and_where_a_clip_resumes(tmp_path: Path, style_weights: Path) -> None:
+    """Issue 29 item 5: a rerun after a kill said nothing of where it started."""
+    make_clip(tmp_path / "clips" / "long.mp4", frames=72, size=(96, 64), fps=24, audio=False,
+              gop_size=12)
+    job = _job(tmp_path, style_weights, output="out", segment=0.25,
+               sources="- videos: clips/\n          - images: photos/")
+    make_photos(tmp_path / "photos", 2, size=(64, 96))
+    _kill_mid_video(job, signal.SIGKILL)
+    segments = [r for r in _ledger(tmp_path / "out") if "segment" in r]
+    assert segments and not (tmp_path / "out" / "long.mp4").exists()
+    rerun = [sys.executable, str(REPO / "run_pipeline.py"), str(job)]
+    resumed = subprocess.run(rerun, capture_output=True, text=True, timeout=300)  # a log, no terminal
+    assert resumed.returncode == 0, resumed.stderr
+    frames = max(r["frames"] for r in segments)
+    assert (f"long.mp4: resuming at frame {frames} of 72 ({len(segments)} segment"
+            f"{'s' if len(segments) != 1 else ''} committed)") in resumed.stderr, resumed.stderr
+    make_photos(tmp_path / "photos" / "more", 1, size=(64, 96))
+    again = subprocess.run(rerun, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "1 unit to do, skipping 3 done" in again.stderr, again.stderr
 
 
 def test_a_job_run_into_a_log_file_logs_progress_lines(tmp_path: Path, style_weights: Path) -> None:

@@ -97,6 +97,9 @@ class EventProgress(Progress):
     def unit_finished(self, ok: bool, clip: str | None = None) -> None:
         self._emit(Event("unit_finished", (ok, clip)))
 
+    def note(self, text: str) -> None:
+        self._emit(Event("note", (text,)))
+
 
 def tally(summary: Summary) -> Tally:
     return Tally(done=summary.done, frames=summary.frames, segments=summary.segments,

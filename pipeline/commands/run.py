@@ -202,12 +202,14 @@ def _run(p: Prepared, ledger: Ledger, quiet: bool, log_every: float = 30.0,
     log = None if quiet or sys.stderr.isatty() else (lambda line: typer.echo(line, err=True))
     try:
         reporter = Reporter(p.job.name, len(pending), images, interval=log_every, log=log,
-                            json_path=progress_json)
+                            json_path=progress_json, skipped=skipped)
     except OSError as exc:
         typer.echo(f"error: cannot write the progress file {progress_json}: "
                    f"{exc.strerror or exc}; pick a writable path", err=True)
         raise typer.Exit(EXIT_INVALID) from None
     progress = Tee([Bars(p.job.name, images, quiet), reporter.start()])
+    if skipped:
+        progress.parts[0].note(f"{p.job.name}: skipping {skipped:,} done by an earlier run")
     try:
         if backend is not None:  # the same units, the same records, on a Ray cluster
             summary = backend.run(ledger, pending, progress)

@@ -158,6 +158,12 @@ class VideoWay(Way):
                      colour=colour, smooth_planes=self._smooth_planes and colour is not None)
         self._clips[unit.key] = clip
         engine.progress.clip_started(clip.name, info.frames, frames_before)
+        if frames_before:
+            saved = f", {frames_before - segments[-1].frames if segments else frames_before} more " \
+                    "frames saved in the open one" if scratch else ""
+            engine.progress.note(f"{clip.name}: resuming at frame {frames_before:,} of "
+                                 f"{info.frames or 0:,} ({len(segments)} segment"
+                                 f"{'s' if len(segments) != 1 else ''} committed{saved})")
         return clip
 
     def _encoders_for(self, unit: Unit, segment_frames: int) -> int:

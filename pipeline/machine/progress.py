@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,6 +33,9 @@ class Progress:
     def unit_finished(self, ok: bool, clip: str | None = None) -> None:
         """A unit is over; a clip's frames not done by now (it failed, or its
         header's frame count was off) leave the job's total."""
+
+    def note(self, text: str) -> None:
+        """A line for the user as the run goes ("pan.mp4: resuming at frame 96 of 288 ...")."""
 
 
 class Bars(Progress):
@@ -79,6 +83,11 @@ class Bars(Progress):
                 self._free_rows.append(bar.pos if bar.pos > 0 else -bar.pos)
                 bar.close()
 
+    def note(self, text: str) -> None:
+        if not self._job.disable:  # without bars the plain log (Reporter) says it
+            with self._lock:
+                tqdm.write(text, file=sys.stderr)
+
     def close(self) -> None:
         for bar in self._clips.values():
             bar.close()
@@ -92,9 +101,11 @@ class Reporter(Progress):
 
     def __init__(self, name: str, units: int, images: int, *, interval: float = 30.0,
                  log: Callable[[str], None] | None = None, json_path: Path | None = None,
+                 skipped: int = 0,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         self.name, self.interval, self._log = name, interval, log
+        self.skipped = skipped  # units an earlier run did: said at the start
         self._clock, self._wall = clock, wall
         self._lock = threading.Lock()  # the counts
         self._io_lock = threading.Lock()  # the writes: one line at a time, none after close
@@ -122,6 +133,11 @@ class Reporter(Progress):
             self.frames += n
             if clip in self._clips:
                 self._clips[clip][0] += n
+
+    def note(self, text: str) -> None:
+        if self._log is not None:
+            with self._io_lock:
+                self._log(text)
 
     def unit_finished(self, ok: bool, clip: str | None = None) -> None:
         with self._lock:
@@ -179,14 +195,22 @@ class Reporter(Progress):
         """Say what is to do (in the log) and start reporting every ``interval`` seconds."""
         if self._log is not None:
             n = self.units_total
-            self._log(f"{self.name}: {n:,} unit{'s' if n != 1 else ''} to do, "
-                      f"progress every {self.interval:g} s")
+            skipping = f", skipping {self.skipped:,} done" if self.skipped else ""
+            self._log(f"{self.name}: {n:,} unit{'s' if n != 1 else ''} to do{skipping}, first "
+                      f"progress in {self._first_wait():g} s, then every {self.interval:g} s")
         if self._thread is None and (self._log is not None or self._json is not None):
             self._thread = threading.Thread(target=self._loop, name="progress-log", daemon=True)
             self._thread.start()
         return self
 
+    def _first_wait(self) -> float:
+        return min(self.interval, FIRST_LINE_S)
+
     def _loop(self) -> None:
+        # The first line soon: under nohup a 22 s job logged nothing but its first line before
+        if self._stopping.wait(self._first_wait()):
+            return
+        self.tick()
         while not self._stopping.wait(self.interval):
             self.tick()
 
@@ -197,6 +221,9 @@ class Reporter(Progress):
         self.tick(final=True)  # the JSON file's last line; nothing in the log
         with self._io_lock:
             self._close_json()
+
+
+FIRST_LINE_S = 5.0  # the first progress line, whatever --log-every says: a log shows the run began
 
 
 class Tee(Progress):
@@ -220,6 +247,10 @@ class Tee(Progress):
     def unit_finished(self, ok: bool, clip: str | None = None) -> None:
         for p in self.parts:
             p.unit_finished(ok, clip)
+
+    def note(self, text: str) -> None:
+        for p in self.parts:
+            p.note(text)
 
     def close(self) -> None:
         for p in self.parts:

@@ -122,7 +122,7 @@ class Started:
 class Event:
     """A progress event: ``name`` is a ``Progress`` method, ``args`` its arguments."""
 
-    name: str  # add_total | clip_started | frames_done | unit_finished
+    name: str  # add_total | clip_started | frames_done | unit_finished | note
     args: tuple
 
     def line(self) -> None:
