@@ -323,8 +323,10 @@ def test_sheet_gives_a_row_per_painting_and_per_style_of_a_multi_style_net(asset
                           "--style-image", str(assets["a"]), "--style-image", str(assets["b"]),
                           "--size", "32", "-o", str(out), "--device", "cpu")
     assert result.returncode == 0, result.stderr
-    rows = 3 + 4  # decoder: two paintings and their blend; the net: three styles and a blend
+    rows = 1 + 3 + 4  # the input; decoder: two paintings and their blend; the net: three styles and a blend
     assert read_image(out).shape[0] == rows * (32 + LABEL_H) + (rows - 1) * 4
+    assert "three: style 2, strength 1" in result.stderr  # no names in its metadata: numbered
+    assert "three: even blend of 3, strength 1" in result.stderr
     alone = run_cli_here("sheet", str(photo), "-w", str(assets["decoder"]), "-o", str(out))
     assert alone.returncode == 2 and "no --style-image" in alone.stderr
 

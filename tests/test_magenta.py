@@ -368,8 +368,9 @@ def test_stylize_and_sheet_take_a_painting_without_weights(tmp_path) -> None:
     fast = tmp_path / "fast.safetensors"
     save_file(lively_transformer_net().state_dict(), fast)
     photo = next((tmp_path / "in").glob("*.png"))
-    sheet = make_sheet(photo, [fast, None], [1.0], False, 32, "cpu", [painting])  # None: Magenta's
-    assert sheet.shape[0] == 2 * (32 + LABEL_H) + 4  # the fast net's row, Magenta's row
+    sheet, labels = make_sheet(photo, [fast, None], [1.0], False, 32, "cpu", [painting])  # None: Magenta's
+    assert sheet.shape[0] == 3 * (32 + LABEL_H) + 2 * 4  # the input, the fast net's row, Magenta's
+    assert labels == [["fast, strength 1"], ["magenta: painting, strength 1"]]
 
 
 def test_stylize_writes_no_weights_key_for_the_installed_network() -> None:

@@ -83,3 +83,7 @@ def test_sheet_runs_with_its_defaults_on_the_shipped_weights(tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     assert "landscapes_dcgan.safetensors left out" in done.stderr
     assert read_image(out).shape[0] > 4 * 32  # a row per style at least
+    # each tile says what it is, the style named from the file's metadata
+    assert "four_styles: The Scream, strength 1" in done.stderr
+    assert "four_styles: even blend of 4, strength 1" in done.stderr
+    assert "starry_night_light: Starry Night, strength 1" in done.stderr

@@ -117,22 +117,24 @@ def test_sheet_shows_the_image_under_each_style_and_strength(tmp_path: Path, wei
     assert result.returncode == 0, result.stderr
     sheet = read_image(out)
     tile_w = 48  # 40x60 at a shorter side of 32
-    rows, columns = 2, 1 + 2 * 2  # the input, two strengths, each again with colours kept
-    assert sheet.shape[0] == rows * (32 + 22) + (rows - 1) * 4
+    rows, columns = 1 + 2, 2 * 2  # the input once, then a row per style: two strengths, each again
+    assert sheet.shape[0] == rows * (32 + 22) + (rows - 1) * 4  # with colours kept
     assert sheet.shape[1] == columns * tile_w + (columns - 1) * 4
-    # the fast_style row at strength 1 is what the stage gives (rounded), as a job would write
-    stage = _stage("fast_style", weights)
     from pipeline.ops.resize import resize_to
     small = resize_to(natural_image(40, 60, seed=3), 48, 32)
+    assert np.array_equal(sheet[:32, :tile_w], small)  # the input, once, at the top
+    # the fast_style row at strength 1 is what the stage gives (rounded), as a job would write
+    stage = _stage("fast_style", weights)
     x = torch.from_numpy(small).permute(2, 0, 1)[None].float()
     expected = stage(x)[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-    at = 2 * (tile_w + 4)
-    assert np.array_equal(sheet[:32, at:at + tile_w], expected)
-    kept = _stage("fast_style", weights, strength=0.5, preserve_color=True)(x)  # column 3
+    top, at = 32 + 22 + 4, 1 * (tile_w + 4)
+    assert np.array_equal(sheet[top:top + 32, at:at + tile_w], expected)
+    kept = _stage("fast_style", weights, strength=0.5, preserve_color=True)(x)  # column 2
     kept = kept[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-    at = 3 * (tile_w + 4)
-    assert np.array_equal(sheet[:32, at:at + tile_w], kept)
-    assert np.array_equal(sheet[:32, :tile_w], small)
+    at = 2 * (tile_w + 4)
+    assert np.array_equal(sheet[top:top + 32, at:at + tile_w], kept)
+    assert not any(np.array_equal(sheet[y:y + 32, :tile_w], small)  # not again on any row
+                   for y in range(top, sheet.shape[0] - 32, 32 + 22 + 4))
     bad = run_cli_here("sheet", str(photo), "-w", str(tmp_path / "nope.pth"), "-o", str(out))
     assert bad.returncode == 2 and "nope.pth" in bad.stderr
     bad = run_cli_here("sheet", str(photo), "--strengths", "2", "-o", str(out))

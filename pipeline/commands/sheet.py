@@ -3,10 +3,12 @@
     sheet IMAGE [--weights W]... [--style-image P]... [--strengths 0.5,1] [--preserve-color]
           [--size N] [-o sheet.png] [--device ...]
 
-One row per style (default: every ``.safetensors`` and ``.pth`` in the repo's
-``weights/`` folder, where the shipped models are), the input first; one column per
-strength (the stage's ``strength``), and with ``--preserve-color`` one more per
-strength with the input's colours kept.  A multi-style network gives a row per style
+The input once, at the top; then one row per style (default: every ``.safetensors`` and
+``.pth`` in the repo's ``weights/`` folder that paints a picture, where the shipped models
+are); one column per strength (the stage's ``strength``), and with ``--preserve-color`` one
+more per strength with the input's colours kept.  Each tile says what it is, with the
+style's name from the file's metadata where it has one ("four_styles: The Scream, strength
+1"); the labels are printed too.  A multi-style network gives a row per style
 and one for the even blend of all; an AdaIN decoder a row per ``--style-image``
 (and their even blend when there are several; without any it is left out, said so).
 Each tile is labelled.  The styles run through the same stages a job runs
@@ -60,19 +62,22 @@ def command(
     for path in style_image or []:
         if not path.is_file():
             _fail(f"--style-image {path} does not exist")
-    sheet = make_sheet(image, models, levels, preserve_color, size, device, style_image or [])
+    sheet, labels = make_sheet(image, models, levels, preserve_color, size, device, style_image or [])
     from ..media.atomic import atomic_write
     from ..media.images import write_image
 
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(output, lambda tmp: write_image(sheet, tmp, "png"))
-    typer.echo(f"sheet: {output} ({len(models)} weights file(s) x {len(levels) * (1 + preserve_color)} "
-               f"columns)", err=True)
+    typer.echo(f"sheet: {output}: the input, then {len(labels)} row(s) of "
+               f"{len(levels) * (1 + preserve_color)} column(s):", err=True)
+    for k, row in enumerate(labels, 1):
+        typer.echo(f"  row {k}: " + " | ".join(row), err=True)
 
 
 def make_sheet(image: Path, models: list[Path | None], levels: list[float], preserve_color: bool,
                size: int, device: str, paintings: list[Path] = ()):
-    """The sheet as uint8 HxWx3: rows of (input, each column's tile) per style."""
+    """The sheet as uint8 HxWx3 (the input, then a row of each column's tile per style), and
+    each row's tile labels."""
     import numpy as np
     import torch
 
@@ -92,7 +97,7 @@ def make_sheet(image: Path, models: list[Path | None], levels: list[float], pres
     ctx = RunContext(device=resolve_device(device), precision="fp32", batch_size=None)
     x = torch.from_numpy(picture).permute(2, 0, 1)[None].float().to(ctx.device)
     columns = [(s, False) for s in levels] + ([(s, True) for s in levels] if preserve_color else [])
-    rows = []
+    rows, labels = [], []
     for path in models:
         try:  # None: Magenta's network from the installed wheel
             arch = path and inspect_checkpoint(path, stylizer_families())[0]
@@ -101,16 +106,17 @@ def make_sheet(image: Path, models: list[Path | None], levels: list[float], pres
         for name, stage in _styles(path, arch, paintings, ctx):
             with torch.inference_mode():
                 styled = stage(x)
-            tiles = [_labelled(picture, "input")]
+            tiles, row = [], []
             for strength, keep in columns:  # what the stage does with these controls, on its output
                 y = apply_controls(styled, x, strength, keep)[0]
                 y = y.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-                label = f"{name} {strength:g}" + (" colours kept" if keep else "")
-                tiles.append(_labelled(np.ascontiguousarray(y), label))
+                row.append(f"{name}, strength {strength:g}" + (", colours kept" if keep else ""))
+                tiles.append(_labelled(np.ascontiguousarray(y), row[-1]))
             rows.append(_join(tiles, axis=1))
+            labels.append(row)
     if not rows:
         _fail("nothing to show: the arbitrary-style networks need --style-image P")
-    return _join(rows, axis=0)
+    return _join([_labelled(picture, f"input: {image.name}"), *rows], axis=0), labels
 
 
 def _styles(path: Path, arch, paintings: list[Path], ctx):
@@ -135,15 +141,34 @@ def _styles(path: Path, arch, paintings: list[Path], ctx):
             except WeightsError as exc:
                 _fail(f"--style-image {exc}")
         return
+    names = _style_names(path)
     if arch.family == "fast_style" and arch.styles > 1:
         cls = get_stage("fast_style")
         stage = cls(cls.Params(weights=path), ctx)
+        if len(names) != arch.styles:
+            names = [f"style {i}" for i in range(arch.styles)]
         for style in [*range(arch.styles), {i: 1.0 for i in range(arch.styles)}]:
             stage.net.set_style(style)  # one network, its norms switched
-            yield f"{path.stem} style {style if isinstance(style, int) else 'blend'}", stage
+            yield (f"{path.stem}: {names[style]}" if isinstance(style, int)
+                   else f"{path.stem}: even blend of {arch.styles}"), stage
         return
     cls = get_stage(get_family(arch.family).runs_in)
-    yield path.stem, cls(cls.Params(weights=path), ctx)
+    yield f"{path.stem}: {names[0]}" if len(names) == 1 else path.stem, cls(cls.Params(weights=path), ctx)
+
+
+def _style_names(path: Path) -> list[str]:
+    """The paintings a style network was trained on, as names ("the_scream.jpg" -> "The
+    Scream"), from its metadata (``train style`` writes ``style_image``); [] if it has none."""
+    from ..models.checkpoints import read_safetensors_metadata
+
+    if path.suffix != ".safetensors":
+        return []
+    try:
+        files = read_safetensors_metadata(path).get("style_image", "")
+    except Exception:  # noqa: BLE001 - a label is not worth failing the sheet for
+        return []
+    return [Path(f).stem.replace("_", " ").replace("-", " ").strip().title()
+            for f in files.split(",") if f.strip()]
 
 
 def _shipped_stylizers() -> list[Path]:
@@ -179,7 +204,9 @@ def _labelled(tile, text: str):
     import numpy as np
 
     strip = np.full((LABEL_H, tile.shape[1], 3), 255, np.uint8)
-    cv2.putText(strip, text, (4, LABEL_H - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+    width = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0]
+    scale = 0.45 * min(1.0, max(0.4, (tile.shape[1] - 8) / max(1, width)))  # fit the tile if it can
+    cv2.putText(strip, text, (4, LABEL_H - 7), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1,
                 cv2.LINE_AA)
     return np.concatenate([tile, strip], axis=0)
 
