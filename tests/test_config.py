@@ -271,3 +271,50 @@ def test_every_mistake_through_validate(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("error: 3 mistakes in the job:"), result.stderr
     assert "job.yaml:3:10: workers:" in result.stderr and "job.yaml:4:12: precision:" in result.stderr
+
+
+def test_config_weights_sources_and_output_mistakes_come_in_one_pass(tmp_path: Path) -> None:
+    """Issue 29 item 3: four mistakes gave three, then the output on the next pass, and two
+    missing sources came one per pass."""
+    from tests.conftest import run_cli_here
+
+    (tmp_path / "outfile").write_text("a file where the output folder should go")
+    job = tmp_path / "job.yaml"
+    job.write_text(textwrap.dedent("""\
+        sources:
+          - images: missing_a/
+          - images: missing_b/
+        output: outfile
+        batch_sise: 4
+        stages:
+          - decode
+          - fast_style: {weights: nope.pth}
+          - encode
+        """))
+    result = run_cli_here("validate", str(job))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: 5 mistakes in the job:"), result.stderr
+    lines = result.stderr.splitlines()[1:]
+    assert [line.split(":")[1] for line in lines] == ["2", "3", "4", "5", "8"], lines
+    assert "'missing_a/' does not exist" in lines[0] and "'missing_b/' does not exist" in lines[1]
+    assert "is a file, not a folder" in lines[2] and "unknown key 'batch_sise'" in lines[3]
+    assert "nope.pth: weights file not found" in lines[4]
+
+
+def test_a_missing_source_names_the_command_the_jobs_comments_give_for_it(tmp_path: Path) -> None:
+    """jobs/augment_dataset.yaml fails before scripts/make_augment_dataset.py has run: say so."""
+    import shutil
+
+    from tests.conftest import REPO, run_cli_here
+
+    (tmp_path / "jobs").mkdir()
+    job = shutil.copy(REPO / "jobs" / "augment_dataset.yaml", tmp_path / "jobs")
+    result = run_cli_here("validate", str(job))
+    assert result.returncode == 2
+    told = [line for line in result.stderr.splitlines() if " sources: " in line]
+    assert len(told) == 2, result.stderr  # the folder and the shards in it
+    assert all("run `python scripts/make_augment_dataset.py` first" in line for line in told), told
+    (tmp_path / "jobs" / "other.yaml").write_text("sources: [{images: nowhere/}]\noutput: out\n"
+                                                  "stages: [decode, encode]\n")
+    plain = run_cli_here("validate", str(tmp_path / "jobs" / "other.yaml"))
+    assert plain.returncode == 2 and "comments say" not in plain.stderr

@@ -17,7 +17,7 @@ from ..stages import get_stage
 from ..stages.base import Stage
 from ..stages.variants import Variants
 from .config import Job, StageSpec, load_job
-from .plan import Plan, make_plan
+from .plan import Plan, check_sources_and_output, make_plan
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,22 @@ def thread_args(job: Job, stages: Sequence[Stage]) -> dict[str, Any]:
 
 
 def prepare(job_path: str | Path) -> Prepared:
-    job = load_job(job_path)
-    ctx, stages = build_stages(job)
-    encode = stages[-1]
-    plan = make_plan(job, encode.output_relpath)
+    """Everything a run needs, or every mistake ``validate`` can find, in one pass: the file's
+    own (keys, values), the weights, the sources and the output folder are checked each
+    whatever the others gave (``JobErrors`` holds them all, in file order)."""
+    problems = Problems()
+    job = load_job(job_path, problems)
+    if job is None:
+        problems.raise_if_any()
+    built = None
+    if job.stages:  # stages that did not parse are reported already
+        with problems.check():
+            built = build_stages(job)
+    with problems.check():
+        check_sources_and_output(job)
+    problems.raise_if_any()
+    ctx, stages = built
+    plan = make_plan(job, stages[-1].output_relpath)
     return Prepared(job=job, ctx=ctx, stages=tuple(stages), plan=plan)
 
 

@@ -70,7 +70,12 @@ class Job:
         return tuple(b.name for b in spec.params.branches) if spec else ()
 
 
-def load_job(path: str | Path) -> Job:
+def load_job(path: str | Path, problems: Problems | None = None) -> Job | None:
+    """The job file, checked whole.  Every mistake is raised at once (``JobErrors``); or, with
+    ``problems``, added to it, and a job returned as far as it parsed (a key that failed takes
+    its default; sources or stages that failed are empty; None when the output, needed for
+    every further check, did not parse), so that the caller's further checks (weights,
+    sources, the output folder) report their mistakes in the same pass."""
     path = Path(path)
     root = load_yaml(path)
     ctx = ParseContext(file=path, base_dir=path.resolve().parent)
@@ -78,16 +83,16 @@ def load_job(path: str | Path) -> Job:
         raise JobError(f"a job file is a mapping of keys, got {describe(root.value)}",
                        location=root.location)
     top = root.value
-    problems = Problems()  # every mistake in the file at once, not one per run
+    collected = Problems()  # every mistake in the file at once, not one per run
     for key, loc in root.key_locations.items():
         if key not in TOP_LEVEL_KEYS:
             hint = did_you_mean(key, TOP_LEVEL_KEYS)
-            problems.errors.append(JobError(
+            collected.errors.append(JobError(
                 f"unknown key '{key}'", location=loc,
                 hint=f"{hint + ' ' if hint else ''}valid keys: {', '.join(TOP_LEVEL_KEYS)}"))
     for key in ("sources", "output", "stages"):
         if key not in top:
-            problems.errors.append(JobError(f"missing required key '{key}'", location=root.location))
+            collected.errors.append(JobError(f"missing required key '{key}'", location=root.location))
 
     values: dict[str, Any] = {"name": path.stem, "contact_sheet": None}
     parsers = {
@@ -113,10 +118,22 @@ def load_job(path: str | Path) -> Job:
     for key, parse in parsers.items():
         if key in ("sources", "output", "stages") and key not in top:
             continue  # reported above
-        with problems.check():
+        with collected.check():
             values[key] = parse()
-    problems.raise_if_any()
-    _check_pick(values.get("pick"), values["stages"], top.get("pick"))
+    if "stages" in values:
+        with collected.check():
+            _check_pick(values.get("pick"), values["stages"], top.get("pick"))
+    if problems is None:
+        collected.raise_if_any()
+    else:
+        problems.errors += collected.errors
+        if collected.errors:  # as far as it parsed: the defaults for what did not
+            if "output" not in values:
+                return None
+            defaults = {"device": "auto", "precision": "auto", "batch_size": None, "workers": None,
+                        "threads": None, "encoders": None, "commit_every": 60.0, "sources": (),
+                        "stages": (), "manifest": ManifestOptions(), "pick": None}
+            values = {**defaults, **values}
     sheet = values.pop("contact_sheet")
     return Job(path=path, **values, contact_sheet=sheet, output_location=top["output"].location,
                contact_sheet_location=top["contact_sheet"].location if sheet else None)
