@@ -65,10 +65,11 @@ def _print_estimate(p: Prepared) -> None:
     if e is None:
         typer.echo("estimate  nothing to time (no unit could be read)")
         return
-    typer.echo(f"estimate  about {duration(e.seconds)} of device work on {p.ctx.device} for "
+    took = f"{e.seconds:.1f} s" if e.seconds < 59.95 else duration(e.seconds)
+    typer.echo(f"estimate  about {took} of device work on {p.ctx.device} for "
                f"{e.pixels / 1e6:,.1f} Mpx ({e.per_megapixel:.3g} s per Mpx, timed on "
-               f"{e.sample.name} at {e.sample_size[0]}x{e.sample_size[1]}); decoding and "
-               "encoding run beside it")
+               f"{e.sample.name} at {e.sample_size[0]}x{e.sample_size[1]}, the median of several "
+               "warm calls, its warm-up added once); decoding and encoding run beside it")
 
 
 def _units_of_way(p: Prepared, way: str):

@@ -17,7 +17,8 @@ from ..stages import get_stage
 from ..stages.base import Stage
 from ..stages.variants import Variants
 from .config import Job, StageSpec, load_job
-from .plan import Plan, check_sources_and_output, make_plan
+from .plan import Plan, make_plan
+from .preflight import check_sources_and_output
 
 
 @dataclass(frozen=True)

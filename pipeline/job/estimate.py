@@ -1,9 +1,15 @@
 """``validate --estimate``: a rough time for the job, from a few timed frames on its device.
 
 The model stages' cost grows with the pixels they are given, so one real frame (the first
-image, or a clip's first frame) is run through the job's transform stages a few times after a
-warm-up, and the seconds per input pixel scale to every unit's pixels (an image's from its
-header, a clip's from its frame size and frame count).  Decoding, optical flow and encoding run
+image, or a clip's first frame) is run through the job's transform stages, in a batch of the
+size the run would use, with the threads the run would use (its thread budget, less the cores
+other processes keep busy, measured during the warm-up, as the run's load follower does):
+warmed up until two calls agree, then timed several times, and the median seconds per input
+pixel scale to every unit's pixels (an image's from its header, a clip's from its frame size
+and frame count).  The median, not the mean: a call that the warm-up or another process
+stretched (one took 2.1 s against 0.14 s once warm) no longer sets the figure; and the threads
+of a loaded machine: torch's two threads beside four busy processes took three times as long
+as the one thread the run then uses.  Decoding, optical flow and encoding run
 in threads beside the device and are left out: the figure is what the device needs, which on
 any machine with a GPU is the part that decides the night.  Rough by design; the summary of a
 real run gives the rates of every step.
@@ -22,12 +28,15 @@ from ..stages.chain import run_stages
 from ..stages.variants import chain_for
 from .build import Prepared
 
-REPEATS = 3
+WARMUP_CALLS = 5  # at most; stops early once two calls agree within WARM_AGREE
+WARM_AGREE = 0.25
+TIMED_CALLS = 7  # at most; stops early once TIME_BUDGET_S is spent (the median of those)
+TIME_BUDGET_S = 2.0  # for the warm-up, and again for the timed calls (at least 3 of them)
 
 
 @dataclass(frozen=True)
 class Estimate:
-    seconds: float  # the whole job's device time
+    seconds: float  # the whole job's device time, its warm-up included
     per_megapixel: float  # seconds per million input pixels, as measured
     sample: Path  # the file the frame came from
     sample_size: tuple[int, int]  # its (width, height)
@@ -59,28 +68,59 @@ def estimate(p: Prepared) -> Estimate | None:
     path, frame = sample
     # each variant's chain timed on the frame (the stages before ``variants`` count in each:
     # an image shares them, so a job with variants is over-estimated a little)
-    per_pixel = {variant: _time_frame(p, frame, variant) / (frame.shape[0] * frame.shape[1])
-                 for variant in pixels}
-    total = sum(per_pixel[v] * n for v, n in pixels.items())
+    timed = {variant: _time_frame(p, frame, variant) for variant in pixels}
+    per_pixel = {v: per_frame / (frame.shape[0] * frame.shape[1]) for v, (per_frame, _) in timed.items()}
+    # the run pays its warm-up once too (kernels chosen, the pool started): its first call's extra
+    warm_up = sum(extra for _, extra in timed.values())
+    work = sum(per_pixel[v] * n for v, n in pixels.items())
     everything = sum(pixels.values())
-    return Estimate(total, total / everything * 1e6, path, (frame.shape[1], frame.shape[0]),
+    return Estimate(work + warm_up, work / everything * 1e6, path, (frame.shape[1], frame.shape[0]),
                     everything)
 
 
-def _time_frame(p: Prepared, frame: np.ndarray, variant: str | None = None) -> float:
+def _time_frame(p: Prepared, frame: np.ndarray, variant: str | None = None) -> tuple[float, float]:
+    """Seconds per frame (this frame's size) through the chain, as the run would do it, and
+    what the first call took beyond that (the warm-up)."""
+    from ..machine import threads
+    from ..machine.batching import BatchSizer
+    from .build import thread_args
+
     middle = list(p.stages[1:-1]) if variant is None else chain_for(p.stages[1:-1], variant)
     stages = [s for s in middle if s.kind == "transform"]
+    caps = [s.max_batch for s in stages if s.max_batch is not None]
+    batch = BatchSizer(p.ctx, cap=min(caps) if caps else None).size_for(frame.shape)
+    budget = threads.apply(**thread_args(p.job, p.stages))
+    # The run starts at the fixed split and measures other processes' load after its follower's
+    # first wait: the warm-up does the same, for as long (so a short job's slow first second counts)
+    follower = threads.LoadFollower(budget) if budget.follows_load else None
+    window = follower.first if follower is not None else 0.0
     device = p.ctx.device
+    keys = [f"estimate/{i}" for i in range(batch)]  # a stage that draws per image draws per name
     with torch.inference_mode():
-        x = upload([frame], device).permute(0, 3, 1, 2).to(p.ctx.dtype)
-        keys = ["estimate"]  # a stage that draws per image draws for this name
-        run_stages(stages, x, keys)  # warm-up: kernels chosen, caches filled
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(REPEATS):
+        x = upload([frame] * batch, device).permute(0, 3, 1, 2).to(p.ctx.dtype)
+
+        def call() -> float:
+            start = time.perf_counter()
             run_stages(stages, x, keys)
-        _sync(device)
-    return (time.perf_counter() - start) / REPEATS
+            _sync(device)
+            return time.perf_counter() - start
+
+        began = time.perf_counter()
+        warm = [call()]  # kernels chosen, caches filled, the thread pool started
+        while len(warm) < 50 and sum(warm) < TIME_BUDGET_S:
+            agreed = len(warm) >= 2 and abs(warm[-1] - warm[-2]) <= WARM_AGREE * min(warm[-2:])
+            measured = time.perf_counter() - began >= window
+            if (agreed or len(warm) >= WARMUP_CALLS) and measured:
+                break
+            warm.append(call())
+        if follower is not None and (wanted := follower.poll()) is not None:
+            torch.set_num_threads(wanted)  # the share the run's device loop would take now
+            call()  # the pool at its new size, warmed
+        timed = [call()]
+        while len(timed) < 3 or (len(timed) < TIMED_CALLS and sum(timed) < TIME_BUDGET_S):
+            timed.append(call())
+    median = float(np.median(timed))
+    return median / batch, max(0.0, sum(warm) - len(warm) * median)
 
 
 def _sync(device: torch.device) -> None:

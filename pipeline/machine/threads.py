@@ -191,6 +191,7 @@ class LoadFollower:
         cpus = _our_cpus()
         self.budget = budget
         self.every = every
+        self.first = first  # how long the start's guess stands (validate --estimate mirrors it)
         self._wait = first  # the start's guess is the fixed split: check it soon
         self._busy = busy or (lambda: busy_seconds(cpus))
         self._own = own
