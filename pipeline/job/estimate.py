@@ -41,6 +41,7 @@ class Estimate:
     sample: Path  # the file the frame came from
     sample_size: tuple[int, int]  # its (width, height)
     pixels: int  # input pixels of the whole job
+    warm_up: float = 0.0  # seconds the run's start costs beyond the rate (in ``seconds``)
 
 
 def estimate(p: Prepared) -> Estimate | None:
@@ -75,7 +76,7 @@ def estimate(p: Prepared) -> Estimate | None:
     work = sum(per_pixel[v] * n for v, n in pixels.items())
     everything = sum(pixels.values())
     return Estimate(work + warm_up, work / everything * 1e6, path, (frame.shape[1], frame.shape[0]),
-                    everything)
+                    everything, warm_up)
 
 
 def _time_frame(p: Prepared, frame: np.ndarray, variant: str | None = None) -> tuple[float, float]:
