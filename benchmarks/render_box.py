@@ -1,30 +1,36 @@
 """The CPU side of a 1080p film job against a bare transcode with the same encoder settings.
 
-    python benchmarks/render_box.py [--clip PATH] [--seconds 4] [--repeat 2] [--preset medium]
+    python benchmarks/render_box.py [--clip PATH] [--seconds 4] [--repeat 3] [--preset medium]
 
 On a render box the GPU outruns the CPU side (decode, colour conversion, optical flow,
-x264), so the pipeline's speed is that of its CPU work.  With no model at all, in one
-run, alternating, on the same clip:
+x264), so the pipeline's speed is that of its CPU work.  With no model at all, each a
+process of its own, one after the other in turn (a, b, c, a, b, c, ...), on the same clip:
 
-(a) a bare transcode through PyAV: decode, then libx264 at the same crf, preset and
-    encoder threads, audio packets copied (what ``ffmpeg -i in -c:v libx264 -preset P
-    -crf C -threads T out`` does); no colour conversion, no copies;
-(b) the pipeline, ``decode`` then ``encode`` (in process: ``prepare`` + ``run_units``
-    with the thread budget applied, as ``run_pipeline.py`` does);
-(c) the pipeline with ``temporal_smooth`` (defaults) between them, still no model.
+(a) a bare transcode through PyAV (``benchmarks/bare_transcode.py``, which imports PyAV
+    alone): decode, then libx264 at
+    the same crf, preset and encoder threads, audio packets copied (what ``ffmpeg -i in
+    -c:v libx264 -preset P -crf C -threads T out`` does); no colour conversion, no copies;
+(b) ``python run_pipeline.py JOB --restart -q`` with ``decode`` then ``encode``;
+(c) the same with ``temporal_smooth`` (defaults) between them, still no model.
 
-It prints frames/s, (b)/(a) and (c)/(a) as ratios of wall time and of CPU time (the
-process's, every thread included), and the CPU milliseconds per frame of each step
-measured alone on the clip's first frames: decode; YUV->RGB (libswscale: with a model
-on a CPU); the engine's RGB round trip on a CPU (to float, back to uint8: with a model);
-the flow's small RGB frames made from the decoded planes, and the optical flow (two DIS
-flows and the confidence); the smoothing scan as (c) runs it (the 4:2:0 planes up,
-smoothed, rounded down, on the CPU here); RGB->YUV (libswscale); x264 at ``medium``
-and ``veryfast``.  Then a projection for a 16-core render box, where the model, the
-colour conversions and the scan run on the GPU and the frames are decoded as planes:
-frames/s = 16 cores / (CPU ms per frame of decoding, x264 and, with temporal_smooth,
-the flow and its small frames), an upper bound that assumes the steps spread over all
-cores (segments encode in parallel: ``encoders:``).
+Wall time is the parent's clock around each child; CPU time is the child's own accounting
+(``os.wait4``'s rusage: user + system of the child and every thread it ran), so nothing that
+ran before in another process is counted, as ``time.process_time()`` in one process that
+ran (b) and (c) first did (its anchor (a) came out 30% heavier than in a process of its own).
+Start-up is reported apart: (a) and (b) on a one-frame clip made from the same source.
+
+It prints frames/s, wall and CPU seconds, and (b)/(a), (c)/(a) as ratios of medians, then
+the CPU milliseconds per frame of each step measured alone on the clip's first frames (in a
+fresh child process: ``--steps``): decode; YUV->RGB (libswscale: with a model on a CPU); the
+engine's RGB round trip on a CPU (to float, back to uint8: with a model); the flow's small
+RGB frames made from the decoded planes, and the optical flow (two DIS flows and the
+confidence); the smoothing scan as (c) runs it (the 4:2:0 planes up, smoothed, rounded
+down, on the CPU here); RGB->YUV (libswscale); x264 at ``medium`` and ``veryfast``.  Then
+a projection for a 16-core render box, where the model, the colour conversions and the
+scan run on the GPU and the frames are decoded as planes: frames/s = 16 cores / (CPU ms
+per frame of decoding, x264 and, with temporal_smooth, the flow and its small frames), an
+upper bound that assumes the steps spread over all cores (segments encode in parallel:
+``encoders:``).
 
 The clip: ``--clip``, or made here: the first ``--seconds`` of
 ``../shared/media/clips/bigbuckbunny.mp4`` scaled to 1920x1080 (Lanczos, libx264 crf 14,
@@ -33,7 +39,6 @@ audio copied), or a synthetic moving pattern when that file is missing.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -49,24 +54,24 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.machine import threads  # noqa: E402
-from pipeline.job.build import prepare, thread_args  # noqa: E402
 from pipeline.machine.context import RunContext  # noqa: E402
-from pipeline.engine import run_units  # noqa: E402
 from pipeline.machine.device import (frames_to_device, planes_to_device, planes_to_host,  # noqa: E402
                                     to_host_uint8)
 from pipeline.engine.video import device_colour  # noqa: E402
 from pipeline.ops.colour import yuv420_to_rgb_small  # noqa: E402
-from pipeline.record.ledger import Ledger  # noqa: E402
 from pipeline.media.video import probe_video  # noqa: E402
 from pipeline.media.video_read import read_frames  # noqa: E402
 from pipeline.media.video_write import ENCODE_SWS_FLAGS, colour_plan  # noqa: E402
 from pipeline.stages import get_stage  # noqa: E402
+
+from processes import child, medians  # noqa: E402  (benchmarks/processes.py)
 
 SHARED_CLIP = REPO.parent / "shared" / "media" / "clips" / "bigbuckbunny.mp4"
 CORES_PROJECTED = 16
 
 
 def cpu() -> float:
+    """This process's CPU seconds: only for the steps alone, each in a child of its own."""
     return time.process_time()
 
 
@@ -118,34 +123,6 @@ def make_synthetic(dst: Path, seconds: float, rate: int = 25) -> None:
 
 
 # --------------------------------------------------------------------------- (a), (b), (c)
-def bare_transcode(clip: Path, out: Path, args) -> tuple[int, float, float]:
-    """(frames, wall s, CPU s): decode -> libx264, audio copied, nothing else."""
-    w0, c0 = time.perf_counter(), cpu()
-    with av.open(str(clip)) as inp, av.open(str(out), "w") as dst:
-        vin = inp.streams.video[0]
-        vin.thread_type = "AUTO"
-        vin.codec_context.thread_count = args.decode_threads
-        vout = dst.add_stream("libx264", rate=vin.average_rate)
-        vout.width, vout.height, vout.pix_fmt = vin.width, vin.height, "yuv420p"
-        vout.time_base = vin.time_base
-        vout.codec_context.thread_count = args.encoder_threads
-        vout.options = {"crf": str(args.crf), "preset": args.preset}
-        ain = inp.streams.audio[0] if inp.streams.audio else None
-        aout = dst.add_stream_from_template(ain) if ain is not None else None
-        frames = 0
-        for packet in inp.demux(*([vin] + ([ain] if ain is not None else []))):
-            if packet.stream is vin:
-                for frame in packet.decode():
-                    frame.pict_type = 0  # let the encoder choose, as ffmpeg does
-                    dst.mux(vout.encode(frame))
-                    frames += 1
-            elif packet.dts is not None:
-                packet.stream = aout
-                dst.mux(packet)
-        dst.mux(vout.encode(None))
-    return frames, time.perf_counter() - w0, cpu() - c0
-
-
 def pipeline_job(folder: Path, clip: Path, out: Path, args, smooth: bool) -> Path:
     stages: list = ["decode"]
     if smooth:
@@ -159,22 +136,17 @@ def pipeline_job(folder: Path, clip: Path, out: Path, args, smooth: bool) -> Pat
     return path
 
 
-def run_pipeline(job: Path) -> tuple[int, float, float, dict[str, float]]:
-    """(frames, wall s, CPU s, busy seconds per step) of one in-process run."""
-    prepared = prepare(job)
-    threads.apply(**thread_args(prepared.job, prepared.stages))
-    w0, c0 = time.perf_counter(), cpu()
-    ledger = Ledger(prepared.job.output, prepared.fingerprint, restart=True)
-    try:
-        summary = run_units(prepared.stages, prepared.ctx, ledger, prepared.plan.units)
-    finally:
-        ledger.close()
-    wall, used = time.perf_counter() - w0, cpu() - c0
-    if summary.failures or not summary.frames:
-        for f in summary.failures:
-            print(f"pipeline failed: {f.source} [{f.stage}] {f.reason}", file=sys.stderr)
-        raise SystemExit(1)
-    return summary.frames, wall, used, dict(summary.times.seconds)
+def one_frame_clip(clip: Path, dst: Path) -> None:
+    """The clip's first frame alone (no audio): what start-up costs before any real work."""
+    with av.open(str(clip)) as inp, av.open(str(dst), "w") as out:
+        vin = inp.streams.video[0]
+        rate = vin.average_rate or Fraction(25)
+        vout = out.add_stream("libx264", rate=rate)
+        vout.width, vout.height, vout.pix_fmt = vin.width, vin.height, "yuv420p"
+        frame = next(inp.decode(vin))
+        frame.pts, frame.time_base, frame.pict_type = 0, Fraction(1) / rate, 0
+        out.mux(vout.encode(frame))
+        out.mux(vout.encode(None))
 
 
 # --------------------------------------------------------------------------- steps alone
@@ -254,58 +226,93 @@ def encode_only(frames: list, info, preset: str, args) -> None:
 
 
 # --------------------------------------------------------------------------- main
+def bare_argv(clip: Path, out: Path, args) -> list[str]:
+    """(a): a script that imports PyAV alone, as ffmpeg would start."""
+    return [sys.executable, str(Path(__file__).with_name("bare_transcode.py")), str(clip), str(out),
+            "--crf", str(args.crf), "--preset", args.preset, "--encoder-threads",
+            str(args.encoder_threads), "--decode-threads", str(args.decode_threads)]
+
+
+def pipeline_argv(job: Path) -> list[str]:
+    return [sys.executable, str(REPO / "run_pipeline.py"), str(job), "--restart", "-q"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clip", type=Path, help="a clip to use (default: a 1080p clip made here)")
     ap.add_argument("--seconds", type=float, default=4.0, help="length of the clip made here")
-    ap.add_argument("--repeat", type=int, default=2, help="rounds of (a), (b), (c); medians shown")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of (a), (b), (c); medians shown")
     ap.add_argument("--preset", default="medium")
     ap.add_argument("--crf", type=int, default=18)
     ap.add_argument("--encoder-threads", type=int, default=2, help="x264 threads, all sides")
-    ap.add_argument("--decode-threads", type=int, default=1,
-                    help="the bare transcode's decoder threads (the pipeline's budget gives 1)")
+    ap.add_argument("--decode-threads", type=int, default=0,
+                    help="the bare transcode's decoder threads (0: FFmpeg's choice, as ffmpeg)")
     ap.add_argument("--step-frames", type=int, default=24, help="frames for the steps alone")
+    ap.add_argument("--no-steps", action="store_true", help="skip the steps alone")
+    ap.add_argument("--steps", type=Path, metavar="CLIP", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.steps:  # a child: the steps alone, in a process that ran nothing else
+        for step, ms in step_costs(args.steps, args.step_frames, args).items():
+            print(f"{step}\t{ms}")
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         clip = args.clip.resolve() if args.clip else folder / "clip1080.mp4"
         if not args.clip:
             make_clip(clip, args.seconds)
+        single = folder / "one_frame.mp4"
+        one_frame_clip(clip, single)
         info = probe_video(clip)
         print(f"clip: {clip.name} {info.width}x{info.height}, {info.frames} frames, "
               f"{float(info.rate):g} fps, audio {info.has_audio}; libx264 crf {args.crf} preset "
-              f"{args.preset}, {args.encoder_threads} encoder threads; {threads.affinity_cores()} cores")
-        runs: dict[str, list[tuple[int, float, float]]] = {"a": [], "b": [], "c": []}
-        steps: dict[str, dict[str, float]] = {}
+              f"{args.preset}, {args.encoder_threads} encoder threads; {threads.affinity_cores()} "
+              f"cores; each run a process of its own, in turn")
+        jobs = {key: pipeline_job(folder, clip, folder / f"out_{key}", args, smooth)
+                for key, smooth in (("b", False), ("c", True))}
+        runs: dict[str, list[tuple[float, float]]] = {"a": [], "b": [], "c": []}
         for r in range(args.repeat):
-            runs["a"].append(bare_transcode(clip, folder / f"bare{r}.mp4", args))
-            for key, smooth in (("b", False), ("c", True)):
-                frames, wall, used, busy = run_pipeline(
-                    pipeline_job(folder, clip, folder / f"out_{key}{r}", args, smooth))
-                runs[key].append((frames, wall, used))
-                steps[key] = busy
-        med = {k: (v[0][0], statistics.median(x[1] for x in v), statistics.median(x[2] for x in v))
-               for k, v in runs.items()}
+            wall, used, out = child(bare_argv(clip, folder / f"bare{r}.mp4", args))
+            frames = int(out.split()[-1])
+            runs["a"].append((wall, used))
+            for key in ("b", "c"):
+                runs[key].append(child(pipeline_argv(jobs[key]))[:2])
+        med = {k: medians(v) for k, v in runs.items()}
         names = {"a": "(a) bare transcode", "b": "(b) pipeline, no model",
                  "c": "(c) + temporal_smooth"}
         print(f"\n{'':26s} {'frames/s':>9s} {'wall s':>8s} {'CPU s':>8s} {'wall/(a)':>9s} "
-              f"{'CPU/(a)':>8s}   (median of {args.repeat}; all walls: ...)")
-        for k, (frames, wall, used) in med.items():
+              f"{'CPU/(a)':>8s}   (medians of {args.repeat}; every wall)")
+        for k, (wall, used) in med.items():
             print(f"{names[k]:26s} {frames / wall:9.2f} {wall:8.2f} {used:8.2f} "
-                  f"{wall / med['a'][1]:9.2f} {used / med['a'][2]:8.2f}   "
-                  f"({' '.join(f'{x[1]:.1f}' for x in runs[k])})")
-        print(f"\n(c) speed as a fraction of (a): {med['a'][1] / med['c'][1]:.2f} (goal >= 0.75); "
-              f"(b) wall and CPU over (a): {med['b'][1] / med['a'][1]:.2f}, "
-              f"{med['b'][2] / med['a'][2]:.2f} (goal <= 1.10)")
-        for k in ("b", "c"):
-            frames = med[k][0]
-            print(f"{names[k]} busy ms per frame by step (wall, in its thread): " + ", ".join(
-                f"{step} {1000 * s / frames:.1f}" for step, s in steps[k].items() if s > 0))
+                  f"{wall / med['a'][0]:9.2f} {used / med['a'][1]:8.2f}   "
+                  f"({' '.join(f'{x[0]:.2f}' for x in runs[k])})")
+        print(f"\n(b) wall and CPU over (a): {med['b'][0] / med['a'][0]:.2f}, "
+              f"{med['b'][1] / med['a'][1]:.2f} (goal <= 1.10); (c) speed as a fraction of (a): "
+              f"{med['a'][0] / med['c'][0]:.2f} (goal >= 0.70)")
 
-        costs = step_costs(clip, args.step_frames, args)
+        single_jobs = {"b": pipeline_job(folder, single, folder / "out_single", args, False)}
+        start: dict[str, list[tuple[float, float]]] = {"a": [], "b": []}
+        for r in range(args.repeat):
+            start["a"].append(child(bare_argv(single, folder / f"single{r}.mp4", args))[:2])
+            start["b"].append(child(pipeline_argv(single_jobs["b"]))[:2])
+        print(f"\nstart-up: the same on a one-frame clip (medians of {args.repeat}):")
+        for k, rows in start.items():
+            wall, used = medians(rows)
+            print(f"  {names[k]:26s} wall {wall:6.2f} s   CPU {used:6.2f} s")
+        per_frame = {k: (med[k][1] - medians(start[k])[1]) / max(1, frames - 1)
+                     for k in ("a", "b")}
+        print(f"  CPU ms per frame beyond start-up: (a) {1000 * per_frame['a']:.1f}, "
+              f"(b) {1000 * per_frame['b']:.1f} (difference {1000 * (per_frame['b'] - per_frame['a']):.1f})")
+
+        if args.no_steps:
+            return
+        steps = child([sys.executable, __file__, "--steps", str(clip), "--step-frames",
+                       str(args.step_frames), "--crf", str(args.crf),
+                       "--encoder-threads", str(args.encoder_threads),
+                       "--decode-threads", str(max(1, args.decode_threads))])[2]
+        costs = {line.split("\t")[0]: float(line.split("\t")[1]) for line in steps.splitlines()}
         print(f"\nCPU ms per frame, each step alone on {args.step_frames} frames "
-              f"({info.width}x{info.height}):")
+              f"({info.width}x{info.height}, in a process of its own):")
         for step, ms in costs.items():
             print(f"  {step:20s} {ms:8.1f}")
         print(f"\nprojection for a {CORES_PROJECTED}-core render box (the model, the colour "
