@@ -291,14 +291,28 @@ def main() -> None:
               f"{med['a'][0] / med['c'][0]:.2f} (goal >= 0.70)")
 
         single_jobs = {"b": pipeline_job(folder, single, folder / "out_single", args, False)}
-        start: dict[str, list[tuple[float, float]]] = {"a": [], "b": []}
+        picture = folder / "one_picture" / "p.png"  # a job with a model: one picture, the light net
+        picture.parent.mkdir()
+        with av.open(str(single)) as c:
+            next(c.decode(video=0)).to_image().resize((512, 288)).save(picture)
+        stylize = [sys.executable, str(REPO / "run_pipeline.py"), "stylize", str(picture.parent),
+                   "--weights", str(REPO / "weights" / "starry_night_light.safetensors"), "-o",
+                   str(folder / "out_picture"), "--restart", "-q", "--device", "cpu"]
+        start: dict[str, list[tuple[float, float]]] = {"a": [], "b": [], "torch": [], "model": []}
         for r in range(args.repeat):
             start["a"].append(child(bare_argv(single, folder / f"single{r}.mp4", args))[:2])
             start["b"].append(child(pipeline_argv(single_jobs["b"]))[:2])
-        print(f"\nstart-up: the same on a one-frame clip (medians of {args.repeat}):")
+            start["torch"].append(child([sys.executable, "-c", "import torch"])[:2])
+            start["model"].append(child(stylize)[:2])
+        print(f"\nstart-up: the same on a one-frame clip, and the yardsticks (medians of {args.repeat}):")
+        labels = {**names, "torch": "python -c 'import torch'",
+                  "model": "stylize: 1 picture, light net"}
         for k, rows in start.items():
             wall, used = medians(rows)
-            print(f"  {names[k]:26s} wall {wall:6.2f} s   CPU {used:6.2f} s")
+            print(f"  {labels[k]:30s} wall {wall:6.2f} s   CPU {used:6.2f} s")
+        over = medians(start["model"])[0] - medians(start["torch"])[0]
+        print(f"  with a model, beyond importing torch: {over:.2f} s wall (goal < 0.5); without one: "
+              f"{medians(start['b'])[0]:.2f} s (goal < 0.5 before the first frame decodes)")
         per_frame = {k: (med[k][1] - medians(start[k])[1]) / max(1, frames - 1)
                      for k in ("a", "b")}
         print(f"  CPU ms per frame beyond start-up: (a) {1000 * per_frame['a']:.1f}, "
