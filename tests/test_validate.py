@@ -74,3 +74,33 @@ def test_the_estimate_is_within_a_factor_of_2_of_the_shipped_demo_and_film_runs(
         for process in busy:
             process.kill()
             process.wait()
+
+
+def test_a_slow_start_does_not_set_the_estimate(tmp_path: Path, style_weights: Path, monkeypatch) -> None:
+    """Issue 29 item 2's weak point: one warm-up call, then the mean of three, took calls still
+    warming up (2.1 s against 0.14 s once warm) for the rate.  Here the chain's first three calls
+    take 0.3 s and the rest 0.01 s: the rate must be the warm one, the slow start counted once."""
+    import time as clock
+
+    from pipeline.job import estimate as estimate_module
+    from pipeline.job.build import prepare
+
+    make_photos(tmp_path / "photos", 2, size=(24, 32))
+    job = write_job(tmp_path, f"""
+        sources: [{{images: photos/}}]
+        output: out
+        stages: [{{fast_style: {{weights: {style_weights}}}}}]
+        """)
+    calls = []
+
+    def chain(stages, x, keys):
+        calls.append(1)
+        clock.sleep(0.3 if len(calls) <= 3 else 0.01)
+        return x
+
+    monkeypatch.setattr(estimate_module, "run_stages", chain)
+    e = estimate_module.estimate(prepare(job))
+    per_picture = e.per_megapixel * 24 * 32 / 1e6
+    assert per_picture < 0.05, f"{per_picture:.3f} s a picture: the slow start set the rate"
+    assert 0.5 < e.warm_up < 1.5  # the three slow calls' extra, once
+    assert abs(e.seconds - (2 * per_picture + e.warm_up)) < 1e-6
