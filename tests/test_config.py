@@ -314,6 +314,12 @@ def test_a_missing_source_names_the_command_the_jobs_comments_give_for_it(tmp_pa
     told = [line for line in result.stderr.splitlines() if " sources: " in line]
     assert len(told) == 2, result.stderr  # the folder and the shards in it
     assert all("run `python scripts/make_augment_dataset.py` first" in line for line in told), told
+    # a stage's missing folder too: style_augment's paintings, which another script draws
+    styled = shutil.copy(REPO / "jobs" / "style_augment.yaml", tmp_path / "jobs")
+    result = run_cli_here("validate", str(styled))
+    paintings = [line for line in result.stderr.splitlines() if "(style_augment)" in line]
+    assert len(paintings) == 1 and "run `python scripts/make_procedural_styles.py jobs/augment_paintings" \
+        in paintings[0], result.stderr
     (tmp_path / "jobs" / "other.yaml").write_text("sources: [{images: nowhere/}]\noutput: out\n"
                                                   "stages: [decode, encode]\n")
     plain = run_cli_here("validate", str(tmp_path / "jobs" / "other.yaml"))

@@ -18,7 +18,7 @@ from ..stages.base import Stage
 from ..stages.variants import Variants
 from .config import Job, StageSpec, load_job
 from .plan import Plan, make_plan
-from .preflight import check_sources_and_output
+from .preflight import check_sources_and_output, made_by
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,11 @@ def prepare(job_path: str | Path) -> Prepared:
     job = load_job(job_path, problems)
     if job is None:
         problems.raise_if_any()
-    built = None
+    built, stage_problems = None, Problems()
     if job.stages:  # stages that did not parse are reported already
-        with problems.check():
+        with stage_problems.check():
             built = build_stages(job)
+    problems.errors += [made_by(job.path, error) for error in stage_problems.errors]
     with problems.check():
         check_sources_and_output(job)
     problems.raise_if_any()

@@ -7,6 +7,7 @@ file's comments give one (the repo's example jobs do).
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..errors import JobError, Problems
@@ -34,13 +35,22 @@ def check_sources_and_output(job: Job) -> None:
                 if source.numbered() is None:
                     source.find(exclude=output)
             except JobError as exc:
-                maker = _maker(job.path, spec.path)
-                if maker is None:
-                    raise
-                raise JobError(exc.message, location=exc.location, where=exc.where,
-                               hint=f"this job's own comments say what makes it: run `{maker}` "
-                                    "first") from None
+                raise made_by(job.path, exc, spec.path) from None
     problems.raise_if_any()
+
+
+def made_by(job_file: Path, error: JobError, missing: Path | None = None) -> JobError:
+    """``error``, with the command that makes what it finds missing when the job's comments
+    give one (``missing``: the path; else the first absolute path in the message that does not
+    exist, as a stage's error names a folder of paintings)."""
+    if missing is None:
+        paths = (Path(p.rstrip(".,")) for p in re.findall(r"(/[^\s:;'\"`]+)", error.message))
+        missing = next((p for p in paths if not p.exists()), None)
+    maker = _maker(job_file, missing) if missing is not None else None
+    if maker is None:
+        return error
+    return JobError(error.message, location=error.location, where=error.where,
+                    hint=f"this job's own comments say what makes it: run `{maker}` first")
 
 
 def _maker(job_file: Path, source: Path) -> str | None:
