@@ -6,7 +6,7 @@ count, ``000000.png`` up.  So the plan holds the range (``Numbered``, a drop-in 
 on its first and last names (every other name has the shape of one of them: the same
 folder, the same suffix, as many digits as one), and, for writing one output twice, by
 asking of each *listed* unit whether a range claims its name (``Claims``).  ``validate``
-therefore answers in the same time at a count of ten or ten million.
+therefore answers in the same time at a count of ten or a million.
 """
 from __future__ import annotations
 
@@ -33,21 +33,22 @@ class Numbered:
 
     def has_stem(self, folder_stem: tuple[str, str]) -> bool:
         folder, stem = folder_stem
-        return folder == "" and stem.isdigit() and self._is_name(int(stem), stem)
+        return folder == "" and stem.isdigit() and self.is_name(int(stem), stem)
 
     def ends(self) -> Numbered:
         """The first and last numbers only: what the per-file checks look at."""
         first, last = self.numbers[0], self.numbers[-1]
         return Numbered(range(first, last + 1, max(1, last - first)), self.name)
 
-    def _is_name(self, number: int, stem: str) -> bool:
+    def is_name(self, number: int, stem: str) -> bool:
+        """Whether ``stem`` is unit ``number``'s name (without its suffix) in this range."""
         return number in self.numbers and PurePath(self.name(number)).stem == stem
 
 
 class Claims:
     """The outputs each numbered source will write: a folder and suffix per (source, variant),
-    and its range.  ``check(unit)`` finds a listed unit written where a range writes, and
-    ``overlaps()`` two ranges that write one folder."""
+    and its range.  ``claimant(output)`` finds the range that writes where a listed unit
+    would, and ``overlaps()`` two ranges that write the same names."""
 
     def __init__(self) -> None:
         self._by_folder: dict[tuple[str, str], list[tuple[Numbered, int]]] = {}
@@ -69,7 +70,7 @@ class Claims:
         stem = output_rel.stem
         if ranges and stem.isdigit():
             for numbers, index in ranges:
-                if numbers._is_name(int(stem), stem):
+                if numbers.is_name(int(stem), stem):
                     return index
         return None
 

@@ -247,11 +247,11 @@ class Units:
             if not plan.numbered:
                 yield from ((unit, 1) for unit in plan.units())
                 continue
-            ends = list(plan.ends().units())
-            per_number = plan.unit_count() // plan.files.count
+            ends = list(plan.ends().units())  # the first number's units, then the last's
+            first = plan.unit_count() // plan.files.count  # units per number
+            rest = plan.files.count - 1  # the numbers the last one's units stand for
             for k, unit in enumerate(ends):
-                yield unit, 1 if k < per_number or len(ends) == per_number else \
-                    plan.files.count - 1
+                yield unit, 1 if k < first else rest
 
     def __bool__(self) -> bool:
         return self._count > 0
