@@ -69,7 +69,18 @@ def estimate(p: Prepared) -> Estimate | None:
     path, frame = sample
     # each variant's chain timed on the frame (the stages before ``variants`` count in each:
     # an image shares them, so a job with variants is over-estimated a little)
-    timed = {variant: _time_frame(p, frame, variant) for variant in pixels}
+    from ..machine import threads
+    from .build import thread_args
+
+    # The run starts at the fixed split and measures other processes' load after its follower's
+    # first wait: the first chain's warm-up does the same, for as long (so a short job's slow
+    # first second counts); the other chains run at the share it found.
+    budget = threads.apply(**thread_args(p.job, p.stages))
+    follower = threads.LoadFollower(budget) if budget.follows_load else None
+    timed = {}
+    for variant in pixels:
+        timed[variant] = _time_frame(p, frame, variant, follower)
+        follower = None
     per_pixel = {v: per_frame / (frame.shape[0] * frame.shape[1]) for v, (per_frame, _) in timed.items()}
     # the run pays its warm-up once too (kernels chosen, the pool started): its first call's extra
     warm_up = sum(extra for _, extra in timed.values())
@@ -79,21 +90,16 @@ def estimate(p: Prepared) -> Estimate | None:
                     everything, warm_up)
 
 
-def _time_frame(p: Prepared, frame: np.ndarray, variant: str | None = None) -> tuple[float, float]:
+def _time_frame(p: Prepared, frame: np.ndarray, variant: str | None, follower) -> tuple[float, float]:
     """Seconds per frame (this frame's size) through the chain, as the run would do it, and
-    what the first call took beyond that (the warm-up)."""
-    from ..machine import threads
+    what the first call took beyond that (the warm-up).  ``follower``: the load follower to
+    measure with during the warm-up (None: torch's threads as they are)."""
     from ..machine.batching import BatchSizer
-    from .build import thread_args
 
     middle = list(p.stages[1:-1]) if variant is None else chain_for(p.stages[1:-1], variant)
     stages = [s for s in middle if s.kind == "transform"]
     caps = [s.max_batch for s in stages if s.max_batch is not None]
     batch = BatchSizer(p.ctx, cap=min(caps) if caps else None).size_for(frame.shape)
-    budget = threads.apply(**thread_args(p.job, p.stages))
-    # The run starts at the fixed split and measures other processes' load after its follower's
-    # first wait: the warm-up does the same, for as long (so a short job's slow first second counts)
-    follower = threads.LoadFollower(budget) if budget.follows_load else None
     window = follower.first if follower is not None else 0.0
     device = p.ctx.device
     keys = [f"estimate/{i}" for i in range(batch)]  # a stage that draws per image draws per name

@@ -35,8 +35,7 @@ from ..sources.walk import real_path, stem_of
 from .config import Job
 from .numbered import Claims, Numbered
 from .options import PickOptions
-from .safety import (check_not_reserved, check_output_folder, check_output_paths, check_side_file,
-                     check_writable)
+from .safety import check_not_reserved, check_output_paths, check_side_file
 
 
 @dataclass(frozen=True, slots=True)  # slots: a 100k-file job holds 100k of them
@@ -288,15 +287,13 @@ def source_of(spec: SourceSpec) -> Source:
 def make_plan(job: Job, output_relpath: Callable[[PurePath, str], PurePath]) -> Plan:
     """``output_relpath(source_rel, kind)``: where encode writes a source's output.
 
+    The output folder and the sources' existence are checked first, every mistake at once,
+    by ``preflight.check_sources_and_output`` (``prepare`` runs it, and this only after it).
     Each source is walked once into its listings; then one pass over the units (made as
     they are iterated) checks every output (``check_output_paths``), counts the units and
     hashes their keys (two files written to one place?).  Nothing here grows by more than a
     few bytes a file."""
     sources = [source_of(spec) for spec in job.sources]
-    check_output_folder(job.output, [(f"sources[{i}]", source.root(), spec.location)
-                                     for i, (spec, source) in enumerate(zip(job.sources, sources))],
-                        job.output_location)
-    check_writable(job.output, job.output_location)
     empty: list[tuple[SourceSpec, str]] = []
     outside: list[tuple[SourceSpec, str]] = []
     output = job.output.resolve()
