@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from pipeline.machine.context import DTYPES
+from pipeline.machine.context import dtypes
 from pipeline.models.transformer_net import TransformerNet
 
 
@@ -40,11 +40,11 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--precision", default="fp32", choices=list(DTYPES))
+    ap.add_argument("--precision", default="fp32", choices=list(dtypes()))
     ap.add_argument("--batches", default="1,2,4,8")
     ap.add_argument("--layouts", default="contiguous", help="contiguous,channels_last")
     args = ap.parse_args()
-    device, dtype = torch.device(args.device), DTYPES[args.precision]
+    device, dtype = torch.device(args.device), dtypes()[args.precision]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"TransformerNet {args.height}x{args.width} {args.precision} on {name}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")

@@ -58,7 +58,7 @@ from pipeline.machine.context import RunContext  # noqa: E402
 from pipeline.machine.device import (frames_to_device, planes_to_device, planes_to_host,  # noqa: E402
                                     to_host_uint8)
 from pipeline.engine.video import device_colour  # noqa: E402
-from pipeline.ops.colour import yuv420_to_rgb_small  # noqa: E402
+from pipeline.ops.colour_host import yuv420_to_rgb_small  # noqa: E402
 from pipeline.media.video import probe_video  # noqa: E402
 from pipeline.media.video_read import read_frames  # noqa: E402
 from pipeline.media.video_write import ENCODE_SWS_FLAGS, colour_plan  # noqa: E402

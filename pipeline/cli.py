@@ -82,18 +82,16 @@ def _commands() -> set[str]:
 
 
 def entry() -> None:
-    """The command-line process: ``main``, with its start-up's objects kept out of the garbage
-    collector's way.  Importing torch makes hundreds of thousands of objects; collecting while
-    they come cost about 0.4 s of a 2.2 s start-up, and every later full collection walked them
-    all again.  So the collector is off while the modules every command needs are imported,
-    and what they made is frozen (``gc.freeze``: never scanned again; reference counting still
-    frees it) before the command runs with the collector on.  Only for the process: ``main``
+    """The command-line process: ``main``, with its start-up's imports kept out of the garbage
+    collector's way (see ``machine.start_up``: run_pipeline.py turns the collector off before
+    its first import; here it is turned on after the last).  Only for the process: ``main``
     called in process (the tests) changes nothing."""
     gc.disable()
     try:
         args = sys.argv[1:]
         if args and not {"--help", "-h", "--version"} & set(args):
-            import torch  # noqa: F401 - every command but --help needs them
+            # every command but --help needs these; torch only where a stage computes (the
+            # stage registry imports it then): a job that only decodes and encodes never does
             from . import engine  # noqa: F401
             from .job import build  # noqa: F401
     finally:

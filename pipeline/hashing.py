@@ -1,13 +1,14 @@
 """A file's SHA-256, cached per (path, size, mtime): what fingerprints and trainers' resume
 checks name a weights file by.  Apart from the stages so that a trainer can use it without
-importing them (and their video library: a GPU machine without PyAV can still train)."""
+importing them (and their video library: a GPU machine without PyAV can still train); and
+the seed style_augment draws an image's style from (the manifest records it, without torch)."""
 from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["file_sha256", "read_sha256"]
+__all__ = ["draw_seed", "file_sha256", "read_sha256"]
 
 
 def file_sha256(path: Path) -> str:
@@ -30,3 +31,10 @@ def read_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def draw_seed(seed: int, key: str) -> int:
+    """A 63-bit generator seed from the job's seed and an image's key (SHA-256 of both): what
+    style_augment draws an image's style from, and the manifest records."""
+    digest = hashlib.sha256(f"{seed}\0{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1

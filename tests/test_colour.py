@@ -96,7 +96,7 @@ def test_the_flows_small_rgb_from_planes_is_the_area_resized_rgb(matrix: int, fu
     within two of the RGB frame area-resized (both steps are linear but for rounding)."""
     import cv2
 
-    from pipeline.ops.colour import yuv420_to_rgb_small
+    from pipeline.ops.colour_host import yuv420_to_rgb_small
 
     rgb = _smooth(95, 131, seed=3)
     planes = _cpu_planes(rgb, matrix, full)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from pipeline.machine.progress import Reporter, duration
-from tests.conftest import REPO, make_photos, write_job
+from tests.conftest import REPO, make_photos, style_weights, write_job  # noqa: F401 (a fixture)
 from tests.test_run_video import _job, _kill_mid_video, _ledger, make_clip
 
 KEYS = {"time", "job", "units_done", "units_total", "frames_done", "frames_total", "fps", "eta_s",
@@ -181,19 +181,37 @@ def test_help_gives_each_commands_first_sentence_whole() -> None:
     assert "Run JOB, or resume it: outputs already committed are skipped." in text
 
 
-def test_the_command_line_process_freezes_its_start_up_for_the_collector(tmp_path: Path) -> None:
-    """Issue 30: collecting garbage while torch's objects were made cost 0.4 s of a 2.2 s
-    start-up; ``entry`` imports with the collector off, freezes what start-up made, and runs the
-    command with the collector on (``--help`` imports nothing more)."""
-    job = write_job(tmp_path, "sources: [{images: photos/}]\noutput: out\nstages: [decode, encode]\n")
-    make_photos(tmp_path / "photos", 1)
-    probe = ("import gc, sys\nfrom pipeline.cli import entry\nsys.argv = ['run_pipeline.py'] + sys.argv[1:]\n"
-             "try:\n    entry()\nexcept SystemExit:\n    pass\n"
-             "print(gc.isenabled(), gc.get_freeze_count(), 'torch' in sys.modules)\n")
-    shown = subprocess.run([sys.executable, "-c", probe, "validate", str(job)], capture_output=True,
-                           text=True, timeout=120, cwd=REPO)
+_PROBE = ("import gc, sys\nfrom pipeline.cli import entry\nsys.argv = ['run_pipeline.py'] + sys.argv[1:]\n"
+          "try:\n    entry()\nexcept SystemExit:\n    pass\n"
+          "print(gc.isenabled(), gc.get_freeze_count(), 'torch' in sys.modules)\n")
+
+
+def _probe(*args: str) -> tuple[bool, int, bool]:
+    """``run_pipeline.py ARGS`` in a process of its own: whether the collector is on at the end,
+    how many objects start-up froze, and whether torch was imported."""
+    shown = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True,
+                           timeout=120, cwd=REPO)
     enabled, frozen, torch_loaded = shown.stdout.split()[-3:]
-    assert enabled == "True" and int(frozen) > 100_000 and torch_loaded == "True", shown.stdout
-    helped = subprocess.run([sys.executable, "-c", probe, "--help"], capture_output=True, text=True,
-                            timeout=60, cwd=REPO)
-    assert helped.stdout.split()[-3:][0] == "True" and helped.stdout.split()[-1] == "False", helped.stdout
+    return enabled == "True", int(frozen), torch_loaded == "True"
+
+
+def test_the_command_line_process_freezes_its_start_up_for_the_collector(
+        tmp_path: Path, style_weights: Path) -> None:
+    """Issue 30: collecting garbage while torch's objects were made cost 0.4 s of a 2.2 s
+    start-up; ``entry`` imports with the collector off, and the stage registry imports the
+    first stage that computes (and torch with it) the same way; what they made is frozen and the
+    command runs with the collector on.  A job that only decodes and encodes never imports torch
+    (``--help`` neither)."""
+    make_photos(tmp_path / "photos", 1)
+    model = write_job(tmp_path, f"""
+        sources: [{{images: photos/}}]
+        output: out
+        stages: [decode, {{fast_style: {{weights: {style_weights}}}}}, encode]
+        """, name="model.yaml")
+    enabled, frozen, torch_loaded = _probe("validate", str(model))
+    assert enabled and frozen > 100_000 and torch_loaded, (enabled, frozen, torch_loaded)
+    plain = write_job(tmp_path, "sources: [{images: photos/}]\noutput: out\nstages: [decode, encode]\n")
+    enabled, frozen, torch_loaded = _probe("validate", str(plain))
+    assert enabled and 10_000 < frozen < 100_000 and not torch_loaded, (enabled, frozen, torch_loaded)
+    enabled, _, torch_loaded = _probe("--help")
+    assert enabled and not torch_loaded

@@ -134,8 +134,9 @@ def test_transform_contract(name: str, tmp_path: Path) -> None:
     assert y.ndim == 4 and y.shape[:2] == x.shape[:2]
     assert torch.isfinite(y).all() and y.min() >= 0 and y.max() <= 255
     one_by_one = torch.cat([stage(x[i:i + 1], i) for i in range(3)])
-    # a hundredth of an 8-bit level: convolutions sum in another order for another batch size
-    torch.testing.assert_close(y, one_by_one, atol=1e-2, rtol=0)
+    # a twentieth of an 8-bit level: convolutions sum in another order for another batch size
+    # (style_augment's deep net: 0.0188 at most on an AMD EPYC's oneDNN, under 0.01 on Intel)
+    torch.testing.assert_close(y, one_by_one, atol=5e-2, rtol=0)
     empty = stage(x[:0])
     assert empty.shape[0] == 0 and empty.shape[1] == 3 and empty.dtype == x.dtype
 

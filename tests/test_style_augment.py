@@ -21,7 +21,7 @@ from pipeline.job.build import prepare
 from pipeline.machine.context import RunContext
 from pipeline.media.images import read_image
 from pipeline.stages import get_stage
-from pipeline.stages.style_augment import draw_seed
+from pipeline.hashing import draw_seed
 from tests.conftest import REPO, ghiasi_files, make_photos, natural_image, run_cli_here, write_job
 
 CPU = RunContext(device=torch.device("cpu"), precision="fp32", batch_size=None)

@@ -163,7 +163,6 @@ def test_trained_weights_load_in_the_fast_style_stage(data, tmp_path: Path) -> N
     assert load_fast_style(out.with_suffix(".pth")).state_dict().keys() == \
         load_fast_style(out).state_dict().keys()
 
-    import pipeline.stages  # noqa: F401  (registers the stages)
     from pipeline.stages.network import NetworkParams
     from pipeline.stages.registry import get_stage
 
@@ -324,7 +323,6 @@ def test_several_styles_train_one_network_that_paints_each(data, tmp_path: Path)
     sample = read_image(out.with_name("two_train") / "samples" / "step_0000004.png")
     assert sample.shape[1] == 3 * 32 + 2 * 2  # content | style 0 | style 1
 
-    import pipeline.stages  # noqa: F401  (registers the stages)
     from pipeline.stages.registry import get_stage
 
     cls = get_stage("fast_style")
@@ -362,7 +360,6 @@ def test_the_light_network_trains_and_is_known_by_its_shapes(data, tmp_path: Pat
     full = sum(p.numel() for p in TransformerNet().parameters())
     assert sum(p.numel() for p in net.parameters()) < full / 3
 
-    import pipeline.stages  # noqa: F401  (registers the stages)
     from pipeline.models.checkpoints import inspect_checkpoint
     from pipeline.stages.registry import get_stage
 

@@ -28,8 +28,11 @@ def command(job: Path = JOB_ARG,
     p = prepare_or_exit(job)
     typer.echo(f"job       {p.job.name}  ({p.job.path})")
     typer.echo(f"output    {p.job.output}")
-    typer.echo(f"device    {p.ctx.device}   precision {p.ctx.precision}   "
-               f"batch size {p.ctx.batch_size or 'auto'}")
+    if any(s.computes for s in p.stages):
+        typer.echo(f"device    {p.ctx.device}   precision {p.ctx.precision}   "
+                   f"batch size {p.ctx.batch_size or 'auto'}")
+    else:  # and torch is never imported: start-up is PyAV's and ours
+        typer.echo("device    none: no stage computes (decode and encode only)")
     typer.echo(f"threads   {threads.budget_for(**thread_args(p.job, p.stages)).describe()}")
     counts = {plan.index: (plan.files.count, plan.sidecars.count) for plan in p.plan.units.sources}
     for index, spec in enumerate(p.job.sources):
@@ -64,6 +67,10 @@ def _print_estimate(p: Prepared) -> None:
     e = estimate(p)
     if e is None:
         typer.echo("estimate  nothing to time (no unit could be read)")
+        return
+    if not any(s.computes for s in p.stages):
+        typer.echo(f"estimate  no device work for {e.pixels / 1e6:,.1f} Mpx (no stage computes): "
+                   "the run's time is decoding and encoding")
         return
     took = f"{e.seconds:.1f} s" if e.seconds < 59.95 else duration(e.seconds)
     typer.echo(f"estimate  about {took} of device work on {p.ctx.device} for "

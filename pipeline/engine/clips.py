@@ -14,7 +14,7 @@ from ..hashing import read_sha256
 from ..job.plan import Unit
 from ..media.video import Planes, VideoInfo
 from ..media.video_write import colour_plan
-from ..ops.colour import MATRICES
+from ..ops.colour_host import MATRICES
 from ..record.commits import load_state
 
 if TYPE_CHECKING:

@@ -24,8 +24,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-import torch
-
 from ..errors import storage_error
 from ..job.plan import Unit
 from ..machine.batching import BatchSizer, is_out_of_memory
@@ -80,7 +78,8 @@ class Engine(RunState):
         super().__init__(stages, ctx, commits, workers=workers, encoders=encoders,
                          flow_threads=flow_threads, progress=progress, commit_every=commit_every)
         caps = [s.max_batch for s in self.middle if s.max_batch is not None]
-        self.sizer = BatchSizer(ctx, cap=min(caps, default=None))
+        self.sizer = BatchSizer(ctx, cap=min(caps, default=None),
+                                computes=any(s.computes for s in self.middle))
         self._lanes: dict[str, _Lane] = {}  # an ordered unit's writer lane
         self._shared: queue.Queue | None = None  # independent results, for any writer lane
         self._load = load_follower()  # torch's share follows other processes' load (threads.py)
@@ -270,6 +269,8 @@ class Engine(RunState):
             return
         n = self._load.threads if start else self._load.poll()
         if n is not None:
+            import torch  # a follower exists only where torch is loaded (``threads.apply``)
+
             torch.set_num_threads(n)
             _log.info("torch threads: %d (other processes kept %.1f cores busy)", n, self._load.others)
 

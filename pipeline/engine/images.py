@@ -15,18 +15,19 @@ is written, or fails, alone.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
-import torch
 
 from ..job.plan import Unit
-from ..machine.device import frames_to_device, to_host_uint8
 from ..media.images import ImageHeader
 from ..stages.chain import StageFailed, run_stages
 from ..stages.variants import find_variants
 from .batcher import Batch, Piece
 from .way import Way
+
+if TYPE_CHECKING:
+    import torch
 
 
 class ImageWay(Way):
@@ -73,6 +74,13 @@ class ImageWay(Way):
     def run(self, batch: Batch) -> list[tuple[Unit, np.ndarray, ImageHeader | None]]:
         """uint8 HxWxC images of one shape -> stages -> rounded uint8 images."""
         engine, images = self.engine, [p.image for p in batch.pieces]
+        if not self.middle:  # decode, encode: the images as decoded (what a round trip gives)
+            return [(p.unit, image, p.data) for p, image in zip(batch.pieces, images)]
+        # torch (and the device) only here: a job that only converts images never imports it
+        import torch
+
+        from ..machine.device import frames_to_device, to_host_uint8
+
         with torch.inference_mode(), engine.times.timing("device", len(images)):
             x = frames_to_device(images, engine.ctx.device, engine.ctx.dtype, None)
             if self.fan is None:
@@ -99,6 +107,8 @@ class ImageWay(Way):
                 keys = [members[i].key for i in take]
                 out = self.fan.run_branch(name, x[take] if len(take) < len(pieces) else x,
                                           run_stages, keys)
+                from ..machine.device import to_host_uint8  # imported by ``run`` already
+
                 out = to_host_uint8(run_stages(self.after, out, keys), nhwc=True)
             except StageFailed as exc:
                 if len(pieces) > 1:

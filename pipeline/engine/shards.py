@@ -29,12 +29,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
-import torch
 
 from ..errors import MediaError
 from ..job.plan import Unit
 from ..machine.batching import is_out_of_memory
-from ..machine.device import frames_to_device, to_host_uint8
 from ..media.images import ImageHeader, ImageTooLarge, decode_image, header_of
 from ..media.shards import Member, Sample, ShardReader, ShardWriter
 from ..stages.chain import StageFailed, run_stages
@@ -163,6 +161,10 @@ class ShardWay(Way):
         shapes: dict[tuple, list[int]] = {}
         for i, piece in enumerate(pieces):
             shapes.setdefault(piece.image.shape, []).append(i)
+        if not self.middle:  # decode, encode: the images as decoded (what a round trip gives)
+            return [_Computed([(p.data, p.image, None) for p in pieces], batch.last)]
+        import torch  # only here: a job that only converts images never imports it
+
         with torch.inference_mode():
             for group in shapes.values():
                 self._run_group(pieces, group, images, errors)
@@ -174,6 +176,8 @@ class ShardWay(Way):
         """Images of one shape; a failing group is retried image by image, so that only the
         samples whose images really break are lost.  Out of memory on several images goes to
         the engine, which retries with smaller batches."""
+        from ..machine.device import frames_to_device, to_host_uint8  # see ``run``
+
         engine = self.engine
         try:
             with engine.times.timing("device", len(group)):

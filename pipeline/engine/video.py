@@ -18,23 +18,19 @@ engine's queue sizes, whatever a clip's length.
 from __future__ import annotations
 
 import logging
-
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
-import torch
 
 from ..errors import MediaError
 from ..job.plan import Unit
-from ..machine.device import (frames_to_device, planes_from_device, planes_to_device,
-                              planes_to_host, sync, to_host_uint8)
 from ..machine.memory import host_available_bytes
 from ..machine.threads import current as thread_budget
 from ..media.video import Planes, VideoInfo
 from ..media.video_write import check_frame_size
-from ..ops.colour import rgb_to_yuv420_float, yuv420_to_rgb_small
+from ..ops.colour_host import yuv420_to_rgb_small
 from ..stages.chain import StageFailed, run_stages
 from .batcher import Batch, Piece
 from .clips import Clip, Computed, Frame, device_colour, load_scratch, resume_problem
@@ -75,7 +71,7 @@ class VideoWay(Way):
         # for RGB->YUV in torch against 39 for the round to uint8 and libswscale).
         self._yuv420 = engine.encode.params.video.pix_fmt == "yuv420p"
         self._device_colour = (self.device_colour if self.device_colour is not None
-                               else engine.ctx.device.type == "cuda")
+                               else not self._pass_through and engine.ctx.device.type == "cuda")
         # temporal_smooth last before a yuv420p encoder smooths the encoder's planes, not RGB:
         # the same blend (linear, it commutes with the colour matrix), on half the pixels, and
         # with no stage before it no RGB at all (TemporalSmooth.scan_planes).  Per clip, where
@@ -272,21 +268,26 @@ class VideoWay(Way):
         ctx, times, n = self.engine.ctx, self.engine.times, len(frames)
         if self._pass_through:
             return list(frames), prev_out  # no stage: what was decoded goes to the encoder
+        import torch  # torch and the device only from here: a transcode never imports them
+
+        from ..machine import device as dev
+        from ..ops.colour import rgb_to_yuv420_float
+
         with torch.inference_mode():
             with times.timing("device", n):
                 try:
                     if (clip.smooth_planes and not self.before
                             and all(isinstance(f, Planes) for f in frames)):
-                        x = planes_to_device(frames, ctx.device)  # smoothed as decoded
+                        x = dev.planes_to_device(frames, ctx.device)  # smoothed as decoded
                     else:
-                        x = frames_to_device(frames, ctx.device, ctx.dtype, clip.colour)
+                        x = dev.frames_to_device(frames, ctx.device, ctx.dtype, clip.colour)
                 except Exception as exc:  # e.g. a clip whose frame size changes mid-stream
                     raise StageFailed("device", exc) from exc
                 if isinstance(x, torch.Tensor):
                     x = run_stages(self.before, x, [clip.unit.key] * n)
                     if clip.smooth_planes:
                         x = rgb_to_yuv420_float(x, *clip.colour)
-                sync(ctx.device)
+                dev.sync(ctx.device)
             if self.temporal is not None:
                 with times.timing("smoothing", n):
                     try:
@@ -296,16 +297,16 @@ class VideoWay(Way):
                             x, prev_out = self.temporal.scan(x, guides, prev_out)
                     except Exception as exc:
                         raise StageFailed(self.temporal.name, exc) from exc
-                    sync(ctx.device)
+                    dev.sync(ctx.device)
             with times.timing("device", 0):
                 if clip.smooth_planes:  # nothing after it (``_smooth_planes``)
-                    out = planes_to_host(*x)
+                    out = dev.planes_to_host(*x)
                 else:
                     x = run_stages(self.after, x, [clip.unit.key] * n)
                     if self._device_colour and self._yuv420 and clip.colour is not None:
-                        out = planes_from_device(x, clip.colour)  # 4:2:0 here
+                        out = dev.planes_from_device(x, clip.colour)  # 4:2:0 here
                     else:
-                        out = list(to_host_uint8(x, nhwc=True))
+                        out = list(dev.to_host_uint8(x, nhwc=True))
         return out, prev_out
 
     # -- write: the clip's lane ---------------------------------------------

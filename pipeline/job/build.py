@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import JobError, Problems, WeightsError
-from ..machine.context import RunContext, resolve_device, resolve_precision
+from ..machine.context import RunContext
 from ..sources import get_source
 from ..sources.base import SourceSpec
 from ..stages import get_stage
@@ -35,10 +35,13 @@ class Prepared:
 
 def fingerprint_of(ctx: RunContext, stages: Sequence[Stage],
                    sources: Sequence[SourceSpec] = ()) -> dict[str, Any]:
-    """What decides the output bytes; sources may be added without a restart.  Sources that
+    """What decides the output bytes (the precision only where a stage computes: decoding and
+    encoding alone do not depend on it); sources may be added without a restart.  Sources that
     make their images (``generate:``) add what decides them, by output folder, under
     "generated" (absent without such a source, so other jobs' ledgers read as before)."""
-    fp: dict[str, Any] = {"precision": ctx.precision, "stages": [s.fingerprint() for s in stages]}
+    fp: dict[str, Any] = {"stages": [s.fingerprint() for s in stages]}
+    if any(s.computes for s in stages):  # a chain that only decodes and encodes has none
+        fp = {"precision": ctx.precision, **fp}
     generated = {}
     for spec in sources:
         made = get_source(spec.kind)(spec).fingerprint()
@@ -79,13 +82,17 @@ def prepare(job_path: str | Path) -> Prepared:
 def build_stages(job: Job, *, precision: str | None = None,
                  batch_size: int | None = None) -> tuple[RunContext, list[Stage]]:
     """The run context and the stages, without planning (a Ray worker needs no file list);
-    ``precision`` and ``batch_size`` as the driver resolved them, else from the job."""
-    try:
-        device = resolve_device(job.device)
-    except (ValueError, RuntimeError) as exc:
-        raise JobError(str(exc), where="device") from None
-    ctx = RunContext(device=device, precision=precision or resolve_precision(job.precision, device),
+    ``precision`` and ``batch_size`` as the driver resolved them, else from the job.  The
+    device is resolved here, and a missing one refused, when a stage computes or the job
+    names a device other than ``auto`` or ``cpu``; a job that only decodes and encodes leaves
+    it unresolved and never imports torch (``RunContext``)."""
+    ctx = RunContext(device=job.device, precision=precision or job.precision,
                      batch_size=batch_size or job.batch_size)
+    if job.device not in ("auto", "cpu") or any(get_stage(s.name).computes for s in job.stages):
+        try:
+            ctx.precision  # noqa: B018 - resolves the device, then the precision for it
+        except (ValueError, RuntimeError) as exc:
+            raise JobError(str(exc), where="device") from None
     stages, problems = [], Problems()  # every weights file that fails, not just the first
     for spec in job.stages:
         with problems.check():

@@ -20,13 +20,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from ..machine.device import upload
+import numpy as np
+
 from ..stages.chain import run_stages
 from ..stages.variants import chain_for
 from .build import Prepared
+
+if TYPE_CHECKING:
+    import torch
 
 WARMUP_CALLS = 5  # at most; stops early once two calls agree within WARM_AGREE
 WARM_AGREE = 0.25
@@ -67,6 +70,9 @@ def estimate(p: Prepared) -> Estimate | None:
     if sample is None or not sum(pixels.values()):
         return None
     path, frame = sample
+    size, everything = (frame.shape[1], frame.shape[0]), sum(pixels.values())
+    if not any(s.computes for s in p.stages):  # decode and encode only: nothing to time, no torch
+        return Estimate(0.0, 0.0, path, size, everything)
     # each variant's chain timed on the frame (the stages before ``variants`` count in each:
     # an image shares them, so a job with variants is over-estimated a little)
     from ..machine import threads
@@ -85,16 +91,17 @@ def estimate(p: Prepared) -> Estimate | None:
     # the run pays its warm-up once too (kernels chosen, the pool started): its first call's extra
     warm_up = sum(extra for _, extra in timed.values())
     work = sum(per_pixel[v] * n for v, n in pixels.items())
-    everything = sum(pixels.values())
-    return Estimate(work + warm_up, work / everything * 1e6, path, (frame.shape[1], frame.shape[0]),
-                    everything, warm_up)
+    return Estimate(work + warm_up, work / everything * 1e6, path, size, everything, warm_up)
 
 
 def _time_frame(p: Prepared, frame: np.ndarray, variant: str | None, follower) -> tuple[float, float]:
     """Seconds per frame (this frame's size) through the chain, as the run would do it, and
     what the first call took beyond that (the warm-up).  ``follower``: the load follower to
     measure with during the warm-up (None: torch's threads as they are)."""
+    import torch
+
     from ..machine.batching import BatchSizer
+    from ..machine.device import upload
 
     middle = list(p.stages[1:-1]) if variant is None else chain_for(p.stages[1:-1], variant)
     stages = [s for s in middle if s.kind == "transform"]
@@ -132,4 +139,6 @@ def _time_frame(p: Prepared, frame: np.ndarray, variant: str | None, follower) -
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
+        import torch
+
         torch.cuda.synchronize(device)

@@ -14,7 +14,7 @@ from ..media.atomic import atomic_write
 from ..record.ledger import Ledger
 from ..record.manifest import chain_hash, write_manifest
 from ..record.results import Summary
-from ..stages.style_augment import draw_seed
+from ..hashing import draw_seed
 from ..stages.variants import chain_for, find_variants
 from .build import Prepared
 

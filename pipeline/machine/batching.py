@@ -15,20 +15,22 @@ Either way no batch exceeds the smallest ``max_batch`` of the job's stages
 """
 from __future__ import annotations
 
+import sys
 import threading
+from typing import TYPE_CHECKING
 
-import torch
-
-from .context import RunContext
+if TYPE_CHECKING:
+    from .context import RunContext
 
 _CUDA_BYTES_PER_PIXEL = 4096  # activations of a ResNet-9 CycleGAN in 16-bit, with headroom
 _CUDA_MAX_BATCH = 32
 
 
 class BatchSizer:
-    def __init__(self, ctx: RunContext, cap: int | None = None) -> None:
+    def __init__(self, ctx: RunContext, cap: int | None = None, computes: bool = True) -> None:
         self.ctx = ctx
         self.cap = cap  # a stage's max_batch: no batch is ever larger
+        self.computes = computes  # False: no stage uses the device (nor torch): as on a CPU
         self._sizes: dict[tuple[int, ...], int] = {}
         self._lock = threading.Lock()
 
@@ -45,22 +47,27 @@ class BatchSizer:
             if failed_size <= 1:
                 return False
             self._sizes[shape] = min(self._sizes.get(shape, failed_size), failed_size // 2)
-            if self.ctx.device.type == "cuda":
+            if self.computes and self.ctx.device.type == "cuda":
+                import torch
+
                 torch.cuda.empty_cache()
             return True
 
     def _initial(self, shape: tuple[int, ...]) -> int:
         if self.ctx.batch_size is not None:
             return self.ctx.batch_size
-        if self.ctx.device.type != "cuda":
+        if not self.computes or self.ctx.device.type != "cuda":
             return 1
+        import torch
+
         free, _total = torch.cuda.mem_get_info(self.ctx.device)
         pixels = shape[0] * shape[1]
         return max(1, min(_CUDA_MAX_BATCH, int(free * 0.5) // (pixels * _CUDA_BYTES_PER_PIXEL)))
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
+    torch = sys.modules.get("torch")  # not loaded: no torch error to be
+    if torch is not None and isinstance(exc, torch.OutOfMemoryError):
         return True
     text = str(exc)
     return isinstance(exc, (RuntimeError, MemoryError)) and (

@@ -1,30 +1,76 @@
 """The run context: everything a stage may depend on besides its own params.
 
-No hidden globals: device, precision and batch size arrive here, resolved
-once from the job (``auto`` becomes a concrete choice) and passed down.
+No hidden globals: device, precision and batch size arrive here and are passed down.  The
+device and the precision are resolved (``auto`` becomes a concrete choice) the first time
+something asks for them, which imports torch: a stage that computes asks when it is built; a
+job whose stages compute nothing (decode, encode) never asks, and never imports torch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: precision -> torch dtype name (``RunContext.dtype``)
+DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
-@dataclass(frozen=True)
 class RunContext:
-    device: torch.device
-    precision: str  # fp32 | fp16 | bf16, never auto
-    batch_size: int | None  # None: find one (see batching.BatchSizer)
+    """``device``: a ``torch.device``, or what the job asked for (``auto``, ``cpu``, ``cuda:1``);
+    ``precision``: fp32 | fp16 | bf16 | auto; ``batch_size``: None finds one (``BatchSizer``)."""
+
+    def __init__(self, device: torch.device | str, precision: str, batch_size: int | None) -> None:
+        self.batch_size = batch_size
+        self._asked = (str(device), precision)
+        self._device = None if isinstance(device, str) else device
+        self._precision = None if precision == "auto" else precision
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        device, precision = (self._device or self._asked[0]), (self._precision or self._asked[1])
+        return f"RunContext(device={device!s}, precision={precision}, batch_size={self.batch_size})"
+
+    def __getstate__(self) -> dict:  # pickled to Ray workers: without the lock
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
+    @property
+    def device(self) -> torch.device:
+        """The device, resolved on first use (raises ValueError for one that does not exist)."""
+        with self._lock:
+            if self._device is None:
+                self._device = resolve_device(self._asked[0])
+            return self._device
+
+    @property
+    def precision(self) -> str:
+        """fp32 | fp16 | bf16, never auto (``auto`` resolved for the device)."""
+        if self._precision is None:
+            self._precision = resolve_precision(self._asked[1], self.device)
+        return self._precision
 
     @property
     def dtype(self) -> torch.dtype:
-        return DTYPES[self.precision]
+        import torch
+
+        return getattr(torch, DTYPE_NAMES[self.precision])
+
+
+def dtypes() -> dict[str, torch.dtype]:
+    """precision -> torch dtype (imports torch: for training, which always computes)."""
+    import torch
+
+    return {name: getattr(torch, dtype) for name, dtype in DTYPE_NAMES.items()}
 
 
 def resolve_device(requested: str) -> torch.device:
     """``auto`` picks CUDA when present; an explicit CUDA device must exist."""
+    import torch
+
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(requested)
@@ -50,6 +96,8 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     """
     if requested != "auto":
         return requested
+    import torch
+
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "fp32"

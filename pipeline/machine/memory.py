@@ -33,13 +33,14 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 from ..errors import MediaError
 from ..media.images import ImageHeader, image_header
 from .context import RunContext
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Stage(Protocol):
@@ -68,14 +69,14 @@ class Budget:
     """What one image may use: on the device (the chain) and on the host (decoding).
     On a CPU run both are the same pool and ``device_bytes == host_bytes``."""
 
-    device: torch.device
+    device: torch.device | None  # None: no stage computes (decoding and encoding: the host)
     device_bytes: int
     host_bytes: int
     source: str = "free"  # "free": measured; else what set it (the environment variable)
 
     @property
     def shared(self) -> bool:
-        return self.device.type != "cuda"
+        return self.device is None or self.device.type != "cuda"
 
 
 @dataclass(frozen=True)
@@ -117,14 +118,14 @@ def estimate(stages: Sequence[Stage], channels: int, height: int, width: int, it
     return Estimate(decoded + chain, stage, decoding)
 
 
-def measure_budget(device: torch.device) -> Budget:
+def measure_budget(device: torch.device | None) -> Budget:
     """What one image may use now on ``device`` (see the module docstring)."""
     override = os.environ.get(BUDGET_ENV, "").strip()
     if override:
         size = parse_size(override)
         return Budget(device, size, size, source=f"{BUDGET_ENV}={override}")
     host = int(host_available_bytes() * SAFETY)
-    if device.type != "cuda":
+    if device is None or device.type != "cuda":
         return Budget(device, host, host)
     return Budget(device, int(cuda_free_bytes(device) * SAFETY), host)
 
@@ -138,6 +139,8 @@ def parse_size(text: str) -> int:
 
 
 def cuda_free_bytes(device: torch.device) -> int:
+    import torch
+
     free, _total = torch.cuda.mem_get_info(device)
     # Blocks torch's caching allocator holds but does not use are free to us too.
     return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
@@ -210,7 +213,8 @@ class MemoryGate:
                  budget: Budget | None = None) -> None:
         self.transforms = list(transforms)
         self.ctx = ctx
-        self.itemsize = ctx.dtype.itemsize
+        # no transform: decoding and encoding alone, on the host (and without torch)
+        self.itemsize = ctx.dtype.itemsize if self.transforms else 1
         self._budget = budget
         self._lock = threading.Lock()
 
@@ -218,7 +222,7 @@ class MemoryGate:
     def budget(self) -> Budget:
         with self._lock:
             if self._budget is None:
-                self._budget = measure_budget(self.ctx.device)
+                self._budget = measure_budget(self.ctx.device if self.transforms else None)
             return self._budget
 
     def fits(self, width: int, height: int, channels: int = 3) -> bool:
@@ -231,7 +235,7 @@ class MemoryGate:
         budget, need = self._need(width, height, channels)
         if need.device_bytes > budget.device_bytes:
             amount, stage, room = need.device_bytes, need.stage, budget.device_bytes
-            where = str(self.ctx.device)
+            where = str(self.ctx.device) if self.transforms else "the host"
         elif not budget.shared and need.host_bytes > budget.host_bytes:
             amount, stage, room, where = need.host_bytes, "decode", budget.host_bytes, "the host"
         else:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,14 +230,16 @@ def apply(threads: int | None = None, workers: int | None = None, encoders: int 
     """Set torch's and OpenCV's thread counts for this run; the engine takes ``workers`` and
     ``encoders``."""
     global _applied, _follower
-    import torch
-
     budget = budget_for(threads, workers, encoders, encoder_threads)
-    torch.set_num_threads(torch_share(budget, budget.workers * budget.opencv))  # until measured
-    try:
-        torch.set_num_interop_threads(budget.interop)
-    except RuntimeError:  # only settable before inter-op work starts: a second run in one process
-        pass
+    # torch is loaded by now where a stage computes (the stage registry imports it); a job
+    # that only decodes and encodes has no torch, and no pool to size or follow
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(torch_share(budget, budget.workers * budget.opencv))  # until measured
+        try:
+            torch.set_num_interop_threads(budget.interop)
+        except RuntimeError:  # only settable before inter-op work starts: a second run in one process
+            pass
     try:
         import cv2
         cv2.setNumThreads(budget.opencv)
@@ -245,7 +248,7 @@ def apply(threads: int | None = None, workers: int | None = None, encoders: int 
     _applied = budget
     # One per process, kept across engines and calls (a Ray actor runs many): what it has
     # measured stays, instead of each start waiting a second at the fixed split.
-    _follower = LoadFollower(budget) if budget.follows_load else None
+    _follower = LoadFollower(budget) if budget.follows_load and torch is not None else None
     return budget
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:  # only ``resize`` needs torch: encode's ``resize_to`` runs without it
+    import torch
 
 __all__ = ["INTERPOLATIONS", "target_size", "resize", "resize_to"]
 
@@ -126,6 +128,9 @@ def resize(x: torch.Tensor, size: tuple[int, int], *, interpolation: str = "bicu
     mode = INTERPOLATIONS[interpolation]
     kwargs = {"align_corners": False, "antialias": antialias} \
         if mode in ("bilinear", "bicubic") else {}
+    import torch
+    import torch.nn.functional as F
+
     flat = x.reshape(-1, c, h, w).to(torch.float32)
     out = F.interpolate(flat, size=(new_h, new_w), mode=mode, **kwargs)
     if mode == "bicubic":

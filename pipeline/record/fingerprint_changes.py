@@ -7,8 +7,12 @@ from typing import Any
 
 def amendment(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     """What a changed fingerprint may change without a restart: "variants" (branches added or
-    removed), "generate" (``generate:`` sources added or removed, the others unchanged), or
-    None (anything else: refused)."""
+    removed), "generate" (``generate:`` sources added or removed, the others unchanged),
+    "precision" (dropped from a chain that only decodes and encodes: its bytes never depended
+    on it; ledgers written before such chains left it out), or None (anything else: refused)."""
+    if "precision" in old and "precision" not in new and {
+            k: v for k, v in old.items() if k != "precision"} == new:
+        return "precision"
     if only_branches_added_or_removed(old, new):
         return "variants"
     if only_generators_added_or_removed(old, new):

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..hashing import file_sha256  # noqa: F401  (stages name weights files by it)
 from ..machine.context import RunContext
+
+if TYPE_CHECKING:  # torch is imported by the stages that compute, when a job names one
+    import torch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +38,9 @@ class Stage:
     #: called as ``stage(x, keys)``, each image's key beside it (its output path under the
     #: output folder; a clip's for each of its frames): for what is drawn per image
     per_image: ClassVar[bool] = False
+    #: whether it computes on the device: a chain of stages that do not (decode, encode) runs
+    #: without torch, whose import would be most of its start-up
+    computes: ClassVar[bool] = True
     #: params added after outputs were made, left out of the fingerprint at these values
     quiet_defaults: ClassVar[dict[str, Any]] = {}
 
@@ -103,4 +107,6 @@ def split_alpha(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 def join_alpha(rgb: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:
+    import torch
+
     return rgb if alpha is None else torch.cat([rgb, alpha.to(rgb.dtype)], dim=-3)

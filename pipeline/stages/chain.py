@@ -1,12 +1,13 @@
 """A chain of stages run on a batch, each stage's failure named, and the NaN check after each."""
 from __future__ import annotations
 
-from typing import Sequence
-
-import torch
+from typing import TYPE_CHECKING, Sequence
 
 from ..errors import MediaError
 from .base import Stage
+
+if TYPE_CHECKING:  # only chains that compute call these, and torch is loaded by then
+    import torch
 
 
 class StageFailed(Exception):
@@ -34,6 +35,8 @@ def check_finite(stage: str, x: torch.Tensor) -> None:
     """NaN or Inf would be written as black or white pixels and the job would exit 0: fail
     the batch instead (the image way then retries image by image, so only the images
     that really break fail)."""
+    import torch
+
     if x.is_floating_point() and x.numel() and not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).sum())
         raise StageFailed(stage, ValueError(

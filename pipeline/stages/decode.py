@@ -17,3 +17,4 @@ from .registry import register
 class Decode(Stage):
     name = "decode"
     kind = "decode"
+    computes = False

@@ -67,6 +67,7 @@ class EncodeParams:
 class Encode(Stage):
     name = "encode"
     kind = "encode"
+    computes = False
     Params = EncodeParams
 
     def output_relpath(self, source_rel: PurePath, kind: str = "image") -> PurePath:

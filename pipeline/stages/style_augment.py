@@ -22,7 +22,6 @@ the order, the number of workers or machines, or where a killed run resumed.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,7 +30,7 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
-from ..hashing import file_sha256
+from ..hashing import draw_seed, file_sha256
 from ..models.checkpoints import load_ghiasi, read_state_dict
 from ..models.magenta import EMBEDDING_SIZE, EmbeddingStylizer
 from ..typed_yaml import ParamError
@@ -141,12 +140,6 @@ class StyleAugment(NetworkStage):
 
     def from_net(self, y: torch.Tensor) -> torch.Tensor:
         return y * 255.0
-
-
-def draw_seed(seed: int, key: str) -> int:
-    """A 63-bit generator seed from the job's seed and an image's key (SHA-256 of both)."""
-    digest = hashlib.sha256(f"{seed}\0{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def _published(path: Path, predictor_family: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,15 +19,16 @@ in the stored (gamma-encoded) RGB values: ``strength * out + (1 - strength) * in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import JobError, WeightsError
 from ..machine.context import RunContext
 from ..ops.resize import resize
 from .base import Stage
 from .registry import get_stage, register
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class Variants(Stage):
             return out
         if out.shape[-2:] != x.shape[-2:]:
             x = resize(x, tuple(out.shape[-2:]), interpolation="bilinear")
+        import torch  # loaded by now: a branch's stages computed ``out``
+
         return torch.lerp(x.to(out.dtype), out, strength)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

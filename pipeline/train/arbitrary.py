@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from safetensors.torch import save as safetensors_bytes
 
 from ..hashing import file_sha256
-from ..machine.context import DTYPES
+from ..machine.context import dtypes
 from ..media.atomic import atomic_write
 from ..models.adain import CONTENT_LAYER, STYLE_LAYERS, AdaINDecoder, AdaINEncoder
 from ..models.checkpoints import ADAIN_ENCODER, load_adain_decoder
@@ -143,7 +143,7 @@ class ArbitraryTrainer:
             self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=opts.d_lr, betas=(0.5, 0.999))
 
     def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=DTYPES[self.precision],
+        return torch.autocast(self.device.type, dtype=dtypes()[self.precision],
                               enabled=self.precision != "fp32")
 
     def losses(self, content: torch.Tensor, style: torch.Tensor, *, picture: bool = False,

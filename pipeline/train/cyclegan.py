@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import JobError
-from ..machine.context import DTYPES, resolve_device, resolve_precision
+from ..machine.context import dtypes, resolve_device, resolve_precision
 from ..media.images import write_image
 from ..models.cyclegan import NLayerDiscriminator, ResnetGenerator
 from . import cyclegan_io as io
@@ -113,7 +113,7 @@ class CycleGanTrainer:
         self.pool_fake_B = ImagePool(opts.pool_size, _derive_seed(opts.seed, "pool B"))
 
     def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=DTYPES[self.precision],
+        return torch.autocast(self.device.type, dtype=dtypes()[self.precision],
                               enabled=self.precision != "fp32")
 
     def to_net(self, rgb: torch.Tensor) -> torch.Tensor:

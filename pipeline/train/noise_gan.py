@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save as safetensors_bytes
 
-from ..machine.context import DTYPES
+from ..machine.context import dtypes
 from ..media.atomic import atomic_write
 from ..models.pytorch_gan import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from . import cyclegan_io as io
@@ -150,7 +150,7 @@ class GanTrainer:
         self.scaler_D = torch.amp.GradScaler(device.type, enabled=fp16)
 
     def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=DTYPES[self.precision],
+        return torch.autocast(self.device.type, dtype=dtypes()[self.precision],
                               enabled=self.precision != "fp32")
 
     def to_net(self, images: torch.Tensor) -> torch.Tensor:

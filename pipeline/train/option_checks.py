@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..machine.context import DTYPES
+from ..machine.context import DTYPE_NAMES
 
 
 def positive_ints(opts: object, *names: str) -> None:
@@ -22,8 +22,8 @@ def non_negative_numbers(opts: object, *names: str) -> None:
 
 
 def precision(value: str) -> None:
-    if value not in ("auto", *DTYPES):
-        raise ValueError(f"precision must be auto, {', '.join(DTYPES)}; got {value!r}")
+    if value not in ("auto", *DTYPE_NAMES):
+        raise ValueError(f"precision must be auto, {', '.join(DTYPE_NAMES)}; got {value!r}")
 
 
 def safetensors_out(out: Path) -> None:

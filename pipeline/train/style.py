@@ -36,7 +36,7 @@ import torch
 
 from ..errors import JobError, WeightsError
 from ..hashing import file_sha256
-from ..machine.context import DTYPES, resolve_device, resolve_precision
+from ..machine.context import dtypes, resolve_device, resolve_precision
 from ..media.atomic import atomic_write
 from ..media.images import read_image, write_image
 from ..models.checkpoints import load_fast_style
@@ -113,7 +113,7 @@ def train_style(opts: StyleTrainOptions, on_step: Callable[[StepReport], None] |
     model = model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    autocast = dict(device_type=device.type, dtype=DTYPES[precision], enabled=precision != "fp32")
+    autocast = dict(device_type=device.type, dtype=dtypes()[precision], enabled=precision != "fp32")
 
     step, elapsed, window = 0, 0.0, _LogWindow()
     if latest is not None:

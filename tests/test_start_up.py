@@ -1,0 +1,81 @@
+"""Issue 30 item 3: a job that only decodes and encodes starts without torch.
+
+Its import was most of such a job's start-up (1.7 s of a 1080p one-frame transcode against
+0.2 s for a bare PyAV one).  The stage registry imports a stage's module when a job names it,
+the run context resolves the device when a stage computes, and the ways pass frames through
+untouched when no stage is there (benchmarks/render_box.py measures the start-up).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.clips import make_clip
+from tests.conftest import REPO, make_photos, write_job
+from tests.test_shards import dataset_shard
+
+_RUN = ("import sys, runpy\nsys.argv = ['run_pipeline.py'] + sys.argv[1:]\n"
+        "try:\n    runpy.run_path('run_pipeline.py', run_name='__main__')\n"
+        "except SystemExit as exc:\n    code = exc.code\n"
+        "print('exit', code, 'torch', 'torch' in sys.modules)\n")
+
+
+def _run(*args: str) -> tuple[int, bool, str]:
+    """``run_pipeline.py ARGS`` in a process of its own: exit code, whether torch was imported."""
+    shown = subprocess.run([sys.executable, "-c", _RUN, *args], capture_output=True, text=True,
+                           timeout=180, cwd=REPO)
+    words = shown.stdout.split()
+    assert words[-4] == "exit", shown.stdout + shown.stderr
+    return int(words[-3]), words[-1] == "True", shown.stderr
+
+
+def _sources(tmp_path: Path) -> str:
+    (tmp_path / "clips").mkdir()
+    make_clip(tmp_path / "clips" / "walk.mp4", frames=12, size=(64, 48))
+    make_photos(tmp_path / "photos", 3, size=(24, 32))
+    dataset_shard(tmp_path / "shards" / "train-0000.tar", seed=1)
+    return "sources: [{videos: clips/}, {images: photos/}, {shards: shards/}]\n"
+
+
+def test_a_job_that_only_decodes_and_encodes_never_imports_torch(tmp_path: Path) -> None:
+    """Clips, images and shards, run and resumed; the same job with a stage that computes (a
+    resize by 1: a float round trip) imports torch and writes the same images and shards, which
+    is what the untouched frames must give."""
+    sources = _sources(tmp_path)
+    plain = write_job(tmp_path, sources + "output: plain\nstages: [decode, {encode: {video: "
+                      "{segment_seconds: 0.25}}}]\n", name="plain.yaml")
+    code, torch_loaded, err = _run(str(plain))
+    assert code == 0 and not torch_loaded, err
+    assert (tmp_path / "plain" / "walk.mp4").stat().st_size > 0
+    code, torch_loaded, err = _run(str(plain))  # a rerun: everything skipped, still no torch
+    assert code == 0 and not torch_loaded and "skipping" in err, err
+
+    computed = write_job(tmp_path, sources.replace("[{videos: clips/}, ", "[") + (
+        "output: computed\nstages: [decode, {resize: {scale: 1, multiple_of: 1}}, encode]\n"),
+        name="computed.yaml")
+    code, torch_loaded, err = _run(str(computed))
+    assert code == 0 and torch_loaded, err
+    for name in ("img000.png", "img001.png", "img002.png", "train-0000.tar"):
+        assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "computed" / name).read_bytes()
+
+
+def test_a_decode_encode_ledger_that_names_a_precision_still_resumes(tmp_path: Path) -> None:
+    """Such a chain's fingerprint no longer holds the precision (its bytes never depended on
+    it); a ledger written when it did is read as the same job, not refused as a changed one."""
+    make_photos(tmp_path / "photos", 2, size=(24, 32))
+    job = write_job(tmp_path, "sources: [{images: photos/}]\noutput: out\nstages: [decode, encode]\n")
+    assert _run(str(job))[0] == 0
+    ledger = tmp_path / "out" / ".ledger.jsonl"
+    lines = ledger.read_text().splitlines()
+    header = json.loads(lines[0])
+    assert "precision" not in header["fingerprint"]
+    header["fingerprint"] = {"precision": "fp32", **header["fingerprint"]}  # as written before
+    ledger.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    code, _, err = _run(str(job))
+    assert code == 0 and "skipping 2 done" in err, err
+    changed = {**header, "fingerprint": {**header["fingerprint"], "stages": []}}
+    ledger.write_text("\n".join([json.dumps(changed), *lines[1:]]) + "\n")
+    code, _, err = _run(str(job))  # a real change is still refused
+    assert code == 2 and "the job changed" in err, err
