@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from pipeline.machine.progress import Reporter, duration
-from tests.conftest import REPO, make_photos, style_weights, write_job  # noqa: F401 (a fixture)
+from tests.conftest import REPO, make_photos, write_job
 from tests.test_run_video import _job, _kill_mid_video, _ledger, make_clip
 
 KEYS = {"time", "job", "units_done", "units_total", "frames_done", "frames_total", "fps", "eta_s",
