@@ -399,6 +399,7 @@ def _spy_smoothing(monkeypatch) -> tuple[list, list]:
 
     seen, planes = [], []
     stages, scan_planes = VideoWay._stages, TemporalSmooth.scan_planes
+    scan_host = TemporalSmooth.scan_planes_host
 
     def spy_stages(self, clip, frames, *rest):
         seen.extend(type(f).__name__ for f in frames)
@@ -408,8 +409,13 @@ def _spy_smoothing(monkeypatch) -> tuple[list, list]:
         planes.append(len(guides))
         return scan_planes(self, y, uv, guides, prev)
 
+    def spy_host(self, frames, guides, prev):
+        planes.append(len(guides))
+        return scan_host(self, frames, guides, prev)
+
     monkeypatch.setattr(VideoWay, "_stages", spy_stages)
     monkeypatch.setattr(TemporalSmooth, "scan_planes", spy_scan)
+    monkeypatch.setattr(TemporalSmooth, "scan_planes_host", spy_host)
     return seen, planes
 
 
@@ -426,16 +432,20 @@ def test_smoothing_last_smooths_the_encoders_planes_and_never_makes_rgb(tmp_path
     no stage before it the decoded planes go up as they are (the flow takes small RGB frames
     from them), and the video is the RGB smoothing's within 2 levels on average (the RGB path's
     reading call rounds about 1.3 levels dark, see tests/test_colour.py).  Stopped and resumed in a
-    fresh engine, it is byte for byte the uninterrupted run's."""
+    fresh engine, it is byte for byte the uninterrupted run's.  On the CPU the planes are smoothed
+    in numpy and OpenCV (no torch, issue 30): the same bytes as through torch, resumed either way."""
     from pipeline.engine.video import VideoWay
 
     seen, planes = _spy_smoothing(monkeypatch)
     _, straight = _run_clip_job(_smoothing_job(tmp_path, "planes", []))
     assert set(seen) == {"Planes"} and len(seen) == sum(planes) == 20
     first, _ = _run_clip_job(_smoothing_job(tmp_path, "stopped", []), stop_after_frames=8, delay=0.01)
+    monkeypatch.setattr(VideoWay, "host_smoothing", False)  # resumed through torch
     second, resumed = _run_clip_job(_smoothing_job(tmp_path, "stopped", []))
     assert first.interrupted and second.done == 1 and second.frames < 20
     assert resumed.read_bytes() == straight.read_bytes()
+    _, through_torch = _run_clip_job(_smoothing_job(tmp_path, "torch", []))
+    assert through_torch.read_bytes() == straight.read_bytes()
     monkeypatch.setattr(VideoWay, "smooth_planes", False)
     seen.clear(), planes.clear()
     _, rgb = _run_clip_job(_smoothing_job(tmp_path, "rgb", []))

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipeline.machine.context import cpu_only_torch
 from tests.clips import make_clip
 from tests.conftest import REPO, make_photos, write_job
 from tests.test_shards import dataset_shard
@@ -79,3 +80,22 @@ def test_a_decode_encode_ledger_that_names_a_precision_still_resumes(tmp_path: P
     ledger.write_text("\n".join([json.dumps(changed), *lines[1:]]) + "\n")
     code, _, err = _run(str(job))  # a real change is still refused
     assert code == 2 and "the job changed" in err, err
+
+
+def test_a_clip_smoothed_on_the_cpu_with_no_model_never_imports_torch(tmp_path: Path) -> None:
+    """temporal_smooth alone before a yuv420p encoder, on the CPU (``auto`` with this CPU-only
+    build of torch, or ``cpu``): the planes are smoothed in numpy and OpenCV, and the video is
+    the same bytes as through torch (tests/test_engine.py compares the two paths)."""
+    (tmp_path / "clips").mkdir()
+    make_clip(tmp_path / "clips" / "walk.mp4", frames=12, size=(64, 48))
+    for device in ("cpu", "auto"):
+        job = write_job(tmp_path, f"""
+            sources: [{{videos: clips/}}]
+            output: out_{device}
+            device: {device}
+            stages: [decode, temporal_smooth, encode]
+            """, name=f"{device}.yaml")
+        code, torch_loaded, err = _run(str(job))
+        # auto asks torch whether there is a GPU, unless it is a CPU-only build (as CI's)
+        assert code == 0 and torch_loaded == (device == "auto" and not cpu_only_torch()), err
+    assert (tmp_path / "out_cpu" / "walk.mp4").read_bytes() == (tmp_path / "out_auto" / "walk.mp4").read_bytes()

@@ -84,6 +84,14 @@ def device_colour(info: VideoInfo) -> tuple[int, bool] | None:
     return tags["colorspace"], tags["color_range"] == 2
 
 
+def scratch_frames(images: list) -> np.ndarray | dict[str, np.ndarray]:
+    """What a scratch part saves of its frames (``load_scratch`` reads it back): RGB stacked,
+    or the decoder's planes stacked plane by plane."""
+    if isinstance(images[0], Planes):
+        return {name: np.stack([getattr(p, name) for p in images]) for name in "yuv"}
+    return np.stack(images)
+
+
 def load_scratch(path: Path) -> list[tuple[np.ndarray | Planes, int, int | None]]:
     """A scratch part's frames: RGB (``frames``), or the decoder's planes (``y``, ``u``, ``v``)."""
     with np.load(path) as data:

@@ -103,3 +103,20 @@ class SegmentJob:
             if not committed:
                 Path(self.partial).unlink(missing_ok=True)
             self.finished.set()
+
+
+def clip_segment(way, clip, index: int, partial: Path, cancelled: Callable[[], bool],
+                 previous: SegmentJob | None) -> SegmentJob:
+    """Segment ``index`` of ``clip`` for the video way ``way``: encoded by the job's encode
+    stage, committed through the engine's commits, a failure failing the clip."""
+    engine, key = way.engine, clip.unit.key
+
+    def commit(path: Path, **args) -> None:
+        engine.commits.commit_segment(key, index, path, **args)
+        engine.count(segments=1)
+
+    return SegmentJob(
+        index, partial, cancelled=cancelled, previous=previous, commit=commit,
+        open_writer=lambda path: engine.encode.open_segment(path, clip.info, clip.unit.output_rel),
+        fail=lambda exc: engine.fail(way, clip.unit, engine.encode.name, exc),
+        timing=lambda frames: engine.times.timing("encode", frames))

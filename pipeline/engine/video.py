@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -28,13 +27,14 @@ from ..errors import MediaError
 from ..job.plan import Unit
 from ..machine.memory import host_available_bytes
 from ..machine.threads import current as thread_budget
-from ..media.video import Planes, VideoInfo
+from ..media.video import PASS_THROUGH_FORMATS, Planes, VideoInfo
 from ..media.video_write import check_frame_size
 from ..ops.colour_host import yuv420_to_rgb_small
 from ..stages.chain import StageFailed, run_stages
 from .batcher import Batch, Piece
-from .clips import Clip, Computed, Frame, device_colour, load_scratch, resume_problem
-from .segments import SegmentJob
+from .clips import (Clip, Computed, Frame, device_colour, load_scratch, resume_problem,
+                    scratch_frames)
+from .segments import SegmentJob, clip_segment
 from .way import Way
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ class VideoWay(Way):
     ordered = True
     device_colour: bool | None = None  # convert 4:2:0 on the device; None: on CUDA only
     smooth_planes: bool = True  # False: temporal_smooth always on RGB (to compare the two)
+    host_smoothing: bool = True  # False: on a CPU too, the planes go through torch (to compare)
 
     def __init__(self, engine: RunState, variant: str | None = None) -> None:
         super().__init__(engine, variant)
@@ -71,13 +72,16 @@ class VideoWay(Way):
         # for RGB->YUV in torch against 39 for the round to uint8 and libswscale).
         self._yuv420 = engine.encode.params.video.pix_fmt == "yuv420p"
         self._device_colour = (self.device_colour if self.device_colour is not None
-                               else not self._pass_through and engine.ctx.device.type == "cuda")
+                               else not self._pass_through and engine.ctx.device_type == "cuda")
         # temporal_smooth last before a yuv420p encoder smooths the encoder's planes, not RGB:
         # the same blend (linear, it commutes with the colour matrix), on half the pixels, and
         # with no stage before it no RGB at all (TemporalSmooth.scan_planes).  Per clip, where
         # the device knows the clip's matrix (``device_colour``).
         self._smooth_planes = (self.smooth_planes and self.temporal is not None and not self.after
                                and self._yuv420)
+        # ... and with nothing before it on a CPU, in numpy and OpenCV: no torch at all
+        self._host_planes = (self._smooth_planes and not self.before and self.host_smoothing
+                             and engine.ctx.device_type == "cpu")
 
     def queue_size(self, workers: int) -> int:
         """Frames (of any clip) read ahead of the device: a few per clip in flight, so that the
@@ -132,12 +136,14 @@ class VideoWay(Way):
         engine, info = self.engine, self._infos[unit.key]
         frames_before, segments, scratch = self._resume_point(unit)
         last = scratch[-1] if scratch else segments[-1] if segments else None  # where to resume
-        smoothing = None
+        smoothing, colour = None, device_colour(info)
         if self.temporal is not None:
             hw = (info.height, info.width)
             for stage in self.before:
                 hw = stage.output_size(*hw)
-            smoothing = self.temporal.clip_state(hw, engine.ctx.device)
+            host = (self._host_planes and colour is not None and not info.rotation  # planes
+                    and info.pix_fmt in PASS_THROUGH_FORMATS)  # come as decoded (video_read)
+            smoothing = self.temporal.clip_state(hw, None if host else engine.ctx.device)
         problem = resume_problem(last, scratch, smoothing, segments)
         if problem:  # a resume file that does not load: the clip starts over, said
             _log.warning("%s: %s; the clip starts over", unit.source, problem)
@@ -147,7 +153,6 @@ class VideoWay(Way):
                 smoothing.load_state_dict(None)
         seconds = engine.encode.params.video.segment_seconds
         segment_frames = max(1, round(seconds * float(info.rate or 25)))
-        colour = device_colour(info)
         clip = Clip(unit=unit, info=info, first_segment=len(segments), frames_before=frames_before,
                      segment_frames=segment_frames, smoothing=smoothing, scratch=scratch,
                      resume_from=last, encoders=self._encoders_for(unit, segment_frames),
@@ -268,6 +273,12 @@ class VideoWay(Way):
         ctx, times, n = self.engine.ctx, self.engine.times, len(frames)
         if self._pass_through:
             return list(frames), prev_out  # no stage: what was decoded goes to the encoder
+        if clip.smoothing is not None and clip.smoothing.device is None:  # ``_host_planes``
+            with times.timing("smoothing", n):
+                try:
+                    return self.temporal.scan_planes_host(frames, guides, prev_out)
+                except Exception as exc:
+                    raise StageFailed(self.temporal.name, exc) from exc
         import torch  # torch and the device only from here: a transcode never imports them
 
         from ..machine import device as dev
@@ -335,8 +346,8 @@ class VideoWay(Way):
                 jobs.pop(0)
             final = engine.commits.segment_path(clip.unit.key, index)
             final.parent.mkdir(parents=True, exist_ok=True)
-            new = self._segment_job(clip, index, engine.commits.partial(final), cancelled,
-                                    jobs[-1] if jobs else None)
+            new = clip_segment(self, clip, index, engine.commits.partial(final), cancelled,
+                               jobs[-1] if jobs else None)
             jobs.append(new)
             return new
 
@@ -392,33 +403,14 @@ class VideoWay(Way):
             # not at the end of a run of many clips.
             self._clips.pop(clip.unit.key, None)
 
-    def _segment_job(self, clip: Clip, index: int, partial: Path, cancelled,
-                     previous: SegmentJob | None) -> SegmentJob:
-        engine, key = self.engine, clip.unit.key
-
-        def commit(path: Path, **args) -> None:
-            engine.commits.commit_segment(key, index, path, **args)
-            engine.count(segments=1)
-
-        return SegmentJob(
-            index, partial, cancelled=cancelled, previous=previous, commit=commit,
-            open_writer=lambda path: engine.encode.open_segment(path, clip.info, clip.unit.output_rel),
-            fail=lambda exc: engine.fail(self, clip.unit, engine.encode.name, exc),
-            timing=lambda frames: engine.times.timing("encode", frames))
-
     def _save_scratch(self, clip: Clip, index: int, part: int, pending: list, frames_total: int,
                       done: Computed) -> None:
         """Segments close on frame counts (so a resumed clip decodes to the same frames), which
         at a slow model can be many minutes apart; between them, the frames encoded so far are
         saved losslessly with the state after them, so a kill costs about ``commit_every``."""
-        images = [image for image, _, _ in pending]
-        if isinstance(images[0], Planes):
-            stacked = {name: np.stack([getattr(p, name) for p in images]) for name in "yuv"}
-        else:
-            stacked = np.stack(images)
         with self.engine.times.timing("encode", 0):
             self.engine.commits.commit_scratch(
-                clip.unit.key, index, part, stacked,
+                clip.unit.key, index, part, scratch_frames([image for image, _, _ in pending]),
                 [pts for _, pts, _ in pending], [duration for _, _, duration in pending],
                 frames_total=frames_total, pts_adjusted=done.pts_adjusted, state=done.state)
 

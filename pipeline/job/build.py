@@ -83,12 +83,14 @@ def build_stages(job: Job, *, precision: str | None = None,
                  batch_size: int | None = None) -> tuple[RunContext, list[Stage]]:
     """The run context and the stages, without planning (a Ray worker needs no file list);
     ``precision`` and ``batch_size`` as the driver resolved them, else from the job.  The
-    device is resolved here, and a missing one refused, when a stage computes or the job
-    names a device other than ``auto`` or ``cpu``; a job that only decodes and encodes leaves
-    it unresolved and never imports torch (``RunContext``)."""
+    device is resolved here, and a missing one refused, when the job names one other than
+    ``auto`` or ``cpu``, or a stage computes and it may be a GPU; on the CPU it is resolved
+    when a stage first asks, so a job that only decodes and encodes (or only smooths, on the
+    CPU) never imports torch (``RunContext``)."""
     ctx = RunContext(device=job.device, precision=precision or job.precision,
                      batch_size=batch_size or job.batch_size)
-    if job.device not in ("auto", "cpu") or any(get_stage(s.name).computes for s in job.stages):
+    computes = any(get_stage(s.name).computes for s in job.stages)
+    if job.device not in ("auto", "cpu") or (computes and ctx.device_type != "cpu"):
         try:
             ctx.precision  # noqa: B018 - resolves the device, then the precision for it
         except (ValueError, RuntimeError) as exc:

@@ -47,7 +47,7 @@ class BatchSizer:
             if failed_size <= 1:
                 return False
             self._sizes[shape] = min(self._sizes.get(shape, failed_size), failed_size // 2)
-            if self.computes and self.ctx.device.type == "cuda":
+            if self.computes and self.ctx.device_type == "cuda":
                 import torch
 
                 torch.cuda.empty_cache()
@@ -56,7 +56,7 @@ class BatchSizer:
     def _initial(self, shape: tuple[int, ...]) -> int:
         if self.ctx.batch_size is not None:
             return self.ctx.batch_size
-        if not self.computes or self.ctx.device.type != "cuda":
+        if not self.computes or self.ctx.device_type != "cuda":
             return 1
         import torch
 

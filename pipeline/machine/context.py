@@ -47,11 +47,26 @@ class RunContext:
             return self._device
 
     @property
+    def device_type(self) -> str:
+        """"cpu" or "cuda": without importing torch where the answer is known without it (the
+        job asked for the CPU, or ``auto`` with a CPU-only build of torch installed)."""
+        if self._device is None and (self._asked[0] == "cpu" or (
+                self._asked[0] == "auto" and cpu_only_torch())):
+            return "cpu"
+        return self.device.type
+
+    @property
     def precision(self) -> str:
         """fp32 | fp16 | bf16, never auto (``auto`` resolved for the device)."""
-        if self._precision is None:
-            self._precision = resolve_precision(self._asked[1], self.device)
+        if self._precision is None:  # auto: on the CPU fp32 (``resolve_precision``), no torch
+            self._precision = "fp32" if self.device_type == "cpu" else \
+                resolve_precision(self._asked[1], self.device)
         return self._precision
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes a value of the working dtype takes (without importing torch)."""
+        return 4 if self.precision == "fp32" else 2
 
     @property
     def dtype(self) -> torch.dtype:
@@ -65,6 +80,18 @@ def dtypes() -> dict[str, torch.dtype]:
     import torch
 
     return {name: getattr(torch, dtype) for name, dtype in DTYPE_NAMES.items()}
+
+
+def cpu_only_torch() -> bool:
+    """Whether the installed torch is a CPU-only build (its version ends in ``+cpu``, as
+    PyTorch's CPU wheels are named), read from its metadata: CUDA can then never be available,
+    and ``auto`` is the CPU without importing torch (1.3 s here)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch").endswith("+cpu")
+    except PackageNotFoundError:
+        return False
 
 
 def resolve_device(requested: str) -> torch.device:

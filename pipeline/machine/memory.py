@@ -69,7 +69,7 @@ class Budget:
     """What one image may use: on the device (the chain) and on the host (decoding).
     On a CPU run both are the same pool and ``device_bytes == host_bytes``."""
 
-    device: torch.device | None  # None: no stage computes (decoding and encoding: the host)
+    device: torch.device | None  # None: the host (a CPU run, or no stage computes)
     device_bytes: int
     host_bytes: int
     source: str = "free"  # "free": measured; else what set it (the environment variable)
@@ -213,8 +213,7 @@ class MemoryGate:
                  budget: Budget | None = None) -> None:
         self.transforms = list(transforms)
         self.ctx = ctx
-        # no transform: decoding and encoding alone, on the host (and without torch)
-        self.itemsize = ctx.dtype.itemsize if self.transforms else 1
+        self.itemsize = ctx.itemsize
         self._budget = budget
         self._lock = threading.Lock()
 
@@ -222,7 +221,8 @@ class MemoryGate:
     def budget(self) -> Budget:
         with self._lock:
             if self._budget is None:
-                self._budget = measure_budget(self.ctx.device if self.transforms else None)
+                on_gpu = self.transforms and self.ctx.device_type != "cpu"
+                self._budget = measure_budget(self.ctx.device if on_gpu else None)
             return self._budget
 
     def fits(self, width: int, height: int, channels: int = 3) -> bool:
@@ -235,7 +235,7 @@ class MemoryGate:
         budget, need = self._need(width, height, channels)
         if need.device_bytes > budget.device_bytes:
             amount, stage, room = need.device_bytes, need.stage, budget.device_bytes
-            where = str(self.ctx.device) if self.transforms else "the host"
+            where = self.ctx.device_type if self.transforms else "the host"
         elif not budget.shared and need.host_bytes > budget.host_bytes:
             amount, stage, room, where = need.host_bytes, "decode", budget.host_bytes, "the host"
         else:

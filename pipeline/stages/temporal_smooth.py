@@ -20,17 +20,20 @@ restore it at a commit, and the engine never looks inside.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
+import cv2
 import numpy as np
-import torch
 
+from ..media.video import Planes
 from ..ops.flow import Guide, Guider
 from ..ops.smooth_host import sample_map, smooth_step, weight_map
-from ..ops.warp import blend_, resize_flow, resize_plane, warp
 from ..typed_yaml import ParamError
 from .base import Stage, join_alpha, split_alpha
 from .registry import register
+
+if TYPE_CHECKING:  # on a CPU, smoothing the encoder's planes needs no torch (scan_planes_host)
+    import torch
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,9 @@ class TemporalSmooth(Stage):
                       fb_beta=p.consistency_px, reset_below=p.reset_below,
                       boundary_radius=p.boundary_radius, boundary_jump=p.boundary_jump)
 
-    def clip_state(self, frame_hw: tuple[int, int], device: torch.device) -> ClipState:
-        """A new clip's state, for frames of ``frame_hw`` as this stage receives them."""
+    def clip_state(self, frame_hw: tuple[int, int], device: torch.device | None) -> ClipState:
+        """A new clip's state, for frames of ``frame_hw`` as this stage receives them; device
+        None: smoothed by ``scan_planes_host``, its state in host arrays."""
         return ClipState(self.make_guider(frame_hw), device)
 
     def scan(self, x: torch.Tensor, guides: Sequence[Guide],
@@ -139,6 +143,32 @@ class TemporalSmooth(Stage):
         (y, uv), last = self._scan_layers([y, uv], guides, None if prev_out is None else list(prev_out))
         return y, uv, (last[0], last[1])
 
+    def scan_planes_host(self, frames: Sequence[Planes], guides: Sequence[Guide],
+                         prev_out: tuple[np.ndarray, np.ndarray] | None
+                         ) -> tuple[list[Planes], tuple[np.ndarray, np.ndarray] | None]:
+        """``scan_planes`` where the device is the CPU and no other stage computes: decoded
+        4:2:0 ``Planes`` in, the encoder's uint8 ``Planes`` out, through numpy and OpenCV alone
+        (a job that only smooths never imports torch).  ``prev_out``: the last output's (luma
+        H x W x 1, chroma h x w x 2) float32.  The same bytes as ``scan_planes`` and the
+        engine's rounding (``machine.device.to_host_uint8``: OpenCV's saturating cast)."""
+        if not all(isinstance(f, Planes) for f in frames):
+            raise ValueError("the clip's frames stopped coming as 8-bit 4:2:0 planes mid-stream "
+                             "(its pixel format changed); convert it to one format first")
+        layers = [[f.y[..., None].astype(np.float32) for f in frames],
+                  [cv2.merge([f.u, f.v]).astype(np.float32) for f in frames]]
+        if len(guides) != len(frames):
+            raise ValueError(f"temporal_smooth got {len(frames)} frames but {len(guides)} guides")
+        if prev_out is not None and frames and [p.shape for p in prev_out] != [
+                layers[0][0].shape, layers[1][0].shape]:
+            raise ValueError(f"prev_out has shapes {[p.shape for p in prev_out]}, expected "
+                             f"{[layers[0][0].shape, layers[1][0].shape]}: the frame size changed")
+        if not frames:
+            return [], prev_out
+        (lumas, chromas), last = self._blend_host(layers, guides, None if prev_out is None else list(prev_out))
+        rounded = [(cv2.add(y[..., 0], 0.0, dtype=cv2.CV_8U), cv2.split(cv2.add(uv, 0.0, dtype=cv2.CV_8U)))
+                   for y, uv in zip(lumas, chromas)]
+        return [Planes(y, u, v) for y, (u, v) in rounded], (last[0], last[1])
+
     def _scan_layers(self, layers: list[torch.Tensor], guides: Sequence[Guide],
                      prev: list[torch.Tensor] | None, host: bool | None = None
                      ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -147,6 +177,10 @@ class TemporalSmooth(Stage):
         On a CPU (``host``) through ``ops.smooth_host``, elsewhere through torch."""
         if host if host is not None else layers[0].device.type == "cpu":
             return self._scan_host(layers, guides, prev)
+        import torch
+
+        from ..ops.warp import blend_, warp
+
         guide_maps = {}
         for layer in layers:  # the flow and confidence at each size, once
             size = tuple(layer.shape[-2:])
@@ -173,16 +207,28 @@ class TemporalSmooth(Stage):
 
     def _scan_host(self, layers: list[torch.Tensor], guides: Sequence[Guide],
                    prev: list[torch.Tensor] | None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """``_scan_layers`` on host memory, frames as H x W x C arrays (no torch operation: see
-        ``ops.smooth_host``); outputs are [N, C, h, w] views of them."""
+        """``_scan_layers`` on host memory (``_blend_host``); outputs are [N, C, h, w] views."""
+        import torch
+
+        frames = [[layer[i].to(torch.float32).permute(1, 2, 0).numpy() for i in range(len(layer))]
+                  for layer in layers]
+        outs, last = self._blend_host(frames, guides, None if prev is None else [_hwc(p) for p in prev])
+        stacked = [torch.from_numpy(o[0][None] if len(o) == 1 else np.stack(o)).permute(0, 3, 1, 2)
+                   for o in outs]
+        return stacked, [torch.from_numpy(o).permute(2, 0, 1) for o in last]
+
+    def _blend_host(self, layers: list[list[np.ndarray]], guides: Sequence[Guide],
+                    last: list[np.ndarray] | None) -> tuple[list[list[np.ndarray]], list[np.ndarray]]:
+        """The blend on each layer's frames (H x W x C float32 arrays; no torch operation: see
+        ``ops.smooth_host``); ``last``: each layer's previous output, contiguous.  Returns the
+        outputs and the last output of each layer."""
         strength = float(self.params.strength)
-        last = None if prev is None else [_hwc(p) for p in prev]
         outs: list[list[np.ndarray]] = [[] for _ in layers]
         for i, guide in enumerate(guides):
             maps: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
             new = []
-            for k, layer in enumerate(layers):
-                cur = layer[i].to(torch.float32).permute(1, 2, 0).numpy()
+            for k, frames in enumerate(layers):
+                cur = frames[i]
                 size = cur.shape[:2]
                 if last is None or guide.reset or strength == 0.0:
                     out = np.array(cur, np.float32, order="C")
@@ -194,14 +240,12 @@ class TemporalSmooth(Stage):
                 outs[k].append(out)
                 new.append(out)
             last = new
-        stacked = [torch.from_numpy(o[0][None] if len(o) == 1 else np.stack(o)).permute(0, 3, 1, 2)
-                   for o in outs]
-        return stacked, [torch.from_numpy(o).permute(2, 0, 1) for o in last]
+        return outs, last
 
 
 def _hwc(x: torch.Tensor) -> np.ndarray:
     """[C, H, W] on the host -> contiguous H x W x C float32 (a view where it already is)."""
-    return np.ascontiguousarray(x.to(torch.float32).permute(1, 2, 0).numpy())
+    return np.ascontiguousarray(x.float().permute(1, 2, 0).numpy())
 
 
 def _check(n: int, guides: Sequence[Guide], prev_out, shapes: list[tuple[int, ...]]) -> None:
@@ -209,7 +253,7 @@ def _check(n: int, guides: Sequence[Guide], prev_out, shapes: list[tuple[int, ..
         raise ValueError(f"temporal_smooth got {n} frames but {len(guides)} guides")
     if prev_out is None:
         return
-    given = [prev_out] if isinstance(prev_out, torch.Tensor) else list(prev_out)
+    given = list(prev_out) if isinstance(prev_out, (tuple, list)) else [prev_out]
     if [tuple(p.shape) for p in given] != shapes:
         raise ValueError(f"prev_out has shape {[tuple(p.shape) for p in given]}, expected {shapes}: "
                          "the frame size changed within a clip")
@@ -218,35 +262,44 @@ def _check(n: int, guides: Sequence[Guide], prev_out, shapes: list[tuple[int, ..
 class ClipState:
     """One clip's smoothing state.  The input side (``guider``) advances in the decode thread,
     ahead of the device; the output side (``prev_out``) on the device: the last output frame,
-    [3, H, W] RGB, or its (luma, chroma) where the clip is smoothed as 4:2:0 planes.  So a
-    saved state pairs the device's ``prev_out`` with the guider's state as it was after the
-    same frame (``input_state``, taken in the decode thread when that frame's batch was cut)."""
+    [3, H, W] RGB, or its (luma, chroma) where the clip is smoothed as 4:2:0 planes; with no
+    device (``scan_planes_host``) those planes as host arrays, H x W x C.  So a saved state
+    pairs the device's ``prev_out`` with the guider's state as it was after the same frame
+    (``input_state``, taken in the decode thread when that frame's batch was cut).  Saved
+    planes are [C, H, W] float32 either way: a clip resumes on the host or on a device."""
 
-    def __init__(self, guider: Guider, device: torch.device) -> None:
+    def __init__(self, guider: Guider, device: torch.device | None) -> None:
         self.guider = guider
         self.device = device
-        self.prev_out: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None
+        self.prev_out: torch.Tensor | tuple | None = None
 
     def state_dict(self, input_state: np.ndarray | None) -> dict[str, np.ndarray] | None:
         """What a resumed clip needs after the frame ``input_state`` was taken at (None before
         the first output)."""
         if self.prev_out is None:
             return None
-        if isinstance(self.prev_out, torch.Tensor):
+        if not isinstance(self.prev_out, tuple):
             return {"prev_out": _host(self.prev_out), "prev_input": input_state}
-        luma, chroma = self.prev_out
-        return {"prev_luma": _host(luma), "prev_chroma": _host(chroma), "prev_input": input_state}
+        luma, chroma = (np.ascontiguousarray(p.transpose(2, 0, 1)) if self.device is None
+                        else _host(p) for p in self.prev_out)
+        return {"prev_luma": luma, "prev_chroma": chroma, "prev_input": input_state}
 
     def load_state_dict(self, state: dict[str, np.ndarray] | None) -> None:
         """Continue after a saved state (None: from a clip's start)."""
         self.guider.restore(None if state is None else state["prev_input"])
         if state is None:
             self.prev_out = None
-        elif "prev_out" in state:
-            self.prev_out = torch.from_numpy(state["prev_out"]).to(self.device)
+        elif self.device is None:  # smoothed on the host, as planes
+            self.prev_out = tuple(np.ascontiguousarray(state[k].astype(np.float32).transpose(1, 2, 0))
+                                  for k in ("prev_luma", "prev_chroma"))
         else:
-            self.prev_out = (torch.from_numpy(state["prev_luma"]).to(self.device),
-                             torch.from_numpy(state["prev_chroma"]).to(self.device))
+            import torch
+
+            if "prev_out" in state:
+                self.prev_out = torch.from_numpy(state["prev_out"]).to(self.device)
+            else:
+                self.prev_out = (torch.from_numpy(state["prev_luma"]).to(self.device),
+                                 torch.from_numpy(state["prev_chroma"]).to(self.device))
 
 
 def _host(x: torch.Tensor) -> np.ndarray:
@@ -256,6 +309,10 @@ def _host(x: torch.Tensor) -> np.ndarray:
 def _upload(guides: Sequence[Guide], device: torch.device,
             size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Flow [N, 2, H, W] and confidence [N, 1, H, W], float32 on ``device``."""
+    import torch
+
+    from ..ops.warp import resize_flow, resize_plane
+
     flow = torch.from_numpy(np.stack([g.flow for g in guides])).permute(0, 3, 1, 2)
     conf = torch.from_numpy(np.stack([g.confidence for g in guides]))[:, None]
     if device.type == "cuda":
