@@ -14,7 +14,8 @@ own, one after the other in turn, start-up included:
   is not installed.
 
 Wall time is this process's clock around each child; CPU time is the child's own (rusage from
-``os.wait4``).  It prints every run, the medians and ours over the peer.  The pictures: the
+``os.wait4``).  Children run with Python's bytecode caches, as on a user's machine, after one
+untimed run of each (``benchmarks/processes.py``: ``user_env``, ``warm``).  It prints every run, the medians and ours over the peer.  The pictures: the
 photos in ``../shared/media/photos`` (and crops of them) scaled to at most ``--max-side``, or
 synthetic ones when that folder is missing; sizes vary, as a real folder's do.
 """
@@ -33,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO.parent / "shared" / "media" / "photos"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from processes import child, medians  # noqa: E402  (benchmarks/processes.py)
+from processes import child, medians, warm  # noqa: E402  (benchmarks/processes.py)
 
 
 def make_pictures(folder: Path, count: int, max_side: int) -> None:
@@ -82,6 +83,7 @@ def main() -> None:
         peer_argv = [peer, "stylize", str(folder / "in"), "-s", args.style, "-o", str(folder / "peer"),
                      "--max-size", str(args.max_side), "--device", "cpu"]
         runs: dict[str, list[tuple[float, float]]] = {"ours": [], "peer": []}
+        warm(ours_argv, peer_argv)  # bytecode caches written, the pictures in the page cache
         for _ in range(args.repeat):
             runs["ours"].append(child(ours_argv)[:2])
             shutil.rmtree(folder / "peer", ignore_errors=True)

@@ -68,8 +68,11 @@ def smooth_step(current: np.ndarray, previous: np.ndarray, samples: np.ndarray,
     if current.ndim != 3 or previous.shape != current.shape or current.shape[2] > 4:
         raise ValueError(f"smooth_step expects two H x W x C frames (C <= 4), got "
                          f"{current.shape} and {previous.shape}")
-    out = cv2.remap(previous, samples, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    out = out.reshape(current.shape)  # remap drops a single channel's axis
+    if current.shape[2] == 2:  # OpenCV's 2-channel remap has no fast path: 10.6 ms a 1080p
+        # frame's chroma against 7.6 for the two planes apart, split and merged (float32)
+        out = cv2.merge([_warp(plane, samples) for plane in cv2.split(previous)])
+    else:
+        out = _warp(previous, samples).reshape(current.shape)  # remap drops a single channel's axis
     if not current.flags.c_contiguous:
         current = np.ascontiguousarray(current)
     if current.shape[2] > 1:  # one weight per pixel, for each channel
@@ -80,3 +83,8 @@ def smooth_step(current: np.ndarray, previous: np.ndarray, samples: np.ndarray,
     cv2.add(out, current, dst=out)
     np.clip(out, 0.0, 255.0, out=out)
     return out
+
+
+def _warp(image: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """Bicubic (Keys, a = -0.75: ``grid_sample``'s), the border replicated."""
+    return cv2.remap(image, samples, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
