@@ -15,6 +15,13 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _onnx_cache(tmp_path_factory) -> None:
+    """fast_style's ONNX Runtime exports go to a folder of the test session's, not ~/.cache
+    (subprocesses inherit it)."""
+    os.environ["STYLIZE_CACHE"] = str(tmp_path_factory.mktemp("stylize-cache"))
+
+
 def natural_image(h: int, w: int, seed: int) -> np.ndarray:
     """Smooth gradients, a disc and mild noise: closer to a photo than pure noise."""
     rng = np.random.default_rng(seed)

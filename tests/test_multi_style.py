@@ -93,12 +93,16 @@ def test_the_checkpoint_says_how_many_styles_and_the_stage_paints_each(saved: Pa
     net = _multi(1)
     cls = get_stage("fast_style")
     for style in (0, 2, {0: 0.25, 1: 0.75}):
-        stage = cls(cls.Params(weights=saved, style=style), CPU)
+        stage = cls(cls.Params(weights=saved, style=style, runtime="torch"), CPU)
         net.set_style(style)
         with torch.no_grad():
             expected = net(x).clamp(0, 255)
         assert torch.equal(stage(x), expected)
         assert stage.fingerprint()["style"] == style
+        # the same style exported to ONNX Runtime (the CPU's default): within a thousandth
+        exported = cls(cls.Params(weights=saved, style=style), CPU)
+        assert exported.onnx is not None and exported.fingerprint()["runs_in"] == "onnxruntime"
+        torch.testing.assert_close(exported(x), expected, atol=1e-3, rtol=0)
     assert "style" not in cls(cls.Params(weights=saved), CPU).fingerprint()  # style 0, as before
     with pytest.raises(WeightsError, match="style 7 is not one of"):
         cls(cls.Params(weights=saved, style=7), CPU)

@@ -206,7 +206,7 @@ def test_the_command_line_process_freezes_its_start_up_for_the_collector(
     model = write_job(tmp_path, f"""
         sources: [{{images: photos/}}]
         output: out
-        stages: [decode, {{fast_style: {{weights: {style_weights}}}}}, encode]
+        stages: [decode, {{fast_style: {{weights: {style_weights}, runtime: torch}}}}, encode]
         """, name="model.yaml")
     enabled, frozen, torch_loaded = _probe("validate", str(model))
     assert enabled and frozen > 100_000 and torch_loaded, (enabled, frozen, torch_loaded)

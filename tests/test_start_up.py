@@ -8,9 +8,13 @@ untouched when no stage is there (benchmarks/render_box.py measures the start-up
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 from pipeline.machine.context import cpu_only_torch
 from tests.clips import make_clip
@@ -23,10 +27,10 @@ _RUN = ("import sys, runpy\nsys.argv = ['run_pipeline.py'] + sys.argv[1:]\n"
         "print('exit', code, 'torch', 'torch' in sys.modules)\n")
 
 
-def _run(*args: str) -> tuple[int, bool, str]:
+def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, bool, str]:
     """``run_pipeline.py ARGS`` in a process of its own: exit code, whether torch was imported."""
     shown = subprocess.run([sys.executable, "-c", _RUN, *args], capture_output=True, text=True,
-                           timeout=180, cwd=REPO)
+                           timeout=180, cwd=REPO, env=env)
     words = shown.stdout.split()
     assert words[-4] == "exit", shown.stdout + shown.stderr
     return int(words[-3]), words[-1] == "True", shown.stderr
@@ -99,3 +103,40 @@ def test_a_clip_smoothed_on_the_cpu_with_no_model_never_imports_torch(tmp_path: 
         # auto asks torch whether there is a GPU, unless it is a CPU-only build (as CI's)
         assert code == 0 and torch_loaded == (device == "auto" and not cpu_only_torch()), err
     assert (tmp_path / "out_cpu" / "walk.mp4").read_bytes() == (tmp_path / "out_auto" / "walk.mp4").read_bytes()
+
+
+def test_pictures_through_a_style_network_run_in_onnx_runtime_without_torch(
+        tmp_path: Path, style_weights: Path) -> None:
+    """fast_style on a CPU (``runtime: auto``): the first run exports the network into the
+    cache (and imports torch to do it); later runs read only the export and never import
+    torch, and write the same bytes.  The pictures are within a level of torch's."""
+    make_photos(tmp_path / "photos", 3, size=(40, 52))
+    env = {**os.environ, "STYLIZE_CACHE": str(tmp_path / "cache")}
+
+    def stylize(out: str, *more: str) -> tuple[int, bool, str]:
+        return _run("stylize", str(tmp_path / "photos"), "--weights", str(style_weights), "-o",
+                    str(tmp_path / out), "--device", "cpu", *more, env=env)
+
+    code, torch_loaded, err = stylize("first")
+    assert code == 0 and torch_loaded, err
+    assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 1
+    code, torch_loaded, err = stylize("second")
+    assert code == 0 and not torch_loaded, err
+    names = sorted(p.name for p in (tmp_path / "first").glob("*.png"))
+    assert len(names) == 3
+    for name in names:
+        assert (tmp_path / "first" / name).read_bytes() == (tmp_path / "second" / name).read_bytes()
+    header = json.loads((tmp_path / "second" / ".ledger.jsonl").read_text().splitlines()[0])
+    assert header["fingerprint"]["stages"][1]["runs_in"] == "onnxruntime"
+
+    torch_job = write_job(tmp_path, f"""
+        sources: [{{images: photos/}}]
+        output: torch
+        device: cpu
+        stages: [decode, {{fast_style: {{weights: {style_weights}, runtime: torch}}}}, encode]
+        """, name="torch.yaml")
+    code, torch_loaded, err = _run(str(torch_job), env=env)
+    assert code == 0 and torch_loaded, err
+    for name in names:
+        a, b = (np.asarray(Image.open(tmp_path / out / name), dtype=int) for out in ("second", "torch"))
+        assert np.abs(a - b).max() <= 1

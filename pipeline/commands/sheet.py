@@ -144,7 +144,7 @@ def _styles(path: Path, arch, paintings: list[Path], ctx):
     names = _style_names(path)
     if arch.family == "fast_style" and arch.styles > 1:
         cls = get_stage("fast_style")
-        stage = cls(cls.Params(weights=path), ctx)
+        stage = cls(cls.Params(weights=path, runtime="torch"), ctx)  # one net, styles switched
         if len(names) != arch.styles:
             names = [f"style {i}" for i in range(arch.styles)]
         for style in [*range(arch.styles), {i: 1.0 for i in range(arch.styles)}]:

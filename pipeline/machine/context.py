@@ -96,7 +96,9 @@ def cpu_only_torch() -> bool:
 
 def resolve_device(requested: str) -> torch.device:
     """``auto`` picks CUDA when present; an explicit CUDA device must exist."""
-    import torch
+    from .start_up import import_torch
+
+    torch = import_torch()
 
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 import torch
 
+from .host import to_uint8
+
 
 def upload(images: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
     """uint8 NHWC on the device; through pinned memory, without blocking, on CUDA."""
@@ -83,13 +85,7 @@ def to_host_uint8(x: torch.Tensor, nhwc: bool = False) -> np.ndarray:
     no faster, and after which its threads spin beside the encoder (see ops/smooth_host.py).
     """
     if x.device.type == "cpu" and x.dtype == torch.float32:
-        a = x.permute(0, 2, 3, 1).numpy() if nhwc else x.numpy()
-        a = np.ascontiguousarray(a)
-        # OpenCV's saturating cast: round half to even, clamped (the same bytes as torch's
-        # round and clamp, tested), in one pass; as a 2-D image of at most 4 channels
-        rows = a.reshape(-1, a.shape[-2], a.shape[-1]) if nhwc and a.shape[-1] <= 4 else \
-            a.reshape(-1, a.shape[-1])
-        return cv2.add(rows, 0.0, dtype=cv2.CV_8U).reshape(a.shape)
+        return to_uint8(x.numpy(), nhwc)
     y = x.float().round_().clamp_(0, 255).to(torch.uint8)
     return download(y.permute(0, 2, 3, 1) if nhwc else y)
 

@@ -4,8 +4,9 @@ Importing torch makes hundreds of thousands of objects; collecting while they co
 0.4 s of a 2.2 s start-up here, and every later full collection walked them all again.  So big
 imports run with the collector off, and what they made is frozen (``gc.freeze``: never scanned
 again; reference counting still frees it) before the collector is turned back on.  Used by the
-command line's own imports (``pipeline.cli.entry``) and by the stage registry, which imports a
-stage's module (and with it torch) when a job first names the stage.
+command line's own imports (``pipeline.cli.entry``), by the stage registry, which imports a
+stage's module (and with it, often, torch) when a job first names the stage, and wherever
+torch is first needed (``import_torch``).
 """
 from __future__ import annotations
 
@@ -26,3 +27,11 @@ def collector_paused() -> Iterator[None]:
         if was_on:
             gc.freeze()
             gc.enable()
+
+
+def import_torch():
+    """torch, imported with the collector paused where this is its first import (a stage that
+    computes, a device to resolve): a run that never needs it never pays for it."""
+    with collector_paused():
+        import torch
+    return torch

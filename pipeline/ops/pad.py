@@ -7,10 +7,14 @@ image is always ``padded[..., :h, :w]``.
 """
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
-__all__ = ["pad_to_multiple", "padded_side", "crop_to"]
+import numpy as np
+
+if TYPE_CHECKING:  # the host version (numpy, for ONNX Runtime) runs without torch
+    import torch
+
+__all__ = ["pad_to_multiple", "pad_to_multiple_host", "padded_side", "crop_to"]
 
 _MODES = ("reflect", "replicate", "constant")
 
@@ -22,6 +26,8 @@ def _pad_axis(x: torch.Tensor, amount: int, axis: int, mode: str) -> torch.Tenso
     # tiny images (or huge multiples) fall back to replicating the edge.
     if mode == "reflect" and amount >= x.shape[axis]:
         mode = "replicate"
+    import torch.nn.functional as F
+
     pad = (0, amount, 0, 0) if axis == -1 else (0, 0, 0, amount)
     return F.pad(x, pad, mode=mode)
 
@@ -55,6 +61,22 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "reflect", min_s
     return out.reshape(*lead, c, h + pad_h, w + pad_w), (h, w)
 
 
+def pad_to_multiple_host(x: np.ndarray, multiple: int, min_side: int = 0
+                         ) -> tuple[np.ndarray, tuple[int, int]]:
+    """``pad_to_multiple`` in reflect mode on a numpy ``[N, C, H, W]`` array: the same values
+    (numpy's "reflect" is F.pad's: the edge not repeated; an amount of the side or more
+    replicates the edge instead), height first, then width."""
+    h, w = x.shape[-2:]
+    out = x
+    for axis, amount in ((2, padded_side(h, multiple, min_side) - h),
+                         (3, padded_side(w, multiple, min_side) - w)):
+        if amount:
+            widths = [(0, 0)] * 4
+            widths[axis] = (0, amount)
+            out = np.pad(out, widths, mode="reflect" if amount < out.shape[axis] else "edge")
+    return (out if out is not x else x.copy()), (h, w)
+
+
 def padded_side(side: int, multiple: int, min_side: int = 0) -> int:
     """What ``pad_to_multiple`` makes of one side."""
     return max(-(-side // multiple) * multiple, -(-min_side // multiple) * multiple)
@@ -65,4 +87,6 @@ def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     h, w = size
     if not (0 <= h <= x.shape[-2] and 0 <= w <= x.shape[-1]):
         raise ValueError(f"cannot crop {tuple(x.shape[-2:])} to {(h, w)}")
+    import torch
+
     return x[..., :h, :w].clone(memory_format=torch.contiguous_format)

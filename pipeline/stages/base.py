@@ -41,6 +41,9 @@ class Stage:
     #: whether it computes on the device: a chain of stages that do not (decode, encode) runs
     #: without torch, whose import would be most of its start-up
     computes: ClassVar[bool] = True
+    #: takes (and gives) numpy [N, C, H, W] float32 batches as well as tensors: where every
+    #: stage of a chain does, the engine runs it without torch (fast_style in ONNX Runtime)
+    host_arrays: bool = False
     #: params added after outputs were made, left out of the fingerprint at these values
     quiet_defaults: ClassVar[dict[str, Any]] = {}
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
+import numpy as np
+
 from ..errors import MediaError
 from .base import Stage
 
@@ -35,12 +37,18 @@ def check_finite(stage: str, x: torch.Tensor) -> None:
     """NaN or Inf would be written as black or white pixels and the job would exit 0: fail
     the batch instead (the image way then retries image by image, so only the images
     that really break fail)."""
-    import torch
+    if isinstance(x, np.ndarray):  # a host batch (ONNX Runtime): no torch
+        finite, total = np.isfinite(x), x.size
+        bad = 0 if finite.all() else int((~finite).sum())
+    else:
+        total = x.numel()
+        import torch
 
-    if x.is_floating_point() and x.numel() and not bool(torch.isfinite(x).all()):
-        bad = int((~torch.isfinite(x)).sum())
+        bad = int((~torch.isfinite(x)).sum()) if x.is_floating_point() and x.numel() and \
+            not bool(torch.isfinite(x).all()) else 0
+    if bad:
         raise StageFailed(stage, ValueError(
-            f"produced {bad} NaN or infinite values out of {x.numel()}: a numerical overflow "
+            f"produced {bad} NaN or infinite values out of {total}: a numerical overflow "
             "(try precision: fp32 if the job runs in fp16) or broken weights"))
 
 

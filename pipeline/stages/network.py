@@ -3,17 +3,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import TYPE_CHECKING, Callable, ClassVar
 
-import torch
-from torch import nn
+import numpy as np
 
 from ..machine.context import RunContext
-from ..models.families import UNKNOWN_BYTES_PER_PIXEL, get_family
 from ..ops.pad import crop_to, pad_to_multiple, padded_side
-from ..ops.style_controls import apply_controls
 from ..typed_yaml import ParamError
 from .base import Stage, join_alpha, split_alpha
+
+if TYPE_CHECKING:  # loaded with the network: fast_style in ONNX Runtime runs without it
+    import torch
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,17 @@ class NetworkStage(Stage):
         net = self.load(params)  # WeightsError names the file
         self.net = net.to(device=ctx.device, dtype=ctx.dtype)
         if getattr(params, "compile", False):
+            import torch
+
             self.net = torch.compile(self.net)
         self.size_multiple = int(getattr(net, "size_multiple", 4))
         self.min_side = int(getattr(net, "min_side", 0))
 
     def load(self, params: NetworkParams) -> nn.Module:
         """The frozen network, on the CPU (moved to the device by ``__init__``)."""
+        from ..machine.start_up import import_torch
+
+        import_torch()  # its first import, if it is, out of the collector's way
         return type(self).loader(params.weights)
 
     def describe(self) -> str:
@@ -70,6 +76,8 @@ class NetworkStage(Stage):
     def bytes_per_pixel(self) -> float:
         """fp32 activation bytes per padded pixel, from the architecture's family (measured
         figures in ``pipeline.models.families``)."""
+        from ..models.families import UNKNOWN_BYTES_PER_PIXEL, get_family
+
         arch = getattr(self.net, "arch", None)
         per_pixel = get_family(arch.family).bytes_per_pixel if arch is not None else None
         return per_pixel(arch) if per_pixel is not None else UNKNOWN_BYTES_PER_PIXEL
@@ -84,6 +92,10 @@ class NetworkStage(Stage):
 
     def __call__(self, x: torch.Tensor, **net_args: torch.Tensor) -> torch.Tensor:
         """``net_args``: more inputs of the network, per image (a style embedding each)."""
+        import torch
+
+        from ..ops.style_controls import apply_controls
+
         if x.shape[0] == 0:  # norm layers reject empty batches; the answer is known
             return x.clone()
         rgb, alpha = split_alpha(x)
@@ -96,20 +108,26 @@ class NetworkStage(Stage):
             y = crop_to(y, size).clamp(0, 255)
             y = apply_controls(y, rgb.to(net_dtype), self.params.strength,
                                self.params.preserve_color).to(x.dtype)
-        _refuse_flat_outputs(rgb, y)
+        refuse_flat_outputs(rgb, y)
         return join_alpha(y, alpha)
 
 
-def _refuse_flat_outputs(rgb: torch.Tensor, y: torch.Tensor) -> None:
+def refuse_flat_outputs(rgb: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> None:
     """A style network never paints a picture with detail as one flat colour; broken weights
     (zeros, a saturated layer) do, and the job would otherwise exit 0 with every output black
-    or white.  Only a flat input may give a flat output (a black frame in a fade)."""
-    flat_out = y.flatten(1).amax(1) == y.flatten(1).amin(1)
-    if bool(flat_out.any()):
-        flat_in = rgb.flatten(1).amax(1) == rgb.flatten(1).amin(1)
-        bad = flat_out & ~flat_in
-        if bool(bad.any()):
-            value = float(y[int(bad.nonzero()[0])].flatten()[0])
+    or white.  Only a flat input may give a flat output (a black frame in a fade).  Tensors or
+    numpy arrays, [N, C, H, W]."""
+    def flat(a) -> np.ndarray:  # per image; a tensor's on its device, only N booleans back
+        rows = a.reshape(len(a), -1)
+        if isinstance(rows, np.ndarray):
+            return rows.max(1) == rows.min(1)
+        return (rows.amax(1) == rows.amin(1)).cpu().numpy()
+
+    flat_out = flat(y)
+    if flat_out.any():
+        bad = flat_out & ~flat(rgb)
+        if bad.any():
+            value = float(y[int(bad.nonzero()[0][0])].reshape(-1)[0])
             raise ValueError(f"the network turned {int(bad.sum())} of {len(y)} images into one flat "
                              f"colour (every value {value:.0f}): its weights are broken, or the "
                              "input is far outside what it was trained on")
