@@ -140,3 +140,25 @@ def test_pictures_through_a_style_network_run_in_onnx_runtime_without_torch(
     for name in names:
         a, b = (np.asarray(Image.open(tmp_path / out / name), dtype=int) for out in ("second", "torch"))
         assert np.abs(a - b).max() <= 1
+
+
+def test_onnx_runtime_gives_the_same_bytes_for_any_thread_count_or_batch(
+        tmp_path: Path, style_weights: Path, monkeypatch) -> None:
+    """What a resumed or re-batched run relies on: the exported network's outputs do not
+    depend on ONNX Runtime's thread count or the batch size."""
+    from pipeline.machine.context import RunContext
+    from pipeline.models.onnx_runtime import OnnxNet
+    from pipeline.stages import get_stage
+
+    monkeypatch.setenv("STYLIZE_CACHE", str(tmp_path / "cache"))
+    cls = get_stage("fast_style")
+    stage = cls(cls.Params(weights=style_weights), RunContext("cpu", "fp32", None))
+    assert stage.onnx is not None and stage.host_arrays
+    x = (np.random.default_rng(0).random((3, 3, 36, 44)) * 255).astype(np.float32)
+    outs = []
+    for threads in (1, 2):
+        stage.onnx = OnnxNet(stage.onnx.path, threads)
+        outs.append(stage(x))
+        outs.append(np.concatenate([stage(x[i:i + 1]) for i in range(len(x))]))
+    assert outs[0].shape == x.shape and outs[0].dtype == np.float32
+    assert all(np.array_equal(outs[0], out) for out in outs[1:])
