@@ -27,7 +27,7 @@ the CPU milliseconds per frame of each step measured alone on the clip's first f
 fresh child process: ``--steps``): decode; YUV->RGB (libswscale: with a model on a CPU); the
 engine's RGB round trip on a CPU (to float, back to uint8: with a model); the flow's small
 RGB frames made from the decoded planes, and the optical flow (two DIS flows and the
-confidence); the smoothing scan as (c) runs it (the 4:2:0 planes up, smoothed, rounded
+confidence); the smoothing scan as (c) runs it (the 4:2:0 planes smoothed and rounded
 down, on the CPU here); RGB->YUV (libswscale); x264 at ``medium`` and ``veryfast``.  Then
 a projection for a 16-core render box, where the model, the colour conversions and the
 scan run on the GPU and the frames are decoded as planes: frames/s = 16 cores / (CPU ms
@@ -60,8 +60,7 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.machine import threads  # noqa: E402
 from pipeline.machine.context import RunContext  # noqa: E402
-from pipeline.machine.device import (frames_to_device, planes_to_device, planes_to_host,  # noqa: E402
-                                    to_host_uint8)
+from pipeline.machine.device import frames_to_device, to_host_uint8  # noqa: E402
 from pipeline.engine.video import device_colour  # noqa: E402
 from pipeline.ops.colour_host import yuv420_to_rgb_small  # noqa: E402
 from pipeline.media.video import probe_video  # noqa: E402
@@ -208,12 +207,10 @@ def step_costs(clip: Path, n: int, args) -> dict[str, float]:
         p.y, p.u, p.v, state.guider.size, *colour) for p in planes])
     guides = timed("flow", lambda: [state.guider.next(f) for f in small])
 
-    def scan() -> None:  # as the engine on a CPU: the planes up, smoothed, rounded down
+    def scan() -> None:  # as (c) runs it on a CPU: the planes smoothed and rounded, no torch
         prev = None
-        with torch.inference_mode():
-            for p, guide in zip(planes, guides):
-                *x, prev = smooth.scan_planes(*planes_to_device([p], cpu_device), [guide], prev)
-                planes_to_host(*x)
+        for p, guide in zip(planes, guides):
+            _, prev = smooth.scan_planes_host([p], [guide], prev)
 
     timed("smoothing scan", scan)
     matrix, rng, _ = colour_plan(info)

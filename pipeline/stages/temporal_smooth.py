@@ -144,30 +144,29 @@ class TemporalSmooth(Stage):
         return y, uv, (last[0], last[1])
 
     def scan_planes_host(self, frames: Sequence[Planes], guides: Sequence[Guide],
-                         prev_out: tuple[np.ndarray, np.ndarray] | None
-                         ) -> tuple[list[Planes], tuple[np.ndarray, np.ndarray] | None]:
+                         prev_out: tuple[np.ndarray, ...] | None
+                         ) -> tuple[list[Planes], tuple[np.ndarray, ...] | None]:
         """``scan_planes`` where the device is the CPU and no other stage computes: decoded
         4:2:0 ``Planes`` in, the encoder's uint8 ``Planes`` out, through numpy and OpenCV alone
-        (a job that only smooths never imports torch).  ``prev_out``: the last output's (luma
-        H x W x 1, chroma h x w x 2) float32.  The same bytes as ``scan_planes`` and the
-        engine's rounding (``machine.device.to_host_uint8``: OpenCV's saturating cast)."""
+        (a job that only smooths never imports torch).  Y, U and V each a layer of its own
+        (OpenCV's one-channel paths are its fast ones); ``prev_out``: the last output's planes,
+        H x W x 1 float32 each.  The same bytes as ``scan_planes`` and the engine's rounding
+        (``machine.host.to_uint8``: OpenCV's saturating cast)."""
         if not all(isinstance(f, Planes) for f in frames):
             raise ValueError("the clip's frames stopped coming as 8-bit 4:2:0 planes mid-stream "
                              "(its pixel format changed); convert it to one format first")
-        layers = [[f.y[..., None].astype(np.float32) for f in frames],
-                  [cv2.merge([f.u, f.v]).astype(np.float32) for f in frames]]
         if len(guides) != len(frames):
             raise ValueError(f"temporal_smooth got {len(frames)} frames but {len(guides)} guides")
-        if prev_out is not None and frames and [p.shape for p in prev_out] != [
-                layers[0][0].shape, layers[1][0].shape]:
-            raise ValueError(f"prev_out has shapes {[p.shape for p in prev_out]}, expected "
-                             f"{[layers[0][0].shape, layers[1][0].shape]}: the frame size changed")
         if not frames:
             return [], prev_out
-        (lumas, chromas), last = self._blend_host(layers, guides, None if prev_out is None else list(prev_out))
-        rounded = [(cv2.add(y[..., 0], 0.0, dtype=cv2.CV_8U), cv2.split(cv2.add(uv, 0.0, dtype=cv2.CV_8U)))
-                   for y, uv in zip(lumas, chromas)]
-        return [Planes(y, u, v) for y, (u, v) in rounded], (last[0], last[1])
+        layers = [[getattr(f, name)[..., None].astype(np.float32) for f in frames] for name in "yuv"]
+        shapes = [layer[0].shape for layer in layers]
+        if prev_out is not None and [p.shape for p in prev_out] != shapes:
+            raise ValueError(f"prev_out has shapes {[p.shape for p in prev_out]}, expected "
+                             f"{shapes}: the frame size changed")
+        outs, last = self._blend_host(layers, guides, None if prev_out is None else list(prev_out))
+        return ([Planes(*(cv2.add(plane[..., 0], 0.0, dtype=cv2.CV_8U) for plane in planes))
+                 for planes in zip(*outs)], tuple(last))
 
     def _scan_layers(self, layers: list[torch.Tensor], guides: Sequence[Guide],
                      prev: list[torch.Tensor] | None, host: bool | None = None
@@ -263,8 +262,8 @@ class ClipState:
     """One clip's smoothing state.  The input side (``guider``) advances in the decode thread,
     ahead of the device; the output side (``prev_out``) on the device: the last output frame,
     [3, H, W] RGB, or its (luma, chroma) where the clip is smoothed as 4:2:0 planes; with no
-    device (``scan_planes_host``) those planes as host arrays, H x W x C.  So a saved state
-    pairs the device's ``prev_out`` with the guider's state as it was after the same frame
+    device (``scan_planes_host``) its Y, U and V planes as host arrays, H x W x 1.  So a saved
+    state pairs the device's ``prev_out`` with the guider's state as it was after the same frame
     (``input_state``, taken in the decode thread when that frame's batch was cut).  Saved
     planes are [C, H, W] float32 either way: a clip resumes on the host or on a device."""
 
@@ -280,8 +279,11 @@ class ClipState:
             return None
         if not isinstance(self.prev_out, tuple):
             return {"prev_out": _host(self.prev_out), "prev_input": input_state}
-        luma, chroma = (np.ascontiguousarray(p.transpose(2, 0, 1)) if self.device is None
-                        else _host(p) for p in self.prev_out)
+        if self.device is None:  # Y, U, V planes, H x W x 1 each
+            y, u, v = self.prev_out
+            luma, chroma = np.ascontiguousarray(y.transpose(2, 0, 1)), np.stack([u[..., 0], v[..., 0]])
+        else:
+            luma, chroma = (_host(p) for p in self.prev_out)
         return {"prev_luma": luma, "prev_chroma": chroma, "prev_input": input_state}
 
     def load_state_dict(self, state: dict[str, np.ndarray] | None) -> None:
@@ -289,9 +291,9 @@ class ClipState:
         self.guider.restore(None if state is None else state["prev_input"])
         if state is None:
             self.prev_out = None
-        elif self.device is None:  # smoothed on the host, as planes
-            self.prev_out = tuple(np.ascontiguousarray(state[k].astype(np.float32).transpose(1, 2, 0))
-                                  for k in ("prev_luma", "prev_chroma"))
+        elif self.device is None:  # smoothed on the host: Y, U, V planes, H x W x 1 each
+            luma, chroma = (state[k].astype(np.float32) for k in ("prev_luma", "prev_chroma"))
+            self.prev_out = tuple(np.ascontiguousarray(p[..., None]) for p in (luma[0], *chroma))
         else:
             import torch
 
