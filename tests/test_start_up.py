@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from pipeline.machine.context import cpu_only_torch
@@ -162,3 +163,27 @@ def test_onnx_runtime_gives_the_same_bytes_for_any_thread_count_or_batch(
         outs.append(np.concatenate([stage(x[i:i + 1]) for i in range(len(x))]))
     assert outs[0].shape == x.shape and outs[0].dtype == np.float32
     assert all(np.array_equal(outs[0], out) for out in outs[1:])
+
+
+def test_a_cache_it_cannot_write_leaves_the_network_in_torch(tmp_path: Path, style_weights: Path,
+                                                            monkeypatch) -> None:
+    """No job fails at 3 a.m. because the cache folder cannot be written: with ``runtime:
+    auto`` the network runs in torch (said in the log); ``runtime: onnxruntime`` is refused,
+    naming the weights and what to do."""
+    from pipeline.errors import WeightsError
+    from pipeline.machine.context import RunContext
+    from pipeline.stages import get_stage
+
+    blocked = tmp_path / "a_file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("STYLIZE_CACHE", str(blocked))
+    cls = get_stage("fast_style")
+    stage = cls(cls.Params(weights=style_weights), RunContext("cpu", "fp32", None))
+    assert stage.onnx is None and "runs_in" not in stage.fingerprint()
+    x = (np.random.default_rng(0).random((1, 3, 20, 24)) * 255).astype(np.float32)
+    import torch
+
+    assert stage(torch.from_numpy(x)).shape == (1, 3, 20, 24)
+    with pytest.raises(WeightsError) as refused:
+        cls(cls.Params(weights=style_weights, runtime="onnxruntime"), RunContext("cpu", "fp32", None))
+    assert str(style_weights) in str(refused.value) and "STYLIZE_CACHE" in refused.value.hint

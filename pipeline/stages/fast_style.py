@@ -12,6 +12,7 @@ well as tensors (``host_arrays``: the engine then never imports torch for images
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -27,6 +28,8 @@ from .registry import register
 
 if TYPE_CHECKING:
     import torch
+
+_log = logging.getLogger("stylize.fast_style")
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,11 @@ class FastStyle(NetworkStage):
     def __init__(self, params: FastStyleParams, ctx) -> None:
         self.style = getattr(params, "style", None)  # plain NetworkParams: style 0
         self.onnx = None
+        exported = None
         if _onnx_wanted(params, ctx):
             Stage.__init__(self, params, ctx)
             exported = onnx_runtime.cached(params.weights, _variant(self.style)) or self._export()
+        if exported is not None:
             self.facts = exported.facts
             self.size_multiple, self.min_side = self.facts["size_multiple"], self.facts["min_side"]
             from ..machine.threads import current
@@ -81,8 +86,9 @@ class FastStyle(NetworkStage):
                 raise WeightsError(self.params.weights, str(exc),
                                    hint="name one of the network's styles by its index") from None
 
-    def _export(self) -> onnx_runtime.Exported:
-        """The first run of these weights (and style) on ONNX Runtime: load, export, note."""
+    def _export(self) -> onnx_runtime.Exported | None:
+        """The first run of these weights (and style) on ONNX Runtime: load, export, note.  None
+        where the export fails with ``runtime: auto`` (the network then runs in torch)."""
         net = self.load(self.params)
         self._set_style(net)
         arch = net.arch
@@ -94,7 +100,18 @@ class FastStyle(NetworkStage):
                  "size_multiple": int(getattr(net, "size_multiple", 4)),
                  "min_side": int(getattr(net, "min_side", 0)),
                  "bytes_per_pixel": per_pixel(arch) if per_pixel is not None else None}
-        return onnx_runtime.export(net.float().eval(), self.params.weights, _variant(self.style), facts)
+        try:
+            return onnx_runtime.export(net.float().eval(), self.params.weights, _variant(self.style),
+                                       facts)
+        except Exception as exc:  # noqa: BLE001 - a cache it cannot write, an op it cannot export
+            if self.params.runtime == "onnxruntime":
+                raise WeightsError(self.params.weights, f"could not export it for ONNX Runtime "
+                                   f"({type(exc).__name__}: {exc})",
+                                   hint=f"set {onnx_runtime.CACHE_ENV} to a folder you can write, "
+                                        "or use runtime: auto") from None
+            _log.warning("%s: not exported for ONNX Runtime (%s: %s); it runs in torch",
+                         self.params.weights, type(exc).__name__, exc)
+            return None
 
     def bytes_per_pixel(self) -> float:
         if self.onnx is not None and self.facts.get("bytes_per_pixel") is not None:
