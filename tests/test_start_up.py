@@ -187,3 +187,21 @@ def test_a_cache_it_cannot_write_leaves_the_network_in_torch(tmp_path: Path, sty
     with pytest.raises(WeightsError) as refused:
         cls(cls.Params(weights=style_weights, runtime="onnxruntime"), RunContext("cpu", "fp32", None))
     assert str(style_weights) in str(refused.value) and "STYLIZE_CACHE" in refused.value.hint
+
+
+def test_outputs_made_in_torch_are_not_resumed_in_onnx_runtime_and_the_refusal_says_how(
+        tmp_path: Path, style_weights: Path) -> None:
+    """A fast_style job begun before ONNX Runtime ran it (its ledger without ``runs_in``) is not
+    finished in ONNX Runtime (other bytes): the refusal names ``runtime: torch``, and with it
+    the job goes on where it was."""
+    make_photos(tmp_path / "photos", 2, size=(24, 32))
+    env = {**os.environ, "STYLIZE_CACHE": str(tmp_path / "cache")}
+    body = f"sources: [{{images: photos/}}]\noutput: out\ndevice: cpu\nstages: [decode, {{fast_style: {{weights: {style_weights}RUNTIME}}}}, encode]\n"
+    job = write_job(tmp_path, body.replace("RUNTIME", ", runtime: torch"))
+    assert _run(str(job), env=env)[0] == 0  # made in torch, as before
+    job = write_job(tmp_path, body.replace("RUNTIME", ""))  # runtime: auto, as now
+    code, _, err = _run(str(job), env=env)
+    assert code == 2 and "runs_in" in err and "runtime: torch" in err, err
+    job = write_job(tmp_path, body.replace("RUNTIME", ", runtime: torch"))
+    code, _, err = _run(str(job), env=env)
+    assert code == 0 and "skipping 2 done" in err, err
