@@ -8,6 +8,7 @@ job whose stages compute nothing (decode, encode) never asks, and never imports 
 from __future__ import annotations
 
 import threading
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ def dtypes() -> dict[str, torch.dtype]:
     return {name: getattr(torch, dtype) for name, dtype in DTYPE_NAMES.items()}
 
 
+@lru_cache(maxsize=1)
 def cpu_only_torch() -> bool:
     """Whether the installed torch is a CPU-only build (its version ends in ``+cpu``, as
     PyTorch's CPU wheels are named), read from its metadata: CUDA can then never be available,
