@@ -205,3 +205,17 @@ def test_outputs_made_in_torch_are_not_resumed_in_onnx_runtime_and_the_refusal_s
     job = write_job(tmp_path, body.replace("RUNTIME", ", runtime: torch"))
     code, _, err = _run(str(job), env=env)
     assert code == 0 and "skipping 2 done" in err, err
+
+
+def test_the_refusal_says_which_runtime_made_the_outputs() -> None:
+    """Both ways: outputs made in torch (no ``runs_in``) or in ONNX Runtime; any other change
+    too, and no hint."""
+    from pipeline.record.fingerprint_changes import runtime_hint
+
+    torch_fp = {"precision": "fp32", "stages": [{"stage": "decode"}, {"stage": "fast_style"}]}
+    onnx_fp = {"precision": "fp32", "stages": [{"stage": "decode"},
+                                               {"stage": "fast_style", "runs_in": "onnxruntime"}]}
+    assert "made in torch" in runtime_hint(torch_fp, onnx_fp) and "runtime: torch" in runtime_hint(torch_fp, onnx_fp)
+    assert "made in onnxruntime" in runtime_hint(onnx_fp, torch_fp)
+    assert runtime_hint(torch_fp, torch_fp) == ""
+    assert runtime_hint(torch_fp, {**onnx_fp, "precision": "bf16"}) == ""

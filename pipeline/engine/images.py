@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 import numpy as np
 
 from ..job.plan import Unit
+from ..machine.start_up import import_torch
 from ..machine import host
 from ..media.images import ImageHeader
 from ..stages.chain import StageFailed, run_stages
@@ -41,6 +42,8 @@ class ImageWay(Way):
         if self.fan is not None:
             i = self.middle.index(self.fan)
             self.before, self.after = self.middle[:i], self.middle[i + 1:]
+        # every stage takes numpy batches (fast_style in ONNX Runtime): run without torch
+        self._host = bool(self.middle) and self.fan is None and all(s.host_arrays for s in self.middle)
 
     def admit(self, units: Iterable[Unit]) -> Iterator[Unit]:
         """With variants, one unit per image: the first of its variants', with all of them as
@@ -77,14 +80,14 @@ class ImageWay(Way):
         engine, images = self.engine, [p.image for p in batch.pieces]
         if not self.middle:  # decode, encode: the images as decoded (what a round trip gives)
             return [(p.unit, image, p.data) for p, image in zip(batch.pieces, images)]
-        if self.fan is None and all(s.host_arrays for s in self.middle):  # no torch at all
+        if self._host:
             with engine.times.timing("device", len(images)):
                 x = run_stages(self.middle, host.frames_to_batch(images),
                                [p.unit.key for p in batch.pieces])
                 out = host.to_uint8(x, nhwc=True)
             return [(p.unit, image, p.data) for p, image in zip(batch.pieces, out)]
         # torch (and the device) only here: a job that only converts images never imports it
-        import torch
+        torch = import_torch()
 
         from ..machine.device import frames_to_device, to_host_uint8
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import MediaError
 from ..job.plan import Unit
+from ..machine.start_up import import_torch
 from ..machine.batching import is_out_of_memory
 from ..media.images import ImageHeader, ImageTooLarge, decode_image, header_of
 from ..media.shards import Member, Sample, ShardReader, ShardWriter
@@ -158,12 +159,12 @@ class ShardWay(Way):
         pieces = batch.pieces
         images: list[np.ndarray | None] = [None] * len(pieces)
         errors: list[StageFailed | None] = [None] * len(pieces)
+        if not self.middle:  # decode, encode: the images as decoded (what a round trip gives)
+            return [_Computed([(p.data, p.image, None) for p in pieces], batch.last)]
         shapes: dict[tuple, list[int]] = {}
         for i, piece in enumerate(pieces):
             shapes.setdefault(piece.image.shape, []).append(i)
-        if not self.middle:  # decode, encode: the images as decoded (what a round trip gives)
-            return [_Computed([(p.data, p.image, None) for p in pieces], batch.last)]
-        import torch  # only here: a job that only converts images never imports it
+        torch = import_torch()  # only here: a job that only converts images never imports it
 
         with torch.inference_mode():
             for group in shapes.values():

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import MediaError
 from ..job.plan import Unit
+from ..machine.start_up import import_torch
 from ..machine.memory import host_available_bytes
 from ..machine.threads import current as thread_budget
 from ..media.video import PASS_THROUGH_FORMATS, Planes, VideoInfo
@@ -279,7 +280,7 @@ class VideoWay(Way):
                     return self.temporal.scan_planes_host(frames, guides, prev_out)
                 except Exception as exc:
                     raise StageFailed(self.temporal.name, exc) from exc
-        import torch  # torch and the device only from here: a transcode never imports them
+        torch = import_torch()  # torch and the device only from here: a transcode never imports them
 
         from ..machine import device as dev
         from ..ops.colour import rgb_to_yuv420_float

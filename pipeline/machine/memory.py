@@ -235,7 +235,7 @@ class MemoryGate:
         budget, need = self._need(width, height, channels)
         if need.device_bytes > budget.device_bytes:
             amount, stage, room = need.device_bytes, need.stage, budget.device_bytes
-            where = self.ctx.device_type if self.transforms else "the host"
+            where = str(budget.device or ("cpu" if self.transforms else "the host"))
         elif not budget.shared and need.host_bytes > budget.host_bytes:
             amount, stage, room, where = need.host_bytes, "decode", budget.host_bytes, "the host"
         else:

@@ -11,6 +11,7 @@ torch is first needed (``import_torch``).
 from __future__ import annotations
 
 import gc
+import sys
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -31,7 +32,14 @@ def collector_paused() -> Iterator[None]:
 
 def import_torch():
     """torch, imported with the collector paused where this is its first import (a stage that
-    computes, a device to resolve): a run that never needs it never pays for it."""
-    with collector_paused():
-        import torch
+    computes, a device to resolve, a frame that meets the device), its pools sized to the run's
+    thread budget if one was applied before it (``threads.torch_imported``): a run that never
+    needs it never pays for it.  Cheap once it is loaded (the engine calls it per batch)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        with collector_paused():
+            import torch
+    from .threads import torch_imported
+
+    torch_imported(torch)
     return torch

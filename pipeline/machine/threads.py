@@ -222,6 +222,7 @@ class LoadFollower:
 
 
 _applied: Budget | None = None
+_sized: Budget | None = None  # the budget torch's pools were last sized to
 _follower: LoadFollower | None = None
 
 
@@ -231,25 +232,36 @@ def apply(threads: int | None = None, workers: int | None = None, encoders: int 
     ``encoders``."""
     global _applied, _follower
     budget = budget_for(threads, workers, encoders, encoder_threads)
-    # torch is loaded by now where a stage computes (the stage registry imports it); a job
-    # that only decodes and encodes has no torch, and no pool to size or follow
+    # torch is loaded by now where a stage computes in it (the stage registry imports it); a
+    # job that only decodes and encodes has no torch, and no pool to follow; one whose stages
+    # run without it (ONNX Runtime) imports it only for some units: its pool is sized then
     torch = sys.modules.get("torch")
+    _applied = budget
     if torch is not None:
-        torch.set_num_threads(torch_share(budget, budget.workers * budget.opencv))  # until measured
-        try:
-            torch.set_num_interop_threads(budget.interop)
-        except RuntimeError:  # only settable before inter-op work starts: a second run in one process
-            pass
+        torch_imported(torch)
     try:
         import cv2
         cv2.setNumThreads(budget.opencv)
     except ImportError:
         pass
-    _applied = budget
     # One per process, kept across engines and calls (a Ray actor runs many): what it has
     # measured stays, instead of each start waiting a second at the fixed split.
     _follower = LoadFollower(budget) if budget.follows_load and torch is not None else None
     return budget
+
+
+def torch_imported(torch) -> None:
+    """Size torch's pools to the applied budget, once per budget (from ``apply``, or where torch
+    is first imported after it: ``start_up.import_torch``); nothing before a budget is applied."""
+    global _sized
+    if _applied is None or _sized is _applied:
+        return
+    _sized = _applied
+    torch.set_num_threads(torch_share(_applied, _applied.workers * _applied.opencv))  # until measured
+    try:
+        torch.set_num_interop_threads(_applied.interop)
+    except RuntimeError:  # only settable before inter-op work starts: a second run in one process
+        pass
 
 
 def current() -> Budget:

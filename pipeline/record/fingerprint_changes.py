@@ -53,6 +53,22 @@ def only_branches_added_or_removed(old: dict[str, Any], new: dict[str, Any]) -> 
     return all(before[name] == after[name] for name in before.keys() & after.keys())
 
 
+def runtime_hint(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """Where the only change is where a network ran (``runs_in``: ONNX Runtime, or torch where
+    absent), how to go on with the outputs made there; "" otherwise."""
+    strip = lambda fp: {**fp, "stages": [{k: v for k, v in s.items() if k != "runs_in"}  # noqa: E731
+                                         for s in fp.get("stages", [])]}
+    if old == new or strip(old) != strip(new):
+        return ""
+    made_in = {s.get("runs_in") for s in old.get("stages", [])} - {None}
+    if not made_in:
+        return ("these outputs were made in torch: add 'runtime: torch' to the fast_style stage "
+                "to go on with them; or ")
+    return (f"these outputs were made in {', '.join(sorted(made_in))}: run where it can (the "
+            "onnxruntime package installed, on the CPU, in fp32) with runtime: auto to go on "
+            "with them; or ")
+
+
 def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
     """'stages[2].weights.sha256: 1a2b3c4d... -> 9f8e7d6c...; precision: fp32 -> bf16'."""
     a, b = _flatten(old), _flatten(new)

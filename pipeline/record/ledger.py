@@ -48,7 +48,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import JobError, PipelineError
 from .commits import Commits, Scratch, Segment, is_safe_key, load_state, remove_segments
-from .fingerprint_changes import amendment, describe_changes
+from .fingerprint_changes import amendment, describe_changes, runtime_hint
 from .keyset import KeySet
 from .manifest import MANIFEST, MANIFEST_CSV
 from .output_folder import (Committed, on_disk, pack_size, remove_outputs, sweep_partials,
@@ -88,7 +88,7 @@ class Ledger(Commits):
             raise JobError(
                 f"the job changed since the outputs in {output} were made: "
                 + describe_changes(header.get("fingerprint", {}), fingerprint),
-                hint=_runtime_hint(header.get("fingerprint", {}), fingerprint)
+                hint=runtime_hint(header.get("fingerprint", {}), fingerprint)
                      + "run again with --restart to start over (its outputs are replaced), "
                      "or point 'output' at a new folder"
                      + ("; or, to keep the other variants' outputs, give a changed variant a "
@@ -321,14 +321,3 @@ def _take_lock(path: Path):
         raise JobError(f"another run is already writing to {path.parent}",
                        hint="wait for it to finish, or stop it first") from None
     return f
-
-
-def _runtime_hint(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """Where the only change is a fast_style network now run in ONNX Runtime (outputs made
-    before it ran in torch): how to go on with them."""
-    strip = lambda fp: [{k: v for k, v in s.items() if k != "runs_in"}  # noqa: E731
-                        for s in fp.get("stages", [])]
-    if old != new and strip(old) == strip(new) and {**old, "stages": None} == {**new, "stages": None}:
-        return ("these outputs were made in torch; add 'runtime: torch' to the fast_style stage "
-                "to go on with them; or ")
-    return ""

@@ -155,15 +155,11 @@ class TemporalSmooth(Stage):
         if not all(isinstance(f, Planes) for f in frames):
             raise ValueError("the clip's frames stopped coming as 8-bit 4:2:0 planes mid-stream "
                              "(its pixel format changed); convert it to one format first")
-        if len(guides) != len(frames):
-            raise ValueError(f"temporal_smooth got {len(frames)} frames but {len(guides)} guides")
         if not frames:
+            _check(0, guides, None, [])
             return [], prev_out
         layers = [[getattr(f, name)[..., None].astype(np.float32) for f in frames] for name in "yuv"]
-        shapes = [layer[0].shape for layer in layers]
-        if prev_out is not None and [p.shape for p in prev_out] != shapes:
-            raise ValueError(f"prev_out has shapes {[p.shape for p in prev_out]}, expected "
-                             f"{shapes}: the frame size changed")
+        _check(len(frames), guides, prev_out, [layer[0].shape for layer in layers])
         outs, last = self._blend_host(layers, guides, None if prev_out is None else list(prev_out))
         return ([Planes(*(cv2.add(plane[..., 0], 0.0, dtype=cv2.CV_8U) for plane in planes))
                  for planes in zip(*outs)], tuple(last))
